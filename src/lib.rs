@@ -1,0 +1,16 @@
+//! sluice: progressive delivery engine.
+//!
+//! - [`spec`]: the `Rollout` kind (CRD types) users write.
+//! - [`engine`]: the pure state machine deciding every step.
+//! - [`traffic`]: the abstract `TrafficPlan` routers translate.
+//! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
+//! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
+//! - [`schedule`], [`duration`]: cron windows and Go-style durations.
+
+pub mod backend;
+pub mod duration;
+pub mod engine;
+pub mod exec;
+pub mod schedule;
+pub mod spec;
+pub mod traffic;
