@@ -68,11 +68,17 @@ pub trait Backend: Send + Sync {
     async fn list(&self) -> Result<Vec<RolloutView>, BackendError>;
     async fn get(&self, namespace: &str, name: &str) -> Result<RolloutView, BackendError>;
     /// Every analysis check, oldest first (bounded by the backend's retention).
-    async fn analysis(&self, namespace: &str, name: &str) -> Result<Vec<CheckResult>, BackendError>;
+    async fn analysis(&self, namespace: &str, name: &str)
+    -> Result<Vec<CheckResult>, BackendError>;
     async fn events(&self, namespace: &str, name: &str) -> Result<Vec<EventRecord>, BackendError>;
     /// Queue a command; it takes effect on the rollout's next tick (which the backend should
     /// trigger promptly). Err(Conflict) when `engine::command_allowed` says no.
-    async fn command(&self, namespace: &str, name: &str, command: Command) -> Result<(), BackendError>;
+    async fn command(
+        &self,
+        namespace: &str,
+        name: &str,
+        command: Command,
+    ) -> Result<(), BackendError>;
     /// Live changes. Slow receivers lag and lose messages; they never slow the engine.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
 }

@@ -16,13 +16,20 @@ pub fn parse(input: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("invalid duration {input:?}: expected a number at {rest:?}"));
+            return Err(format!(
+                "invalid duration {input:?}: expected a number at {rest:?}"
+            ));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("invalid duration {input:?}: bad number {:?}", &rest[..num_len]))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| {
+            format!(
+                "invalid duration {input:?}: bad number {:?}",
+                &rest[..num_len]
+            )
+        })?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let factor = match &rest[..unit_len] {
             "ms" => 0.001,
             "s" => 1.0,
@@ -51,13 +58,13 @@ pub fn parse(input: &str) -> Result<Duration, String> {
 /// Formats a duration the way `parse` reads it (used in PromQL `[{{ interval }}]`).
 pub fn format(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;
-    if s > 0 && s % 3600 == 0 {
+    if s > 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s > 0 && s % 60 == 0 {
+    } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

@@ -33,8 +33,11 @@ pub trait TrafficRouter: Send + Sync {
 #[async_trait::async_trait]
 pub trait Workloads: Send + Sync {
     /// Fill revision / readiness fields of the observations.
-    async fn observe(&self, rollout: &Rollout, status: &RolloutStatus)
-    -> Result<Observations, BoxError>;
+    async fn observe(
+        &self,
+        rollout: &Rollout,
+        status: &RolloutStatus,
+    ) -> Result<Observations, BoxError>;
     async fn scale_up_canary(&self, rollout: &Rollout) -> Result<(), BoxError>;
     async fn scale_down_canary(&self, rollout: &Rollout) -> Result<(), BoxError>;
     async fn promote(&self, rollout: &Rollout, revision: &str) -> Result<(), BoxError>;
@@ -59,8 +62,12 @@ pub trait Webhooks: Send + Sync {
         kind: WebhookKind,
     ) -> Option<GateAnswer>;
     /// `rollout` webhooks as checks (failure = failed check), run with every analysis.
-    async fn checks(&self, rollout: &Rollout, status: &RolloutStatus, now: DateTime<Utc>)
-    -> Vec<CheckResult>;
+    async fn checks(
+        &self,
+        rollout: &Rollout,
+        status: &RolloutStatus,
+        now: DateTime<Utc>,
+    ) -> Vec<CheckResult>;
 }
 
 /// Where history goes: events (with the status after them) and analysis results.
@@ -124,7 +131,11 @@ pub async fn tick(
         Err(source) => {
             return TickOutcome {
                 status,
-                error: Some(ExecError { rollout: key, action: "observe", source }),
+                error: Some(ExecError {
+                    rollout: key,
+                    action: "observe",
+                    source,
+                }),
                 applied,
             };
         }
@@ -191,14 +202,22 @@ pub async fn tick(
                 }
             };
             if let Err((action, source)) = result {
-                error = Some(ExecError { rollout: key.clone(), action, source });
+                error = Some(ExecError {
+                    rollout: key.clone(),
+                    action,
+                    source,
+                });
                 break;
             }
         }
         if let Some(error) = error {
             // Traffic could not be applied: keep the *previous* status so the engine retries
             // the same decision next tick instead of believing the data plane moved.
-            return TickOutcome { status, error: Some(error), applied };
+            return TickOutcome {
+                status,
+                error: Some(error),
+                applied,
+            };
         }
         status = next;
         if !again {
@@ -216,11 +235,19 @@ pub async fn tick(
             Err(source) => {
                 return TickOutcome {
                     status,
-                    error: Some(ExecError { rollout: key, action: "observe", source }),
+                    error: Some(ExecError {
+                        rollout: key,
+                        action: "observe",
+                        source,
+                    }),
                     applied,
                 };
             }
         }
     }
-    TickOutcome { status, error: None, applied }
+    TickOutcome {
+        status,
+        error: None,
+        applied,
+    }
 }

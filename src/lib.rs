@@ -13,4 +13,5 @@ pub mod engine;
 pub mod exec;
 pub mod schedule;
 pub mod spec;
+pub mod template;
 pub mod traffic;

@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Progressive delivery: canary, dark launch and A/B rollouts gated on Prometheus")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Progressive delivery: canary, dark launch and A/B rollouts gated on Prometheus"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -31,7 +31,8 @@ pub fn parse_window(expr: &str) -> Result<cron::Schedule, String> {
             ));
         }
     };
-    cron::Schedule::from_str(&normalized).map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+    cron::Schedule::from_str(&normalized)
+        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
 }
 
 pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
@@ -58,7 +59,10 @@ impl Windows {
         if self.windows.is_empty() {
             return true;
         }
-        let local = now.with_timezone(&self.tz).with_nanosecond(0).unwrap_or(now.with_timezone(&self.tz));
+        let local = now
+            .with_timezone(&self.tz)
+            .with_nanosecond(0)
+            .unwrap_or(now.with_timezone(&self.tz));
         self.windows.iter().any(|w| w.includes(local))
     }
 }
@@ -88,21 +92,39 @@ mod tests {
     fn five_field_business_hours_in_berlin() {
         let s = sched(&["* 9-17 * * Mon-Fri"], Some("Europe/Berlin"));
         // Wednesday 2026-11-25 10:30 UTC = 11:30 Berlin: inside.
-        assert!(window_open(Some(&s), Utc.with_ymd_and_hms(2026, 11, 25, 10, 30, 15).unwrap()));
+        assert!(window_open(
+            Some(&s),
+            Utc.with_ymd_and_hms(2026, 11, 25, 10, 30, 15).unwrap()
+        ));
         // 17:30 UTC = 18:30 Berlin: outside.
-        assert!(!window_open(Some(&s), Utc.with_ymd_and_hms(2026, 11, 25, 17, 30, 0).unwrap()));
+        assert!(!window_open(
+            Some(&s),
+            Utc.with_ymd_and_hms(2026, 11, 25, 17, 30, 0).unwrap()
+        ));
         // 07:30 UTC = 08:30 Berlin: outside, although 07:30 UTC... is before 9 anyway; 08:30 UTC
         // = 09:30 Berlin: inside (the zone matters).
-        assert!(window_open(Some(&s), Utc.with_ymd_and_hms(2026, 11, 25, 8, 30, 0).unwrap()));
+        assert!(window_open(
+            Some(&s),
+            Utc.with_ymd_and_hms(2026, 11, 25, 8, 30, 0).unwrap()
+        ));
         // Saturday: outside.
-        assert!(!window_open(Some(&s), Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()));
+        assert!(!window_open(
+            Some(&s),
+            Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap()
+        ));
     }
 
     #[test]
     fn six_field_form_and_no_schedule() {
         let s = sched(&["0 * 3 * * *"], None);
-        assert!(window_open(Some(&s), Utc.with_ymd_and_hms(2026, 1, 1, 3, 5, 0).unwrap()));
-        assert!(!window_open(Some(&s), Utc.with_ymd_and_hms(2026, 1, 1, 3, 5, 1).unwrap()));
+        assert!(window_open(
+            Some(&s),
+            Utc.with_ymd_and_hms(2026, 1, 1, 3, 5, 0).unwrap()
+        ));
+        assert!(!window_open(
+            Some(&s),
+            Utc.with_ymd_and_hms(2026, 1, 1, 3, 5, 1).unwrap()
+        ));
         assert!(window_open(None, Utc::now()));
     }
 

@@ -484,9 +484,7 @@ pub enum NotificationKind {
 // Status
 // ---------------------------------------------------------------------------------------------
 
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default,
-)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
 pub enum Phase {
     /// Nothing to roll out: all traffic on stable.
     #[default]

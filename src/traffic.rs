@@ -103,7 +103,9 @@ impl TrafficPlan {
     pub fn touches_canary(&self) -> bool {
         self.routes.iter().any(|r| {
             weight_of(r, Destination::Canary) > 0
-                || r.mirror.as_ref().is_some_and(|m| m.destination == Destination::Canary)
+                || r.mirror
+                    .as_ref()
+                    .is_some_and(|m| m.destination == Destination::Canary)
         })
     }
 
@@ -111,7 +113,9 @@ impl TrafficPlan {
     pub fn touches_stable(&self) -> bool {
         self.routes.iter().any(|r| {
             weight_of(r, Destination::Stable) > 0
-                || r.mirror.as_ref().is_some_and(|m| m.destination == Destination::Stable)
+                || r.mirror
+                    .as_ref()
+                    .is_some_and(|m| m.destination == Destination::Stable)
         })
     }
 
@@ -129,10 +133,13 @@ impl TrafficPlan {
             if sum != 100 {
                 return Err(format!("routes[{i}]: weights add up to {sum}, not 100"));
             }
-            if let Some(m) = &r.mirror {
-                if m.percent == 0 || m.percent > 100 {
-                    return Err(format!("routes[{i}].mirror: percent {} outside 1..=100", m.percent));
-                }
+            if let Some(m) = &r.mirror
+                && (m.percent == 0 || m.percent > 100)
+            {
+                return Err(format!(
+                    "routes[{i}].mirror: percent {} outside 1..=100",
+                    m.percent
+                ));
             }
         }
         Ok(())

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule;
 use crate::spec::{
-    CheckResult, Phase, PendingGate, Reason, RolloutSpec, RolloutStatus, Verdict, WebhookKind,
+    CheckResult, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus, Verdict, WebhookKind,
 };
 use crate::traffic::TrafficPlan;
 
@@ -67,7 +67,11 @@ impl AnalysisReport {
     pub fn verdict(&self) -> Verdict {
         if self.checks.iter().any(|c| c.verdict == Verdict::Fail) {
             Verdict::Fail
-        } else if self.checks.iter().any(|c| c.verdict == Verdict::Inconclusive) {
+        } else if self
+            .checks
+            .iter()
+            .any(|c| c.verdict == Verdict::Inconclusive)
+        {
             Verdict::Inconclusive
         } else {
             Verdict::Pass
@@ -127,7 +131,9 @@ impl std::str::FromStr for Command {
         Command::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown command {s:?} (promote, pause, resume, abort, retry, undo)"))
+            .ok_or_else(|| {
+                format!("unknown command {s:?} (promote, pause, resume, abort, retry, undo)")
+            })
     }
 }
 
@@ -178,7 +184,11 @@ pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), S
     if ok {
         Ok(())
     } else {
-        Err(format!("cannot {} a rollout that is {}", command.as_str(), phase))
+        Err(format!(
+            "cannot {} a rollout that is {}",
+            command.as_str(),
+            phase
+        ))
     }
 }
 
@@ -215,7 +225,11 @@ impl Engine<'_> {
     fn run(&mut self) {
         // First sight: whatever runs now is stable; there is nothing to roll out yet.
         if self.s.stable_revision.is_none() {
-            let Some(initial) = self.obs.stable_running.clone().or(self.obs.revision.clone())
+            let Some(initial) = self
+                .obs
+                .stable_running
+                .clone()
+                .or(self.obs.revision.clone())
             else {
                 self.s.message = Some("waiting for the target's revision".into());
                 return;
@@ -223,7 +237,11 @@ impl Engine<'_> {
             self.s.stable_revision = Some(initial.clone());
             self.s.phase = Phase::Idle;
             self.apply(TrafficPlan::stable_only());
-            self.event("Initialized", format!("stable revision is {initial}"), false);
+            self.event(
+                "Initialized",
+                format!("stable revision is {initial}"),
+                false,
+            );
         }
 
         if let Some(cmd) = self.obs.command {
@@ -283,7 +301,9 @@ impl Engine<'_> {
                 // Keep the undone revision as canary so the same target revision does not start
                 // a new rollout by itself; `retry` or a new revision does.
                 self.s.canary_revision = undone;
-                self.effects.push(Effect::RestoreStable { revision: prev.clone() });
+                self.effects.push(Effect::RestoreStable {
+                    revision: prev.clone(),
+                });
                 self.apply(TrafficPlan::stable_only());
                 self.transition(
                     Phase::Failed,
@@ -297,7 +317,9 @@ impl Engine<'_> {
     // ------------------------------------------------------------------ revisions
 
     fn revision_change(&mut self) {
-        let Some(rev) = self.obs.revision.clone() else { return };
+        let Some(rev) = self.obs.revision.clone() else {
+            return;
+        };
         if Some(&rev) == self.s.canary_revision.as_ref() {
             return;
         }
@@ -322,7 +344,14 @@ impl Engine<'_> {
         if restarting {
             self.apply(TrafficPlan::stable_only());
         }
-        self.start_rollout(rev, if restarting { "new revision, restarting" } else { "new revision" });
+        self.start_rollout(
+            rev,
+            if restarting {
+                "new revision, restarting"
+            } else {
+                "new revision"
+            },
+        );
     }
 
     fn start_rollout(&mut self, rev: String, why: &str) {
@@ -333,7 +362,11 @@ impl Engine<'_> {
         self.s.consecutive_inconclusive = 0;
         self.s.last_verdicts.clear();
         self.effects.push(Effect::ScaleUpCanary);
-        self.transition(Phase::Progressing, None, &format!("rolling out {rev} ({why})"));
+        self.transition(
+            Phase::Progressing,
+            None,
+            &format!("rolling out {rev} ({why})"),
+        );
     }
 
     fn reset_step(&mut self) {
@@ -356,7 +389,11 @@ impl Engine<'_> {
         if !self.obs.canary_ready {
             if self.s.step_started_at.is_some() || self.s.canary_weight > 0 {
                 self.apply(TrafficPlan::stable_only());
-                self.event("CanaryNotReady", "canary not ready: traffic back to stable".into(), true);
+                self.event(
+                    "CanaryNotReady",
+                    "canary not ready: traffic back to stable".into(),
+                    true,
+                );
             }
             self.s.step_started_at = None;
             self.s.reason = Some(Reason::WaitingForReady);
@@ -416,7 +453,12 @@ impl Engine<'_> {
         self.s.message = Some(format!("{}: waiting for analysis", stage.label));
         self.event(
             "StepStarted",
-            format!("step {}/{}: {}", self.s.step_index + 1, self.stages.len(), stage.label),
+            format!(
+                "step {}/{}: {}",
+                self.s.step_index + 1,
+                self.stages.len(),
+                stage.label
+            ),
             false,
         );
     }
@@ -503,7 +545,11 @@ impl Engine<'_> {
         }
         self.s.step_index += 1;
         self.reset_step();
-        self.event("StepAdvanced", format!("advancing to step {}", self.s.step_index + 1), false);
+        self.event(
+            "StepAdvanced",
+            format!("advancing to step {}", self.s.step_index + 1),
+            false,
+        );
         // Apply the next stage's traffic in the same step when its gates allow it.
         self.progress();
     }
@@ -516,17 +562,26 @@ impl Engine<'_> {
             }
             return;
         }
-        let Some(rev) = self.s.canary_revision.clone() else { return };
+        let Some(rev) = self.s.canary_revision.clone() else {
+            return;
+        };
         self.s.previous_stable_revision = self.s.stable_revision.clone();
-        self.effects.push(Effect::PromoteCanary { revision: rev.clone() });
-        self.transition(Phase::Promoting, None, &format!("promoting {rev} to stable"));
+        self.effects.push(Effect::PromoteCanary {
+            revision: rev.clone(),
+        });
+        self.transition(
+            Phase::Promoting,
+            None,
+            &format!("promoting {rev} to stable"),
+        );
     }
 
     // ------------------------------------------------------------------ gates
 
     /// Whether the gate of `kind` is open for the current stage; asks for it if not.
     fn gate_open(&mut self, kind: WebhookKind) -> bool {
-        if !self.spec.webhooks.iter().any(|w| w.kind == kind) || self.s.passed_gates.contains(&kind) {
+        if !self.spec.webhooks.iter().any(|w| w.kind == kind) || self.s.passed_gates.contains(&kind)
+        {
             return true;
         }
         if let Some(answer) = self.obs.webhooks.iter().find(|a| a.kind == kind)
@@ -535,7 +590,11 @@ impl Engine<'_> {
             if answer.passed {
                 self.s.pending_gate = None;
                 self.s.passed_gates.push(kind);
-                self.event("GateOpened", format!("{} webhooks passed", kind.as_str()), false);
+                self.event(
+                    "GateOpened",
+                    format!("{} webhooks passed", kind.as_str()),
+                    false,
+                );
                 return true;
             }
             if kind == WebhookKind::PreRollout {
@@ -568,10 +627,15 @@ impl Engine<'_> {
 
     fn paused(&mut self) {
         // A paused rollout holds its traffic, but never on a canary that stopped being ready.
-        if !self.obs.canary_ready && self.s.canary_weight > 0 || !self.obs.canary_ready && self.s.step_started_at.is_some() {
+        if !self.obs.canary_ready && (self.s.canary_weight > 0 || self.s.step_started_at.is_some())
+        {
             self.apply(TrafficPlan::stable_only());
             self.s.step_started_at = None;
-            self.event("CanaryNotReady", "canary not ready: traffic back to stable".into(), true);
+            self.event(
+                "CanaryNotReady",
+                "canary not ready: traffic back to stable".into(),
+                true,
+            );
         }
         if self.s.reason == Some(Reason::AwaitingWebhook) {
             self.start_promotion();
@@ -580,7 +644,9 @@ impl Engine<'_> {
 
     fn promoting(&mut self) {
         let rev = self.s.canary_revision.clone();
-        let done = self.obs.stable_ready && self.obs.stable_running.is_some() && self.obs.stable_running == rev;
+        let done = self.obs.stable_ready
+            && self.obs.stable_running.is_some()
+            && self.obs.stable_running == rev;
         if !done {
             if !self.obs.canary_ready && self.s.canary_weight > 0 {
                 self.apply(TrafficPlan::stable_only());
@@ -593,22 +659,31 @@ impl Engine<'_> {
         self.s.canary_revision = None;
         self.apply(TrafficPlan::stable_only());
         self.effects.push(Effect::ScaleDownCanary);
-        self.effects.push(Effect::CallWebhooks(WebhookKind::PostRollout));
+        self.effects
+            .push(Effect::CallWebhooks(WebhookKind::PostRollout));
         self.reset_step();
         self.transition(
             Phase::Succeeded,
             None,
-            &format!("{} promoted: stable takes all traffic", rev.unwrap_or_default()),
+            &format!(
+                "{} promoted: stable takes all traffic",
+                rev.unwrap_or_default()
+            ),
         );
     }
 
     fn rollback(&mut self, reason: Reason, message: String) {
         self.apply(TrafficPlan::stable_only());
         self.effects.push(Effect::ScaleDownCanary);
-        self.effects.push(Effect::CallWebhooks(WebhookKind::Rollback));
+        self.effects
+            .push(Effect::CallWebhooks(WebhookKind::Rollback));
         self.reset_step();
         self.s.phase = Phase::RollingBack;
-        self.transition(Phase::Failed, Some(reason), &format!("rolled back: {message}"));
+        self.transition(
+            Phase::Failed,
+            Some(reason),
+            &format!("rolled back: {message}"),
+        );
     }
 
     // ------------------------------------------------------------------ helpers
@@ -616,13 +691,17 @@ impl Engine<'_> {
     fn apply(&mut self, plan: TrafficPlan) {
         self.s.canary_weight = plan.canary_weight();
         // Only the latest plan matters; drop an earlier one from this same step.
-        self.effects.retain(|e| !matches!(e, Effect::ApplyTraffic(_)));
+        self.effects
+            .retain(|e| !matches!(e, Effect::ApplyTraffic(_)));
         self.effects.push(Effect::ApplyTraffic(plan));
     }
 
     fn transition(&mut self, phase: Phase, reason: Option<Reason>, message: &str) {
         let warning = matches!(phase, Phase::Failed)
-            || matches!(reason, Some(Reason::Inconclusive) | Some(Reason::AnalysisFailed));
+            || matches!(
+                reason,
+                Some(Reason::Inconclusive) | Some(Reason::AnalysisFailed)
+            );
         let changed = self.s.phase != phase || self.s.reason != reason;
         self.s.phase = phase;
         self.s.reason = reason;

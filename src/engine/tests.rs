@@ -8,14 +8,26 @@ use crate::spec::*;
 pub(crate) fn canary_spec(steps: &[u32]) -> RolloutSpec {
     RolloutSpec {
         target_ref: None,
-        upstreams: Some(Upstreams { stable: "127.0.0.1:1".into(), canary: "127.0.0.1:2".into() }),
+        upstreams: Some(Upstreams {
+            stable: "127.0.0.1:1".into(),
+            canary: "127.0.0.1:2".into(),
+        }),
         revision: None,
-        service: ServiceSpec { port: 9080, ..Default::default() },
-        strategy: Strategy {
-            canary: Some(CanaryStrategy { steps: Some(steps.to_vec()), ..Default::default() }),
+        service: ServiceSpec {
+            port: 9080,
             ..Default::default()
         },
-        analysis: Analysis { interval: "30s".into(), ..Default::default() },
+        strategy: Strategy {
+            canary: Some(CanaryStrategy {
+                steps: Some(steps.to_vec()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        analysis: Analysis {
+            interval: "30s".into(),
+            ..Default::default()
+        },
         schedule: None,
         promotion: Promotion::default(),
         webhooks: vec![],
@@ -86,7 +98,9 @@ fn canary_walks_steps_and_promotes() {
     o.analysis = Some(report(now, Verdict::Pass));
     let (s, fx) = step(&spec, &s, &o, now);
     assert_eq!(s.phase, Phase::Promoting);
-    assert!(fx.contains(&Effect::PromoteCanary { revision: "v2".into() }));
+    assert!(fx.contains(&Effect::PromoteCanary {
+        revision: "v2".into()
+    }));
     // Traffic stays until stable runs v2.
     assert!(applied(&fx).is_none());
 
