@@ -13,5 +13,6 @@ pub mod engine;
 pub mod exec;
 pub mod schedule;
 pub mod spec;
+pub mod standalone;
 pub mod template;
 pub mod traffic;

@@ -1,0 +1,3 @@
+//! Standalone mode: progressive delivery without Kubernetes (see docs/standalone.md).
+pub mod loader;
+pub mod store;
