@@ -21,8 +21,14 @@ use crate::spec::{API_VERSION, KIND, Rollout};
 /// What changed in the directory since the last scan.
 #[derive(Clone, Debug)]
 pub enum LoadEvent {
-    Upsert { rollout: Box<Rollout>, path: PathBuf },
-    Remove { key: String, path: PathBuf },
+    Upsert {
+        rollout: Box<Rollout>,
+        path: PathBuf,
+    },
+    Remove {
+        key: String,
+        path: PathBuf,
+    },
     Invalid {
         path: PathBuf,
         /// Rollouts this file defined before; they keep their last good spec.
@@ -59,7 +65,11 @@ impl DirLoader {
             Err(e) => {
                 out.push(LoadEvent::Invalid {
                     path: self.dir.clone(),
-                    keeps: self.files.values().flat_map(|f| f.good.keys().cloned()).collect(),
+                    keeps: self
+                        .files
+                        .values()
+                        .flat_map(|f| f.good.keys().cloned())
+                        .collect(),
                     error: format!("cannot read directory: {e}"),
                 });
                 return out;
@@ -196,7 +206,13 @@ pub fn parse(text: &str) -> Result<Vec<Rollout>, String> {
             continue; // an empty document (e.g. a trailing `---`)
         }
         let doc_err = |msg: String| format!("document {}: {msg}", i + 1);
-        let field = |name: &str| value.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if api_version != API_VERSION || kind != KIND {
             return Err(doc_err(format!(
@@ -221,8 +237,7 @@ pub fn parse(text: &str) -> Result<Vec<Rollout>, String> {
             ));
         };
         for (field, addr) in [("stable", &up.stable), ("canary", &up.canary)] {
-            check_address(addr)
-                .map_err(|m| doc_err(format!("spec.upstreams.{field}: {m}")))?;
+            check_address(addr).map_err(|m| doc_err(format!("spec.upstreams.{field}: {m}")))?;
         }
         check_semantics(&rollout).map_err(doc_err)?;
         out.push(rollout);
@@ -318,7 +333,10 @@ spec:
         let ev = l.scan();
         match ev.as_slice() {
             [LoadEvent::Upsert { rollout, .. }] => {
-                assert_eq!(rollout.spec.upstreams.as_ref().unwrap().canary, "127.0.0.1:9003")
+                assert_eq!(
+                    rollout.spec.upstreams.as_ref().unwrap().canary,
+                    "127.0.0.1:9003"
+                )
             }
             other => panic!("expected one upsert, got {other:?}"),
         }
@@ -396,14 +414,16 @@ spec:
 
     #[test]
     fn parse_requires_standalone_fields() {
-        let no_upstreams = doc("a", "127.0.0.1:9002")
-            .replace(r#"  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}"#, "");
+        let no_upstreams = doc("a", "127.0.0.1:9002").replace(
+            r#"  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}"#,
+            "",
+        );
         let e = parse(&no_upstreams).unwrap_err();
         assert!(e.contains("spec.upstreams: required"), "{e}");
         let e = parse(&doc("a", "localhost")).unwrap_err();
         assert!(e.contains("spec.upstreams.canary"), "{e}");
-        let e = parse(&doc("a", "127.0.0.1:9002").replace("kind: Rollout", "kind: Other"))
-            .unwrap_err();
+        let e =
+            parse(&doc("a", "127.0.0.1:9002").replace("kind: Rollout", "kind: Other")).unwrap_err();
         assert!(e.contains("kind"), "{e}");
         let e = parse(&doc("a", "127.0.0.1:9002").replace("interval: 1s", "interval: soon"))
             .unwrap_err();

@@ -1,3 +1,9 @@
 //! Standalone mode: progressive delivery without Kubernetes (see docs/standalone.md).
+pub mod backend;
 pub mod loader;
+pub mod runner;
 pub mod store;
+pub mod workloads;
+
+#[cfg(test)]
+mod tests;

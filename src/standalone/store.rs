@@ -109,6 +109,9 @@ pub struct UpstreamState {
 pub struct RolloutRecord {
     /// The last *valid* version of the rollout file (what runs, even if the file is now bad).
     pub rollout: Rollout,
+    /// The file it came from (a rollout whose file is gone is no longer managed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// Short hash of the spec, to tell versions of the file apart in events and the UI.
     pub spec_hash: String,
     pub status: RolloutStatus,
@@ -344,6 +347,7 @@ spec:
         RolloutRecord {
             spec_hash: spec_hash(&r),
             rollout: r,
+            source: Some("/etc/sluice/reviews.yaml".into()),
             status: RolloutStatus::default(),
             upstreams: UpstreamState {
                 stable_address: "127.0.0.1:1".into(),
@@ -405,7 +409,10 @@ spec:
         );
         assert_eq!(got.status.step_index, 1);
         assert_eq!(got.applied, Some(TrafficPlan::weighted(50)));
-        assert_eq!(store.events("shop/reviews").unwrap(), vec![event(0), event(1)]);
+        assert_eq!(
+            store.events("shop/reviews").unwrap(),
+            vec![event(0), event(1)]
+        );
         assert_eq!(store.checks("shop/reviews").unwrap(), vec![check(0)]);
         assert!(store.get("shop/other").unwrap().is_none());
     }
@@ -418,7 +425,9 @@ spec:
         let mut b = record("b");
         // Enough entries that lexical and numeric order of sequence numbers would differ.
         for i in 0..12 {
-            store.commit_tick("shop/a", &mut a, &[event(i)], &[]).unwrap();
+            store
+                .commit_tick("shop/a", &mut a, &[event(i)], &[])
+                .unwrap();
             store
                 .commit_tick("shop/b", &mut b, &[event(100 + i)], &[])
                 .unwrap();
