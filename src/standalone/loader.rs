@@ -56,6 +56,15 @@ impl DirLoader {
         }
     }
 
+    /// Treats `rollout` as the last good content of `path` (used at start-up when the file is
+    /// invalid and the store holds the version that ran): a later fix of the file is compared
+    /// against it, and dropping it from the file removes it.
+    pub fn adopt(&mut self, path: &Path, rollout: Rollout) {
+        if let Some(f) = self.files.get_mut(path) {
+            f.good.insert(rollout.key(), rollout);
+        }
+    }
+
     /// One poll of the directory. An unreadable directory is one `Invalid` event for the
     /// directory itself; every rollout keeps running.
     pub fn scan(&mut self) -> Vec<LoadEvent> {

@@ -2,6 +2,7 @@
 pub mod backend;
 pub mod loader;
 pub mod runner;
+pub mod server;
 pub mod store;
 pub mod workloads;
 
