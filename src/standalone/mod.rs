@@ -1,6 +1,7 @@
 //! Standalone mode: progressive delivery without Kubernetes (see docs/standalone.md).
 pub mod backend;
 pub mod loader;
+pub mod progress;
 pub mod runner;
 pub mod server;
 pub mod store;
