@@ -42,6 +42,7 @@ impl StandaloneBackend {
             .run(move |s| s.get(&k))
             .await
             .map_err(unavailable)?
+            .filter(|r| !r.retired)
             .ok_or(BackendError::NotFound(key))
     }
 }
@@ -55,7 +56,11 @@ impl Backend for StandaloneBackend {
             .run(|s| s.list())
             .await
             .map_err(unavailable)?;
-        Ok(records.into_iter().map(|(k, r)| view(&k, r)).collect())
+        Ok(records
+            .into_iter()
+            .filter(|(_, r)| !r.retired)
+            .map(|(k, r)| view(&k, r))
+            .collect())
     }
 
     async fn get(&self, namespace: &str, name: &str) -> Result<RolloutView, BackendError> {

@@ -145,16 +145,19 @@ impl Runner {
         );
     }
 
-    /// Stops managing a rollout: all traffic to stable, then its record and history are
-    /// forgotten. Waits until that is done.
+    /// Stops managing a rollout: all traffic to stable, and the record is marked retired
+    /// (hidden from the API, kept so the data plane serves it all-stable after a restart).
+    /// Waits until that is done.
     pub async fn remove(&self, key: &str) {
         let handle = lock(&self.tasks).remove(key);
         if let Some(Handle { spec, task, .. }) = handle {
             // Closing the spec channel tells the task to retire.
             drop(spec);
             let _ = task.await;
-        } else if let Ok(Some(record)) = self.shared.store.get(key) {
-            retire(&self.shared, key, &record).await;
+        } else if let Ok(Some(mut record)) = self.shared.store.get(key)
+            && !record.retired
+        {
+            retire(&self.shared, key, &mut record, Vec::new()).await;
         }
     }
 
@@ -257,6 +260,7 @@ fn new_record(rollout: &Rollout, source: Option<&PathBuf>) -> RolloutRecord {
         status: RolloutStatus::default(),
         upstreams: initial_upstreams(rollout),
         applied: None,
+        retired: false,
         next_event: 0,
         next_check: 0,
     }
@@ -296,8 +300,17 @@ async fn rollout_task(
             return;
         }
     };
-    let resumed = stored.is_some();
-    let mut record = stored.unwrap_or_else(|| new_record(&first, source.as_ref()));
+    let resumed = stored.as_ref().is_some_and(|r| !r.retired);
+    let mut record = match stored {
+        // Its file came back: start over on the same stable pointer, keeping the history.
+        Some(mut r) if r.retired => {
+            r.retired = false;
+            r.status = RolloutStatus::default();
+            r
+        }
+        Some(r) => r,
+        None => new_record(&first, source.as_ref()),
+    };
     let cell = Cell::new(record.upstreams.clone(), record.applied.clone());
     let buffer = Arc::new(BufferRecorder::default());
     let recorder: Arc<dyn Recorder> = match &shared.deps.recorder_layer {
@@ -459,7 +472,8 @@ async fn rollout_task(
             },
             changed = spec_rx.changed() => {
                 if changed.is_err() {
-                    retire(&shared, &key, &record).await;
+                    let (events, _) = buffer.take();
+                    retire(&shared, &key, &mut record, events).await;
                     return;
                 }
             }
@@ -479,23 +493,37 @@ fn started(record: &RolloutRecord) -> bool {
     record.status.stable_revision.is_some()
 }
 
-/// All traffic to stable, then forget the rollout.
-async fn retire(shared: &Shared, key: &str, record: &RolloutRecord) {
+/// All traffic to stable, then mark the rollout retired (with `pending` history first).
+async fn retire(shared: &Shared, key: &str, record: &mut RolloutRecord, pending: Vec<EventRecord>) {
     let eff = effective(&record.rollout, &record.upstreams);
-    if let Err(e) = shared
-        .deps
-        .router
-        .apply(&eff, &TrafficPlan::stable_only())
-        .await
-    {
-        tracing::warn!(rollout = %key, error = %e, "could not move traffic to stable on removal");
+    let plan = TrafficPlan::stable_only();
+    match shared.deps.router.apply(&eff, &plan).await {
+        Ok(()) => {
+            record.applied = Some(plan);
+            record.status.canary_weight = 0;
+        }
+        Err(e) => {
+            tracing::warn!(rollout = %key, error = %e, "could not move traffic to stable on removal")
+        }
     }
-    let removed = shared.store.run({
-        let key = key.to_string();
-        move |s| s.remove(&key)
+    record.retired = true;
+    let mut events = pending;
+    events.push(EventRecord {
+        at: Utc::now(),
+        reason: "Unmanaged".into(),
+        message: "rollout file removed: traffic left on stable, no longer managed".into(),
+        warning: false,
+        phase: record.status.phase,
+        step_index: record.status.step_index,
+        canary_weight: record.status.canary_weight,
     });
-    if let Err(e) = removed.await {
-        tracing::error!(rollout = %key, error = %e, "could not remove the rollout from the store");
+    let mut to_commit = record.clone();
+    let committed = shared.store.run({
+        let key = key.to_string();
+        move |s| s.commit_tick(&key, &mut to_commit, &events, &[])
+    });
+    if let Err(e) = committed.await {
+        tracing::error!(rollout = %key, error = %e, "could not mark the rollout retired in the store");
     }
     let _ = shared.changes.send(change(key, &record.status, "deleted"));
     tracing::info!(rollout = %key, "no longer managed (file removed): traffic left on stable");

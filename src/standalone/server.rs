@@ -5,7 +5,7 @@
 //! 2. The directory is scanned once. Every rollout in a valid file runs (resuming from the
 //!    store when it has a record). A stored rollout whose file is invalid now keeps running
 //!    with its last good spec from the store; one whose file is gone is retired (all traffic
-//!    to stable, record removed).
+//!    to stable, record kept as retired).
 //! 3. The directory is polled every second from then on.
 
 use std::collections::BTreeSet;
@@ -90,7 +90,7 @@ pub async fn start(runner: &Runner, loader: &mut DirLoader) -> Result<(), ServeE
     let stored = runner.store().run(|s| s.list()).await?;
     apply_events(runner, events).await;
     for (key, record) in stored {
-        if loaded.contains(&key) {
+        if loaded.contains(&key) || record.retired {
             continue;
         }
         match &record.source {
@@ -109,6 +109,26 @@ pub async fn start(runner: &Runner, loader: &mut DirLoader) -> Result<(), ServeE
         }
     }
     Ok(())
+}
+
+/// Every stored rollout as the data plane must serve it (stable pointer applied) with the plan
+/// of its last committed tick, retired ones included (all-stable). Routers that rebuild their
+/// whole config from what they were told (Envoy) get these in one write before any rollout
+/// ticks, so a restart never drops another rollout's routes.
+pub async fn stored_plans(
+    store: &super::store::Store,
+) -> Result<Vec<(crate::spec::Rollout, crate::traffic::TrafficPlan)>, ServeError> {
+    let stored = store.run(|s| s.list()).await?;
+    Ok(stored
+        .into_iter()
+        .map(|(_, r)| {
+            let plan = r
+                .applied
+                .clone()
+                .unwrap_or_else(crate::traffic::TrafficPlan::stable_only);
+            (super::workloads::effective(&r.rollout, &r.upstreams), plan)
+        })
+        .collect())
 }
 
 /// Polls the directory forever.

@@ -119,6 +119,10 @@ pub struct RolloutRecord {
     /// The plan the data plane serves (None before the first apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied: Option<TrafficPlan>,
+    /// Its file was removed: sluice no longer manages it and the API does not show it, but the
+    /// record stays so that the data plane keeps serving it all-stable after a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
     /// Next history sequence numbers.
     #[serde(default)]
     pub next_event: u64,
@@ -224,7 +228,7 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets a rollout: its record and its whole history, in one transaction.
+    /// Forgets a rollout completely: its record and its whole history, in one transaction.
     pub fn remove(&self, key: &str) -> Result<()> {
         let tx = self.db.begin_write()?;
         {
@@ -356,6 +360,7 @@ spec:
                 spec_stable: "127.0.0.1:1".into(),
             },
             applied: None,
+            retired: false,
             next_event: 0,
             next_check: 0,
         }

@@ -353,4 +353,118 @@ async fn spec_edits_restart_and_removal_leaves_all_stable() {
         Err(BackendError::NotFound(_))
     ));
     assert!(runner.managed().is_empty());
+    assert!(backend.list().await.unwrap().is_empty());
+    // The record stays (retired) so the data plane can be rebuilt all-stable after a restart.
+    let stored = runner.store().get("shop/reviews").unwrap().unwrap();
+    assert!(stored.retired);
+    assert_eq!(stored.applied, Some(TrafficPlan::stable_only()));
+    let reasons: Vec<String> = runner
+        .store()
+        .events("shop/reviews")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons.last().map(String::as_str), Some("Unmanaged"));
+
+    // The file comes back: managed again from a fresh status, same stable pointer.
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let st = wait_for(&backend, "managed again", |st| {
+        st.phase == Phase::Progressing
+    })
+    .await;
+    assert_eq!(st.step_index, 0);
+}
+
+#[tokio::test]
+async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
+    use super::loader::DirLoader;
+    use super::server;
+    let s = setup(INCONCLUSIVE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reviews = s.rollout("[20, 50]");
+    let mut other = s.rollout("[30]");
+    other.metadata.name = Some("other".into());
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, serde_yaml::to_string(&reviews).unwrap()).unwrap();
+    std::fs::write(&b, serde_yaml::to_string(&other).unwrap()).unwrap();
+
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let mut loader = DirLoader::new(dir.path());
+    server::start(&runner, &mut loader).await.unwrap();
+    assert_eq!(runner.managed(), vec!["shop/other", "shop/reviews"]);
+    wait_for(&backend, "canary 20%", |st| st.canary_weight == 20).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while backend
+        .get("shop", "other")
+        .await
+        .ok()
+        .map(|v| v.status.canary_weight)
+        != Some(30)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "other never reached 30%"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(backend);
+    runner.shutdown();
+    drop(runner);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // While sluice is down: a.yaml gets a typo, b.yaml is deleted.
+    std::fs::write(
+        &a,
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nspec: [",
+    )
+    .unwrap();
+    std::fs::remove_file(&b).unwrap();
+
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let plans = server::stored_plans(runner.store()).await.unwrap();
+    assert_eq!(
+        plans.len(),
+        2,
+        "both rollouts are primed into the data plane"
+    );
+    let mut loader = DirLoader::new(dir.path());
+    server::start(&runner, &mut loader).await.unwrap();
+    assert_eq!(runner.managed(), vec!["shop/reviews"]);
+    let v = backend.get("shop", "reviews").await.unwrap();
+    assert_eq!(
+        v.status.canary_weight, 20,
+        "still at its step on the last good spec"
+    );
+    assert!(matches!(
+        backend.get("shop", "other").await,
+        Err(BackendError::NotFound(_))
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = backend.events("shop", "reviews").await.unwrap();
+        if ev.iter().any(|e| e.reason == "SpecInvalid") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SpecInvalid: {ev:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // other's last plan is all-stable on its (unchanged) stable address.
+    let log = s.router.log();
+    assert!(
+        log.iter()
+            .any(|(st, _, p)| st == &s.stable && p == &TrafficPlan::weighted(30))
+    );
+    let other = runner.store().get("shop/other").unwrap().unwrap();
+    assert!(other.retired);
+    assert_eq!(other.applied, Some(TrafficPlan::stable_only()));
 }
