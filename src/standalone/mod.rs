@@ -1,5 +1,6 @@
 //! Standalone mode: progressive delivery without Kubernetes (see docs/standalone.md).
 pub mod backend;
+pub mod load;
 pub mod loader;
 pub mod progress;
 pub mod runner;
