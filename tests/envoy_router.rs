@@ -253,9 +253,9 @@ async fn header_and_cookie_matches_reach_the_canary_and_nothing_else_does() {
         assert_eq!(rig.count_canary(40, "reviews", h).await, 0, "{h:?}");
     }
     assert_eq!(rig.v2.stats().await.requests - canary_before, 60);
-    // Another host is not this rollout's: Envoy has no virtual host for it.
-    let (code, _) = rig.get("ratings", &[("x-user", "beta")]).await;
-    assert_eq!(code, 404);
+    // With one rollout, any Host reaches it (the `*` catch-all), with the same rules.
+    assert_eq!(rig.count_canary(5, "127.0.0.1", &[("x-user", "beta")]).await, 5);
+    assert_eq!(rig.count_canary(5, "127.0.0.1", &[]).await, 0);
 }
 
 #[tokio::test]
@@ -359,8 +359,9 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
     rig.router.set_target(&promoted).await.expect("promoted");
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
 
+    // Two rollouts: no catch-all, an unknown host has no virtual host.
+    assert_eq!(rig.get("details", &[]).await.0, 404);
     rig.router.remove("bookinfo/ratings").await.expect("removed");
-    assert_eq!(rig.get("ratings", &[]).await.0, 404);
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
     let clusters = std::fs::read_to_string(rig.router.dir().join(envoy::CDS_FILE)).expect("cds");
     assert!(!clusters.contains("ratings"), "{clusters}");
