@@ -6,11 +6,17 @@
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
+//! - [`router`]: traffic routers (Envoy file-based xDS); [`procs`]: child processes sluice
+//!   runs (a real Envoy); [`demo_app`]: the demo backend; [`bench`]: benchmarks.
 
 pub mod backend;
+pub mod bench;
+pub mod demo_app;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod procs;
+pub mod router;
 pub mod schedule;
 pub mod spec;
 pub mod standalone;
