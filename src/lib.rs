@@ -1,5 +1,7 @@
 //! sluice: progressive delivery engine.
 //!
+//! - [`analysis`]: Prometheus queries, verdicts and the statistical judge.
+//! - [`procs`]: real helper processes (Prometheus) for the demo and tests.
 //! - [`spec`]: the `Rollout` kind (CRD types) users write.
 //! - [`engine`]: the pure state machine deciding every step.
 //! - [`traffic`]: the abstract `TrafficPlan` routers translate.
@@ -7,10 +9,12 @@
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
 
+pub mod analysis;
 pub mod backend;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod procs;
 pub mod schedule;
 pub mod spec;
 pub mod template;
