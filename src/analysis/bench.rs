@@ -40,7 +40,7 @@ impl Default for BenchConfig {
         BenchConfig {
             runs: 1000,
             seed: 42,
-            look: 500,
+            look: 250,
             max_requests: 40_000,
             base_rate: 0.01,
             bad_rate: 0.02,
@@ -59,8 +59,13 @@ pub struct Row {
     pub false_fail: f64,
     /// Fraction of A/B runs that ended in Fail.
     pub detected: f64,
-    /// Requests per version needed to detect (see module docs); `None`: not within the maximum.
+    /// Requests per version needed to detect in half the runs (see module docs); `None`: not
+    /// within the maximum.
     pub requests_to_detect: Option<u64>,
+    /// The same for 95% of the runs.
+    pub requests_to_detect_95: Option<u64>,
+    /// Fixed-horizon rows: the horizon whose false-Fail rate is shown.
+    pub horizon: Option<u64>,
 }
 
 #[derive(Clone, Debug)]
@@ -171,10 +176,17 @@ fn first_fail(
         .map(|k| k as u64 * cfg.look)
 }
 
-fn median(mut v: Vec<Option<u64>>) -> Option<u64> {
-    // Undecided runs sort last (as "more than the maximum").
+/// The `q` quantile (lower) of the requests at which runs stopped; undecided runs count as
+/// "more than the maximum".
+fn quantile_of(v: &[Option<u64>], q: f64) -> Option<u64> {
+    let mut v = v.to_vec();
     v.sort_by_key(|x| x.unwrap_or(u64::MAX));
-    v.get(v.len().saturating_sub(1) / 2).copied().flatten()
+    let i = ((v.len() as f64 * q).ceil() as usize).saturating_sub(1);
+    v.get(i).copied().flatten()
+}
+
+fn median(v: &[Option<u64>]) -> Option<u64> {
+    quantile_of(v, 0.5)
 }
 
 fn fraction(v: &[Option<u64>]) -> f64 {
@@ -185,12 +197,12 @@ fn fraction(v: &[Option<u64>]) -> f64 {
 pub fn run(cfg: &BenchConfig) -> BenchReport {
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let looks = (cfg.max_requests / cfg.look) as usize;
-    // Fixed horizons: doublings up to the maximum (in looks).
+    // Fixed horizons (in looks): +25% steps from the smallest the rank test accepts.
     let mut grid = Vec::new();
     let mut k = MIN_SAMPLES.max(1);
     while k < looks {
         grid.push(k);
-        k *= 2;
+        k = (k * 5).div_ceil(4);
     }
     grid.push(looks);
 
@@ -226,50 +238,46 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
     }
     let runs = cfg.runs.max(1) as f64;
     let every = format!("every {}", cfg.look);
-    // The fixed-horizon row: the smallest horizon detecting in ≥ half the runs (else the max).
+    // Fixed horizon: the smallest horizon on the grid detecting in ≥ half (≥ 95%) of the runs;
+    // its false-Fail rate is the one shown.
     let fixed_row = |judge: &'static str, table: &[(usize, usize)]| {
-        let i = table
-            .iter()
-            .position(|(_, d)| *d as f64 / runs >= 0.5)
-            .unwrap_or(table.len() - 1);
+        let at = |q: f64| table.iter().position(|(_, d)| *d as f64 / runs >= q);
+        let i = at(0.5).unwrap_or(table.len() - 1);
         let horizon = grid[i] as u64 * cfg.look;
         Row {
             judge,
-            looks: format!("once, at {horizon}"),
+            looks: "once".to_string(),
             false_fail: table[i].0 as f64 / runs,
             detected: table[i].1 as f64 / runs,
-            requests_to_detect: (table[i].1 as f64 / runs >= 0.5).then_some(horizon),
+            requests_to_detect: at(0.5).map(|i| grid[i] as u64 * cfg.look),
+            requests_to_detect_95: at(0.95).map(|i| grid[i] as u64 * cfg.look),
+            horizon: Some(horizon),
         }
     };
+    let peeking = |judge: &'static str, aa: &[Option<u64>], ab: &[Option<u64>]| Row {
+        judge,
+        looks: every.clone(),
+        false_fail: fraction(aa),
+        detected: fraction(ab),
+        requests_to_detect: median(ab),
+        requests_to_detect_95: quantile_of(ab, 0.95),
+        horizon: None,
+    };
     let rows = vec![
-        Row {
-            judge: "sequential test (mixture SPRT)",
-            looks: every.clone(),
-            false_fail: fraction(&seq_aa),
-            detected: fraction(&seq_ab),
-            requests_to_detect: median(seq_ab),
-        },
+        peeking("sequential test (mixture SPRT)", &seq_aa, &seq_ab),
         fixed_row("Mann-Whitney on interval error rates, fixed horizon", &mw_fixed),
-        Row {
-            judge: "Mann-Whitney on interval error rates, checked every interval",
-            looks: every.clone(),
-            false_fail: fraction(&mw_peek_aa),
-            detected: fraction(&mw_peek_ab),
-            requests_to_detect: median(mw_peek_ab),
-        },
+        peeking(
+            "Mann-Whitney on interval error rates, checked every interval",
+            &mw_peek_aa,
+            &mw_peek_ab,
+        ),
         fixed_row("two-proportion z-test, fixed horizon", &z_fixed),
-        Row {
-            judge: "two-proportion z-test, checked every interval",
-            looks: every,
-            false_fail: fraction(&z_peek_aa),
-            detected: fraction(&z_peek_ab),
-            requests_to_detect: median(z_peek_ab),
-        },
+        peeking("two-proportion z-test, checked every interval", &z_peek_aa, &z_peek_ab),
     ];
     BenchReport {
         config: cfg.clone(),
         rows,
-        sequential_pass_median: median(seq_pass),
+        sequential_pass_median: median(&seq_pass),
     }
 }
 
@@ -280,7 +288,10 @@ impl std::fmt::Display for BenchReport {
         writeln!(
             f,
             "Error-rate judges, {} simulated runs per scenario (seed {}): A/A at {} errors, A/B at \
-             {} → {}; margin {} + 0.1pp, confidence {}; requests per version, at most {}.",
+             {} → {}; margin {} + 0.1pp, confidence {}; at most {} requests per version. A fixed \
+             horizon's \"requests to detect\" is the smallest horizon detecting in 50% / 95% of runs; \
+             for judges that look every interval, the median / 95th percentile of the requests \
+             seen at the first Fail.",
             c.runs,
             c.seed,
             pct(c.base_rate),
@@ -293,24 +304,30 @@ impl std::fmt::Display for BenchReport {
         writeln!(f)?;
         writeln!(
             f,
-            "| judge | looks (requests per version) | false Fail on A/A | detects {} → {} | requests to detect (median) |",
+            "| judge | looks | false Fail on A/A | detects {} → {} | requests to detect: median | 95% |",
             pct(c.base_rate),
             pct(c.bad_rate)
         )?;
-        writeln!(f, "|---|---|---|---|---|")?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
+        let n = |x: Option<u64>| x.map(|n| n.to_string()).unwrap_or_else(|| format!("> {}", c.max_requests));
         for r in &self.rows {
-            let need = r
-                .requests_to_detect
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| format!("> {}", c.max_requests));
+            let detects = match r.horizon {
+                Some(h) => format!("{} (at {h})", pct(r.detected)),
+                None => pct(r.detected),
+            };
+            let false_fail = match r.horizon {
+                Some(h) => format!("{} (at {h})", pct(r.false_fail)),
+                None => pct(r.false_fail),
+            };
             writeln!(
                 f,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} |",
                 r.judge,
                 r.looks,
-                pct(r.false_fail),
-                pct(r.detected),
-                need
+                false_fail,
+                detects,
+                n(r.requests_to_detect),
+                n(r.requests_to_detect_95)
             )?;
         }
         writeln!(f)?;
@@ -363,6 +380,7 @@ mod tests {
         // ...and identical versions rarely fail.
         assert!(seq.false_fail <= 0.1, "{seq:?}");
         let table = a.to_string();
-        assert!(table.contains("| sequential test (mixture SPRT) | every 500 |"), "{table}");
+        assert!(table.contains("| sequential test (mixture SPRT) | every 250 |"), "{table}");
+        assert!(a.rows[1].horizon.is_some() && a.rows[0].horizon.is_none());
     }
 }

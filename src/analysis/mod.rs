@@ -18,6 +18,7 @@
 pub mod analyzer;
 pub mod bench;
 pub mod builtin;
+pub mod cli;
 pub mod judge;
 pub mod names;
 pub mod prometheus;
