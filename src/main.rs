@@ -25,7 +25,18 @@ enum Cmd {
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
     /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
     DemoApp(cli::envoy::DemoAppArgs),
-    /// Benchmarks against real processes.
+    /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
+    /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
+    Analyze {
+        file: std::path::PathBuf,
+        /// Prometheus to ask instead of each rollout's provider address.
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// Scrape interval of that Prometheus (sets the judge's step and rate windows).
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        scrape_interval: std::time::Duration,
+    },
+    /// Benchmarks against real processes, and simulations.
     #[command(subcommand)]
     Bench(BenchCmd),
 }
@@ -34,6 +45,17 @@ enum Cmd {
 enum BenchCmd {
     /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
     RouteApply(cli::envoy::RouteApplyArgs),
+    /// Simulate the error-rate judges: false positives on A/A traffic, requests to detect 1% → 2%.
+    Judge {
+        #[arg(long, default_value_t = 1000)]
+        runs: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    sluice::duration::parse(s)
 }
 
 fn main() -> ExitCode {
@@ -45,6 +67,37 @@ fn main() -> ExitCode {
         Cmd::DemoApp(args) => block_on(cli::envoy::demo_app(args)),
         Cmd::Bench(BenchCmd::RouteApply(args)) => {
             block_on(async move { cli::envoy::bench_route_apply(&args).await })
+        }
+        Cmd::Bench(BenchCmd::Judge { runs, seed }) => {
+            sluice::analysis::cli::bench_judge(runs, seed, &mut std::io::stdout().lock())
+                .map_err(anyhow::Error::from)
+        }
+        Cmd::Analyze {
+            file,
+            prometheus,
+            scrape_interval,
+        } => {
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            return match rt.block_on(sluice::analysis::cli::analyze(
+                &file,
+                prometheus,
+                scrape_interval,
+                &mut out,
+            )) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            };
         }
     };
     match result {
