@@ -6,12 +6,18 @@
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
+//! - [`webhooks`], [`notify`], [`telemetry`], [`secret`]: webhooks, notifications, sluice's own
+//!   metrics and logging, and the secret type that keeps URLs/tokens out of them.
 
 pub mod backend;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod notify;
 pub mod schedule;
+pub mod secret;
 pub mod spec;
+pub mod telemetry;
 pub mod template;
 pub mod traffic;
+pub mod webhooks;
