@@ -141,6 +141,10 @@ pub async fn tick(
         }
     };
     obs.command = command;
+    if let Some(rev) = &obs.revision {
+        // Fills the `revision` field of the caller's tick span (no-op without one).
+        tracing::Span::current().record("revision", tracing::field::display(rev));
+    }
     // Gates that answered "not yet" in this tick are not asked again until the next tick
     // (otherwise every round of this loop would call the webhook once more).
     let mut gates_refused: Vec<WebhookKind> = Vec::new();
@@ -170,9 +174,7 @@ pub async fn tick(
                     again = true;
                     Ok(())
                 }
-                Effect::CallWebhooks(kind) if gates_refused.contains(kind) => {
-                    Ok(())
-                }
+                Effect::CallWebhooks(kind) if gates_refused.contains(kind) => Ok(()),
                 Effect::CallWebhooks(kind) => {
                     if let Some(answer) = ex.webhooks.call(rollout, &next, *kind).await
                         && kind.is_gate()

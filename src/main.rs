@@ -14,7 +14,13 @@ struct Cli {
     #[command(subcommand)]
     command: Cmd,
     /// Log format: `human` (default) or `json` (one object per line). Level via RUST_LOG.
-    #[arg(long, global = true, value_enum, default_value_t, env = "SLUICE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "SLUICE_LOG_FORMAT"
+    )]
     log_format: sluice::telemetry::LogFormat,
     /// Global notification sinks (see docs/observability.md).
     #[command(flatten)]

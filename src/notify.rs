@@ -122,9 +122,8 @@ impl NotifyArgs {
     pub fn config(&self) -> Result<NotifyConfig, NotifyError> {
         let mut cfg = match &self.notify_config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    NotifyError::Config(format!("reading {}: {e}", path.display()))
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| NotifyError::Config(format!("reading {}: {e}", path.display())))?;
                 let de = serde_yaml::Deserializer::from_str(&text);
                 serde_path_to_error::deserialize(de).map_err(|e| {
                     NotifyError::Config(format!("{}: {}: {}", path.display(), e.path(), e.inner()))

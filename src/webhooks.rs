@@ -55,11 +55,7 @@ pub struct Payload<'a> {
 }
 
 impl<'a> Payload<'a> {
-    pub fn new(
-        rollout: &'a Rollout,
-        status: &'a RolloutStatus,
-        hook: &'a Webhook,
-    ) -> Payload<'a> {
+    pub fn new(rollout: &'a Rollout, status: &'a RolloutStatus, hook: &'a Webhook) -> Payload<'a> {
         Payload {
             name: rollout.metadata.name.as_deref().unwrap_or(""),
             namespace: rollout.metadata.namespace.as_deref().unwrap_or("default"),
@@ -315,7 +311,11 @@ impl Webhooks for HttpWebhooks {
         }
         let passed = results.iter().all(|(_, o)| o.ok());
         let message = if passed {
-            format!("{} {} webhook(s) answered 2xx", results.len(), kind.as_str())
+            format!(
+                "{} {} webhook(s) answered 2xx",
+                results.len(),
+                kind.as_str()
+            )
         } else {
             failures(&results)
         };

@@ -83,14 +83,22 @@ async fn gates_hold_and_release_the_rollout() {
     s = tick(&ex, &r, &s, None, now).await.status;
     assert_eq!(s.canary_weight, 10);
     assert_eq!(s.reason, None);
-    assert!(fakes.recorder.reasons().contains(&"StepStarted".to_string()));
+    assert!(
+        fakes
+            .recorder
+            .reasons()
+            .contains(&"StepStarted".to_string())
+    );
 
     // The step passes analysis, then waits on confirm-traffic-increase at 10%.
     for _ in 0..2 {
         now += Duration::seconds(30);
         s = tick(&ex, &r, &s, None, now).await.status;
         assert_eq!(s.canary_weight, 10, "{s:?}");
-        assert_eq!(s.pending_gate.as_ref().unwrap().kind, WebhookKind::ConfirmTrafficIncrease);
+        assert_eq!(
+            s.pending_gate.as_ref().unwrap().kind,
+            WebhookKind::ConfirmTrafficIncrease
+        );
     }
     assert_eq!(fakes.router.max_weight(), 10);
     rx.answer("/confirm-increase", 200);
@@ -103,7 +111,10 @@ async fn gates_hold_and_release_the_rollout() {
     s = tick(&ex, &r, &s, None, now).await.status;
     assert_ne!(s.phase, Phase::Promoting);
     assert_ne!(s.phase, Phase::Succeeded);
-    assert_eq!(s.pending_gate.as_ref().unwrap().kind, WebhookKind::ConfirmPromotion);
+    assert_eq!(
+        s.pending_gate.as_ref().unwrap().kind,
+        WebhookKind::ConfirmPromotion
+    );
     assert_eq!(fakes.workloads.stable.lock().unwrap().as_str(), "v1");
     rx.answer("/confirm-promotion", 204);
     now += Duration::seconds(30);
@@ -144,13 +155,18 @@ async fn a_failing_pre_rollout_aborts_before_any_traffic_moves() {
     let s = out.status;
     assert_eq!(s.phase, Phase::Failed);
     assert_eq!(s.reason, Some(Reason::PreRolloutFailed));
-    assert!(s.message.as_deref().unwrap().contains("smoke: HTTP 500"), "{s:?}");
+    assert!(
+        s.message.as_deref().unwrap().contains("smoke: HTTP 500"),
+        "{s:?}"
+    );
     assert_eq!(fakes.router.max_weight(), 0, "{:?}", fakes.router.weights());
     assert!(!fakes.router.weights().is_empty());
     assert_eq!(rx.hits("/smoke").len(), 1);
     assert_eq!(rx.hits("/rollback").len(), 1);
     // Failed stays failed, with no more calls.
-    let s2 = tick(&ex, &r, &s, None, t0() + Duration::seconds(30)).await.status;
+    let s2 = tick(&ex, &r, &s, None, t0() + Duration::seconds(30))
+        .await
+        .status;
     assert_eq!(s2.phase, Phase::Failed);
     assert_eq!(rx.hits("/smoke").len(), 1);
     assert_eq!(rx.hits("/rollback").len(), 1);
@@ -166,9 +182,14 @@ async fn an_unreachable_pre_rollout_also_aborts() {
     ));
     let fakes = Fakes::new(Verdict::Pass);
     let ex = fakes.executors(webhooks());
-    let s = tick(&ex, &r, &RolloutStatus::default(), None, t0()).await.status;
+    let s = tick(&ex, &r, &RolloutStatus::default(), None, t0())
+        .await
+        .status;
     assert_eq!(s.reason, Some(Reason::PreRolloutFailed));
-    assert!(s.message.as_deref().unwrap().contains("connection failed"), "{s:?}");
+    assert!(
+        s.message.as_deref().unwrap().contains("connection failed"),
+        "{s:?}"
+    );
     assert_eq!(fakes.router.max_weight(), 0);
 }
 
@@ -177,7 +198,11 @@ async fn the_rollback_webhook_fires_exactly_once_per_rollback() {
     let rx = Receiver::start().await;
     let r = rollout(&spec_yaml(
         &rx.base,
-        &[("rollback", "rollback"), ("event", "event"), ("post-rollout", "post")],
+        &[
+            ("rollback", "rollback"),
+            ("event", "event"),
+            ("post-rollout", "post"),
+        ],
         1,
     ));
     let fakes = Fakes::new(Verdict::Fail);
@@ -214,7 +239,9 @@ async fn the_rollback_webhook_fires_exactly_once_per_rollback() {
     assert_eq!(s.phase, Phase::Progressing);
     s = tick(&ex, &r, &s, Some(Command::Abort), now).await.status;
     assert_eq!(s.reason, Some(Reason::Aborted));
-    s = tick(&ex, &r, &s, None, now + Duration::seconds(30)).await.status;
+    s = tick(&ex, &r, &s, None, now + Duration::seconds(30))
+        .await
+        .status;
     assert_eq!(s.phase, Phase::Failed);
     assert_eq!(rx.hits("/rollback").len(), 3);
 
@@ -224,7 +251,11 @@ async fn the_rollback_webhook_fires_exactly_once_per_rollback() {
         .iter()
         .map(|h| h.body["phase"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(phases.iter().filter(|p| *p == "Failed").count(), 3, "{phases:?}");
+    assert_eq!(
+        phases.iter().filter(|p| *p == "Failed").count(),
+        3,
+        "{phases:?}"
+    );
     assert!(phases.iter().any(|p| p == "Progressing"));
     assert!(rx.hits("/post").is_empty());
 }
@@ -241,7 +272,9 @@ async fn rollout_webhooks_are_checks_and_post_rollout_fires_on_success() {
     let fakes = Fakes::new(Verdict::Pass);
     let ex = fakes.executors(webhooks());
     let mut now = t0();
-    let mut s = tick(&ex, &r, &RolloutStatus::default(), None, now).await.status;
+    let mut s = tick(&ex, &r, &RolloutStatus::default(), None, now)
+        .await
+        .status;
     assert_eq!(s.canary_weight, 10);
     now += Duration::seconds(30);
     s = tick(&ex, &r, &s, None, now).await.status;
@@ -294,7 +327,10 @@ spec:
     let hooks = webhooks();
     use sluice::exec::Webhooks;
     let s = RolloutStatus::default();
-    let a = hooks.call(&r, &s, WebhookKind::ConfirmRollout).await.unwrap();
+    let a = hooks
+        .call(&r, &s, WebhookKind::ConfirmRollout)
+        .await
+        .unwrap();
     assert!(a.passed, "{a:?}");
     assert_eq!(
         rx.hits("/authed")[0].authorization.as_deref(),
@@ -334,7 +370,10 @@ spec:
     - {{name: slow, type: confirm-rollout, url: "http://{addr}/", timeout: 300ms}}
 "#
     ));
-    let a = hooks.call(&r, &s, WebhookKind::ConfirmRollout).await.unwrap();
+    let a = hooks
+        .call(&r, &s, WebhookKind::ConfirmRollout)
+        .await
+        .unwrap();
     assert!(!a.passed);
     assert!(a.message.contains("slow: timed out after 300ms"), "{a:?}");
 }
@@ -364,7 +403,10 @@ async fn notification_hooks_retry_connection_errors_but_gates_do_not() {
     assert!(!a.passed);
     // Two backoffs (10 + 20 ms) prove the retries happened.
     assert!(start.elapsed() >= std::time::Duration::from_millis(30));
-    let g = hooks.call(&r, &s, WebhookKind::ConfirmRollout).await.unwrap();
+    let g = hooks
+        .call(&r, &s, WebhookKind::ConfirmRollout)
+        .await
+        .unwrap();
     assert!(!g.passed);
     let text = metrics.encode();
     assert!(

@@ -1,15 +1,15 @@
 //! Logging: tracing with a human format by default, JSON with `--log-format json`.
 //!
 //! The level comes from `RUST_LOG` (default `info`). Every tick of a rollout runs inside
-//! [`tick_span`], so each line logged while reconciling it carries `namespace`, `name` and
-//! `revision`: the human format prints them as a `rollout{...}:` prefix, the JSON format as
-//! the `span` object.
+//! [`tick_span`], so each line logged while reconciling it carries `namespace`, `rollout` (the
+//! name) and `revision`: the human format prints them as a `tick{...}:` prefix, the JSON
+//! format as the `span` object.
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::spec::{Rollout, RolloutStatus};
+use crate::spec::Rollout;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -72,17 +72,16 @@ pub fn init(format: LogFormat) -> Result<(), LoggingError> {
     tracing::subscriber::set_global_default(sub).map_err(|_| LoggingError::AlreadySet)
 }
 
-/// The span of one tick of one rollout. `revision` is the one under rollout, else stable.
-pub fn tick_span(rollout: &Rollout, status: &RolloutStatus) -> tracing::Span {
-    let revision = status
-        .canary_revision
-        .as_deref()
-        .or(status.stable_revision.as_deref())
-        .unwrap_or("");
+/// The span of one tick of one rollout. `revision` (the target's revision, the one being
+/// rolled out or already stable) is recorded by `exec::tick` once it has observed it: recording
+/// a field twice would print it twice in the human format.
+pub fn tick_span(rollout: &Rollout) -> tracing::Span {
+    // The field is `rollout`, not `name`: the JSON format puts the span's own name under
+    // `name` in the same object.
     tracing::info_span!(
-        "rollout",
-        namespace = rollout.metadata.namespace.as_deref().unwrap_or("default"),
-        name = rollout.metadata.name.as_deref().unwrap_or(""),
-        revision,
+        "tick",
+        namespace = %rollout.metadata.namespace.as_deref().unwrap_or("default"),
+        rollout = %rollout.metadata.name.as_deref().unwrap_or(""),
+        revision = tracing::field::Empty,
     )
 }

@@ -264,7 +264,9 @@ impl Metrics {
         self.canary_weight
             .get_or_create(&l)
             .set(i64::from(status.canary_weight));
-        self.step.get_or_create(&l).set(i64::from(status.step_index));
+        self.step
+            .get_or_create(&l)
+            .set(i64::from(status.step_index));
     }
 
     /// Verdicts, values and thresholds of one analysis.

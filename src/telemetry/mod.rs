@@ -34,7 +34,7 @@ pub async fn observed_tick(
     command: Option<Command>,
     now: DateTime<Utc>,
 ) -> TickOutcome {
-    let span = logging::tick_span(rollout, status);
+    let span = logging::tick_span(rollout);
     let start = Instant::now();
     let out = exec::tick(ex, rollout, status, command, now)
         .instrument(span.clone())

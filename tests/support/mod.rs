@@ -11,9 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use sluice::engine::{AnalysisReport, Event, Observations};
-use sluice::exec::{
-    Analyzer, BoxError, Executors, Recorder, TrafficRouter, Webhooks, Workloads,
-};
+use sluice::exec::{Analyzer, BoxError, Executors, Recorder, TrafficRouter, Webhooks, Workloads};
 use sluice::spec::{CheckResult, Rollout, RolloutStatus, Verdict};
 use sluice::traffic::TrafficPlan;
 
@@ -58,7 +56,13 @@ async fn record(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let code = st.answers.lock().unwrap().get(&path).copied().unwrap_or(200);
+    let code = st
+        .answers
+        .lock()
+        .unwrap()
+        .get(&path)
+        .copied()
+        .unwrap_or(200);
     st.hits.lock().unwrap().push(Hit {
         path,
         authorization,
