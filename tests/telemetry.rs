@@ -306,6 +306,21 @@ async fn metrics_parse_as_openmetrics_and_match_the_docs() {
         }
     }
 
+    // Prometheus' own linter agrees (naming conventions, format). promtool reads the classic
+    // text format, where HELP names the sample (`x_total`); OpenMetrics names the family (`x`),
+    // so it reports counters as lacking help. Anything else is a real complaint.
+    // (It exits non-zero on lint findings, so the exit code alone says nothing here.)
+    let (_, lint) = promtool(&["check", "metrics"], &text);
+    let complaints: Vec<&str> = lint
+        .lines()
+        .filter(|l| {
+            !l.strip_suffix(" no help text")
+                .and_then(|n| n.strip_suffix("_total"))
+                .is_some_and(|fam| fams.get(fam).is_some_and(|f| f.kind == "counter" && f.help))
+        })
+        .collect();
+    assert!(complaints.is_empty(), "promtool check metrics:\n{lint}");
+
     let has = |s: &str| assert!(text.contains(s), "missing {s}\n{text}");
     has(r#"sluice_rollout_phase{namespace="bookinfo",name="reviews",phase="Failed"} 1"#);
     has(r#"sluice_rollout_phase{namespace="bookinfo",name="reviews",phase="Progressing"} 0"#);

@@ -276,3 +276,30 @@ pub fn t0() -> DateTime<Utc> {
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// Runs `promtool` (from Debian's `prometheus`, installed by scripts/install-deps.sh) with
+/// `args` and `stdin`; returns (success, stdout + stderr). Panics when promtool is missing:
+/// CI installs it, so a missing binary is a failure, not a skip.
+pub fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool not found ({e}): run scripts/install-deps.sh"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
