@@ -53,12 +53,7 @@ fn exported_sample_names() -> BTreeSet<String> {
     m.encode()
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            l.split(|c| c == '{' || c == ' ')
-                .next()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
         .collect()
 }
 

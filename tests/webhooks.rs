@@ -420,3 +420,28 @@ async fn notification_hooks_retry_connection_errors_but_gates_do_not() {
         "{text}"
     );
 }
+
+#[test]
+fn the_webhooks_example_shows_every_webhook_type() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/rollouts/reviews-canary-webhooks.yaml"
+    ))
+    .unwrap();
+    let r: sluice::spec::Rollout =
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text))
+            .unwrap_or_else(|e| panic!("{}: {}", e.path(), e.inner()));
+    for kind in WebhookKind::ALL {
+        assert!(
+            r.spec.webhooks.iter().any(|w| w.kind == kind),
+            "no {} webhook in the example",
+            kind.as_str()
+        );
+    }
+    for w in &r.spec.webhooks {
+        if let Some(t) = &w.timeout {
+            sluice::duration::parse(t).unwrap();
+        }
+    }
+    assert!(!r.spec.notifications.is_empty());
+}
