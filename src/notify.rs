@@ -464,3 +464,44 @@ impl Recorder for NotifyingRecorder {
         self.metrics.observe_analysis(rollout, report);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_text_is_escaped_and_links_are_built() {
+        assert_eq!(
+            slack_escape("a < b && c > d"),
+            "a &lt; b &amp;&amp; c &gt; d"
+        );
+        assert_eq!(
+            ui_link("https://ui.example/", "ns", "r"),
+            "https://ui.example/rollouts/ns/r"
+        );
+    }
+
+    #[test]
+    fn config_files_are_strict_and_flags_add_sinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("notify.yaml");
+        std::fs::write(
+            &cfg,
+            "sinks:\n  - {type: slack, urlFromFile: /run/slack}\nuiBaseUrl: https://ui\n",
+        )
+        .expect("write");
+        let args = NotifyArgs {
+            notify_config: Some(cfg.clone()),
+            notify_json_url_file: Some("/run/json".into()),
+            ..Default::default()
+        };
+        let c = args.config().expect("config");
+        assert_eq!(c.sinks.len(), 2);
+        assert_eq!(c.sinks[1].kind, NotificationKind::Json);
+        assert_eq!(c.ui_base_url.as_deref(), Some("https://ui"));
+
+        std::fs::write(&cfg, "sinks:\n  - {type: slack, url: https://inline}\n").expect("write");
+        let err = args.config().expect_err("inline url rejected").to_string();
+        assert!(err.contains("sinks[0]") && err.contains("url"), "{err}");
+    }
+}

@@ -351,3 +351,136 @@ impl Webhooks for HttpWebhooks {
             .collect()
     }
 }
+
+/// Problems in `spec.webhooks` and `spec.notifications`, as `(field path, message)`, for the
+/// spec validator to report with the others. Checked here because these rules are about how
+/// the calls are made (URL schemes, timeouts, where secrets come from).
+pub fn problems(spec: &crate::spec::RolloutSpec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, w) in spec.webhooks.iter().enumerate() {
+        let at = |field: &str| format!("spec.webhooks[{i}].{field}");
+        if w.name.trim().is_empty() {
+            out.push((at("name"), "must not be empty".into()));
+        } else if !names.insert(w.name.as_str()) {
+            out.push((at("name"), format!("duplicate webhook name {:?}", w.name)));
+        }
+        match url::Url::parse(&w.url) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => out.push((
+                at("url"),
+                format!("scheme must be http or https, not {:?}", u.scheme()),
+            )),
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => out.push((
+                at("url"),
+                "credentials in the URL would put a secret in the spec: use tokenFromEnv or tokenFromFile".into(),
+            )),
+            Ok(_) => {}
+            Err(e) => out.push((at("url"), format!("not a valid URL: {e}"))),
+        }
+        if let Some(t) = &w.timeout {
+            match crate::duration::parse(t) {
+                Ok(d) if d.is_zero() => out.push((at("timeout"), "must be more than 0".into())),
+                Ok(_) => {}
+                Err(e) => out.push((at("timeout"), e)),
+            }
+        }
+        if w.token_from_env.is_some() && w.token_from_file.is_some() {
+            out.push((
+                at("tokenFromEnv"),
+                "set at most one of tokenFromEnv, tokenFromFile".into(),
+            ));
+        }
+    }
+    for (i, n) in spec.notifications.iter().enumerate() {
+        if n.url_from_env.is_some() == n.url_from_file.is_some() {
+            out.push((
+                format!("spec.notifications[{i}]"),
+                "set exactly one of urlFromEnv, urlFromFile".into(),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::RolloutSpec;
+
+    fn spec(yaml: &str) -> RolloutSpec {
+        let base = "upstreams: {stable: a, canary: b}\nservice: {port: 1}\nstrategy: {canary: {steps: [10]}}\n";
+        serde_yaml::from_str(&format!("{base}{yaml}")).expect("test spec parses")
+    }
+
+    #[test]
+    fn problems_name_the_field() {
+        let s = spec(
+            r#"
+webhooks:
+  - {name: a, type: rollout, url: "http://ok/"}
+  - {name: a, type: event, url: "ftp://x/"}
+  - {name: "", type: event, url: "not a url"}
+  - {name: c, type: event, url: "https://user:pw@x/", timeout: 10parsecs}
+  - {name: d, type: event, url: "http://x/", timeout: 0s, tokenFromEnv: T, tokenFromFile: /f}
+notifications:
+  - {type: slack}
+  - {type: json, urlFromEnv: A, urlFromFile: /b}
+"#,
+        );
+        let p = problems(&s);
+        let fields: Vec<&str> = p.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.webhooks[1].name",
+                "spec.webhooks[1].url",
+                "spec.webhooks[2].name",
+                "spec.webhooks[2].url",
+                "spec.webhooks[3].url",
+                "spec.webhooks[3].timeout",
+                "spec.webhooks[4].timeout",
+                "spec.webhooks[4].tokenFromEnv",
+                "spec.notifications[0]",
+                "spec.notifications[1]",
+            ],
+            "{p:#?}"
+        );
+        assert!(p[4].1.contains("credentials"));
+        assert!(problems(&spec("")).is_empty());
+    }
+
+    #[test]
+    fn outcomes_say_what_happened() {
+        assert_eq!(Outcome::Success(204).to_string(), "HTTP 204");
+        assert_eq!(Outcome::Http(503, String::new()).to_string(), "HTTP 503");
+        assert_eq!(
+            Outcome::Http(409, "frozen".into()).to_string(),
+            "HTTP 409: frozen"
+        );
+        assert_eq!(
+            Outcome::Timeout(Duration::from_secs(10)).to_string(),
+            "timed out after 10s"
+        );
+        assert!(Outcome::Success(200).ok() && !Outcome::Http(302, String::new()).ok());
+        let long = "é".repeat(500);
+        let s = snippet(&long);
+        assert_eq!(s.chars().count(), 201);
+        assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn failures_lists_only_the_failed_hooks() {
+        let r = vec![
+            ("a".to_string(), Outcome::Success(200)),
+            ("b".to_string(), Outcome::Http(500, "boom".into())),
+            (
+                "c".to_string(),
+                Outcome::Connect("Connection refused".into()),
+            ),
+        ];
+        assert_eq!(
+            failures(&r),
+            "b: HTTP 500: boom; c: connection failed: Connection refused"
+        );
+    }
+}
