@@ -48,6 +48,8 @@ enum Cmd {
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         scrape_interval: std::time::Duration,
     },
+    /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
+    Standalone(cli::standalone::StandaloneArgs),
     /// Benchmarks against real processes, and simulations.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Cmd::Crd => crd(),
+        Cmd::Standalone(args) => block_on(cli::standalone::standalone(args, &cli.notify)),
         Cmd::EnvoyBootstrap(args) => cli::envoy::envoy_bootstrap(&args),
         Cmd::DemoApp(args) => block_on(cli::envoy::demo_app(args)),
         Cmd::Bench(BenchCmd::RouteApply(args)) => {

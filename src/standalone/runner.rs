@@ -25,13 +25,11 @@ use crate::backend::{Change, EventRecord};
 use crate::engine::{AnalysisReport, Command, Event};
 use crate::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
 use crate::spec::{CheckResult, Rollout, RolloutStatus};
+use crate::telemetry::{Telemetry, observed_tick};
 use crate::traffic::TrafficPlan;
 
 use super::store::{RolloutRecord, Store, spec_hash};
 use super::workloads::{Cell, EffectiveRouter, StandaloneWorkloads, effective, initial_upstreams};
-
-/// Wraps the store-backed recorder, e.g. to also send notifications.
-pub type RecorderLayer = Arc<dyn Fn(Arc<dyn Recorder>) -> Arc<dyn Recorder> + Send + Sync>;
 
 /// The mode-independent executors the runner plugs into each rollout.
 #[derive(Clone)]
@@ -40,7 +38,8 @@ pub struct Deps {
     pub router: Arc<dyn TrafficRouter>,
     pub analyzer: Arc<dyn Analyzer>,
     pub webhooks: Arc<dyn Webhooks>,
-    pub recorder_layer: Option<RecorderLayer>,
+    /// Metrics, notifications and the tick span around every rollout's executors.
+    pub telemetry: Option<Telemetry>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -313,10 +312,7 @@ async fn rollout_task(
     };
     let cell = Cell::new(record.upstreams.clone(), record.applied.clone());
     let buffer = Arc::new(BufferRecorder::default());
-    let recorder: Arc<dyn Recorder> = match &shared.deps.recorder_layer {
-        Some(layer) => layer(buffer.clone()),
-        None => buffer.clone(),
-    };
+    let recorder: Arc<dyn Recorder> = buffer.clone();
     let router: Arc<dyn TrafficRouter> = Arc::new(EffectiveRouter {
         inner: shared.deps.router.clone(),
         cell: cell.clone(),
@@ -331,6 +327,10 @@ async fn rollout_task(
         analyzer: shared.deps.analyzer.clone(),
         webhooks: shared.deps.webhooks.clone(),
         recorder,
+    };
+    let ex = match &shared.deps.telemetry {
+        Some(t) => t.wrap(ex),
+        None => ex,
     };
 
     if resumed {
@@ -400,11 +400,18 @@ async fn rollout_task(
         }
 
         let command = queue.pop_front();
-        let outcome = exec::tick(&ex, &rollout, &record.status, command, Utc::now()).await;
+        let now = Utc::now();
+        let outcome = match &shared.deps.telemetry {
+            Some(t) => observed_tick(&ex, &t.metrics, &rollout, &record.status, command, now).await,
+            None => exec::tick(&ex, &rollout, &record.status, command, now).await,
+        };
         match &outcome.error {
             Some(e) => {
                 let msg = e.to_string();
-                tracing::warn!(rollout = %key, error = %msg, "tick failed");
+                if shared.deps.telemetry.is_none() {
+                    // observed_tick logs it otherwise.
+                    tracing::warn!(rollout = %key, error = %msg, "tick failed");
+                }
                 // Once per distinct error, not once per second.
                 if last_error.as_ref() != Some(&msg) {
                     buffer.push_event(

@@ -114,7 +114,7 @@ impl Setup {
                 router: self.router.clone(),
                 analyzer: self.analyzer.clone(),
                 webhooks: Arc::new(NoWebhooks),
-                recorder_layer: None,
+                telemetry: None,
             },
             Timing {
                 max_period: Duration::from_millis(40),
