@@ -50,6 +50,9 @@ enum Cmd {
     },
     /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
     Standalone(cli::standalone::StandaloneArgs),
+    /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a healthy
+    /// version promoted, a failing one rolled back.
+    Demo(cli::standalone::DemoArgs),
     /// Benchmarks against real processes, and simulations.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -59,6 +62,8 @@ enum Cmd {
 enum BenchCmd {
     /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
     RouteApply(cli::envoy::RouteApplyArgs),
+    /// Fault injected into a real canary -> rollback decision -> no request reaches it.
+    Rollback(cli::standalone::RollbackArgs),
     /// Simulate the error-rate judges: false positives on A/A traffic, requests to detect 1% → 2%.
     Judge {
         #[arg(long, default_value_t = 1000)]
@@ -82,11 +87,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Crd => crd(),
         Cmd::Standalone(args) => block_on(cli::standalone::standalone(args, &cli.notify)),
+        Cmd::Demo(args) => block_on(cli::standalone::demo(args)),
         Cmd::EnvoyBootstrap(args) => cli::envoy::envoy_bootstrap(&args),
         Cmd::DemoApp(args) => block_on(cli::envoy::demo_app(args)),
         Cmd::Bench(BenchCmd::RouteApply(args)) => {
             block_on(async move { cli::envoy::bench_route_apply(&args).await })
         }
+        Cmd::Bench(BenchCmd::Rollback(args)) => block_on(cli::standalone::bench_rollback(args)),
         Cmd::Bench(BenchCmd::Judge { runs, seed }) => {
             sluice::analysis::cli::bench_judge(runs, seed, &mut std::io::stdout().lock())
                 .map_err(anyhow::Error::from)

@@ -80,3 +80,94 @@ pub async fn standalone(
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Keep everything running after the scenario (until Ctrl-C).
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Analysis interval of the demo rollout (each step lasts about this long).
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    /// Requests per second through Envoy.
+    #[arg(long, default_value_t = 50)]
+    pub rps: u32,
+    /// Address of the HTTP API / UI (port 0: a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+}
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    use sluice::standalone::demo::{self, DemoOptions};
+    let opts = DemoOptions {
+        interval: args.interval,
+        rps: args.rps,
+        listen: args.listen,
+        ..DemoOptions::default()
+    };
+    let keep = args.keep_running;
+    let run = async move {
+        let mut out = std::io::stdout();
+        let d = demo::start(&opts, &mut out, |_backend, _token| {
+            sluice::standalone::server::health_app()
+        })
+        .await?;
+        demo::scenario(&d, &opts, &mut out).await?;
+        if keep {
+            println!("\n--keep-running: everything stays up; Ctrl-C stops it all.");
+            std::future::pending::<()>().await;
+        }
+        anyhow::Ok(())
+    };
+    tokio::select! {
+        r = run => r?,
+        _ = shutdown_signal() => eprintln!("\ninterrupted: stopping Envoy, Prometheus and sluice"),
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Print one JSON object (fault_to_decision_s, fault_to_zero_canary_s,
+    /// route_apply_p50_ms, route_apply_p99_ms) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Fault injections; the figures are medians over them.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Route swaps for the decision → Envoy part.
+    #[arg(long, default_value_t = 200)]
+    pub swaps: usize,
+}
+
+pub async fn bench_rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    use sluice::standalone::bench::{self, RollbackOptions};
+    let opts = RollbackOptions {
+        runs: args.runs,
+        swaps: args.swaps,
+        ..RollbackOptions::default()
+    };
+    let mut progress = |line: String| eprintln!("{line}");
+    let run = bench::rollback(&opts, &mut progress);
+    let (report, _runs) = tokio::select! {
+        r = run => r?,
+        _ = shutdown_signal() => anyhow::bail!("interrupted"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "fault onset → rollback decision:      {:.2} s (median of {})",
+            report.fault_to_decision_s, opts.runs
+        );
+        println!(
+            "fault onset → 0% of requests to canary: {:.2} s (canary's own counter)",
+            report.fault_to_zero_canary_s
+        );
+        println!(
+            "decision → Envoy serving new routes:  p50 {:.2} ms, p99 {:.2} ms ({} swaps)",
+            report.route_apply_p50_ms, report.route_apply_p99_ms, opts.swaps
+        );
+    }
+    Ok(())
+}

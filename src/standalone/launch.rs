@@ -144,8 +144,9 @@ impl Standalone {
                 runner.shutdown();
                 return Err(match http.await {
                     Ok(Err(e)) => e.into(),
-                    _ => ServeError::Http(std::io::Error::other("HTTP server did not start"))
-                        .into(),
+                    _ => {
+                        ServeError::Http(std::io::Error::other("HTTP server did not start")).into()
+                    }
                 });
             }
         };

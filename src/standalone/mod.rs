@@ -1,5 +1,7 @@
 //! Standalone mode: progressive delivery without Kubernetes (see docs/standalone.md).
 pub mod backend;
+pub mod bench;
+pub mod demo;
 pub mod launch;
 pub mod load;
 pub mod loader;

@@ -62,7 +62,10 @@ impl Stack {
         let mut apps = Vec::new();
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         for cfg in backends {
-            apps.push((cfg.version.clone(), demo_app::start(cfg.clone(), any).await?));
+            apps.push((
+                cfg.version.clone(),
+                demo_app::start(cfg.clone(), any).await?,
+            ));
         }
         // The router the helper returns is not used: sluice opens the same directory itself.
         let (envoy, router) =
@@ -87,10 +90,7 @@ impl Stack {
 
     /// The backend answering as `version`.
     pub fn app(&self, version: &str) -> Option<&DemoHandle> {
-        self.apps
-            .iter()
-            .find(|(v, _)| v == version)
-            .map(|(_, a)| a)
+        self.apps.iter().find(|(v, _)| v == version).map(|(_, a)| a)
     }
 
     /// Where clients send requests (Host header selects the rollout).
