@@ -105,25 +105,33 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         listen: args.listen,
         ..DemoOptions::default()
     };
-    let keep = args.keep_running;
-    let run = async move {
-        let mut out = std::io::stdout();
-        let d = demo::start(&opts, &mut out, |_backend, _token| {
+    let mut out = std::io::stdout();
+    let started = tokio::select! {
+        r = demo::start(&opts, &mut out, |_backend, _token| {
             sluice::standalone::server::health_app()
-        })
-        .await?;
-        demo::scenario(&d, &opts, &mut out).await?;
-        if keep {
-            println!("\n--keep-running: everything stays up; Ctrl-C stops it all.");
-            std::future::pending::<()>().await;
+        }) => r?,
+        _ = shutdown_signal() => {
+            eprintln!("\ninterrupted while starting");
+            return Ok(());
         }
-        anyhow::Ok(())
     };
-    tokio::select! {
-        r = run => r?,
-        _ = shutdown_signal() => eprintln!("\ninterrupted: stopping Envoy, Prometheus and sluice"),
-    }
-    Ok(())
+    let outcome = tokio::select! {
+        r = async {
+            demo::scenario(&started, &opts, &mut out).await?;
+            if args.keep_running {
+                println!("\n--keep-running: everything stays up; Ctrl-C stops it all.");
+                std::future::pending::<()>().await;
+            }
+            anyhow::Ok(())
+        } => r,
+        _ = shutdown_signal() => {
+            eprintln!("\ninterrupted: stopping Envoy, Prometheus and sluice");
+            Ok(())
+        }
+    };
+    // Stop and reap every child before exiting, whatever the outcome.
+    started.stop().await;
+    outcome
 }
 
 #[derive(Args, Debug)]

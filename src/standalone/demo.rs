@@ -99,6 +99,22 @@ pub struct Demo {
     _work: WorkDir,
 }
 
+impl Demo {
+    /// Stops sluice, the load and every child process, waiting for them to exit.
+    pub async fn stop(self) {
+        let Demo {
+            sluice,
+            load,
+            stack,
+            _work,
+            ..
+        } = self;
+        drop(load);
+        sluice.shutdown().await;
+        stack.stop().await;
+    }
+}
+
 /// A random API token (hex).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 16];

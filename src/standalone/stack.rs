@@ -88,6 +88,18 @@ impl Stack {
         })
     }
 
+    /// Kills Envoy and Prometheus and waits for them to exit (dropping also kills them, without
+    /// waiting).
+    pub async fn stop(self) {
+        let Stack {
+            envoy,
+            mut prometheus,
+            ..
+        } = self;
+        envoy.stop().await;
+        prometheus.stop();
+    }
+
     /// The backend answering as `version`.
     pub fn app(&self, version: &str) -> Option<&DemoHandle> {
         self.apps.iter().find(|(v, _)| v == version).map(|(_, a)| a)
