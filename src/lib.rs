@@ -15,3 +15,4 @@ pub mod schedule;
 pub mod spec;
 pub mod template;
 pub mod traffic;
+pub mod validate;
