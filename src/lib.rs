@@ -11,6 +11,8 @@ pub mod backend;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod plan;
+pub mod router;
 pub mod schedule;
 pub mod spec;
 pub mod template;

@@ -167,8 +167,10 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Rollout>, Vec<Problem>> {
     }
 }
 
-/// Checks files and directories (searched recursively for `*.yaml` / `*.yml`), and that no two
-/// files define the same `namespace/name`. Returns each rollout with the file it came from.
+/// Checks files and directories (searched recursively for `*.yaml` / `*.yml`). Returns each
+/// rollout with the file it came from. Files are checked on their own: alternative versions of
+/// one rollout (like the examples in `rollouts/`) may share a name; a runner that loads them
+/// together calls [`duplicates`].
 pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut out: Vec<(PathBuf, Rollout)> = Vec::new();
@@ -194,25 +196,9 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Prob
             files.push(p.clone());
         }
     }
-    let mut owner: BTreeMap<String, PathBuf> = BTreeMap::new();
     for f in files {
         match load_file(&f) {
-            Ok(rs) => {
-                for r in rs {
-                    let key = r.key();
-                    if let Some(first) = owner.get(&key) {
-                        problems.push(problem(
-                            &f.display().to_string(),
-                            None,
-                            "metadata.name",
-                            &format!("duplicate Rollout {key} (also in {})", first.display()),
-                        ));
-                    } else {
-                        owner.insert(key, f.clone());
-                    }
-                    out.push((f.clone(), r));
-                }
-            }
+            Ok(rs) => out.extend(rs.into_iter().map(|r| (f.clone(), r))),
             Err(p) => problems.extend(p),
         }
     }
@@ -221,6 +207,27 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Prob
     } else {
         Err(problems)
     }
+}
+
+/// Rollouts loaded together must have distinct `namespace/name`s: one problem per repeat.
+pub fn duplicates(loaded: &[(PathBuf, Rollout)]) -> Vec<Problem> {
+    let mut owner: BTreeMap<String, &Path> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (file, r) in loaded {
+        let key = r.key();
+        match owner.get(&key) {
+            Some(first) => problems.push(problem(
+                &file.display().to_string(),
+                None,
+                "metadata.name",
+                &format!("duplicate Rollout {key} (also in {})", first.display()),
+            )),
+            None => {
+                owner.insert(key, file);
+            }
+        }
+    }
+    problems
 }
 
 /// `*.yaml` / `*.yml` files under `dir`, recursively, sorted (stable output and test order).
