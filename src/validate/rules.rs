@@ -141,7 +141,7 @@ fn check_strategy(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
         _ => f.add(
             p,
             format!(
-                "{} are all set; set exactly one of `canary`, `darkLaunch`, `abTest`",
+                "{} are set; set exactly one of `canary`, `darkLaunch`, `abTest`",
                 set.join(" and ")
             ),
         ),
@@ -187,14 +187,14 @@ fn check_canary(c: &CanaryStrategy, p: &FieldPath, f: &mut Findings) {
             p,
             "set either `steps` or `stepWeight` (with `maxWeight`), not both",
         ),
+        (None, None) if c.max_weight.is_some() => {
+            f.add(&p.field("maxWeight"), "`maxWeight` needs `stepWeight`");
+        }
         (None, None) => {
             f.add(
                 p,
                 "set `steps` (e.g. [10, 25, 50]) or `stepWeight` and `maxWeight`",
             );
-            if c.max_weight.is_some() {
-                f.add(&p.field("maxWeight"), "`maxWeight` needs `stepWeight`");
-            }
         }
         (Some(steps), None) => {
             let sp = p.field("steps");
