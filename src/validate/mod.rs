@@ -423,23 +423,18 @@ fn check_metadata(meta: Option<&Value>, found: &mut Vec<(String, String)>, typed
             ));
             continue;
         }
-        let wrong = match k.as_str() {
-            "name" | "namespace" | "generateName" => (!v.is_string()).then_some("a string"),
-            "labels" | "annotations" => match v.as_object() {
-                Some(map) => map
-                    .iter()
-                    .find(|(_, v)| !v.is_string())
-                    .map(|_| "a map of strings (quote numbers and booleans)"),
-                None if v.is_null() => None,
-                None => Some("a map of strings"),
-            },
-            _ => None,
+        let expected = match k.as_str() {
+            "name" | "namespace" | "generateName" => serde_json::json!({"type": "string"}),
+            "labels" | "annotations" => serde_json::json!({
+                "type": "object",
+                "nullable": true,
+                "additionalProperties": {"type": "string"}
+            }),
+            // Server-set fields: the typed parse checks them.
+            _ => continue,
         };
-        if let Some(expected) = wrong {
-            found.push((
-                fp.to_string(),
-                format!("expected {expected}, found {}", schema::describe(v)),
-            ));
+        for m in schema::check(v, &expected, &fp) {
+            found.push((m.path, m.message));
             *typed_ok = false;
         }
     }

@@ -143,3 +143,30 @@ proptest::proptest! {
         let _ = load_str(&text, "x");
     }
 }
+
+#[test]
+fn label_values_must_be_strings() {
+    let text = VALID.replace(
+        "metadata: {name: reviews, namespace: bookinfo}",
+        "metadata: {name: reviews, labels: {app.kubernetes.io/version: 2, ok: x}}",
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "f.yaml: metadata.labels[\"app.kubernetes.io/version\"]: expected a string, found the number 2"
+        ]
+    );
+}
+
+#[test]
+fn field_paths_quote_unusual_keys() {
+    let p = FieldPath::root("spec")
+        .field("headers")
+        .field("x-user")
+        .index(2);
+    assert_eq!(p.to_string(), "spec.headers.x-user[2]");
+    assert_eq!(
+        FieldPath::root("a").field("b.c/d").to_string(),
+        "a[\"b.c/d\"]"
+    );
+}
