@@ -161,6 +161,7 @@ pub fn table(rollout: &Rollout) -> String {
             dash(s.gates.join(", ")),
         ]);
     }
+    let has_matches = rows.iter().skip(1).any(|r| r[4] != "-");
     let widths: Vec<usize> = (0..8)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -175,6 +176,9 @@ pub fn table(rollout: &Rollout) -> String {
         }
         out.push_str(line.trim_end());
         out.push('\n');
+    }
+    if has_matches {
+        out.push_str("STABLE / CANARY: split of the requests no match selects\n");
     }
     out
 }

@@ -321,7 +321,7 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
     {
         f.add(
             &p.field("regex"),
-            format!("invalid regex: {}", one_line(&e.to_string())),
+            format!("invalid regex: {}", regex_reason(&e)),
         );
     }
 }
@@ -600,8 +600,15 @@ fn is_token(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// The regex crate repeats the pattern with a caret line; the last line is the reason.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_string()
 }
 
 #[cfg(test)]
