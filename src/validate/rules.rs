@@ -82,10 +82,17 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
             }
         }
     }
-    if let Some(rev) = &s.revision
-        && rev.trim().is_empty()
-    {
-        f.add(&spec.field("revision"), "must not be empty");
+    if let Some(rev) = &s.revision {
+        if rev.trim().is_empty() {
+            f.add(&spec.field("revision"), "must not be empty");
+        } else if s.target_ref.is_some() {
+            // On Kubernetes the revision is the Deployment's pod template; a label here would
+            // be silently ignored.
+            f.add(
+                &spec.field("revision"),
+                "applies to `upstreams` only; with `targetRef` the Deployment's template is the revision",
+            );
+        }
     }
 
     let svc = spec.field("service");
