@@ -331,7 +331,12 @@ fn check_document(mut value: Value) -> Result<Rollout, Vec<(String, String)>> {
             format!("required field is missing (use {KIND})"),
         )),
         Some(Value::String(v)) if v == KIND => {}
-        Some(v) => found.push(("kind".into(), format!("{} is not a {KIND}", shown(v)))),
+        Some(v) => {
+            // Another kind of object (a Deployment in the same stream, say): checking its spec
+            // against the Rollout schema would only bury this one message under noise.
+            found.push(("kind".into(), format!("{} is not a {KIND}", shown(v))));
+            return Err(found);
+        }
     }
     let mut only_unknown_fields = true;
     let unknown_top: Vec<String> = obj

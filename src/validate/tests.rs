@@ -87,16 +87,14 @@ fn documents_are_numbered_in_streams() {
 
 #[test]
 fn envelope_problems() {
-    let got = problems(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: x, lables: {}}\nspec: {}\nextra: 1\n",
-    );
+    let got = problems("apiVersion: v1\nmetadata: {name: x, lables: {}}\nspec: {}\nextra: 1\n");
     let paths: Vec<&str> = got
         .iter()
         .map(|g| g.split(": ").nth(1).unwrap_or(""))
         .collect();
     for p in [
         "apiVersion",
-        "kind",
+        "kind", // missing
         "extra",
         "metadata.lables",
         "spec.service",
@@ -168,5 +166,19 @@ fn field_paths_quote_unusual_keys() {
     assert_eq!(
         FieldPath::root("a").field("b.c/d").to_string(),
         "a[\"b.c/d\"]"
+    );
+}
+
+#[test]
+fn other_kinds_get_one_message() {
+    let got = problems(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 1}\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "f.yaml: apiVersion: `apps/v1` is not supported; use sluice.dev/v1alpha1",
+            "f.yaml: kind: `Deployment` is not a Rollout"
+        ]
     );
 }
