@@ -157,6 +157,18 @@ pub fn load_str(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> 
     }
 }
 
+/// The cross-field rules for a Rollout that is already typed (e.g. read from the Kubernetes
+/// API, whose schema checks have run): what the controller must refuse to act on.
+pub fn check_rollout(rollout: &Rollout, source: &str) -> Vec<Problem> {
+    let mut findings = rules::Findings::default();
+    rules::check_rollout(rollout, &mut findings);
+    findings
+        .0
+        .into_iter()
+        .map(|(path, message)| problem(source, None, &path, &message))
+        .collect()
+}
+
 /// Reads and checks one file.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Rollout>, Vec<Problem>> {
     let path = path.as_ref();

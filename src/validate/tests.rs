@@ -182,3 +182,19 @@ fn other_kinds_get_one_message() {
         ]
     );
 }
+
+#[test]
+fn typed_rollouts_are_checked_by_the_same_rules() {
+    let mut r = load_str(VALID, "f.yaml").expect("valid").remove(0);
+    assert!(check_rollout(&r, "bookinfo/reviews").is_empty());
+    r.spec.strategy.canary = Some(crate::spec::CanaryStrategy {
+        steps: Some(vec![50, 10]),
+        ..Default::default()
+    });
+    let got: Vec<String> = check_rollout(&r, "bookinfo/reviews")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("bookinfo/reviews: spec.strategy.canary.steps[1]: "));
+}
