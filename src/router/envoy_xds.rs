@@ -117,11 +117,10 @@ impl EnvoyRouter {
         let cds = dir.join(CDS_FILE);
         match std::fs::read_to_string(&cds) {
             Ok(text) => {
-                let doc: Value =
-                    serde_yaml::from_str(&text).map_err(|e| XdsError::Existing {
-                        path: cds.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let doc: Value = serde_yaml::from_str(&text).map_err(|e| XdsError::Existing {
+                    path: cds.clone(),
+                    reason: e.to_string(),
+                })?;
                 for c in doc["resources"].as_array().into_iter().flatten() {
                     if let Some(name) = c["name"].as_str() {
                         state.clusters_on_disk.insert(name.to_string(), c.clone());
@@ -251,7 +250,12 @@ impl EnvoyRouter {
         let rds_version = content_version(routes);
         let rds_text = render(routes)?;
         let before = match &self.confirm {
-            Some(c) => c.admin.state(Resource::Routes).await.ok().map(|s| s.rejected),
+            Some(c) => c
+                .admin
+                .state(Resource::Routes)
+                .await
+                .ok()
+                .map(|s| s.rejected),
             None => None,
         };
         write_blocking(&rds_path, &rds_text).await?;

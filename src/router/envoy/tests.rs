@@ -80,8 +80,14 @@ fn golden(name: &str, value: &Value) {
 
 #[test]
 fn cluster_names_follow_the_namespace_rule() {
-    assert_eq!(cluster_name(None, "reviews", Destination::Stable), "reviews-stable");
-    assert_eq!(cluster_name(Some("default"), "reviews", Destination::Canary), "reviews-canary");
+    assert_eq!(
+        cluster_name(None, "reviews", Destination::Stable),
+        "reviews-stable"
+    );
+    assert_eq!(
+        cluster_name(Some("default"), "reviews", Destination::Canary),
+        "reviews-canary"
+    );
     assert_eq!(
         cluster_name(Some("bookinfo"), "reviews", Destination::Canary),
         "bookinfo-reviews-canary"
@@ -92,11 +98,29 @@ fn cluster_names_follow_the_namespace_rule() {
 fn upstream_addresses_parse_or_say_why_not() {
     assert_eq!(
         Upstream::parse("127.0.0.1:80"),
-        Ok(Upstream { host: "127.0.0.1".into(), port: 80 })
+        Ok(Upstream {
+            host: "127.0.0.1".into(),
+            port: 80
+        })
     );
-    assert_eq!(Upstream::parse("[::1]:80").map(|u| u.host), Ok("::1".into()));
-    assert_eq!(Upstream::parse("reviews:9080").map(|u| u.is_ip()), Ok(false));
-    for bad in ["reviews", "reviews:", ":80", "a:0", "a:70000", "::1:80", "a b:80", "http://x:80"] {
+    assert_eq!(
+        Upstream::parse("[::1]:80").map(|u| u.host),
+        Ok("::1".into())
+    );
+    assert_eq!(
+        Upstream::parse("reviews:9080").map(|u| u.is_ip()),
+        Ok(false)
+    );
+    for bad in [
+        "reviews",
+        "reviews:",
+        ":80",
+        "a:0",
+        "a:70000",
+        "::1:80",
+        "a b:80",
+        "http://x:80",
+    ] {
         assert!(Upstream::parse(bad).is_err(), "{bad} accepted");
     }
     let mut r = rollout(None, "reviews", &[]);
@@ -106,7 +130,9 @@ fn upstream_addresses_parse_or_say_why_not() {
     r.spec.upstreams = None;
     assert_eq!(
         RouteTarget::from_rollout(&r),
-        Err(Error::MissingUpstreams { rollout: "default/reviews".into() })
+        Err(Error::MissingUpstreams {
+            rollout: "default/reviews".into()
+        })
     );
 }
 
@@ -141,7 +167,10 @@ fn canary_weights_become_relative_weighted_clusters() {
 fn or_matches_become_one_route_each_in_plan_order() {
     let r = rollout(Some("bookinfo"), "reviews", &["reviews.local"]);
     let cfg = translate(&[(target(&r), TrafficPlan::matched(&ab_matches(), Some(20)))]).unwrap();
-    let routes = cfg.route_config["virtual_hosts"][0]["routes"].as_array().unwrap().clone();
+    let routes = cfg.route_config["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(routes.len(), 3);
     assert_eq!(
         routes[0]["match"]["headers"],
@@ -151,7 +180,10 @@ fn or_matches_become_one_route_each_in_plan_order() {
         routes[1]["match"]["headers"][0]["string_match"],
         json!({"safe_regex": {"regex": "^(.*?;)?(user=test)(;.*)?$"}})
     );
-    assert_eq!(routes[0]["route"], json!({"cluster": "bookinfo-reviews-canary"}));
+    assert_eq!(
+        routes[0]["route"],
+        json!({"cluster": "bookinfo-reviews-canary"})
+    );
     assert_eq!(routes[2]["match"], json!({"prefix": "/"}));
     assert_eq!(
         routes[2]["route"]["request_mirror_policies"],
@@ -191,11 +223,17 @@ fn bad_plans_and_matches_are_refused_with_a_path() {
     let err = translate(&[(target(&r), plan)]).unwrap_err();
     assert!(err.to_string().contains("weights add up to 20"), "{err}");
 
-    let both = StringMatch { exact: Some("a".into()), prefix: Some("b".into()), regex: None };
+    let both = StringMatch {
+        exact: Some("a".into()),
+        prefix: Some("b".into()),
+        regex: None,
+    };
     let plan = TrafficPlan::matched(&[header("x-user", both)], None);
     let err = translate(&[(target(&r), plan)]).unwrap_err();
-    assert_eq!(err.to_string(),
-        "default/reviews: routes[0].matches[0].headers.x-user: exactly one of exact, prefix, regex is required");
+    assert_eq!(
+        err.to_string(),
+        "default/reviews: routes[0].matches[0].headers.x-user: exactly one of exact, prefix, regex is required"
+    );
 
     let plan = TrafficPlan::matched(&[header("x-user", regex("(unclosed"))], None);
     let err = translate(&[(target(&r), plan)]).unwrap_err();
@@ -236,14 +274,26 @@ pub(crate) fn golden_plans() -> Vec<(&'static str, TrafficPlan)> {
     let mut ab = TrafficPlan::matched(&ab_matches(), None);
     // A weighted default route with a mirror too, to cover every field at once.
     ab.routes[1].destinations = vec![
-        WeightedDestination { destination: Destination::Stable, weight: 75 },
-        WeightedDestination { destination: Destination::Canary, weight: 25 },
+        WeightedDestination {
+            destination: Destination::Stable,
+            weight: 75,
+        },
+        WeightedDestination {
+            destination: Destination::Canary,
+            weight: 25,
+        },
     ];
-    ab.routes[1].mirror = Some(Mirror { destination: Destination::Canary, percent: 5 });
+    ab.routes[1].mirror = Some(Mirror {
+        destination: Destination::Canary,
+        percent: 5,
+    });
     vec![
         ("canary", TrafficPlan::weighted(25)),
         ("ab", TrafficPlan::matched(&ab_matches(), None)),
-        ("dark-launch", TrafficPlan::matched(&ab_matches()[..1], Some(30))),
+        (
+            "dark-launch",
+            TrafficPlan::matched(&ab_matches()[..1], Some(30)),
+        ),
         ("mixed", ab),
     ]
 }
