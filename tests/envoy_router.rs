@@ -457,3 +457,50 @@ async fn reopening_the_directory_keeps_what_envoy_serves() {
     assert_eq!(std::fs::read_to_string(&rds).expect("rds"), before);
     assert!(before.contains(&w.rds_version));
 }
+
+/// Every step of every example rollout (rollouts/, Kubernetes ones given local upstreams), as
+/// one config with one virtual host per (rollout, step), passes `envoy --mode validate`.
+#[tokio::test]
+async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rollouts");
+    let files = sluice::validate::yaml_files(&root).expect("rollouts/");
+    let mut entries = Vec::new();
+    for file in &files {
+        let rollouts = sluice::validate::load_file(file)
+            .unwrap_or_else(|p| panic!("{}: {p:?}", file.display()));
+        for mut r in rollouts {
+            r.spec.target_ref = None;
+            r.spec.upstreams.get_or_insert(Upstreams {
+                stable: "127.0.0.1:9081".into(),
+                canary: "reviews-canary.local:9082".into(),
+            });
+            let name = r.metadata.name.clone().expect("name");
+            for (i, step) in sluice::plan::steps(&r).into_iter().enumerate() {
+                let mut at = r.clone();
+                let unique = format!("{}-{name}-s{i}", file_stem(file));
+                at.metadata.name = Some(unique.clone());
+                at.spec.service.hosts = vec![unique];
+                entries.push((RouteTarget::from_rollout(&at).expect("target"), step.traffic));
+            }
+        }
+    }
+    assert!(entries.len() >= 8, "too few example steps: {}", entries.len());
+    let cfg = translate(&entries).expect("translates");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = BootstrapOptions {
+        xds_dir: dir.path().display().to_string(),
+        listen_address: "127.0.0.1".into(),
+        listen_port: 10000,
+        admin_port: 9901,
+    };
+    let path = dir.path().join("examples.yaml");
+    let text = serde_yaml::to_string(&static_bootstrap(&opts, &cfg)).expect("yaml");
+    std::fs::write(&path, text).expect("write");
+    validate(&path).await.expect("example plans are valid Envoy config");
+}
+
+fn file_stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
