@@ -480,11 +480,18 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
                 let unique = format!("{}-{name}-s{i}", file_stem(file));
                 at.metadata.name = Some(unique.clone());
                 at.spec.service.hosts = vec![unique];
-                entries.push((RouteTarget::from_rollout(&at).expect("target"), step.traffic));
+                entries.push((
+                    RouteTarget::from_rollout(&at).expect("target"),
+                    step.traffic,
+                ));
             }
         }
     }
-    assert!(entries.len() >= 8, "too few example steps: {}", entries.len());
+    assert!(
+        entries.len() >= 8,
+        "too few example steps: {}",
+        entries.len()
+    );
     let cfg = translate(&entries).expect("translates");
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = BootstrapOptions {
@@ -496,7 +503,9 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
     let path = dir.path().join("examples.yaml");
     let text = serde_yaml::to_string(&static_bootstrap(&opts, &cfg)).expect("yaml");
     std::fs::write(&path, text).expect("write");
-    validate(&path).await.expect("example plans are valid Envoy config");
+    validate(&path)
+        .await
+        .expect("example plans are valid Envoy config");
 }
 
 fn file_stem(p: &std::path::Path) -> String {

@@ -39,6 +39,8 @@ pub enum EnvoyError {
     Invalid { path: String, output: String },
     #[error(transparent)]
     Xds(#[from] XdsError),
+    #[error(transparent)]
+    Admin(#[from] crate::router::envoy_admin::AdminError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -194,6 +196,7 @@ impl EnvoyProcess {
             path: opts.log_path.clone(),
             source,
         })?;
+        let admin = EnvoyAdmin::new(opts.admin_port)?;
         let mut child = Command::new(&binary)
             .arg("-c")
             .arg(&opts.bootstrap)
@@ -211,7 +214,6 @@ impl EnvoyProcess {
                 binary: binary.display().to_string(),
                 source,
             })?;
-        let admin = EnvoyAdmin::new(opts.admin_port);
         let start = std::time::Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {

@@ -491,4 +491,4 @@ pub fn static_bootstrap(opts: &BootstrapOptions, config: &XdsConfig) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -391,3 +391,126 @@ impl TrafficRouter for EnvoyRouter {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::envoy::tests::rollout;
+
+    fn read(dir: &Path, file: &str) -> Value {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    fn cluster_names(dir: &Path) -> Vec<String> {
+        read(dir, CDS_FILE)["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn open_creates_empty_files_and_keeps_existing_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let router = EnvoyRouter::open(tmp.path().join("xds")).unwrap();
+        let dir = router.dir().to_path_buf();
+        assert_eq!(read(&dir, CDS_FILE)["resources"], serde_json::json!([]));
+        assert_eq!(
+            read(&dir, RDS_FILE)["resources"][0]["virtual_hosts"],
+            serde_json::json!([])
+        );
+        router
+            .set(&rollout(None, "reviews", &[]), &TrafficPlan::weighted(10))
+            .await
+            .unwrap();
+        let before = std::fs::read_to_string(dir.join(RDS_FILE)).unwrap();
+        let again = EnvoyRouter::open(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(RDS_FILE)).unwrap(), before);
+        // It learned the clusters on disk: removing nothing keeps them until routes drop them.
+        assert_eq!(again.state.lock().await.clusters_on_disk.len(), 2);
+        // No temporary files left behind.
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_cannot_be_translated_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let router = EnvoyRouter::open(tmp.path()).unwrap();
+        let r = rollout(None, "reviews", &[]);
+        router.set(&r, &TrafficPlan::weighted(10)).await.unwrap();
+        let before = (
+            std::fs::read_to_string(tmp.path().join(CDS_FILE)).unwrap(),
+            std::fs::read_to_string(tmp.path().join(RDS_FILE)).unwrap(),
+        );
+        let mut bad = TrafficPlan::weighted(20);
+        bad.routes[0].destinations[0].weight = 0;
+        let err = router.set(&r, &bad).await.unwrap_err();
+        assert_eq!(err.metric_label(), "translate");
+        let mut no_upstreams = r.clone();
+        no_upstreams.spec.upstreams = None;
+        assert!(
+            router
+                .set(&no_upstreams, &TrafficPlan::weighted(20))
+                .await
+                .is_err()
+        );
+        let after = (
+            std::fs::read_to_string(tmp.path().join(CDS_FILE)).unwrap(),
+            std::fs::read_to_string(tmp.path().join(RDS_FILE)).unwrap(),
+        );
+        assert_eq!(before, after);
+        assert_eq!(
+            router.plan("default/reviews").await,
+            Some(TrafficPlan::weighted(10))
+        );
+    }
+
+    #[tokio::test]
+    async fn rollouts_are_added_promoted_and_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let router = EnvoyRouter::open(tmp.path()).unwrap();
+        let a = rollout(None, "reviews", &[]);
+        let b = rollout(Some("shop"), "cart", &[]);
+        router.set(&a, &TrafficPlan::weighted(10)).await.unwrap();
+        router.set(&b, &TrafficPlan::weighted(50)).await.unwrap();
+        assert_eq!(
+            cluster_names(tmp.path()),
+            [
+                "reviews-canary",
+                "reviews-stable",
+                "shop-cart-canary",
+                "shop-cart-stable"
+            ]
+        );
+        let mut promoted = a.clone();
+        promoted.spec.upstreams.as_mut().unwrap().stable = "127.0.0.1:9999".into();
+        router.set_target(&promoted).await.unwrap();
+        let cds = std::fs::read_to_string(tmp.path().join(CDS_FILE)).unwrap();
+        assert!(cds.contains("9999"), "{cds}");
+        assert_eq!(
+            router.plan("default/reviews").await,
+            Some(TrafficPlan::weighted(10))
+        );
+        let w = router.remove("shop/cart").await.unwrap();
+        assert_eq!(
+            cluster_names(tmp.path()),
+            ["reviews-canary", "reviews-stable"]
+        );
+        let rds = read(tmp.path(), RDS_FILE);
+        assert_eq!(rds["version_info"], serde_json::json!(w.rds_version));
+        assert_eq!(
+            rds["resources"][0]["virtual_hosts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(w.confirmed_in, None);
+    }
+}
