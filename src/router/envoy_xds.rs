@@ -241,8 +241,7 @@ impl EnvoyRouter {
         // Phase 1: every cluster the new routes name exists (old ones stay for old routes).
         let mut cds_version = content_version(&values(&state.clusters_on_disk));
         if union != state.clusters_on_disk {
-            cds_version = self.write_clusters(&cds_path, &union).await?;
-            state.clusters_on_disk = union.clone();
+            cds_version = self.write_clusters(state, &cds_path, union).await?;
         }
 
         // Phase 2: the routes.
@@ -284,8 +283,7 @@ impl EnvoyRouter {
 
         // Phase 3: drop clusters no route names any more.
         if new_clusters != state.clusters_on_disk {
-            cds_version = self.write_clusters(&cds_path, &new_clusters).await?;
-            state.clusters_on_disk = new_clusters;
+            cds_version = self.write_clusters(state, &cds_path, new_clusters).await?;
         }
         Ok(Written {
             cds_version,
@@ -294,12 +292,15 @@ impl EnvoyRouter {
         })
     }
 
+    /// Write `clusters` to `cds.yaml` (recorded as what is on disk even if Envoy then does
+    /// not confirm it), and wait for Envoy when confirming.
     async fn write_clusters(
         &self,
+        state: &mut State,
         path: &Path,
-        clusters: &BTreeMap<String, Value>,
+        clusters: BTreeMap<String, Value>,
     ) -> Result<String, XdsError> {
-        let list = values(clusters);
+        let list = values(&clusters);
         let version = content_version(&list);
         let before = match &self.confirm {
             Some(c) => c
@@ -311,6 +312,7 @@ impl EnvoyRouter {
             None => None,
         };
         write_blocking(path, &render(&list)?).await?;
+        state.clusters_on_disk = clusters;
         if let Some(c) = &self.confirm {
             c.admin
                 .wait_applied(
