@@ -313,7 +313,16 @@ impl EnvoyProcess {
 impl Drop for EnvoyProcess {
     fn drop(&mut self) {
         // kill_on_drop would do it too; being explicit keeps the guarantee if that changes.
-        let _ = self.child.start_kill();
+        // Reap it here (SIGKILL takes effect in milliseconds): when the runtime is shutting
+        // down nobody else would, and the zombie would outlive us.
+        if self.child.start_kill().is_ok() {
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
     }
 }
 
