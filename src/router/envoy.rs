@@ -79,9 +79,14 @@ pub fn cluster_name(namespace: Option<&str>, name: &str, dest: Destination) -> S
         Destination::Stable => "stable",
         Destination::Canary => "canary",
     };
+    format!("{}-{suffix}", name_prefix(namespace, name))
+}
+
+/// `{name}` or `{namespace}-{name}`: the virtual host's name and its clusters' prefix.
+fn name_prefix(namespace: Option<&str>, name: &str) -> String {
     match namespace {
-        None | Some("default") | Some("") => format!("{name}-{suffix}"),
-        Some(ns) => format!("{ns}-{name}-{suffix}"),
+        None | Some("default") | Some("") => name.to_string(),
+        Some(ns) => format!("{ns}-{name}"),
     }
 }
 
@@ -248,7 +253,7 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
             routes.extend(envoy_routes(target, &key, i, route)?);
         }
         virtual_hosts.push(json!({
-            "name": target.cluster(Destination::Stable).trim_end_matches("-stable"),
+            "name": name_prefix(target.namespace.as_deref(), &target.name),
             "domains": domains,
             "routes": routes,
         }));
