@@ -52,6 +52,8 @@ pub enum XdsError {
     },
     #[error("{path}: existing file is not an xDS document: {reason}")]
     Existing { path: PathBuf, reason: String },
+    #[error("rendering xDS YAML: {0}")]
+    Render(String),
     #[error(transparent)]
     Admin(#[from] AdminError),
 }
@@ -60,7 +62,7 @@ impl XdsError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             XdsError::Translate(_) => "translate",
-            XdsError::Io { .. } | XdsError::Existing { .. } => "io",
+            XdsError::Io { .. } | XdsError::Existing { .. } | XdsError::Render(_) => "io",
             XdsError::Admin(_) => "envoy",
         }
     }
@@ -335,10 +337,7 @@ fn values(map: &BTreeMap<String, Value>) -> Vec<Value> {
 /// A discovery-response YAML document for `resources`, versioned by content.
 fn render(resources: &[Value]) -> Result<String, XdsError> {
     let doc = discovery_response(&content_version(resources), resources);
-    serde_yaml::to_string(&doc).map_err(|e| XdsError::Existing {
-        path: PathBuf::from("<render>"),
-        reason: e.to_string(),
-    })
+    serde_yaml::to_string(&doc).map_err(|e| XdsError::Render(e.to_string()))
 }
 
 async fn write_blocking(path: &Path, text: &str) -> Result<(), XdsError> {
@@ -498,6 +497,16 @@ mod tests {
         assert_eq!(
             router.plan("default/reviews").await,
             Some(TrafficPlan::weighted(10))
+        );
+        // Through the executor's trait object, as `exec::tick` calls it.
+        let dyn_router: &dyn TrafficRouter = &router;
+        dyn_router
+            .apply(&a, &TrafficPlan::weighted(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            router.plan("default/reviews").await,
+            Some(TrafficPlan::weighted(30))
         );
         let w = router.remove("shop/cart").await.unwrap();
         assert_eq!(
