@@ -63,6 +63,14 @@ pub enum Error {
         path: String,
         reason: String,
     },
+    #[error(
+        "{first} and {second} would both own Envoy clusters {prefix}-stable/-canary; rename one"
+    )]
+    DuplicateClusters {
+        prefix: String,
+        first: String,
+        second: String,
+    },
     #[error("host {host:?} is claimed by both {first} and {second} (spec.service.hosts)")]
     DuplicateHost {
         host: String,
@@ -223,12 +231,22 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
     let mut clusters = Vec::new();
     let mut virtual_hosts = Vec::new();
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
     for (target, plan) in &sorted {
         let key = target.key();
         plan.check().map_err(|reason| Error::BadPlan {
             rollout: key.clone(),
             reason,
         })?;
+        // `default/shop-cart` and `shop/cart` flatten to the same cluster names.
+        let prefix = name_prefix(target.namespace.as_deref(), &target.name);
+        if let Some(first) = prefixes.insert(prefix.clone(), key.clone()) {
+            return Err(Error::DuplicateClusters {
+                prefix,
+                first,
+                second: key,
+            });
+        }
         for dest in [Destination::Stable, Destination::Canary] {
             clusters.push(cluster(&target.cluster(dest), target.upstream(dest)));
         }
@@ -236,14 +254,18 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
         for host in &target.hosts {
             // Envoy rejects a route config with one domain in two virtual hosts; say who clashes.
             let lower = host.to_ascii_lowercase();
-            if let Some(first) = claimed.insert(lower.clone(), key.clone()) {
-                return Err(Error::DuplicateHost {
-                    host: host.clone(),
-                    first,
-                    second: key,
-                });
+            match claimed.insert(lower.clone(), key.clone()) {
+                // Listed twice by the same rollout: once is enough.
+                Some(first) if first == key => continue,
+                Some(first) => {
+                    return Err(Error::DuplicateHost {
+                        host: host.clone(),
+                        first,
+                        second: key,
+                    });
+                }
+                None => domains.push(lower),
             }
-            domains.push(lower);
         }
         if sorted.len() == 1 && !domains.iter().any(|d| d == "*") {
             domains.push("*".to_string());
@@ -253,7 +275,7 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
             routes.extend(envoy_routes(target, &key, i, route)?);
         }
         virtual_hosts.push(json!({
-            "name": name_prefix(target.namespace.as_deref(), &target.name),
+            "name": prefix,
             "domains": domains,
             "routes": routes,
         }));

@@ -213,6 +213,20 @@ fn several_rollouts_get_their_own_hosts_and_no_catch_all() {
     ])
     .unwrap_err();
     assert!(matches!(err, Error::DuplicateHost { .. }), "{err}");
+    // Hosts repeated by one rollout are fine; flattened names that collide are not.
+    let twice = rollout(None, "reviews", &["reviews", "Reviews"]);
+    let cfg = translate(&[(target(&twice), TrafficPlan::weighted(0))]).unwrap();
+    assert_eq!(
+        cfg.route_config["virtual_hosts"][0]["domains"],
+        json!(["reviews", "*"])
+    );
+    let flat = rollout(None, "shop-cart", &["shop-cart"]);
+    let err = translate(&[
+        (target(&b), TrafficPlan::weighted(50)),
+        (target(&flat), TrafficPlan::weighted(0)),
+    ])
+    .unwrap_err();
+    assert!(matches!(err, Error::DuplicateClusters { .. }), "{err}");
 }
 
 #[test]
