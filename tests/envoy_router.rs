@@ -513,3 +513,37 @@ fn file_stem(p: &std::path::Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// A plan Envoy refuses although sluice translated it (a regex over Envoy's RE2 program-size
+/// limit): `set` fails with the rejection, the last accepted routes file is put back, and the
+/// previous plan keeps serving.
+#[tokio::test]
+async fn a_routes_file_envoy_rejects_is_reported_and_replaced_by_the_last_good_one() {
+    let rig = rig().await;
+    let r = rollout("reviews", &[], &rig.v1, &rig.v2);
+    rig.router
+        .set(&r, &TrafficPlan::weighted(100))
+        .await
+        .expect("applied");
+    let rds = rig.router.dir().join(envoy::RDS_FILE);
+    let good = std::fs::read_to_string(&rds).expect("rds");
+    let huge = header_match(
+        "x-user",
+        StringMatch {
+            regex: Some("^(beta|gamma|delta){60}$".into()),
+            ..Default::default()
+        },
+    );
+    let err = rig
+        .router
+        .set(&r, &TrafficPlan::matched(&[huge], None))
+        .await
+        .expect_err("envoy rejects the regex");
+    assert!(err.to_string().contains("rejected"), "{err}");
+    assert_eq!(std::fs::read_to_string(&rds).expect("rds"), good);
+    assert_eq!(
+        rig.router.plan("default/reviews").await,
+        Some(TrafficPlan::weighted(100))
+    );
+    assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
+}
