@@ -136,6 +136,15 @@ impl Rig {
     }
 }
 
+async fn admin_counter(rig: &Rig, name: &str) -> u64 {
+    rig.envoy
+        .admin()
+        .counter(name)
+        .await
+        .expect("admin stats")
+        .unwrap_or(0)
+}
+
 /// |observed - n·p| within 4 standard deviations of a binomial (false alarm < 1e-4),
 /// plus one request of slack for rounding.
 fn assert_binomial(observed: u64, n: usize, p: f64, what: &str) {
@@ -294,31 +303,37 @@ async fn mirrored_copies_reach_the_canary_while_clients_see_stable() {
             .await
             .expect("applied");
         let before = rig.v2.stats().await;
+        let envoy_before = admin_counter(&rig, "cluster.reviews-canary.upstream_rq_total").await;
         assert_eq!(
             rig.count_canary(n, "reviews", &[]).await,
             0,
             "client saw canary"
         );
-        // Mirrors are sent in the background: wait for them to land (they stop coming when
-        // the last client request has been answered and its copy delivered).
-        let expect_all = percent == 100;
+        // Copies are sent in the background. Envoy creates each copy before the client's
+        // response leaves, so once the canary has answered as many copies as Envoy sent to
+        // its cluster (and none is in flight), every copy has landed.
+        let sent = || async {
+            admin_counter(&rig, "cluster.reviews-canary.upstream_rq_total").await - envoy_before
+        };
         let settled = poll_until(
             Duration::from_secs(5),
-            Duration::from_millis(20),
+            Duration::from_millis(10),
             || async {
-                let m = rig.v2.stats().await.mirrored - before.mirrored;
-                if expect_all { m >= n as u64 } else { m > 0 }
+                let landed = rig.v2.stats().await.mirrored - before.mirrored;
+                let active = admin_counter(&rig, "cluster.reviews-canary.upstream_rq_active").await;
+                active == 0 && landed == sent().await
             },
         )
         .await;
-        assert!(settled, "no mirrored copies at {percent}%");
         let mirrored = rig.v2.stats().await.mirrored - before.mirrored;
-        if expect_all {
+        assert!(
+            settled,
+            "canary saw {mirrored} copies, envoy sent {}",
+            sent().await
+        );
+        if percent == 100 {
             assert_eq!(mirrored, n as u64);
         } else {
-            // Let any stragglers arrive before judging the fraction.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let mirrored = rig.v2.stats().await.mirrored - before.mirrored;
             assert_binomial(mirrored, n, f64::from(percent) / 100.0, "mirror fraction");
         }
         // Matching requests are routed (not mirrored) to the canary.
