@@ -176,6 +176,17 @@ impl EnvoyRouter {
             .map(|(_, p)| p.clone())
     }
 
+    /// Every rollout's plan in force, by `namespace/name` (what the UI shows as live split).
+    pub async fn plans(&self) -> BTreeMap<String, TrafficPlan> {
+        self.state
+            .lock()
+            .await
+            .entries
+            .iter()
+            .map(|(k, (_, p))| (k.clone(), p.clone()))
+            .collect()
+    }
+
     /// Set one rollout's plan (and its addresses/hosts from the spec) and write.
     pub async fn set(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<Written, XdsError> {
         self.set_many(&[(rollout.clone(), plan.clone())]).await
