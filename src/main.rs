@@ -39,8 +39,8 @@ enum Cmd {
         file: std::path::PathBuf,
         /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
         /// (a YAML stream); json: steps, traffic plans and VirtualServices.
-        #[arg(short, long, value_enum, default_value_t = PlanOutput::Table)]
-        output: PlanOutput,
+        #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
+        output: cli::plan::Output,
     },
 }
 
@@ -48,14 +48,6 @@ enum Cmd {
 enum BenchCmd {
     /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
     RouteApply(cli::envoy::RouteApplyArgs),
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PlanOutput {
-    Table,
-    #[value(name = "virtualservice", alias = "vs")]
-    VirtualService,
-    Json,
 }
 
 fn main() -> ExitCode {
@@ -76,8 +68,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Validate { files } => validate(&files),
-        Cmd::Plan { file, output } => plan(&file, output),
+        Cmd::Validate { files } => cli::plan::validate(&files),
+        Cmd::Plan { file, output } => cli::plan::plan(&file, output),
         Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
         Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
         Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
@@ -101,62 +93,4 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
         .enable_all()
         .build()?
         .block_on(f)
-}
-
-/// Problems go to stdout, one per line (`<file>: <path>: <message>`), for editors and CI logs.
-fn validate(files: &[std::path::PathBuf]) -> ExitCode {
-    match sluice::validate::load_files(files) {
-        Ok(rollouts) => {
-            eprintln!("ok: {} rollout(s) valid", rollouts.len());
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for p in &problems {
-                println!("{p}");
-            }
-            eprintln!("{} problem(s) found", problems.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn plan(file: &std::path::Path, output: PlanOutput) -> ExitCode {
-    let rollouts = match sluice::validate::load_file(file) {
-        Ok(r) => r,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{p}");
-            }
-            return ExitCode::FAILURE;
-        }
-    };
-    let rendered: Result<String, String> = match output {
-        PlanOutput::Table => Ok(rollouts
-            .iter()
-            .map(sluice::plan::table)
-            .collect::<Vec<_>>()
-            .join("\n")),
-        PlanOutput::VirtualService => rollouts
-            .iter()
-            .map(sluice::plan::virtual_services)
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.concat())
-            .map_err(|e| e.to_string()),
-        PlanOutput::Json => {
-            let all: Vec<_> = rollouts.iter().map(sluice::plan::json).collect();
-            serde_json::to_string_pretty(&all)
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string())
-        }
-    };
-    match rendered {
-        Ok(s) => {
-            print!("{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }
