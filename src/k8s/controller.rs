@@ -1,0 +1,164 @@
+//! `sluice controller`: wiring of clients, leader election, the kube-runtime Controller(s)
+//! and the probe endpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use kube::client::ClientBuilder;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Config};
+use tokio::sync::watch;
+
+use super::gate::LeaderGateLayer;
+use super::leader::{self, LeaseConfig};
+use super::reconcile::{self, Context};
+use super::recorder::Live;
+use super::{Error, names};
+use crate::exec::{Analyzer, Webhooks};
+use crate::spec::Rollout;
+
+pub struct Options {
+    /// Namespaces to watch; empty: all.
+    pub namespaces: Vec<String>,
+    /// Namespace and name of the leader Lease.
+    pub lease_namespace: String,
+    pub lease_name: String,
+    /// This replica's identity (the pod name).
+    pub identity: String,
+    /// `/healthz` and `/readyz`.
+    pub probe_addr: SocketAddr,
+    pub analyzer: Arc<dyn Analyzer>,
+    pub webhooks: Arc<dyn Webhooks>,
+}
+
+/// Clients of a controller replica: `read` for watches, the backend and the lease; `write`
+/// refuses mutations unless `leader` is true.
+pub struct Clients {
+    pub read: Client,
+    pub write: Client,
+}
+
+pub async fn clients(leader: watch::Receiver<bool>) -> Result<Clients, Error> {
+    let config = Config::infer()
+        .await
+        .map_err(|e| Error::Invalid(format!("kubeconfig / in-cluster config: {e}")))?;
+    let read = Client::try_from(config.clone())?;
+    let write = ClientBuilder::try_from(config)?
+        .with_layer(&LeaderGateLayer::new(leader))
+        .build();
+    Ok(Clients { read, write })
+}
+
+/// Rollouts that care about this Deployment: their target, or their primary.
+fn rollouts_for(store: &Store<Rollout>, d: &Deployment) -> Vec<ObjectRef<Rollout>> {
+    let (Some(name), ns) = (d.metadata.name.as_deref(), d.metadata.namespace.as_deref()) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|r| r.metadata.namespace.as_deref() == ns)
+        .filter(|r| {
+            let rname = r.metadata.name.as_deref().unwrap_or_default();
+            r.spec.target_ref.as_ref().is_some_and(|t| t.name == name)
+                || names::primary(rname) == name
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until SIGTERM/ctrl-c.
+pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
+    let (tx, rx) = watch::channel(false);
+    let clients = clients(rx.clone()).await?;
+    let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
+    let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
+    tokio::spawn(leader::run(lease_api, lease_cfg, tx));
+    tokio::spawn(probes(opts.probe_addr, rx.clone()));
+
+    let ctx = Arc::new(Context::new(
+        clients.write.clone(),
+        opts.analyzer.clone(),
+        opts.webhooks.clone(),
+        live,
+        Arc::new(chrono::Utc::now),
+    ));
+    let scopes: Vec<(Api<Rollout>, Api<Deployment>)> = if opts.namespaces.is_empty() {
+        vec![(Api::all(clients.read.clone()), Api::all(clients.read.clone()))]
+    } else {
+        opts.namespaces
+            .iter()
+            .map(|n| {
+                (
+                    Api::namespaced(clients.read.clone(), n),
+                    Api::namespaced(clients.read.clone(), n),
+                )
+            })
+            .collect()
+    };
+    let mut runs = Vec::new();
+    for (rollouts, deployments) in scopes {
+        let controller = Controller::new(rollouts, watcher::Config::default());
+        let store = controller.store();
+        let leader = rx.clone();
+        let ctx = ctx.clone();
+        let run = controller
+            .watches(deployments, watcher::Config::default(), move |d| {
+                rollouts_for(&store, &d)
+            })
+            .shutdown_on_signal()
+            .run(
+                move |r, ctx: Arc<Context>| {
+                    let leader = leader.clone();
+                    async move {
+                        // Followers keep their caches warm and do nothing else.
+                        if !*leader.borrow() {
+                            return Ok(kube::runtime::controller::Action::requeue(
+                                std::time::Duration::from_secs(5),
+                            ));
+                        }
+                        reconcile::reconcile(r, ctx).await
+                    }
+                },
+                reconcile::error_policy,
+                ctx,
+            )
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "controller");
+                }
+            });
+        runs.push(run);
+    }
+    futures::future::join_all(runs).await;
+    Ok(())
+}
+
+/// `/healthz`: the process runs. `/readyz`: also answers on followers (they serve the web API
+/// and stand by), so readiness does not depend on leadership; `/leader` tells which one leads.
+async fn probes(addr: SocketAddr, leader: watch::Receiver<bool>) {
+    use axum::{Router, routing::get};
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/leader",
+            get(move || {
+                let leader = *leader.borrow();
+                async move { if leader { "leader" } else { "follower" } }
+            }),
+        );
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "probe server stopped");
+            }
+        }
+        Err(e) => tracing::error!(%addr, error = %e, "cannot bind probe address"),
+    }
+}
