@@ -465,3 +465,63 @@ async fn deletion_runs_the_finalizer() {
     assert_eq!(h.replicas("reviews"), 2, "user's Deployment scaled back up");
     h.assert_rbac_covers_requests();
 }
+
+#[tokio::test]
+async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Api, Patch, PatchParams};
+    use sluice::k8s::gate::LeaderGateLayer;
+    use sluice::k8s::leader::{LeaseConfig, try_acquire_or_renew};
+
+    let h = Harness::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let gated = kube::client::ClientBuilder::new(h.api.clone(), "default")
+        .with_layer(&LeaderGateLayer::new(rx))
+        .build();
+    let rollouts: Api<Rollout> = Api::namespaced(gated, NS);
+    let patch = json!({"metadata": {"labels": {"x": "y"}}});
+    h.api.clear_log();
+    assert!(rollouts.get("reviews").await.is_ok(), "reads pass");
+    let err = rollouts
+        .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("write refused while not leader");
+    assert!(err.to_string().contains("not the leader"), "{err}");
+    assert!(
+        h.api.log().iter().all(|l| l.verb == "get"),
+        "the refused write never reached the API server"
+    );
+    tx.send_replace(true);
+    assert!(rollouts
+        .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .is_ok());
+    tx.send_replace(false);
+    assert!(rollouts
+        .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .is_err(), "losing the lease stops writes at once");
+
+    let leases: Api<Lease> = Api::namespaced(h.api.client(), "sluice-system");
+    let a = LeaseConfig::new("sluice-controller", "a");
+    let b = LeaseConfig::new("sluice-controller", "b");
+    assert!(try_acquire_or_renew(&leases, &a).await.expect("a"));
+    assert!(!try_acquire_or_renew(&leases, &b).await.expect("b waits"));
+    assert!(try_acquire_or_renew(&leases, &a).await.expect("a renews"));
+    // a stops renewing: after expiry b takes over, and a sees it lost.
+    h.api.edit("coordination.k8s.io", "leases", "sluice-system", "sluice-controller", |l| {
+        l["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+    });
+    // Two replicas racing for the expired lease: the one whose replace carries a stale
+    // resourceVersion gets 409 and does not lead.
+    h.api.inject(Method::PUT, "/leases/sluice-controller", 409, 1);
+    assert!(!try_acquire_or_renew(&leases, &b).await.expect("b lost the race"));
+    assert!(try_acquire_or_renew(&leases, &b).await.expect("b takes over"));
+    assert!(!try_acquire_or_renew(&leases, &a).await.expect("a lost it"));
+    let lease = h
+        .api
+        .get("coordination.k8s.io", "leases", "sluice-system", "sluice-controller")
+        .expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+}

@@ -22,6 +22,39 @@ use super::{Error, names};
 use crate::exec::{Analyzer, Webhooks};
 use crate::spec::Rollout;
 
+/// `sluice controller` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Namespaces to watch (comma-separated); default: all.
+    #[arg(long, value_delimiter = ',', env = "SLUICE_NAMESPACES")]
+    pub namespaces: Vec<String>,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub lease_namespace: String,
+    #[arg(long, default_value = "sluice-controller")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (default: the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "sluice-local")]
+    pub identity: String,
+    /// Address of `/healthz`, `/readyz` and `/leader`.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub probe_addr: SocketAddr,
+}
+
+impl Args {
+    pub fn into_options(self, analyzer: Arc<dyn Analyzer>, webhooks: Arc<dyn Webhooks>) -> Options {
+        Options {
+            namespaces: self.namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+            lease_namespace: self.lease_namespace,
+            lease_name: self.lease_name,
+            identity: self.identity,
+            probe_addr: self.probe_addr,
+            analyzer,
+            webhooks,
+        }
+    }
+}
+
 pub struct Options {
     /// Namespaces to watch; empty: all.
     pub namespaces: Vec<String>,

@@ -55,6 +55,20 @@ pub fn owned(rollout: &Rollout, mut obj: Value) -> Result<Value> {
     Ok(obj)
 }
 
+/// The VirtualService the controller applies for `plan`: [`istio::virtual_service`] (what
+/// `sluice plan -o virtualservice` prints) plus the owner reference.
+pub fn virtual_service_object(rollout: &Rollout, plan: &TrafficPlan) -> Result<Value> {
+    owned(rollout, istio::virtual_service(rollout, plan))
+}
+
+/// The DestinationRules the controller applies.
+pub fn destination_rule_objects(rollout: &Rollout) -> Result<Vec<Value>> {
+    istio::destination_rules(rollout)
+        .into_iter()
+        .map(|dr| owned(rollout, dr))
+        .collect()
+}
+
 fn object_name(obj: &Value) -> Result<String> {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -76,7 +90,6 @@ impl IstioRouter {
     }
 
     async fn apply_object(&self, rollout: &Rollout, ar: &ApiResource, obj: Value) -> Result<()> {
-        let obj = owned(rollout, obj)?;
         let name = object_name(&obj)?;
         let api = self.api(rollout, ar)?;
         let params = PatchParams::apply(names::FIELD_MANAGER).force();
@@ -89,7 +102,7 @@ impl IstioRouter {
     pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
         plan.check()
             .map_err(|e| Error::Invalid(format!("refusing to apply an invalid plan: {e}")))?;
-        let vs = istio::virtual_service(rollout, plan);
+        let vs = virtual_service_object(rollout, plan)?;
         self.apply_object(rollout, &virtual_service_resource(), vs)
             .await?;
         self.live.set_plan(&rollout.key(), plan.clone());
@@ -98,7 +111,7 @@ impl IstioRouter {
 
     /// DestinationRules for the `-primary` and `-canary` hosts.
     pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
-        for dr in istio::destination_rules(rollout) {
+        for dr in destination_rule_objects(rollout)? {
             self.apply_object(rollout, &destination_rule_resource(), dr)
                 .await?;
         }
