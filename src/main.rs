@@ -37,8 +37,11 @@ fn main() -> ExitCode {
             // TODO(lead): replace `Unwired` with the analysis and webhook executors.
             let unwired = std::sync::Arc::new(sluice::k8s::unwired::Unwired);
             let run = async {
-                sluice::k8s::controller::run(args.into_options(unwired.clone(), unwired), Default::default())
-                    .await
+                sluice::k8s::controller::run(
+                    args.into_options(unwired.clone(), unwired),
+                    Default::default(),
+                )
+                .await
             };
             match tokio::runtime::Runtime::new().map(|rt| rt.block_on(run)) {
                 Ok(Ok(())) => ExitCode::SUCCESS,

@@ -218,12 +218,12 @@ async fn first_sight_creates_primary_services_and_an_all_primary_route() {
         primary["spec"]["template"]["spec"]["containers"][0]["image"],
         "reviews:v1"
     );
-    assert_eq!(
-        primary["metadata"]["ownerReferences"][0]["kind"],
-        "Rollout"
-    );
+    assert_eq!(primary["metadata"]["ownerReferences"][0]["kind"], "Rollout");
     for svc in ["reviews-primary", "reviews-canary", "reviews"] {
-        assert!(h.api.get("", "services", NS, svc).is_some(), "service {svc}");
+        assert!(
+            h.api.get("", "services", NS, svc).is_some(),
+            "service {svc}"
+        );
     }
     assert_eq!(h.weight("reviews-primary"), 100);
     assert_eq!(h.weight("reviews-canary"), 0);
@@ -234,7 +234,11 @@ async fn first_sight_creates_primary_services_and_an_all_primary_route() {
     assert_eq!(h.replicas("reviews"), 2);
     h.api.roll_out_deployments();
     h.ok().await;
-    assert_eq!(h.replicas("reviews"), 0, "target scaled to zero once primary is Ready");
+    assert_eq!(
+        h.replicas("reviews"),
+        0,
+        "target scaled to zero once primary is Ready"
+    );
     // Server-side apply with field manager sluice for what sluice owns.
     let vs_apply = h
         .api
@@ -244,7 +248,11 @@ async fn first_sight_creates_primary_services_and_an_all_primary_route() {
         .expect("VS written");
     assert_eq!(vs_apply.method, Method::PATCH);
     assert!(vs_apply.content_type.starts_with("application/apply-patch"));
-    assert!(vs_apply.query.contains("fieldManager=sluice"), "{}", vs_apply.query);
+    assert!(
+        vs_apply.query.contains("fieldManager=sluice"),
+        "{}",
+        vs_apply.query
+    );
     assert!(vs_apply.query.contains("force=true"));
     h.assert_rbac_covers_requests();
 }
@@ -290,8 +298,7 @@ async fn passing_analysis_moves_to_the_next_weight_then_promotes_after_primary_i
     assert_eq!(st.phase, Phase::Promoting);
     let primary = h.deployment("reviews-primary").expect("primary");
     assert_eq!(
-        primary["spec"]["template"]["spec"]["containers"][0]["image"],
-        "reviews:v2",
+        primary["spec"]["template"]["spec"]["containers"][0]["image"], "reviews:v2",
         "template copied to primary"
     );
     // The primary has not rolled out the new template: traffic stays on the canary.
@@ -305,7 +312,11 @@ async fn passing_analysis_moves_to_the_next_weight_then_promotes_after_primary_i
     let st = h.status();
     assert_eq!(st.phase, Phase::Succeeded);
     assert_eq!(h.weight("reviews-primary"), 100);
-    assert_eq!(h.replicas("reviews"), 0, "target scaled to zero after success");
+    assert_eq!(
+        h.replicas("reviews"),
+        0,
+        "target scaled to zero after success"
+    );
     h.assert_rbac_covers_requests();
 }
 
@@ -328,8 +339,7 @@ async fn failing_analysis_restores_primary_and_scales_the_canary_down() {
     assert_eq!(h.replicas("reviews"), 0, "canary scaled down");
     let primary = h.deployment("reviews-primary").expect("primary");
     assert_eq!(
-        primary["spec"]["template"]["spec"]["containers"][0]["image"],
-        "reviews:v1",
+        primary["spec"]["template"]["spec"]["containers"][0]["image"], "reviews:v1",
         "primary untouched"
     );
     let healthy = st
@@ -360,7 +370,8 @@ async fn a_conflict_on_write_is_retried_not_lost() {
     h.initialized().await;
     h.new_revision("reviews:v2");
     h.api.clear_log();
-    h.api.inject(Method::PATCH, "/rollouts/reviews/status", 409, 1);
+    h.api
+        .inject(Method::PATCH, "/rollouts/reviews/status", 409, 1);
     h.api.inject(Method::PATCH, "/deployments/reviews", 409, 1);
     h.ok().await;
     let st = h.status();
@@ -376,7 +387,8 @@ async fn a_conflict_on_write_is_retried_not_lost() {
     assert_eq!(status_writes, vec![409, 200]);
 
     // A conflict that never ends fails the reconcile (it is requeued) instead of pretending.
-    h.api.inject(Method::PATCH, "/rollouts/reviews/status", 409, 100);
+    h.api
+        .inject(Method::PATCH, "/rollouts/reviews/status", 409, 100);
     h.api.roll_out_deployments();
     assert!(h.reconcile().await.is_err());
 }
@@ -405,10 +417,9 @@ async fn command_annotation_is_run_once_acknowledged_and_cleared() {
         Some("promote@n1")
     );
     let st = h.status();
-    assert!(st
-        .conditions
-        .iter()
-        .any(|c| c.kind == "CommandProcessed" && c.message == "promote@n1" && c.reason == "Accepted"));
+    assert!(st.conditions.iter().any(|c| c.kind == "CommandProcessed"
+        && c.message == "promote@n1"
+        && c.reason == "Accepted"));
 
     // Same value again (e.g. the clear was lost in a crash): not run twice.
     h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
@@ -417,7 +428,13 @@ async fn command_annotation_is_run_once_acknowledged_and_cleared() {
     h.ok().await;
     assert_eq!(h.status().step_index, 1, "not promoted twice");
     let r = h.rollout().expect("rollout");
-    assert_eq!(r.metadata.annotations.unwrap_or_default().get("sluice.dev/command"), None);
+    assert_eq!(
+        r.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("sluice.dev/command"),
+        None
+    );
 
     // Abort from kubectl.
     h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
@@ -450,18 +467,41 @@ async fn deletion_runs_the_finalizer() {
     assert!(matches!(err, sluice::k8s::Error::Waiting(_)), "{err}");
     assert_eq!(h.weight("reviews-primary"), 100);
     assert_eq!(h.replicas("reviews"), 2);
-    assert!(h.deployment("reviews-primary").is_some(), "nothing removed yet");
+    assert!(
+        h.deployment("reviews-primary").is_some(),
+        "nothing removed yet"
+    );
     h.api.roll_out_deployments();
     h.ok().await;
     assert!(h.rollout().is_none(), "finalizer removed, object gone");
     assert!(h.deployment("reviews-primary").is_none());
-    assert!(h.api.get("networking.istio.io", "virtualservices", NS, "reviews").is_none());
-    assert!(h.api.get("networking.istio.io", "destinationrules", NS, "reviews-primary").is_none());
+    assert!(
+        h.api
+            .get("networking.istio.io", "virtualservices", NS, "reviews")
+            .is_none()
+    );
+    assert!(
+        h.api
+            .get(
+                "networking.istio.io",
+                "destinationrules",
+                NS,
+                "reviews-primary"
+            )
+            .is_none()
+    );
     for svc in ["reviews-primary", "reviews-canary"] {
-        assert!(h.api.get("", "services", NS, svc).is_none(), "{svc} removed");
+        assert!(
+            h.api.get("", "services", NS, svc).is_none(),
+            "{svc} removed"
+        );
     }
     let apex = h.api.get("", "services", NS, "reviews").expect("apex kept");
-    assert_eq!(apex["spec"]["selector"], json!({"app": "reviews"}), "apex back on the user's pods");
+    assert_eq!(
+        apex["spec"]["selector"],
+        json!({"app": "reviews"}),
+        "apex back on the user's pods"
+    );
     assert_eq!(h.replicas("reviews"), 2, "user's Deployment scaled back up");
     h.assert_rbac_covers_requests();
 }
@@ -492,15 +532,20 @@ async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
         "the refused write never reached the API server"
     );
     tx.send_replace(true);
-    assert!(rollouts
-        .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .is_ok());
+    assert!(
+        rollouts
+            .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .is_ok()
+    );
     tx.send_replace(false);
-    assert!(rollouts
-        .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .is_err(), "losing the lease stops writes at once");
+    assert!(
+        rollouts
+            .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .is_err(),
+        "losing the lease stops writes at once"
+    );
 
     let leases: Api<Lease> = Api::namespaced(h.api.client(), "sluice-system");
     let a = LeaseConfig::new("sluice-controller", "a");
@@ -509,18 +554,38 @@ async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
     assert!(!try_acquire_or_renew(&leases, &b).await.expect("b waits"));
     assert!(try_acquire_or_renew(&leases, &a).await.expect("a renews"));
     // a stops renewing: after expiry b takes over, and a sees it lost.
-    h.api.edit("coordination.k8s.io", "leases", "sluice-system", "sluice-controller", |l| {
-        l["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
-    });
+    h.api.edit(
+        "coordination.k8s.io",
+        "leases",
+        "sluice-system",
+        "sluice-controller",
+        |l| {
+            l["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+        },
+    );
     // Two replicas racing for the expired lease: the one whose replace carries a stale
     // resourceVersion gets 409 and does not lead.
-    h.api.inject(Method::PUT, "/leases/sluice-controller", 409, 1);
-    assert!(!try_acquire_or_renew(&leases, &b).await.expect("b lost the race"));
-    assert!(try_acquire_or_renew(&leases, &b).await.expect("b takes over"));
+    h.api
+        .inject(Method::PUT, "/leases/sluice-controller", 409, 1);
+    assert!(
+        !try_acquire_or_renew(&leases, &b)
+            .await
+            .expect("b lost the race")
+    );
+    assert!(
+        try_acquire_or_renew(&leases, &b)
+            .await
+            .expect("b takes over")
+    );
     assert!(!try_acquire_or_renew(&leases, &a).await.expect("a lost it"));
     let lease = h
         .api
-        .get("coordination.k8s.io", "leases", "sluice-system", "sluice-controller")
+        .get(
+            "coordination.k8s.io",
+            "leases",
+            "sluice-system",
+            "sluice-controller",
+        )
         .expect("lease");
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);

@@ -52,14 +52,23 @@ spec:
 
 fn check(name: &str, value: &impl serde::Serialize) {
     let yaml = serde_yaml::to_string(value).expect("yaml");
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/k8s").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/k8s")
+        .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &yaml).expect("write golden");
         return;
     }
-    let want = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1 to create)", path.display()));
-    assert_eq!(yaml, want, "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)");
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        yaml, want,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+    );
 }
 
 #[test]
@@ -94,7 +103,8 @@ fn primary_deployment_and_services() {
     let previous = {
         let mut p = objects::template(&t);
         if let Some(spec) = p.spec.as_mut() {
-            spec.containers[0].image = Some("docker.io/istio/examples-bookinfo-reviews-v1:1.20.2".into());
+            spec.containers[0].image =
+                Some("docker.io/istio/examples-bookinfo-reviews-v1:1.20.2".into());
         }
         p
     };
@@ -103,6 +113,12 @@ fn primary_deployment_and_services() {
         &objects::primary_deployment(&r, &t, &objects::template(&t), 3, Some(&previous))
             .expect("primary"),
     );
-    check("services.yaml", &objects::services(&r, &t).expect("services"));
-    check("apex-service.yaml", &objects::apex_service(&r, &t).expect("apex"));
+    check(
+        "services.yaml",
+        &objects::services(&r, &t).expect("services"),
+    );
+    check(
+        "apex-service.yaml",
+        &objects::apex_service(&r, &t).expect("apex"),
+    );
 }

@@ -34,9 +34,7 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn docs(text: &str, what: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(text)
-        .map(|d| {
-            Value::deserialize(d).unwrap_or_else(|e| panic!("{what}: invalid YAML: {e}"))
-        })
+        .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{what}: invalid YAML: {e}")))
         .filter(|v| !v.is_null())
         .collect()
 }
@@ -67,8 +65,11 @@ fn expected_api_version(kind: &str) -> Option<&'static str> {
 }
 
 fn check_kind(doc: &Value, what: &str) {
-    let kind = doc["kind"].as_str().unwrap_or_else(|| panic!("{what}: no kind"));
-    let want = expected_api_version(kind).unwrap_or_else(|| panic!("{what}: unexpected kind {kind}"));
+    let kind = doc["kind"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no kind"));
+    let want =
+        expected_api_version(kind).unwrap_or_else(|| panic!("{what}: unexpected kind {kind}"));
     assert_eq!(doc["apiVersion"], want, "{what}: apiVersion of {kind}");
 }
 
@@ -105,15 +106,37 @@ fn every_manifest_parses_with_known_kinds() {
             d["kind"].as_str().unwrap_or_default().to_string()
         })
         .collect();
-    for k in ["CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "Kustomization", "Rollout"] {
+    for k in [
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "Kustomization",
+        "Rollout",
+    ] {
         assert!(kinds.contains(k), "deploy/ has no {k}");
     }
     for (f, d) in &all {
         if d["kind"] == "Deployment" {
             let c = &d["spec"]["template"]["spec"]["containers"][0];
-            assert!(c["livenessProbe"].is_object(), "{}: liveness probe", f.display());
-            assert!(c["readinessProbe"].is_object(), "{}: readiness probe", f.display());
-            assert!(c["resources"]["requests"].is_object() || f.components().any(|c| c.as_os_str() == "templates"), "{}: resource requests", f.display());
+            assert!(
+                c["livenessProbe"].is_object(),
+                "{}: liveness probe",
+                f.display()
+            );
+            assert!(
+                c["readinessProbe"].is_object(),
+                "{}: readiness probe",
+                f.display()
+            );
+            assert!(
+                c["resources"]["requests"].is_object()
+                    || f.components().any(|c| c.as_os_str() == "templates"),
+                "{}: resource requests",
+                f.display()
+            );
         }
     }
 }
@@ -141,15 +164,25 @@ fn kustomization_and_chart_reference_what_exists() {
     assert!(values["image"]["repository"].is_string());
     // The CRD everywhere is the one generated from the Rust types.
     let generated = serde_yaml::to_string(&Rollout::crd()).expect("crd");
-    for p in ["deploy/crds/rollout.yaml", "deploy/helm/sluice/crds/rollout.yaml"] {
+    for p in [
+        "deploy/crds/rollout.yaml",
+        "deploy/helm/sluice/crds/rollout.yaml",
+    ] {
         let on_disk = std::fs::read_to_string(root().join(p)).expect("crd file");
-        assert_eq!(on_disk, generated, "{p} drifted: regenerate with `sluice crd > {p}`");
+        assert_eq!(
+            on_disk, generated,
+            "{p} drifted: regenerate with `sluice crd > {p}`"
+        );
     }
 }
 
 fn rbac_rules(path: &str) -> BTreeSet<(String, String, String)> {
     let text = std::fs::read_to_string(root().join(path)).expect("rbac file");
-    let text = if path.contains("templates") { render_helm(&text) } else { text };
+    let text = if path.contains("templates") {
+        render_helm(&text)
+    } else {
+        text
+    };
     let mut out = BTreeSet::new();
     for d in docs(&text, path) {
         if d["kind"] != "ClusterRole" {
@@ -181,7 +214,10 @@ fn rbac_grants_exactly_the_calls_the_controller_makes() {
                 .map(move |v| (c.group.to_string(), c.resource.to_string(), v.to_string()))
         })
         .collect();
-    for path in ["deploy/rbac/clusterrole.yaml", "deploy/helm/sluice/templates/clusterrole.yaml"] {
+    for path in [
+        "deploy/rbac/clusterrole.yaml",
+        "deploy/helm/sluice/templates/clusterrole.yaml",
+    ] {
         let granted = rbac_rules(path);
         let missing: Vec<_> = used.difference(&granted).collect();
         let extra: Vec<_> = granted.difference(&used).collect();
@@ -313,11 +349,26 @@ fn the_schema_check_rejects_bad_rollouts() {
     assert_eq!(validate_rollout(&good), Vec::<String>::new());
     let mut typo = good.clone();
     typo["spec"]["strategy"]["canary"]["stepz"] = serde_json::json!([1]);
-    assert!(validate_rollout(&typo).iter().any(|e| e.contains("stepz: unknown field")));
+    assert!(
+        validate_rollout(&typo)
+            .iter()
+            .any(|e| e.contains("stepz: unknown field"))
+    );
     let mut wrong_type = good.clone();
     wrong_type["spec"]["service"]["port"] = serde_json::json!("eighty");
-    assert!(validate_rollout(&wrong_type).iter().any(|e| e.contains("spec.service.port")));
+    assert!(
+        validate_rollout(&wrong_type)
+            .iter()
+            .any(|e| e.contains("spec.service.port"))
+    );
     let mut missing = good;
-    missing["spec"].as_object_mut().expect("spec").remove("service");
-    assert!(validate_rollout(&missing).iter().any(|e| e.contains("spec.service: required")));
+    missing["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("service");
+    assert!(
+        validate_rollout(&missing)
+            .iter()
+            .any(|e| e.contains("spec.service: required"))
+    );
 }

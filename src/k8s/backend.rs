@@ -41,7 +41,10 @@ impl KubeBackend {
         RolloutView {
             namespace: r.metadata.namespace.clone().unwrap_or_default(),
             name: r.metadata.name.clone().unwrap_or_default(),
-            stages: engine::stages(&r.spec).into_iter().map(|s| s.label).collect(),
+            stages: engine::stages(&r.spec)
+                .into_iter()
+                .map(|s| s.label)
+                .collect(),
             traffic: self.live.plan(&key),
             status: r.status.clone().unwrap_or_default(),
             spec: r.spec,
@@ -55,7 +58,9 @@ impl KubeBackend {
         let api: Api<Rollout> = Api::namespaced(self.client.clone(), namespace);
         match api.get(name).await {
             Ok(r) => Ok(r),
-            Err(e) if is_not_found(&e) => Err(BackendError::NotFound(format!("{namespace}/{name}"))),
+            Err(e) if is_not_found(&e) => {
+                Err(BackendError::NotFound(format!("{namespace}/{name}")))
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -74,7 +79,10 @@ impl Backend for KubeBackend {
                 .collect()
         };
         for api in apis {
-            let list = api.list(&ListParams::default()).await.map_err(unavailable)?;
+            let list = api
+                .list(&ListParams::default())
+                .await
+                .map_err(unavailable)?;
             out.extend(list.items.into_iter().map(|r| self.view(r)));
         }
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -122,7 +130,10 @@ impl Backend for KubeBackend {
                     .map(|t| t.0)
                     .or(e.last_timestamp.as_ref().map(|t| t.0))
                     .or(e.first_timestamp.as_ref().map(|t| t.0))?;
-                let at = chrono::DateTime::from_timestamp(at.as_second(), at.subsec_nanosecond().max(0) as u32)?;
+                let at = chrono::DateTime::from_timestamp(
+                    at.as_second(),
+                    at.subsec_nanosecond().max(0) as u32,
+                )?;
                 Some(EventRecord {
                     at,
                     reason: e.reason.unwrap_or_default(),

@@ -56,7 +56,11 @@ pub fn already_processed(status: &RolloutStatus, raw: &str) -> bool {
 }
 
 /// The condition recording that `raw` was processed.
-pub fn processed_condition(raw: &str, outcome: &str, now: chrono::DateTime<chrono::Utc>) -> Condition {
+pub fn processed_condition(
+    raw: &str,
+    outcome: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Condition {
     Condition {
         kind: names::COMMAND_CONDITION.into(),
         status: "True".into(),
@@ -137,10 +141,14 @@ mod tests {
     fn only_nonced_commands_are_deduplicated() {
         let now = chrono::Utc::now();
         let mut status = RolloutStatus::default();
-        status.conditions.push(processed_condition("promote@1", "Accepted", now));
+        status
+            .conditions
+            .push(processed_condition("promote@1", "Accepted", now));
         assert!(already_processed(&status, "promote@1"));
         assert!(!already_processed(&status, "promote@2"));
-        status.conditions.push(processed_condition("promote", "Accepted", now));
+        status
+            .conditions
+            .push(processed_condition("promote", "Accepted", now));
         assert!(!already_processed(&status, "promote"));
         let v = annotation_value(Command::Pause, now);
         assert!(v.starts_with("pause@"));

@@ -44,7 +44,11 @@ pub struct Args {
 impl Args {
     pub fn into_options(self, analyzer: Arc<dyn Analyzer>, webhooks: Arc<dyn Webhooks>) -> Options {
         Options {
-            namespaces: self.namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+            namespaces: self
+                .namespaces
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect(),
             lease_namespace: self.lease_namespace,
             lease_name: self.lease_name,
             identity: self.identity,
@@ -122,7 +126,10 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
         Arc::new(chrono::Utc::now),
     ));
     let scopes: Vec<(Api<Rollout>, Api<Deployment>)> = if opts.namespaces.is_empty() {
-        vec![(Api::all(clients.read.clone()), Api::all(clients.read.clone()))]
+        vec![(
+            Api::all(clients.read.clone()),
+            Api::all(clients.read.clone()),
+        )]
     } else {
         opts.namespaces
             .iter()

@@ -93,7 +93,10 @@ fn lease_spec(cfg: &LeaseConfig, previous: Option<&LeaseSpec>, now: Timestamp) -
 }
 
 /// One round: Ok(true) when we hold the lease afterwards.
-pub async fn try_acquire_or_renew(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+pub async fn try_acquire_or_renew(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     let Some(mut lease) = api.get_opt(&cfg.name).await? else {
         let lease = Lease {
@@ -142,7 +145,12 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, tx: watch::Sender<bool>) {
         if was != leader {
             tracing::info!(leader, identity = %cfg.identity, "leadership changed");
         }
-        tokio::time::sleep(if leader { cfg.renew_every } else { cfg.retry_every }).await;
+        tokio::time::sleep(if leader {
+            cfg.renew_every
+        } else {
+            cfg.retry_every
+        })
+        .await;
     }
 }
 

@@ -21,7 +21,9 @@ use crate::spec::Rollout;
 pub enum ObjectError {
     #[error("{0} is missing")]
     Missing(&'static str),
-    #[error("target Deployment {0} has no spec.selector.matchLabels (sluice needs label selectors)")]
+    #[error(
+        "target Deployment {0} has no spec.selector.matchLabels (sluice needs label selectors)"
+    )]
     NoSelector(String),
 }
 

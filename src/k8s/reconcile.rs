@@ -165,8 +165,7 @@ pub async fn write_status(
 ) -> Result<()> {
     let body = status_patch(old, new)?;
     let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
-    retry_on_conflict("write status", || api.patch_status(name, &params, &patch))
-    .await?;
+    retry_on_conflict("write status", || api.patch_status(name, &params, &patch)).await?;
     Ok(())
 }
 
@@ -246,8 +245,8 @@ pub fn conditions(
 /// the analysis interval otherwise (watches on the Rollout and the Deployments wake us on
 /// every change anyway).
 pub fn requeue_after(rollout: &Rollout, status: &RolloutStatus, now: DateTime<Utc>) -> Duration {
-    let interval = crate::duration::parse(&rollout.spec.analysis.interval)
-        .unwrap_or(Duration::from_secs(60));
+    let interval =
+        crate::duration::parse(&rollout.spec.analysis.interval).unwrap_or(Duration::from_secs(60));
     let floor = Duration::from_secs(1);
     if status.reason == Some(crate::spec::Reason::WaitingForReady) {
         return interval.min(Duration::from_secs(5)).max(floor);
@@ -320,7 +319,10 @@ mod tests {
         };
         s.conditions = conditions(&RolloutStatus::default(), &s, t0, None);
         let again = conditions(&s, &s, t1, None);
-        let p = again.iter().find(|c| c.kind == "Progressing").expect("cond");
+        let p = again
+            .iter()
+            .find(|c| c.kind == "Progressing")
+            .expect("cond");
         assert_eq!((p.status.as_str(), p.last_transition_time), ("True", t0));
         let failed = RolloutStatus {
             phase: Phase::Failed,
@@ -329,8 +331,14 @@ mod tests {
         };
         let c = conditions(&s, &failed, t1, Some(("abort@1".into(), "Accepted")));
         let h = c.iter().find(|c| c.kind == "Healthy").expect("cond");
-        assert_eq!((h.status.as_str(), h.reason.as_str()), ("False", "AnalysisFailed"));
+        assert_eq!(
+            (h.status.as_str(), h.reason.as_str()),
+            ("False", "AnalysisFailed")
+        );
         assert_eq!(h.last_transition_time, t1);
-        assert!(c.iter().any(|c| c.kind == names::COMMAND_CONDITION && c.message == "abort@1"));
+        assert!(
+            c.iter()
+                .any(|c| c.kind == names::COMMAND_CONDITION && c.message == "abort@1")
+        );
     }
 }

@@ -41,7 +41,11 @@ impl Default for Live {
     }
 }
 
-fn push<T>(map: &Mutex<HashMap<String, VecDeque<T>>>, key: &str, items: impl IntoIterator<Item = T>) {
+fn push<T>(
+    map: &Mutex<HashMap<String, VecDeque<T>>>,
+    key: &str,
+    items: impl IntoIterator<Item = T>,
+) {
     // A poisoned lock only means another thread panicked mid-push; the data is still usable.
     let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
     let q = m.entry(key.to_string()).or_default();
@@ -56,11 +60,15 @@ fn push<T>(map: &Mutex<HashMap<String, VecDeque<T>>>, key: &str, items: impl Int
 impl Live {
     pub fn events(&self, key: &str) -> Vec<EventRecord> {
         let m = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(key).map(|q| q.iter().cloned().collect()).unwrap_or_default()
+        m.get(key)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
     }
     pub fn analysis(&self, key: &str) -> Vec<CheckResult> {
         let m = self.analysis.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(key).map(|q| q.iter().cloned().collect()).unwrap_or_default()
+        m.get(key)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default()
     }
     pub fn plan(&self, key: &str) -> Option<TrafficPlan> {
         let m = self.plans.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,7 +79,10 @@ impl Live {
         m.insert(key.to_string(), plan);
     }
     pub fn forget(&self, key: &str) {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()

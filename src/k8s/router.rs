@@ -50,7 +50,11 @@ pub fn owned(rollout: &Rollout, mut obj: Value) -> Result<Value> {
                 Value::String(objects::namespace(rollout)?.to_string()),
             );
         }
-        None => return Err(Error::Invalid("generated Istio object has no metadata".into())),
+        None => {
+            return Err(Error::Invalid(
+                "generated Istio object has no metadata".into(),
+            ));
+        }
     }
     Ok(obj)
 }
@@ -94,8 +98,7 @@ impl IstioRouter {
         let api = self.api(rollout, ar)?;
         let params = PatchParams::apply(names::FIELD_MANAGER).force();
         let patch = Patch::Apply(&obj);
-        retry_on_conflict("apply istio object", || api.patch(&name, &params, &patch))
-        .await?;
+        retry_on_conflict("apply istio object", || api.patch(&name, &params, &patch)).await?;
         Ok(())
     }
 

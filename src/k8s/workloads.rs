@@ -64,8 +64,7 @@ impl KubeWorkloads {
         let name = d.metadata.name.clone().unwrap_or_default();
         let api = self.deployments(rollout)?;
         let (params, patch) = (apply_params(), Patch::Apply(&d));
-        retry_on_conflict("apply primary", || api.patch(&name, &params, &patch))
-        .await?;
+        retry_on_conflict("apply primary", || api.patch(&name, &params, &patch)).await?;
         Ok(())
     }
 
@@ -76,8 +75,14 @@ impl KubeWorkloads {
         let target = self.target(rollout).await?;
         if self.primary(rollout).await?.is_none() {
             let replicas = objects::replicas(&target).max(1);
-            self.apply_primary(rollout, &target, &objects::template(&target), replicas, None)
-                .await?;
+            self.apply_primary(
+                rollout,
+                &target,
+                &objects::template(&target),
+                replicas,
+                None,
+            )
+            .await?;
         }
         let ns = objects::namespace(rollout)?;
         let services: Api<Service> = Api::namespaced(self.client.clone(), ns);
@@ -105,8 +110,7 @@ impl KubeWorkloads {
         let api = self.deployments(rollout)?;
         let body = json!({"spec": {"replicas": replicas}});
         let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
-        retry_on_conflict("scale target", || api.patch(name, &params, &patch))
-        .await?;
+        retry_on_conflict("scale target", || api.patch(name, &params, &patch)).await?;
         Ok(())
     }
 
@@ -226,9 +230,7 @@ impl Workloads for KubeWorkloads {
             Some(p) => objects::replicas(&p).max(1),
             None => 1,
         };
-        self.set_target_replicas(rollout, want)
-            .await
-            .map_err(boxed)
+        self.set_target_replicas(rollout, want).await.map_err(boxed)
     }
 
     async fn scale_down_canary(&self, rollout: &Rollout) -> Result<(), BoxError> {

@@ -134,8 +134,14 @@ impl FakeApi {
     /// Store an object directly (as if created by someone else), with fresh metadata.
     pub fn seed(&self, group: &str, resource: &str, obj: Value) {
         let mut s = self.state.lock().expect("lock");
-        let ns = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
-        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let mut obj = obj;
         s.rv += 1;
         s.uid += 1;
@@ -146,16 +152,26 @@ impl FakeApi {
         if obj["metadata"]["generation"].is_null() {
             obj["metadata"]["generation"] = json!(1);
         }
-        s.objects.insert(Self::key(group, resource, &ns, &name), obj);
+        s.objects
+            .insert(Self::key(group, resource, &ns, &name), obj);
     }
 
     pub fn get(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
         let s = self.state.lock().expect("lock");
-        s.objects.get(&Self::key(group, resource, ns, name)).cloned()
+        s.objects
+            .get(&Self::key(group, resource, ns, name))
+            .cloned()
     }
 
     /// Edit an object as a user would (spec changes bump generation).
-    pub fn edit(&self, group: &str, resource: &str, ns: &str, name: &str, f: impl FnOnce(&mut Value)) {
+    pub fn edit(
+        &self,
+        group: &str,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value),
+    ) {
         let mut s = self.state.lock().expect("lock");
         s.rv += 1;
         let rv = s.rv;
@@ -204,10 +220,20 @@ impl FakeApi {
         self.state.lock().expect("lock").log.clear();
     }
 
-    fn handle(&self, method: Method, path: &str, query: &str, ct: &str, body: Value) -> (u16, Value) {
+    fn handle(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        ct: &str,
+        body: Value,
+    ) -> (u16, Value) {
         let mut s = self.state.lock().expect("lock");
         let Some(t) = parse_path(path) else {
-            return (404, status_body(404, "NotFound", &format!("no route {path}")));
+            return (
+                404,
+                status_body(404, "NotFound", &format!("no route {path}")),
+            );
         };
         let resource = match &t.sub {
             Some(sub) => format!("{}/{sub}", t.resource),
@@ -253,26 +279,46 @@ impl FakeApi {
 
     fn serve(s: &mut State, method: &Method, t: &Target, ct: &str, body: Value) -> (u16, Value) {
         let Some(name) = t.name.clone().or_else(|| {
-            (method == Method::POST).then(|| body["metadata"]["name"].as_str().unwrap_or_default().to_string())
+            (method == Method::POST).then(|| {
+                body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
         }) else {
             // Collection GET.
             let items: Vec<Value> = s
                 .objects
                 .iter()
-                .filter(|((g, r, ns, _), _)| *g == t.group && *r == t.resource && (t.namespace.is_empty() || *ns == t.namespace))
+                .filter(|((g, r, ns, _), _)| {
+                    *g == t.group
+                        && *r == t.resource
+                        && (t.namespace.is_empty() || *ns == t.namespace)
+                })
                 .map(|(_, v)| v.clone())
                 .collect();
-            return (200, json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}));
+            return (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+            );
         };
         let key = FakeApi::key(&t.group, &t.resource, &t.namespace, &name);
         let existing = s.objects.get(&key).cloned();
-        let not_found = || (404, status_body(404, "NotFound", &format!("{} {name} not found", t.resource)));
+        let not_found = || {
+            (
+                404,
+                status_body(404, "NotFound", &format!("{} {name} not found", t.resource)),
+            )
+        };
         let status_sub = t.sub.as_deref() == Some("status");
         match *method {
             Method::GET => existing.map(|o| (200, o)).unwrap_or_else(not_found),
             Method::POST => {
                 if existing.is_some() {
-                    return (409, status_body(409, "AlreadyExists", &format!("{name} already exists")));
+                    return (
+                        409,
+                        status_body(409, "AlreadyExists", &format!("{name} already exists")),
+                    );
                 }
                 let mut obj = body;
                 s.uid += 1;
@@ -282,9 +328,14 @@ impl FakeApi {
                 Self::store(s, key, obj)
             }
             Method::PUT => {
-                let Some(old) = existing else { return not_found() };
+                let Some(old) = existing else {
+                    return not_found();
+                };
                 if body["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
-                    return (409, status_body(409, "Conflict", "the object has been modified"));
+                    return (
+                        409,
+                        status_body(409, "Conflict", "the object has been modified"),
+                    );
                 }
                 let mut obj = body;
                 Self::keep_subresource(&old, &mut obj, status_sub);
@@ -314,7 +365,9 @@ impl FakeApi {
                         .filter(|op| {
                             !(op["op"] == "test"
                                 && op["value"].is_null()
-                                && op["path"].as_str().is_some_and(|p| obj.pointer(p).is_none()))
+                                && op["path"]
+                                    .as_str()
+                                    .is_some_and(|p| obj.pointer(p).is_none()))
                         })
                         .collect();
                     let patch: json_patch::Patch = match serde_json::from_value(Value::Array(ops)) {
@@ -327,7 +380,10 @@ impl FakeApi {
                 } else {
                     let rv = &body["metadata"]["resourceVersion"];
                     if !rv.is_null() && *rv != old["metadata"]["resourceVersion"] {
-                        return (409, status_body(409, "Conflict", "the object has been modified"));
+                        return (
+                            409,
+                            status_body(409, "Conflict", "the object has been modified"),
+                        );
                     }
                     merge(&mut obj, &body);
                 }
@@ -335,14 +391,21 @@ impl FakeApi {
                 Self::finish_write(s, key, &old, obj)
             }
             Method::DELETE => {
-                let Some(mut obj) = existing else { return not_found() };
-                let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+                let Some(mut obj) = existing else {
+                    return not_found();
+                };
+                let has_finalizers = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
                 if has_finalizers {
                     obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
                     return Self::store(s, key, obj);
                 }
                 s.objects.remove(&key);
-                (200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}))
+                (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                )
             }
             _ => (405, status_body(405, "MethodNotAllowed", "")),
         }
@@ -361,12 +424,23 @@ impl FakeApi {
         }
     }
 
-    fn finish_write(s: &mut State, key: (String, String, String, String), old: &Value, mut obj: Value) -> (u16, Value) {
+    fn finish_write(
+        s: &mut State,
+        key: (String, String, String, String),
+        old: &Value,
+        mut obj: Value,
+    ) -> (u16, Value) {
         obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
-        obj["metadata"]["generation"] = json!(if obj["spec"] != old["spec"] { generation + 1 } else { generation });
+        obj["metadata"]["generation"] = json!(if obj["spec"] != old["spec"] {
+            generation + 1
+        } else {
+            generation
+        });
         let deleting = !old["metadata"]["deletionTimestamp"].is_null();
-        let no_finalizers = obj["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+        let no_finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
         if deleting && no_finalizers {
             s.objects.remove(&key);
             return (200, obj);
@@ -395,7 +469,11 @@ impl tower::Service<Request<Body>> for FakeApi {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
             let body: Value = if bytes.is_empty() {
                 Value::Null
             } else {
