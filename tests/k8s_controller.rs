@@ -304,7 +304,13 @@ async fn passing_analysis_moves_to_the_next_weight_then_promotes_after_primary_i
     // The primary has not rolled out the new template: traffic stays on the canary.
     assert_eq!(h.weight("reviews-canary"), 50);
     h.ok().await;
-    assert_eq!(h.status().phase, Phase::Promoting);
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Promoting);
+    assert_eq!(
+        st.reason,
+        Some(sluice::spec::Reason::WaitingForReady),
+        "reported"
+    );
     assert_eq!(h.weight("reviews-canary"), 50);
 
     h.api.roll_out_deployments();
@@ -589,4 +595,148 @@ async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
         .expect("lease");
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
+}
+
+#[tokio::test]
+async fn web_api_backend_reads_rollouts_and_sends_commands_through_the_annotation() {
+    use sluice::backend::{Backend, BackendError};
+    use sluice::engine::Command;
+    use sluice::k8s::backend::KubeBackend;
+
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    let backend = KubeBackend::new(h.api.client(), vec![], h.ctx.live.clone());
+    let mut changes = backend.subscribe();
+
+    let list = backend.list().await.expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].status.canary_weight, 10);
+    assert_eq!(list[0].stages, vec!["canary 10%", "canary 50%"]);
+    assert_eq!(
+        list[0].traffic.as_ref().map(|t| t.canary_weight()),
+        Some(10)
+    );
+    let events = backend.events(NS, "reviews").await.expect("events");
+    assert!(
+        events.iter().any(|e| e.reason == "StepStarted"),
+        "{events:?}"
+    );
+    assert!(matches!(
+        backend.get(NS, "ratings").await,
+        Err(BackendError::NotFound(_))
+    ));
+
+    // Not allowed in this phase: 409, nothing written.
+    assert!(matches!(
+        backend.command(NS, "reviews", Command::Retry).await,
+        Err(BackendError::Conflict(_))
+    ));
+    backend
+        .command(NS, "reviews", Command::Promote)
+        .await
+        .expect("promote accepted");
+    let r = h.rollout().expect("rollout");
+    let value = r
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("sluice.dev/command")
+        .cloned()
+        .expect("annotation written");
+    assert!(value.starts_with("promote@"), "{value}");
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 50, "the controller ran it");
+    let change = changes.try_recv().expect("a change was published");
+    assert_eq!(
+        (change.namespace.as_str(), change.name.as_str()),
+        (NS, "reviews")
+    );
+
+    h.advance(61);
+    h.ok().await; // an analysis ran: status.lastVerdicts is filled
+
+    // Another replica (nothing in memory) reads history from Kubernetes Events.
+    h.api.seed(
+        "",
+        "events",
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": "reviews.1", "namespace": NS},
+               "involvedObject": {"kind": "Rollout", "name": "reviews", "namespace": NS},
+               "reason": "RolledBack", "message": "success-rate 80 < 99", "type": "Warning",
+               "lastTimestamp": "2026-11-25T10:01:00Z"}),
+    );
+    let other = KubeBackend::new(h.api.client(), vec![NS.into()], Arc::new(Live::default()));
+    h.api.clear_log();
+    let events = other.events(NS, "reviews").await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert!(events[0].warning && events[0].reason == "RolledBack");
+    let list_call = h
+        .api
+        .log()
+        .into_iter()
+        .find(|l| l.resource == "events")
+        .expect("events listed");
+    assert!(
+        list_call.query.contains("fieldSelector="),
+        "{}",
+        list_call.query
+    );
+    let analysis = other.analysis(NS, "reviews").await.expect("analysis");
+    assert!(!analysis.is_empty());
+    assert_eq!(
+        analysis,
+        h.status().last_verdicts,
+        "falls back to status.lastVerdicts"
+    );
+    assert!(matches!(
+        other.get("elsewhere", "reviews").await,
+        Err(BackendError::NotFound(_))
+    ));
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn undo_puts_the_previous_template_back_on_the_primary() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    for _ in 0..2 {
+        h.advance(61);
+        h.ok().await;
+    }
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.status().phase, Phase::Succeeded);
+    let image = |h: &Harness| {
+        h.deployment("reviews-primary").expect("primary")["spec"]["template"]["spec"]["containers"]
+            [0]["image"]
+            .clone()
+    };
+    assert_eq!(image(&h), "reviews:v2");
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["metadata"]["annotations"] = json!({"sluice.dev/command": "undo@u1"});
+    });
+    h.ok().await;
+    assert_eq!(image(&h), "reviews:v1", "previous template restored");
+    assert_eq!(h.status().reason, Some(sluice::spec::Reason::Undone));
+    assert_eq!(h.weight("reviews-primary"), 100);
+}
+
+#[tokio::test]
+async fn a_missing_target_is_an_error_that_names_it() {
+    let h = Harness::new();
+    h.ok().await; // finalizer
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["spec"]["targetRef"]["name"] = json!("reviewz");
+    });
+    let err = h.reconcile().await.expect_err("no target");
+    assert!(err.to_string().contains("bookinfo/reviewz"), "{err}");
+    assert!(h.deployment("reviews-primary").is_none(), "nothing created");
 }

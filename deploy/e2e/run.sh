@@ -13,7 +13,7 @@
 #      100% on primary;
 #   4. roll out reviews v2 (image change): the VirtualService walks 20% → 50% → promoted,
 #      `kubectl get rollout reviews` ends Succeeded;
-#   5. roll out a broken version (v3 answering 500s via a fault-injection image): rolled back,
+#   5. roll out a broken version (an echo server answering 500): rolled back,
 #      phase Failed, all traffic on primary;
 #   6. delete the Rollout: the finalizer puts traffic back and removes sluice's objects; the
 #      user's Deployment serves again.
@@ -120,11 +120,12 @@ wait_for "Succeeded" 600 test "$(phase)" = Succeeded
 test "$(canary_weight)" = 0
 test "$(kubectl -n $NS get deploy reviews -o jsonpath='{.spec.replicas}')" = 0
 
-echo "== rollout: broken v3 rolled back"
-# The ratings call fails for every request when ratings is unreachable: v3 with a bad
-# ratings host answers 500s.
-kubectl -n $NS set image deploy/reviews reviews=docker.io/istio/examples-bookinfo-reviews-v3:1.20.2
-kubectl -n $NS set env deploy/reviews SERVICES_DOMAIN=does-not-exist.invalid
+echo "== rollout: broken version rolled back"
+# A canary that is Ready but answers every request with 500.
+kubectl -n $NS patch deploy reviews --type=json -p '[
+  {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "hashicorp/http-echo:1.0"},
+  {"op": "add", "path": "/spec/template/spec/containers/0/args",
+   "value": ["-listen=:9080", "-status-code=500", "-text=broken"]}]'
 wait_for "Failed" 600 test "$(phase)" = Failed
 test "$(canary_weight)" = 0
 kubectl -n $NS get events --field-selector involvedObject.name=reviews | grep -q RolledBack

@@ -202,3 +202,48 @@ async fn probes(addr: SocketAddr, leader: watch::Receiver<bool>) {
         Err(e) => tracing::error!(%addr, error = %e, "cannot bind probe address"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+
+    fn rollout(ns: &str, name: &str, target: &str) -> Rollout {
+        serde_yaml::from_str(&format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{targetRef: {{name: {target}}}, service: {{port: 80}}, strategy: {{canary: {{steps: [10]}}}}}}\n"
+        ))
+        .expect("rollout")
+    }
+
+    fn deployment(ns: &str, name: &str) -> Deployment {
+        serde_yaml::from_str(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{selector: {{matchLabels: {{app: x}}}}, template: {{}}}}\n"
+        ))
+        .expect("deployment")
+    }
+
+    #[test]
+    fn a_deployment_change_wakes_the_rollouts_that_target_or_own_it() {
+        let mut w: Writer<Rollout> = Writer::default();
+        for r in [
+            rollout("a", "reviews", "reviews"),
+            rollout("a", "web", "frontend"),
+            rollout("b", "reviews", "reviews"),
+        ] {
+            w.apply_watcher_event(&watcher::Event::Apply(r));
+        }
+        let store = w.as_reader();
+        let names = |d: &Deployment| {
+            let mut v: Vec<String> = rollouts_for(&store, d)
+                .into_iter()
+                .map(|o| format!("{}/{}", o.namespace.unwrap_or_default(), o.name))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&deployment("a", "reviews")), vec!["a/reviews"]);
+        assert_eq!(names(&deployment("a", "frontend")), vec!["a/web"]);
+        assert_eq!(names(&deployment("a", "web-primary")), vec!["a/web"]);
+        assert!(names(&deployment("a", "other")).is_empty());
+    }
+}

@@ -104,8 +104,8 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
             rollout.key()
         )));
     }
-    ctx.router.ensure(rollout).await?;
     ctx.workloads.ensure(rollout).await?;
+    ctx.router.ensure(rollout).await?;
 
     let name = objects::name(rollout)?;
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
