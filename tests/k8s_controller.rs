@@ -595,6 +595,24 @@ async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
         .expect("lease");
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
+
+    // b shuts down and hands over: a leads at once, without waiting for expiry.
+    sluice::k8s::leader::release(&leases, &a)
+        .await
+        .expect("not ours: no-op");
+    assert!(
+        !try_acquire_or_renew(&leases, &a)
+            .await
+            .expect("b still holds it")
+    );
+    sluice::k8s::leader::release(&leases, &b)
+        .await
+        .expect("release");
+    assert!(
+        try_acquire_or_renew(&leases, &a)
+            .await
+            .expect("a takes over at once")
+    );
 }
 
 #[tokio::test]

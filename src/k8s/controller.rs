@@ -115,7 +115,7 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
     let clients = clients(rx.clone()).await?;
     let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
     let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
-    tokio::spawn(leader::run(lease_api, lease_cfg, tx));
+    let election = tokio::spawn(leader::run(lease_api.clone(), lease_cfg.clone(), tx));
     tokio::spawn(probes(opts.probe_addr, rx.clone()));
 
     let ctx = Arc::new(Context::new(
@@ -176,6 +176,11 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
         runs.push(run);
     }
     futures::future::join_all(runs).await;
+    // Shutting down (SIGTERM): stop renewing, stop writing, hand the lease over.
+    election.abort();
+    if let Err(e) = leader::release(&lease_api, &lease_cfg).await {
+        tracing::warn!(error = %e, "could not release the lease; it expires on its own");
+    }
     Ok(())
 }
 

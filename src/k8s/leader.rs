@@ -124,6 +124,32 @@ pub async fn try_acquire_or_renew(
     }
 }
 
+/// On shutdown: give the lease up so another replica takes over at once instead of waiting
+/// for it to expire. Only clears it if we still hold it (resourceVersion-guarded).
+pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), kube::Error> {
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(());
+    };
+    let ours = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        == Some(cfg.identity.as_str());
+    if !ours {
+        return Ok(());
+    }
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.holder_identity = None;
+        spec.renew_time = None;
+    }
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        // Someone else already changed it: nothing of ours to release.
+        Err(e) if super::is_conflict(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Runs forever, publishing leadership on `tx`.
 pub async fn run(api: Api<Lease>, cfg: LeaseConfig, tx: watch::Sender<bool>) {
     loop {

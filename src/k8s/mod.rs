@@ -74,6 +74,9 @@ impl Error {
     }
 }
 
+/// Where "now" comes from (tests drive it by hand).
+pub type Clock = std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub fn is_not_found(e: &kube::Error) -> bool {

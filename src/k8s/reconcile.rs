@@ -20,7 +20,7 @@ use crate::exec::{self, Analyzer, Executors, Recorder, Webhooks};
 use crate::spec::{Condition, Phase, Rollout, RolloutStatus};
 use crate::traffic::TrafficPlan;
 
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+pub use super::Clock;
 
 /// Everything a reconcile needs; built once per controller.
 pub struct Context {
@@ -44,7 +44,11 @@ impl Context {
     ) -> Self {
         let workloads = Arc::new(KubeWorkloads::new(client.clone()));
         let router = Arc::new(IstioRouter::new(client.clone(), live.clone()));
-        let recorder = Arc::new(KubeRecorder::new(client.clone(), live.clone()));
+        let recorder = Arc::new(KubeRecorder::new(
+            client.clone(),
+            live.clone(),
+            clock.clone(),
+        ));
         let executors = Executors {
             router: router.clone(),
             workloads: workloads.clone(),

@@ -103,10 +103,11 @@ impl Live {
 pub struct KubeRecorder {
     events: EventRecorder,
     live: std::sync::Arc<Live>,
+    clock: super::Clock,
 }
 
 impl KubeRecorder {
-    pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
+    pub fn new(client: Client, live: std::sync::Arc<Live>, clock: super::Clock) -> Self {
         let reporter = Reporter {
             controller: "sluice".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -114,6 +115,7 @@ impl KubeRecorder {
         KubeRecorder {
             events: EventRecorder::new(client, reporter),
             live,
+            clock,
         }
     }
 }
@@ -138,7 +140,7 @@ impl Recorder for KubeRecorder {
             &self.live.events,
             &key,
             [EventRecord {
-                at: chrono::Utc::now(),
+                at: (self.clock)(),
                 reason: event.reason.clone(),
                 message: event.message.clone(),
                 warning: event.warning,
