@@ -22,7 +22,6 @@ pub mod backend;
 pub mod commands;
 pub mod controller;
 pub mod gate;
-pub(crate) mod istio_placeholder;
 pub mod leader;
 pub mod names;
 pub mod objects;
@@ -38,7 +37,7 @@ use std::time::Duration;
 pub use objects::ObjectError;
 
 /// The translation from TrafficPlan to Istio objects (one code path with `sluice plan`).
-pub(crate) use istio_placeholder as istio;
+pub(crate) use crate::router::istio;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
