@@ -758,3 +758,25 @@ async fn a_missing_target_is_an_error_that_names_it() {
     assert!(err.to_string().contains("bookinfo/reviewz"), "{err}");
     assert!(h.deployment("reviews-primary").is_none(), "nothing created");
 }
+
+#[tokio::test]
+async fn a_reconcile_with_nothing_new_writes_nothing() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.ok().await;
+    h.api.clear_log();
+    h.ok().await;
+    let writes: Vec<String> = h
+        .api
+        .log()
+        .into_iter()
+        // Server-side applies of unchanged objects are no-ops on a real API server.
+        .filter(|l| l.verb != "get" && !l.content_type.starts_with("application/apply-patch"))
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "no status write, no scaling, no event"
+    );
+}

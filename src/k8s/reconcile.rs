@@ -146,8 +146,11 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     let mut status = out.status;
     status.observed_generation = rollout.metadata.generation;
     status.conditions = conditions(&old, &status, now, processed);
-    write_status(&api, name, &old, &status).await?;
-    ctx.live.notify(rollout, &status, "status");
+    // An unchanged status is not written: every write is a watch event that wakes us again.
+    if status != old {
+        write_status(&api, name, &old, &status).await?;
+        ctx.live.notify(rollout, &status, "status");
+    }
     if let Some(p) = &pending {
         commands::clear(&api, name, &p.raw).await?;
     }
