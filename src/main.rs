@@ -56,11 +56,12 @@ fn main() -> ExitCode {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .init();
-            // TODO(lead): replace `Unwired` with the analysis and webhook executors.
+            // TODO(lead): replace `Unwired` with the analysis and webhook executors, and pass
+            // `Some(Box::new(|backend| web router over backend))` to serve `--listen`.
             let unwired = std::sync::Arc::new(sluice::k8s::unwired::Unwired);
             let run = async {
                 sluice::k8s::controller::run(
-                    args.into_options(unwired.clone(), unwired),
+                    args.into_options(unwired.clone(), unwired, None),
                     Default::default(),
                 )
                 .await

@@ -39,11 +39,27 @@ pub struct Args {
     /// Address of `/healthz`, `/readyz` and `/leader`.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub probe_addr: SocketAddr,
+    /// Serve the web API/UI here (every replica can; commands go through the annotation).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
 }
 
+/// Builds the web API's router over a backend (the web module's `router`); kept as a
+/// function so this module does not depend on the web layer.
+pub type WebRouter = Box<dyn FnOnce(Arc<dyn crate::backend::Backend>) -> axum::Router + Send>;
+
 impl Args {
-    pub fn into_options(self, analyzer: Arc<dyn Analyzer>, webhooks: Arc<dyn Webhooks>) -> Options {
+    pub fn into_options(
+        self,
+        analyzer: Arc<dyn Analyzer>,
+        webhooks: Arc<dyn Webhooks>,
+        web: Option<WebRouter>,
+    ) -> Options {
+        if self.listen.is_some() && web.is_none() {
+            tracing::warn!("--listen given, but this build has no web API wired in: not serving");
+        }
         Options {
+            web: self.listen.zip(web),
             namespaces: self
                 .namespaces
                 .into_iter()
@@ -71,6 +87,8 @@ pub struct Options {
     pub probe_addr: SocketAddr,
     pub analyzer: Arc<dyn Analyzer>,
     pub webhooks: Arc<dyn Webhooks>,
+    /// Address and router of the web API, if served.
+    pub web: Option<(SocketAddr, WebRouter)>,
 }
 
 /// Clients of a controller replica: `read` for watches, the backend and the lease; `write`
@@ -117,6 +135,23 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
     let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
     let election = tokio::spawn(leader::run(lease_api.clone(), lease_cfg.clone(), tx));
     tokio::spawn(probes(opts.probe_addr, rx.clone()));
+    if let Some((addr, router)) = opts.web {
+        // The backend reads with the ungated client: followers serve the API too.
+        let backend: Arc<dyn crate::backend::Backend> = Arc::new(super::backend::KubeBackend::new(
+            clients.read.clone(),
+            opts.namespaces.clone(),
+            live.clone(),
+        ));
+        let app = router(backend);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "web API stopped");
+            }
+        });
+    }
 
     let ctx = Arc::new(Context::new(
         clients.write.clone(),
