@@ -1,5 +1,7 @@
 //! The `sluice` command line.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +23,13 @@ enum Cmd {
     Crd,
     /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
     Controller(sluice::k8s::controller::Args),
+    /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
+    EnvoyBootstrap(cli::envoy::BootstrapArgs),
+    /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
+    DemoApp(cli::envoy::DemoAppArgs),
+    /// Benchmarks against real processes.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Check Rollout files (every document, every problem); exit 1 when any is invalid.
     Validate {
         /// Files, or directories searched recursively for *.yaml / *.yml.
@@ -37,6 +46,12 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
+    RouteApply(cli::envoy::RouteApplyArgs),
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum PlanOutput {
     Table,
@@ -47,37 +62,10 @@ enum PlanOutput {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Cmd::Controller(args) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
-            // TODO(lead): replace `Unwired` with the analysis and webhook executors, and pass
-            // `Some(Box::new(|backend| web router over backend))` to serve `--listen`.
-            let unwired = std::sync::Arc::new(sluice::k8s::unwired::Unwired);
-            let run = async {
-                sluice::k8s::controller::run(
-                    args.into_options(unwired.clone(), unwired, None),
-                    Default::default(),
-                )
-                .await
-            };
-            match tokio::runtime::Runtime::new().map(|rt| rt.block_on(run)) {
-                Ok(Ok(())) => ExitCode::SUCCESS,
-                Ok(Err(e)) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
@@ -93,7 +81,29 @@ fn main() -> ExitCode {
         }
         Cmd::Validate { files } => validate(&files),
         Cmd::Plan { file, output } => plan(&file, output),
+        Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
+        Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
+        Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
+            cli::envoy::bench_route_apply(&args).await
+        })),
     }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// Problems go to stdout, one per line (`<file>: <path>: <message>`), for editors and CI logs.
