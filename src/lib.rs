@@ -4,6 +4,7 @@
 //! - [`engine`]: the pure state machine deciding every step.
 //! - [`traffic`]: the abstract `TrafficPlan` routers translate.
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
+//! - [`k8s`]: the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
 //! - [`validate`]: loading Rollout files, reporting every problem with its field path.
@@ -19,6 +20,7 @@ pub mod demo_app;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod k8s;
 pub mod plan;
 pub mod procs;
 pub mod router;

@@ -21,6 +21,8 @@ struct Cli {
 enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
+    Controller(sluice::k8s::controller::Args),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
     /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
     // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
