@@ -43,6 +43,9 @@ pub struct Payload<'a> {
     pub step: u32,
     pub steps: usize,
     pub canary_weight: u32,
+    /// Any request (routed or mirrored) goes to the canary; weight 0 cannot tell for
+    /// header-matched and mirror-only steps.
+    pub canary_traffic: bool,
     pub stable_revision: Option<&'a str>,
     pub canary_revision: Option<&'a str>,
     /// The webhook type, e.g. `confirm-promotion`.
@@ -63,6 +66,7 @@ impl<'a> Payload<'a> {
             step: status.step_index,
             steps: crate::engine::stages(&rollout.spec).len(),
             canary_weight: status.canary_weight,
+            canary_traffic: status.canary_traffic,
             stable_revision: status.stable_revision.as_deref(),
             canary_revision: status.canary_revision.as_deref(),
             kind: hook.kind.as_str(),
