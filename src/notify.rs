@@ -78,7 +78,8 @@ pub fn classify(event: &Event) -> Option<Topic> {
         "Progressing" => Topic::Resumed,
         // `Promoted` is a person passing the current step.
         "StepStarted" | "Promoted" => Topic::Step,
-        "Paused" => Topic::Paused,
+        // A gate webhook said no (emitted when its answer changes): the rollout waits.
+        "Paused" | "GateHeld" => Topic::Paused,
         "Succeeded" => Topic::Promoted,
         "RolledBack" | "Undone" => Topic::RolledBack,
         "AnalysisFailed" => Topic::Failed,
