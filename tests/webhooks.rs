@@ -345,6 +345,16 @@ spec:
     assert!(rx.hits("/x").is_empty(), "no call without its token");
     assert!(hooks.call(&r, &s, WebhookKind::Rollback).await.is_none());
 
+    // A URL that does not parse fails the gate with a message (validation also reports it).
+    let mut bad = r.clone();
+    bad.spec.webhooks[0].url = "not a url".into();
+    let c = hooks
+        .call(&bad, &s, WebhookKind::ConfirmRollout)
+        .await
+        .unwrap();
+    assert!(!c.passed);
+    assert!(c.message.starts_with("authed: request failed:"), "{c:?}");
+
     // A webhook slower than its timeout fails the gate with a timeout message.
     let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = slow.local_addr().unwrap();
