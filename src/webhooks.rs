@@ -206,7 +206,13 @@ impl HttpWebhooks {
             if !matches!(outcome, Outcome::Connect(_)) || attempt == attempts {
                 break;
             }
-            tracing::debug!(webhook = %hook.name, r#type = hook.kind.as_str(), attempt, %outcome, "webhook unreachable, retrying");
+            tracing::debug!(
+                webhook = %hook.name,
+                r#type = hook.kind.as_str(),
+                attempt,
+                %outcome,
+                "webhook unreachable, retrying"
+            );
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
@@ -214,10 +220,24 @@ impl HttpWebhooks {
         if let Some(m) = &self.metrics {
             m.observe_webhook(hook.kind, outcome.label(), elapsed.as_secs_f64());
         }
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let kind = hook.kind.as_str();
         if outcome.ok() {
-            tracing::debug!(webhook = %hook.name, r#type = hook.kind.as_str(), %outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook called");
+            tracing::debug!(
+                webhook = %hook.name,
+                r#type = kind,
+                %outcome,
+                elapsed_ms = ms,
+                "webhook called"
+            );
         } else {
-            tracing::warn!(webhook = %hook.name, r#type = hook.kind.as_str(), %outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook failed");
+            tracing::warn!(
+                webhook = %hook.name,
+                r#type = kind,
+                %outcome,
+                elapsed_ms = ms,
+                "webhook failed"
+            );
         }
         outcome
     }
