@@ -8,16 +8,28 @@
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
 //! - [`webhooks`], [`notify`], [`telemetry`], [`secret`]: webhooks, notifications, sluice's own
 //!   metrics and logging, and the secret type that keeps URLs/tokens out of them.
+//! - [`validate`]: loading Rollout files, reporting every problem with its field path.
+//! - [`router`]: translations of a `TrafficPlan` for each data plane (Istio VirtualService,
+//!   Envoy file-based xDS).
+//! - [`plan`]: `sluice plan`, every step of a rollout before anything runs.
+//! - [`procs`]: child processes sluice runs (a real Envoy); [`demo_app`]: the demo backend;
+//!   [`bench`]: benchmarks against real processes.
 
 pub mod backend;
+pub mod bench;
+pub mod demo_app;
 pub mod duration;
 pub mod engine;
 pub mod exec;
 pub mod notify;
+pub mod plan;
+pub mod procs;
+pub mod router;
 pub mod schedule;
 pub mod secret;
 pub mod spec;
 pub mod telemetry;
 pub mod template;
 pub mod traffic;
+pub mod validate;
 pub mod webhooks;

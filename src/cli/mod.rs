@@ -1,0 +1,3 @@
+//! Subcommand implementations; `main.rs` only parses and dispatches.
+
+pub mod envoy;
