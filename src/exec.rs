@@ -145,9 +145,6 @@ pub async fn tick(
         // Fills the `revision` field of the caller's tick span (no-op without one).
         tracing::Span::current().record("revision", tracing::field::display(rev));
     }
-    // Gates that answered "not yet" in this tick are not asked again until the next tick
-    // (otherwise every round of this loop would call the webhook once more).
-    let mut gates_refused: Vec<WebhookKind> = Vec::new();
     for _ in 0..MAX_ROUNDS {
         let (next, effects) = engine::step(&rollout.spec, &status, &obs, now);
         // Answers are consumed by the step that saw them.
@@ -174,14 +171,10 @@ pub async fn tick(
                     again = true;
                     Ok(())
                 }
-                Effect::CallWebhooks(kind) if gates_refused.contains(kind) => Ok(()),
                 Effect::CallWebhooks(kind) => {
                     if let Some(answer) = ex.webhooks.call(rollout, &next, *kind).await
                         && kind.is_gate()
                     {
-                        if !answer.passed {
-                            gates_refused.push(*kind);
-                        }
                         obs.webhooks.push(answer);
                         again = true;
                     }

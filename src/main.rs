@@ -33,6 +33,8 @@ struct Cli {
 enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
+    Controller(sluice::k8s::controller::Args),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
     /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
@@ -56,6 +58,20 @@ enum Cmd {
     /// Benchmarks against real processes, and simulations.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Check Rollout files (every document, every problem); exit 1 when any is invalid.
+    Validate {
+        /// Files, or directories searched recursively for *.yaml / *.yml.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Show every step a Rollout will go through, before anything runs.
+    Plan {
+        file: std::path::PathBuf,
+        /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
+        /// (a YAML stream); json: steps, traffic plans and VirtualServices.
+        #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
+        output: cli::plan::Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,21 +99,39 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
+    // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let result = match cli.command {
-        Cmd::Crd => crd(),
-        Cmd::Standalone(args) => block_on(cli::standalone::standalone(args, &cli.notify)),
-        Cmd::Demo(args) => block_on(cli::standalone::demo(args)),
-        Cmd::EnvoyBootstrap(args) => cli::envoy::envoy_bootstrap(&args),
-        Cmd::DemoApp(args) => block_on(cli::envoy::demo_app(args)),
-        Cmd::Bench(BenchCmd::RouteApply(args)) => {
-            block_on(async move { cli::envoy::bench_route_apply(&args).await })
+    match cli.command {
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
+        Cmd::Crd => {
+            use kube::CustomResourceExt;
+            match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
+                Ok(y) => {
+                    print!("{y}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
-        Cmd::Bench(BenchCmd::Rollback(args)) => block_on(cli::standalone::bench_rollback(args)),
-        Cmd::Bench(BenchCmd::Judge { runs, seed }) => {
+        Cmd::Validate { files } => cli::plan::validate(&files),
+        Cmd::Plan { file, output } => cli::plan::plan(&file, output),
+        Cmd::Standalone(args) => report(block_on(cli::standalone::standalone(args, &cli.notify))),
+        Cmd::Demo(args) => report(block_on(cli::standalone::demo(args))),
+        Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
+        Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
+        Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
+            cli::envoy::bench_route_apply(&args).await
+        })),
+        Cmd::Bench(BenchCmd::Rollback(args)) => {
+            report(block_on(cli::standalone::bench_rollback(args)))
+        }
+        Cmd::Bench(BenchCmd::Judge { runs, seed }) => report(
             sluice::analysis::cli::bench_judge(runs, seed, &mut std::io::stdout().lock())
-                .map_err(anyhow::Error::from)
-        }
+                .map_err(anyhow::Error::from),
+        ),
         Cmd::Analyze {
             file,
             prometheus,
@@ -111,7 +145,7 @@ fn main() -> ExitCode {
                 }
             };
             let mut out = std::io::stdout().lock();
-            return match rt.block_on(sluice::analysis::cli::analyze(
+            match rt.block_on(sluice::analysis::cli::analyze(
                 &file,
                 prometheus,
                 scrape_interval,
@@ -123,9 +157,12 @@ fn main() -> ExitCode {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
                 }
-            };
+            }
         }
-    };
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -140,10 +177,4 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
         .enable_all()
         .build()?
         .block_on(f)
-}
-
-fn crd() -> anyhow::Result<()> {
-    use kube::CustomResourceExt;
-    print!("{}", serde_yaml::to_string(&sluice::spec::Rollout::crd())?);
-    Ok(())
 }

@@ -78,7 +78,8 @@ pub fn classify(event: &Event) -> Option<Topic> {
         "Progressing" => Topic::Resumed,
         // `Promoted` is a person passing the current step.
         "StepStarted" | "Promoted" => Topic::Step,
-        "Paused" => Topic::Paused,
+        // A gate webhook said no (emitted when its answer changes): the rollout waits.
+        "Paused" | "GateHeld" => Topic::Paused,
         "Succeeded" => Topic::Promoted,
         "RolledBack" | "Undone" => Topic::RolledBack,
         "AnalysisFailed" => Topic::Failed,
@@ -412,7 +413,8 @@ impl Notifier {
         let (ok, outcome) = match result {
             Ok(r) if r.status().is_success() => (true, "success"),
             Ok(r) => {
-                tracing::warn!(sink = kind, status = r.status().as_u16(), topic = ?msg.topic, "notification refused");
+                let status = r.status().as_u16();
+                tracing::warn!(sink = kind, status, topic = ?msg.topic, "notification refused");
                 (false, "http_error")
             }
             Err(e) => {
@@ -423,7 +425,8 @@ impl Notifier {
                 } else {
                     "error"
                 };
-                tracing::warn!(sink = kind, error = %root_cause(&e), topic = ?msg.topic, "notification not sent");
+                let error = root_cause(&e);
+                tracing::warn!(sink = kind, %error, topic = ?msg.topic, "notification not sent");
                 (false, label)
             }
         };

@@ -43,6 +43,9 @@ pub struct Payload<'a> {
     pub step: u32,
     pub steps: usize,
     pub canary_weight: u32,
+    /// Any request (routed or mirrored) goes to the canary; weight 0 cannot tell for
+    /// header-matched and mirror-only steps.
+    pub canary_traffic: bool,
     pub stable_revision: Option<&'a str>,
     pub canary_revision: Option<&'a str>,
     /// The webhook type, e.g. `confirm-promotion`.
@@ -63,6 +66,7 @@ impl<'a> Payload<'a> {
             step: status.step_index,
             steps: crate::engine::stages(&rollout.spec).len(),
             canary_weight: status.canary_weight,
+            canary_traffic: status.canary_traffic,
             stable_revision: status.stable_revision.as_deref(),
             canary_revision: status.canary_revision.as_deref(),
             kind: hook.kind.as_str(),
@@ -202,7 +206,13 @@ impl HttpWebhooks {
             if !matches!(outcome, Outcome::Connect(_)) || attempt == attempts {
                 break;
             }
-            tracing::debug!(webhook = %hook.name, r#type = hook.kind.as_str(), attempt, %outcome, "webhook unreachable, retrying");
+            tracing::debug!(
+                webhook = %hook.name,
+                r#type = hook.kind.as_str(),
+                attempt,
+                %outcome,
+                "webhook unreachable, retrying"
+            );
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
@@ -210,10 +220,24 @@ impl HttpWebhooks {
         if let Some(m) = &self.metrics {
             m.observe_webhook(hook.kind, outcome.label(), elapsed.as_secs_f64());
         }
+        let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let kind = hook.kind.as_str();
         if outcome.ok() {
-            tracing::debug!(webhook = %hook.name, r#type = hook.kind.as_str(), %outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook called");
+            tracing::debug!(
+                webhook = %hook.name,
+                r#type = kind,
+                %outcome,
+                elapsed_ms = ms,
+                "webhook called"
+            );
         } else {
-            tracing::warn!(webhook = %hook.name, r#type = hook.kind.as_str(), %outcome, elapsed_ms = elapsed.as_millis() as u64, "webhook failed");
+            tracing::warn!(
+                webhook = %hook.name,
+                r#type = kind,
+                %outcome,
+                elapsed_ms = ms,
+                "webhook failed"
+            );
         }
         outcome
     }
@@ -352,102 +376,9 @@ impl Webhooks for HttpWebhooks {
     }
 }
 
-/// Problems in `spec.webhooks` and `spec.notifications`, as `(field path, message)`, for the
-/// spec validator to report with the others. Checked here because these rules are about how
-/// the calls are made (URL schemes, timeouts, where secrets come from).
-pub fn problems(spec: &crate::spec::RolloutSpec) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut names = std::collections::BTreeSet::new();
-    for (i, w) in spec.webhooks.iter().enumerate() {
-        let at = |field: &str| format!("spec.webhooks[{i}].{field}");
-        if w.name.trim().is_empty() {
-            out.push((at("name"), "must not be empty".into()));
-        } else if !names.insert(w.name.as_str()) {
-            out.push((at("name"), format!("duplicate webhook name {:?}", w.name)));
-        }
-        match url::Url::parse(&w.url) {
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => out.push((
-                at("url"),
-                format!("scheme must be http or https, not {:?}", u.scheme()),
-            )),
-            Ok(u) if !u.username().is_empty() || u.password().is_some() => out.push((
-                at("url"),
-                "credentials in the URL would put a secret in the spec: use tokenFromEnv or tokenFromFile".into(),
-            )),
-            Ok(_) => {}
-            Err(e) => out.push((at("url"), format!("not a valid URL: {e}"))),
-        }
-        if let Some(t) = &w.timeout {
-            match crate::duration::parse(t) {
-                Ok(d) if d.is_zero() => out.push((at("timeout"), "must be more than 0".into())),
-                Ok(_) => {}
-                Err(e) => out.push((at("timeout"), e)),
-            }
-        }
-        if w.token_from_env.is_some() && w.token_from_file.is_some() {
-            out.push((
-                at("tokenFromEnv"),
-                "set at most one of tokenFromEnv, tokenFromFile".into(),
-            ));
-        }
-    }
-    for (i, n) in spec.notifications.iter().enumerate() {
-        if n.url_from_env.is_some() == n.url_from_file.is_some() {
-            out.push((
-                format!("spec.notifications[{i}]"),
-                "set exactly one of urlFromEnv, urlFromFile".into(),
-            ));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::RolloutSpec;
-
-    fn spec(yaml: &str) -> RolloutSpec {
-        let base = "upstreams: {stable: a, canary: b}\nservice: {port: 1}\nstrategy: {canary: {steps: [10]}}\n";
-        serde_yaml::from_str(&format!("{base}{yaml}")).expect("test spec parses")
-    }
-
-    #[test]
-    fn problems_name_the_field() {
-        let s = spec(
-            r#"
-webhooks:
-  - {name: a, type: rollout, url: "http://ok/"}
-  - {name: a, type: event, url: "ftp://x/"}
-  - {name: "", type: event, url: "not a url"}
-  - {name: c, type: event, url: "https://user:pw@x/", timeout: 10parsecs}
-  - {name: d, type: event, url: "http://x/", timeout: 0s, tokenFromEnv: T, tokenFromFile: /f}
-notifications:
-  - {type: slack}
-  - {type: json, urlFromEnv: A, urlFromFile: /b}
-"#,
-        );
-        let p = problems(&s);
-        let fields: Vec<&str> = p.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(
-            fields,
-            [
-                "spec.webhooks[1].name",
-                "spec.webhooks[1].url",
-                "spec.webhooks[2].name",
-                "spec.webhooks[2].url",
-                "spec.webhooks[3].url",
-                "spec.webhooks[3].timeout",
-                "spec.webhooks[4].timeout",
-                "spec.webhooks[4].tokenFromEnv",
-                "spec.notifications[0]",
-                "spec.notifications[1]",
-            ],
-            "{p:#?}"
-        );
-        assert!(p[4].1.contains("credentials"));
-        assert!(problems(&spec("")).is_empty());
-    }
 
     #[test]
     fn outcomes_say_what_happened() {

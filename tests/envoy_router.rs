@@ -136,6 +136,15 @@ impl Rig {
     }
 }
 
+async fn admin_counter(rig: &Rig, name: &str) -> u64 {
+    rig.envoy
+        .admin()
+        .counter(name)
+        .await
+        .expect("admin stats")
+        .unwrap_or(0)
+}
+
 /// |observed - n·p| within 4 standard deviations of a binomial (false alarm < 1e-4),
 /// plus one request of slack for rounding.
 fn assert_binomial(observed: u64, n: usize, p: f64, what: &str) {
@@ -294,31 +303,37 @@ async fn mirrored_copies_reach_the_canary_while_clients_see_stable() {
             .await
             .expect("applied");
         let before = rig.v2.stats().await;
+        let envoy_before = admin_counter(&rig, "cluster.reviews-canary.upstream_rq_total").await;
         assert_eq!(
             rig.count_canary(n, "reviews", &[]).await,
             0,
             "client saw canary"
         );
-        // Mirrors are sent in the background: wait for them to land (they stop coming when
-        // the last client request has been answered and its copy delivered).
-        let expect_all = percent == 100;
+        // Copies are sent in the background. Envoy creates each copy before the client's
+        // response leaves, so once the canary has answered as many copies as Envoy sent to
+        // its cluster (and none is in flight), every copy has landed.
+        let sent = || async {
+            admin_counter(&rig, "cluster.reviews-canary.upstream_rq_total").await - envoy_before
+        };
         let settled = poll_until(
             Duration::from_secs(5),
-            Duration::from_millis(20),
+            Duration::from_millis(10),
             || async {
-                let m = rig.v2.stats().await.mirrored - before.mirrored;
-                if expect_all { m >= n as u64 } else { m > 0 }
+                let landed = rig.v2.stats().await.mirrored - before.mirrored;
+                let active = admin_counter(&rig, "cluster.reviews-canary.upstream_rq_active").await;
+                active == 0 && landed == sent().await
             },
         )
         .await;
-        assert!(settled, "no mirrored copies at {percent}%");
         let mirrored = rig.v2.stats().await.mirrored - before.mirrored;
-        if expect_all {
+        assert!(
+            settled,
+            "canary saw {mirrored} copies, envoy sent {}",
+            sent().await
+        );
+        if percent == 100 {
             assert_eq!(mirrored, n as u64);
         } else {
-            // Let any stragglers arrive before judging the fraction.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let mirrored = rig.v2.stats().await.mirrored - before.mirrored;
             assert_binomial(mirrored, n, f64::from(percent) / 100.0, "mirror fraction");
         }
         // Matching requests are routed (not mirrored) to the canary.
@@ -456,4 +471,94 @@ async fn reopening_the_directory_keeps_what_envoy_serves() {
         .expect("set");
     assert_eq!(std::fs::read_to_string(&rds).expect("rds"), before);
     assert!(before.contains(&w.rds_version));
+}
+
+/// Every step of every example rollout (rollouts/, Kubernetes ones given local upstreams), as
+/// one config with one virtual host per (rollout, step), passes `envoy --mode validate`.
+#[tokio::test]
+async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rollouts");
+    let files = sluice::validate::yaml_files(&root).expect("rollouts/");
+    let mut entries = Vec::new();
+    for file in &files {
+        let rollouts = sluice::validate::load_file(file)
+            .unwrap_or_else(|p| panic!("{}: {p:?}", file.display()));
+        for mut r in rollouts {
+            r.spec.target_ref = None;
+            r.spec.upstreams.get_or_insert(Upstreams {
+                stable: "127.0.0.1:9081".into(),
+                canary: "reviews-canary.local:9082".into(),
+            });
+            let name = r.metadata.name.clone().expect("name");
+            for (i, step) in sluice::plan::steps(&r).into_iter().enumerate() {
+                let mut at = r.clone();
+                let unique = format!("{}-{name}-s{i}", file_stem(file));
+                at.metadata.name = Some(unique.clone());
+                at.spec.service.hosts = vec![unique];
+                entries.push((
+                    RouteTarget::from_rollout(&at).expect("target"),
+                    step.traffic,
+                ));
+            }
+        }
+    }
+    assert!(
+        entries.len() >= 8,
+        "too few example steps: {}",
+        entries.len()
+    );
+    let cfg = translate(&entries).expect("translates");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = BootstrapOptions {
+        xds_dir: dir.path().display().to_string(),
+        listen_address: "127.0.0.1".into(),
+        listen_port: 10000,
+        admin_port: 9901,
+    };
+    let path = dir.path().join("examples.yaml");
+    let text = serde_yaml::to_string(&static_bootstrap(&opts, &cfg)).expect("yaml");
+    std::fs::write(&path, text).expect("write");
+    validate(&path)
+        .await
+        .expect("example plans are valid Envoy config");
+}
+
+fn file_stem(p: &std::path::Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A plan Envoy refuses although sluice translated it (a regex over Envoy's RE2 program-size
+/// limit): `set` fails with the rejection, the last accepted routes file is put back, and the
+/// previous plan keeps serving.
+#[tokio::test]
+async fn a_routes_file_envoy_rejects_is_reported_and_replaced_by_the_last_good_one() {
+    let rig = rig().await;
+    let r = rollout("reviews", &[], &rig.v1, &rig.v2);
+    rig.router
+        .set(&r, &TrafficPlan::weighted(100))
+        .await
+        .expect("applied");
+    let rds = rig.router.dir().join(envoy::RDS_FILE);
+    let good = std::fs::read_to_string(&rds).expect("rds");
+    let huge = header_match(
+        "x-user",
+        StringMatch {
+            regex: Some("^(beta|gamma|delta){60}$".into()),
+            ..Default::default()
+        },
+    );
+    let err = rig
+        .router
+        .set(&r, &TrafficPlan::matched(&[huge], None))
+        .await
+        .expect_err("envoy rejects the regex");
+    assert!(err.to_string().contains("rejected"), "{err}");
+    assert_eq!(std::fs::read_to_string(&rds).expect("rds"), good);
+    assert_eq!(
+        rig.router.plan("default/reviews").await,
+        Some(TrafficPlan::weighted(100))
+    );
+    assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
 }

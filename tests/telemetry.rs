@@ -346,7 +346,16 @@ async fn metrics_parse_as_openmetrics_and_match_the_docs() {
 
     // A deleted rollout's gauges go away.
     metrics.forget("bookinfo", "reviews");
-    assert!(!metrics.encode().contains("sluice_rollout_phase{"));
+    let after = metrics.encode();
+    for gone in [
+        "sluice_rollout_phase{",
+        "sluice_rollout_canary_weight{",
+        "sluice_analysis_value{",
+        "sluice_analysis_threshold{",
+    ] {
+        assert!(!after.contains(gone), "{gone} left after forget:\n{after}");
+    }
+    assert!(after.contains("sluice_analysis_verdicts_total{"));
 }
 
 // ------------------------------------------------------------------ logs

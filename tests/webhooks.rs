@@ -345,6 +345,16 @@ spec:
     assert!(rx.hits("/x").is_empty(), "no call without its token");
     assert!(hooks.call(&r, &s, WebhookKind::Rollback).await.is_none());
 
+    // A URL that does not parse fails the gate with a message (validation also reports it).
+    let mut bad = r.clone();
+    bad.spec.webhooks[0].url = "not a url".into();
+    let c = hooks
+        .call(&bad, &s, WebhookKind::ConfirmRollout)
+        .await
+        .unwrap();
+    assert!(!c.passed);
+    assert!(c.message.starts_with("authed: request failed:"), "{c:?}");
+
     // A webhook slower than its timeout fails the gate with a timeout message.
     let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = slow.local_addr().unwrap();
@@ -444,4 +454,39 @@ fn the_webhooks_example_shows_every_webhook_type() {
         }
     }
     assert!(!r.spec.notifications.is_empty());
+}
+
+#[test]
+fn validation_rejects_secrets_in_webhook_specs() {
+    let yaml = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: reviews}
+spec:
+  upstreams: {stable: "127.0.0.1:1", canary: "127.0.0.1:2"}
+  service: {port: 9080}
+  strategy: {canary: {steps: [10]}}
+  webhooks:
+    - {name: a, type: event, url: "https://user:pw@hooks.example/x"}
+    - {name: b, type: event, url: "https://hooks.example/x", tokenFromEnv: T, tokenFromFile: /t}
+"#;
+    let problems = sluice::validate::load_str(yaml, "test.yaml").unwrap_err();
+    let found: Vec<(String, String)> = problems
+        .iter()
+        .map(|p| (p.path.clone(), p.message.clone()))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(p, m)| p == "spec.webhooks[0].url" && m.contains("credentials")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(p, m)| p == "spec.webhooks[1].tokenFromEnv" && m.contains("at most one")),
+        "{found:?}"
+    );
+    // The message never repeats the credentials themselves.
+    assert!(!found.iter().any(|(_, m)| m.contains("pw@")), "{found:?}");
 }

@@ -77,6 +77,9 @@ pub async fn demo_app(args: DemoAppArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The target for decision -> Envoy serving the new routes.
+const ROUTE_APPLY_P99_TARGET_MS: f64 = 50.0;
+
 #[derive(Args, Debug)]
 pub struct RouteApplyArgs {
     /// Route swaps per pass.
@@ -105,6 +108,12 @@ pub async fn bench_route_apply(args: &RouteApplyArgs) -> anyhow::Result<()> {
             "  decision -> admin stats confirm the version: p50 {:.2} ms, p99 {:.2} ms",
             r.confirm_p50_ms, r.confirm_p99_ms
         );
+        let met = if r.route_apply_p99_ms <= ROUTE_APPLY_P99_TARGET_MS {
+            "met"
+        } else {
+            "NOT met"
+        };
+        println!("  target p99 <= {ROUTE_APPLY_P99_TARGET_MS} ms: {met}");
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub enum EnvoyError {
     Invalid { path: String, output: String },
     #[error(transparent)]
     Xds(#[from] XdsError),
+    #[error(transparent)]
+    Admin(#[from] crate::router::envoy_admin::AdminError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -194,6 +196,7 @@ impl EnvoyProcess {
             path: opts.log_path.clone(),
             source,
         })?;
+        let admin = EnvoyAdmin::new(opts.admin_port)?;
         let mut child = Command::new(&binary)
             .arg("-c")
             .arg(&opts.bootstrap)
@@ -211,7 +214,6 @@ impl EnvoyProcess {
                 binary: binary.display().to_string(),
                 source,
             })?;
-        let admin = EnvoyAdmin::new(opts.admin_port);
         let start = std::time::Instant::now();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -311,7 +313,16 @@ impl EnvoyProcess {
 impl Drop for EnvoyProcess {
     fn drop(&mut self) {
         // kill_on_drop would do it too; being explicit keeps the guarantee if that changes.
-        let _ = self.child.start_kill();
+        // Reap it here (SIGKILL takes effect in milliseconds): when the runtime is shutting
+        // down nobody else would, and the zombie would outlive us.
+        if self.child.start_kill().is_ok() {
+            for _ in 0..100 {
+                if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
     }
 }
 

@@ -63,6 +63,14 @@ pub enum Error {
         path: String,
         reason: String,
     },
+    #[error(
+        "{first} and {second} would both own Envoy clusters {prefix}-stable/-canary; rename one"
+    )]
+    DuplicateClusters {
+        prefix: String,
+        first: String,
+        second: String,
+    },
     #[error("host {host:?} is claimed by both {first} and {second} (spec.service.hosts)")]
     DuplicateHost {
         host: String,
@@ -79,9 +87,14 @@ pub fn cluster_name(namespace: Option<&str>, name: &str, dest: Destination) -> S
         Destination::Stable => "stable",
         Destination::Canary => "canary",
     };
+    format!("{}-{suffix}", name_prefix(namespace, name))
+}
+
+/// `{name}` or `{namespace}-{name}`: the virtual host's name and its clusters' prefix.
+fn name_prefix(namespace: Option<&str>, name: &str) -> String {
     match namespace {
-        None | Some("default") | Some("") => format!("{name}-{suffix}"),
-        Some(ns) => format!("{ns}-{name}-{suffix}"),
+        None | Some("default") | Some("") => name.to_string(),
+        Some(ns) => format!("{ns}-{name}"),
     }
 }
 
@@ -218,12 +231,22 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
     let mut clusters = Vec::new();
     let mut virtual_hosts = Vec::new();
     let mut claimed: BTreeMap<String, String> = BTreeMap::new();
+    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
     for (target, plan) in &sorted {
         let key = target.key();
         plan.check().map_err(|reason| Error::BadPlan {
             rollout: key.clone(),
             reason,
         })?;
+        // `default/shop-cart` and `shop/cart` flatten to the same cluster names.
+        let prefix = name_prefix(target.namespace.as_deref(), &target.name);
+        if let Some(first) = prefixes.insert(prefix.clone(), key.clone()) {
+            return Err(Error::DuplicateClusters {
+                prefix,
+                first,
+                second: key,
+            });
+        }
         for dest in [Destination::Stable, Destination::Canary] {
             clusters.push(cluster(&target.cluster(dest), target.upstream(dest)));
         }
@@ -231,14 +254,18 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
         for host in &target.hosts {
             // Envoy rejects a route config with one domain in two virtual hosts; say who clashes.
             let lower = host.to_ascii_lowercase();
-            if let Some(first) = claimed.insert(lower.clone(), key.clone()) {
-                return Err(Error::DuplicateHost {
-                    host: host.clone(),
-                    first,
-                    second: key,
-                });
+            match claimed.insert(lower.clone(), key.clone()) {
+                // Listed twice by the same rollout: once is enough.
+                Some(first) if first == key => continue,
+                Some(first) => {
+                    return Err(Error::DuplicateHost {
+                        host: host.clone(),
+                        first,
+                        second: key,
+                    });
+                }
+                None => domains.push(lower),
             }
-            domains.push(lower);
         }
         if sorted.len() == 1 && !domains.iter().any(|d| d == "*") {
             domains.push("*".to_string());
@@ -248,7 +275,7 @@ pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Er
             routes.extend(envoy_routes(target, &key, i, route)?);
         }
         virtual_hosts.push(json!({
-            "name": target.cluster(Destination::Stable).trim_end_matches("-stable"),
+            "name": prefix,
             "domains": domains,
             "routes": routes,
         }));
@@ -491,4 +518,4 @@ pub fn static_bootstrap(opts: &BootstrapOptions, config: &XdsConfig) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

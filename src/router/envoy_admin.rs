@@ -71,11 +71,11 @@ pub struct EnvoyAdmin {
 }
 
 impl EnvoyAdmin {
-    pub fn new(admin_port: u16) -> Self {
+    pub fn new(admin_port: u16) -> Result<Self, AdminError> {
         Self::with_base(format!("http://127.0.0.1:{admin_port}"))
     }
 
-    pub fn with_base(base: String) -> Self {
+    pub fn with_base(base: String) -> Result<Self, AdminError> {
         // reqwest builds a rustls config even for http://; with two crypto back ends compiled
         // in, one must be chosen first (MACHINE_NOTES). Already installed is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -83,11 +83,14 @@ impl EnvoyAdmin {
             .timeout(Duration::from_secs(2))
             .no_proxy()
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        EnvoyAdmin {
+            .map_err(|e| AdminError::Http {
+                url: base.clone(),
+                reason: format!("building the HTTP client: {e}"),
+            })?;
+        Ok(EnvoyAdmin {
             base: base.trim_end_matches('/').to_string(),
             http,
-        }
+        })
     }
 
     pub fn base(&self) -> &str {

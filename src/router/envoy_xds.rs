@@ -52,6 +52,8 @@ pub enum XdsError {
     },
     #[error("{path}: existing file is not an xDS document: {reason}")]
     Existing { path: PathBuf, reason: String },
+    #[error("rendering xDS YAML: {0}")]
+    Render(String),
     #[error(transparent)]
     Admin(#[from] AdminError),
 }
@@ -60,7 +62,7 @@ impl XdsError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             XdsError::Translate(_) => "translate",
-            XdsError::Io { .. } | XdsError::Existing { .. } => "io",
+            XdsError::Io { .. } | XdsError::Existing { .. } | XdsError::Render(_) => "io",
             XdsError::Admin(_) => "envoy",
         }
     }
@@ -174,6 +176,17 @@ impl EnvoyRouter {
             .map(|(_, p)| p.clone())
     }
 
+    /// Every rollout's plan in force, by `namespace/name` (what the UI shows as live split).
+    pub async fn plans(&self) -> BTreeMap<String, TrafficPlan> {
+        self.state
+            .lock()
+            .await
+            .entries
+            .iter()
+            .map(|(k, (_, p))| (k.clone(), p.clone()))
+            .collect()
+    }
+
     /// Set one rollout's plan (and its addresses/hosts from the spec) and write.
     pub async fn set(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<Written, XdsError> {
         self.set_many(&[(rollout.clone(), plan.clone())]).await
@@ -241,8 +254,7 @@ impl EnvoyRouter {
         // Phase 1: every cluster the new routes name exists (old ones stay for old routes).
         let mut cds_version = content_version(&values(&state.clusters_on_disk));
         if union != state.clusters_on_disk {
-            cds_version = self.write_clusters(&cds_path, &union).await?;
-            state.clusters_on_disk = union.clone();
+            cds_version = self.write_clusters(state, &cds_path, union).await?;
         }
 
         // Phase 2: the routes.
@@ -284,8 +296,7 @@ impl EnvoyRouter {
 
         // Phase 3: drop clusters no route names any more.
         if new_clusters != state.clusters_on_disk {
-            cds_version = self.write_clusters(&cds_path, &new_clusters).await?;
-            state.clusters_on_disk = new_clusters;
+            cds_version = self.write_clusters(state, &cds_path, new_clusters).await?;
         }
         Ok(Written {
             cds_version,
@@ -294,12 +305,15 @@ impl EnvoyRouter {
         })
     }
 
+    /// Write `clusters` to `cds.yaml` (recorded as what is on disk even if Envoy then does
+    /// not confirm it), and wait for Envoy when confirming.
     async fn write_clusters(
         &self,
+        state: &mut State,
         path: &Path,
-        clusters: &BTreeMap<String, Value>,
+        clusters: BTreeMap<String, Value>,
     ) -> Result<String, XdsError> {
-        let list = values(clusters);
+        let list = values(&clusters);
         let version = content_version(&list);
         let before = match &self.confirm {
             Some(c) => c
@@ -311,6 +325,7 @@ impl EnvoyRouter {
             None => None,
         };
         write_blocking(path, &render(&list)?).await?;
+        state.clusters_on_disk = clusters;
         if let Some(c) = &self.confirm {
             c.admin
                 .wait_applied(
@@ -333,10 +348,7 @@ fn values(map: &BTreeMap<String, Value>) -> Vec<Value> {
 /// A discovery-response YAML document for `resources`, versioned by content.
 fn render(resources: &[Value]) -> Result<String, XdsError> {
     let doc = discovery_response(&content_version(resources), resources);
-    serde_yaml::to_string(&doc).map_err(|e| XdsError::Existing {
-        path: PathBuf::from("<render>"),
-        reason: e.to_string(),
-    })
+    serde_yaml::to_string(&doc).map_err(|e| XdsError::Render(e.to_string()))
 }
 
 async fn write_blocking(path: &Path, text: &str) -> Result<(), XdsError> {
@@ -389,5 +401,138 @@ impl TrafficRouter for EnvoyRouter {
     async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
         self.set(rollout, plan).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::envoy::tests::rollout;
+
+    fn read(dir: &Path, file: &str) -> Value {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    fn cluster_names(dir: &Path) -> Vec<String> {
+        read(dir, CDS_FILE)["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn open_creates_empty_files_and_keeps_existing_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let router = EnvoyRouter::open(tmp.path().join("xds")).unwrap();
+        let dir = router.dir().to_path_buf();
+        assert_eq!(read(&dir, CDS_FILE)["resources"], serde_json::json!([]));
+        assert_eq!(
+            read(&dir, RDS_FILE)["resources"][0]["virtual_hosts"],
+            serde_json::json!([])
+        );
+        router
+            .set(&rollout(None, "reviews", &[]), &TrafficPlan::weighted(10))
+            .await
+            .unwrap();
+        let before = std::fs::read_to_string(dir.join(RDS_FILE)).unwrap();
+        let again = EnvoyRouter::open(&dir).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join(RDS_FILE)).unwrap(), before);
+        // It learned the clusters on disk: removing nothing keeps them until routes drop them.
+        assert_eq!(again.state.lock().await.clusters_on_disk.len(), 2);
+        // No temporary files left behind.
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_cannot_be_translated_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let router = EnvoyRouter::open(tmp.path()).unwrap();
+        let r = rollout(None, "reviews", &[]);
+        router.set(&r, &TrafficPlan::weighted(10)).await.unwrap();
+        let before = (
+            std::fs::read_to_string(tmp.path().join(CDS_FILE)).unwrap(),
+            std::fs::read_to_string(tmp.path().join(RDS_FILE)).unwrap(),
+        );
+        let mut bad = TrafficPlan::weighted(20);
+        bad.routes[0].destinations[0].weight = 0;
+        let err = router.set(&r, &bad).await.unwrap_err();
+        assert_eq!(err.metric_label(), "translate");
+        let mut no_upstreams = r.clone();
+        no_upstreams.spec.upstreams = None;
+        assert!(
+            router
+                .set(&no_upstreams, &TrafficPlan::weighted(20))
+                .await
+                .is_err()
+        );
+        let after = (
+            std::fs::read_to_string(tmp.path().join(CDS_FILE)).unwrap(),
+            std::fs::read_to_string(tmp.path().join(RDS_FILE)).unwrap(),
+        );
+        assert_eq!(before, after);
+        assert_eq!(
+            router.plan("default/reviews").await,
+            Some(TrafficPlan::weighted(10))
+        );
+    }
+
+    #[tokio::test]
+    async fn rollouts_are_added_promoted_and_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let router = EnvoyRouter::open(tmp.path()).unwrap();
+        let a = rollout(None, "reviews", &[]);
+        let b = rollout(Some("shop"), "cart", &[]);
+        router.set(&a, &TrafficPlan::weighted(10)).await.unwrap();
+        router.set(&b, &TrafficPlan::weighted(50)).await.unwrap();
+        assert_eq!(
+            cluster_names(tmp.path()),
+            [
+                "reviews-canary",
+                "reviews-stable",
+                "shop-cart-canary",
+                "shop-cart-stable"
+            ]
+        );
+        let mut promoted = a.clone();
+        promoted.spec.upstreams.as_mut().unwrap().stable = "127.0.0.1:9999".into();
+        router.set_target(&promoted).await.unwrap();
+        let cds = std::fs::read_to_string(tmp.path().join(CDS_FILE)).unwrap();
+        assert!(cds.contains("9999"), "{cds}");
+        assert_eq!(
+            router.plan("default/reviews").await,
+            Some(TrafficPlan::weighted(10))
+        );
+        // Through the executor's trait object, as `exec::tick` calls it.
+        let dyn_router: &dyn TrafficRouter = &router;
+        dyn_router
+            .apply(&a, &TrafficPlan::weighted(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            router.plan("default/reviews").await,
+            Some(TrafficPlan::weighted(30))
+        );
+        let w = router.remove("shop/cart").await.unwrap();
+        assert_eq!(
+            cluster_names(tmp.path()),
+            ["reviews-canary", "reviews-stable"]
+        );
+        let rds = read(tmp.path(), RDS_FILE);
+        assert_eq!(rds["version_info"], serde_json::json!(w.rds_version));
+        assert_eq!(
+            rds["resources"][0]["virtual_hosts"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(w.confirmed_in, None);
     }
 }

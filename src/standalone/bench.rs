@@ -248,8 +248,11 @@ async fn wait_healthy(sluice: &Standalone, timeout: Duration) -> Result<(), Roll
 mod tests {
     #[test]
     fn bench_rollout_is_a_valid_standalone_ab_test() {
-        let r = super::super::loader::parse(&super::rollout_yaml("127.0.0.1:1", "127.0.0.1:2"))
-            .unwrap();
+        let r = super::super::loader::parse(
+            &super::rollout_yaml("127.0.0.1:1", "127.0.0.1:2"),
+            "bench.yaml",
+        )
+        .unwrap();
         let stages = crate::engine::stages(&r[0].spec);
         assert_eq!(stages.len(), 1);
         assert_eq!(stages[0].checks, 1_000_000);

@@ -50,6 +50,8 @@ pub enum LaunchError {
     Analyzer(#[from] crate::analysis::SourceError),
     #[error("webhook client: {0}")]
     Webhooks(#[from] crate::webhooks::ClientError),
+    #[error("Envoy admin: {0}")]
+    Admin(#[from] crate::router::envoy_admin::AdminError),
     #[error("rollout directory {0} does not exist or is not a directory")]
     NoDir(String),
 }
@@ -85,7 +87,7 @@ impl Standalone {
             } else {
                 format!("http://{admin}")
             };
-            router = router.with_admin(EnvoyAdmin::with_base(base), Duration::from_secs(5));
+            router = router.with_admin(EnvoyAdmin::with_base(base)?, Duration::from_secs(5));
         }
         // One write with every stored rollout before any rollout ticks (see stored_plans).
         let stored = server::stored_plans(&store).await?;

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::spec::{API_VERSION, KIND, Rollout};
+use crate::spec::Rollout;
 
 /// What changed in the directory since the last scan.
 #[derive(Clone, Debug)]
@@ -107,7 +107,7 @@ impl DirLoader {
             }
             let parsed = std::fs::read_to_string(&path)
                 .map_err(|e| format!("cannot read: {e}"))
-                .and_then(|text| parse(&text))
+                .and_then(|text| parse(&text, &path.display().to_string()))
                 .and_then(|rollouts| self.unique(&path, rollouts));
             let previous = self.files.remove(&path);
             let old = previous.map(|f| f.good).unwrap_or_default();
@@ -203,83 +203,25 @@ fn list(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
     Ok(out)
 }
 
-/// Parses one file: every YAML document must be a standalone Rollout. Errors name the
-/// document and the field path (`spec.strategy.canary.steps[1]: invalid type ...`).
-pub fn parse(text: &str) -> Result<Vec<Rollout>, String> {
-    use serde::Deserialize;
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc)
-            .map_err(|e| format!("document {}: invalid YAML: {e}", i + 1))?;
-        if value.is_null() {
-            continue; // an empty document (e.g. a trailing `---`)
-        }
-        let doc_err = |msg: String| format!("document {}: {msg}", i + 1);
-        let field = |name: &str| {
-            value
-                .get(name)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let (api_version, kind) = (field("apiVersion"), field("kind"));
-        if api_version != API_VERSION || kind != KIND {
-            return Err(doc_err(format!(
-                "expected apiVersion {API_VERSION} and kind {KIND}, got {api_version:?} {kind:?}"
-            )));
-        }
-        let rollout: Rollout = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                format!("document {}: {inner}", i + 1)
-            } else {
-                format!("document {}: {path}: {inner}", i + 1)
-            }
-        })?;
-        if rollout.metadata.name.as_deref().unwrap_or("").is_empty() {
-            return Err(doc_err("metadata.name: required".into()));
-        }
-        let Some(up) = &rollout.spec.upstreams else {
-            return Err(doc_err(
-                "spec.upstreams: required in standalone mode (stable and canary addresses)".into(),
+/// Parses and validates one file (every problem of every document, with field paths, from
+/// [`crate::validate`]); every Rollout in it must have standalone `upstreams`.
+pub fn parse(text: &str, source: &str) -> Result<Vec<Rollout>, String> {
+    let rollouts = crate::validate::load_str(text, source).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    for r in &rollouts {
+        if r.spec.upstreams.is_none() {
+            return Err(format!(
+                "{source}: {}: spec.upstreams: required in standalone mode (stable and canary addresses)",
+                r.key()
             ));
-        };
-        for (field, addr) in [("stable", &up.stable), ("canary", &up.canary)] {
-            check_address(addr).map_err(|m| doc_err(format!("spec.upstreams.{field}: {m}")))?;
         }
-        check_semantics(&rollout).map_err(doc_err)?;
-        out.push(rollout);
     }
-    if out.is_empty() {
-        return Err("no Rollout in file".into());
-    }
-    Ok(out)
-}
-
-/// Cross-field rules. The `validate` module, once available, replaces this with its full set.
-fn check_semantics(rollout: &Rollout) -> Result<(), String> {
-    let spec = &rollout.spec;
-    if crate::engine::stages(spec).is_empty() {
-        return Err(
-            "spec.strategy: exactly one of canary (with steps or stepWeight), darkLaunch, abTest is required"
-                .into(),
-        );
-    }
-    crate::duration::parse(&spec.analysis.interval)
-        .map_err(|e| format!("spec.analysis.interval: {e}"))?;
-    Ok(())
-}
-
-/// `host:port` with a numeric port.
-fn check_address(addr: &str) -> Result<(), String> {
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return Err(format!("{addr:?} is not host:port"));
-    };
-    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-        return Err(format!("{addr:?} is not host:port"));
-    }
-    Ok(())
+    Ok(rollouts)
 }
 
 /// Keys of every rollout a set of events leaves defined (for tests and logs).
@@ -427,18 +369,31 @@ spec:
             r#"  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}"#,
             "",
         );
-        let e = parse(&no_upstreams).unwrap_err();
-        assert!(e.contains("spec.upstreams: required"), "{e}");
-        let e = parse(&doc("a", "localhost")).unwrap_err();
+        let e = parse(&no_upstreams, "a.yaml").unwrap_err();
+        assert!(e.contains("upstreams"), "{e}");
+        // Valid for Kubernetes, not here.
+        let kube_only = doc("a", "127.0.0.1:9002").replace(
+            r#"  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}"#,
+            "  targetRef: {name: reviews}",
+        );
+        let e = parse(&kube_only, "a.yaml").unwrap_err();
+        assert!(e.contains("spec.upstreams: required in standalone mode"), "{e}");
+        let e = parse(&doc("a", "localhost"), "a.yaml").unwrap_err();
         assert!(e.contains("spec.upstreams.canary"), "{e}");
-        let e =
-            parse(&doc("a", "127.0.0.1:9002").replace("kind: Rollout", "kind: Other")).unwrap_err();
+        let e = parse(
+            &doc("a", "127.0.0.1:9002").replace("kind: Rollout", "kind: Other"),
+            "a.yaml",
+        )
+        .unwrap_err();
         assert!(e.contains("kind"), "{e}");
-        let e = parse(&doc("a", "127.0.0.1:9002").replace("interval: 1s", "interval: soon"))
-            .unwrap_err();
+        let e = parse(
+            &doc("a", "127.0.0.1:9002").replace("interval: 1s", "interval: soon"),
+            "a.yaml",
+        )
+        .unwrap_err();
         assert!(e.contains("spec.analysis.interval"), "{e}");
-        assert!(parse("").is_err());
-        let ok = parse(&doc("a", "127.0.0.1:9002")).unwrap();
+        assert!(parse("", "a.yaml").is_err());
+        let ok = parse(&doc("a", "127.0.0.1:9002"), "a.yaml").unwrap();
         assert_eq!(ok[0].key(), "default/a");
     }
 }

@@ -8,8 +8,9 @@
 //! Cardinality: per-rollout series carry `namespace`/`name` (and `metric` for analysis), which
 //! is bounded by what users declare. [`Metrics::forget`] drops a deleted rollout's series.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -124,6 +125,8 @@ pub struct Metrics {
     tick_duration: Histogram,
     errors: Family<ErrorLabels, Counter>,
     leader: Gauge,
+    /// Metric names seen per rollout, so [`Metrics::forget`] can drop their gauges too.
+    analysed: Mutex<BTreeMap<(String, String), BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +159,7 @@ impl Metrics {
             tick_duration: latency_histogram(),
             errors: Family::default(),
             leader: Gauge::default(),
+            analysed: Mutex::default(),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder; names here are without it.
@@ -272,6 +276,12 @@ impl Metrics {
     /// Verdicts, values and thresholds of one analysis.
     pub fn observe_analysis(&self, rollout: &Rollout, report: &AnalysisReport) {
         let (namespace, name) = ids(rollout);
+        self.analysed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((namespace.clone(), name.clone()))
+            .or_default()
+            .extend(report.checks.iter().map(|c| c.metric.clone()));
         for c in &report.checks {
             self.verdicts
                 .get_or_create(&VerdictLabels {
@@ -368,7 +378,7 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
-    /// Drop the gauges of a deleted rollout (counters stay: they are history).
+    /// Drop the gauges of a deleted rollout (counters and histograms stay: they are history).
     pub fn forget(&self, namespace: &str, name: &str) {
         for p in PHASES {
             self.phase.remove(&PhaseLabels {
@@ -383,6 +393,27 @@ impl Metrics {
         };
         self.canary_weight.remove(&l);
         self.step.remove(&l);
+        let metrics = self
+            .analysed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(namespace.to_string(), name.to_string()))
+            .unwrap_or_default();
+        for metric in metrics {
+            self.analysis_value.remove(&MetricLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                metric: metric.clone(),
+            });
+            for bound in ["min", "max"] {
+                self.analysis_threshold.remove(&ThresholdLabels {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                    metric: metric.clone(),
+                    bound: bound.to_string(),
+                });
+            }
+        }
     }
 }
 

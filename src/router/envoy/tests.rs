@@ -213,6 +213,20 @@ fn several_rollouts_get_their_own_hosts_and_no_catch_all() {
     ])
     .unwrap_err();
     assert!(matches!(err, Error::DuplicateHost { .. }), "{err}");
+    // Hosts repeated by one rollout are fine; flattened names that collide are not.
+    let twice = rollout(None, "reviews", &["reviews", "Reviews"]);
+    let cfg = translate(&[(target(&twice), TrafficPlan::weighted(0))]).unwrap();
+    assert_eq!(
+        cfg.route_config["virtual_hosts"][0]["domains"],
+        json!(["reviews", "*"])
+    );
+    let flat = rollout(None, "shop-cart", &["shop-cart"]);
+    let err = translate(&[
+        (target(&b), TrafficPlan::weighted(50)),
+        (target(&flat), TrafficPlan::weighted(0)),
+    ])
+    .unwrap_err();
+    assert!(matches!(err, Error::DuplicateClusters { .. }), "{err}");
 }
 
 #[test]
@@ -296,4 +310,62 @@ pub(crate) fn golden_plans() -> Vec<(&'static str, TrafficPlan)> {
         ),
         ("mixed", ab),
     ]
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn plan() -> impl Strategy<Value = TrafficPlan> {
+        let matches = prop::collection::vec(
+            prop::collection::btree_map(
+                "[a-z]{1,8}",
+                prop_oneof![
+                    "[a-z0-9]{0,6}".prop_map(|v| exact(&v)),
+                    "[a-z0-9]{0,6}".prop_map(|v| StringMatch {
+                        prefix: Some(v),
+                        ..Default::default()
+                    }),
+                    "[a-z]{1,6}".prop_map(|v| regex(&format!("^{v}.*$"))),
+                ],
+                0..3,
+            )
+            .prop_map(|headers| HttpMatch { headers }),
+            0..3,
+        );
+        (matches, 0u32..=100, prop::option::of(1u32..=100)).prop_map(|(m, w, mirror)| {
+            let mut p = TrafficPlan::matched(&m, mirror);
+            let last = p.routes.len() - 1;
+            p.routes[last].destinations = TrafficPlan::weighted(w).routes[0].destinations.clone();
+            p
+        })
+    }
+
+    proptest! {
+        /// Every valid plan translates; each plan route becomes max(1, matches) Envoy routes in
+        /// order; weights of every weighted route add up to 100; mirrors keep their percent.
+        #[test]
+        fn every_valid_plan_translates_faithfully(plan in plan()) {
+            let r = rollout(None, "reviews", &[]);
+            let cfg = translate(&[(target(&r), plan.clone())]).unwrap();
+            let routes = cfg.route_config["virtual_hosts"][0]["routes"].as_array().unwrap().clone();
+            let expected: usize = plan.routes.iter().map(|r| r.matches.len().max(1)).sum();
+            prop_assert_eq!(routes.len(), expected);
+            let last = routes.last().unwrap();
+            prop_assert_eq!(&last["match"], &json!({"prefix": "/"}));
+            for route in &routes {
+                let action = &route["route"];
+                if let Some(ws) = action["weighted_clusters"]["clusters"].as_array() {
+                    let sum: u64 = ws.iter().map(|c| c["weight"].as_u64().unwrap()).sum();
+                    prop_assert_eq!(sum, 100);
+                    prop_assert!(ws.iter().all(|c| c["weight"].as_u64().unwrap() > 0));
+                } else {
+                    prop_assert!(action["cluster"].is_string());
+                }
+            }
+            let mirror = plan.routes.last().unwrap().mirror.as_ref().map(|m| m.percent);
+            let got = last["route"]["request_mirror_policies"][0]["runtime_fraction"]["default_value"]["numerator"].as_u64();
+            prop_assert_eq!(got, mirror.map(u64::from));
+        }
+    }
 }
