@@ -10,9 +10,10 @@
 //! Each run waits until the healthy canary has passed a few checks, then makes it answer 50%
 //! HTTP 500 (`/control` of the demo backend) and measures:
 //! - (a) fault onset → rollback decision: the `Failed` status' transition time;
-//! - (b) fault onset → the canary's own request counter stops moving (the last increase);
-//! then heals it and `retry`s for the next run. (c) decision → Envoy serving new routes is
-//! the route-apply benchmark of the Envoy router (p50/p99 over many swaps, real Envoy).
+//! - (b) fault onset → the canary's own request counter stops moving (the last increase).
+//!
+//! Then it heals the canary and `retry`s for the next run. (c) decision → Envoy serving new
+//! routes is the route-apply benchmark of the Envoy router (p50/p99 over many swaps).
 
 use std::time::{Duration, Instant};
 
@@ -212,12 +213,15 @@ pub async fn rollback(
         let v: Vec<f64> = runs.iter().map(f).collect();
         crate::bench::percentile(&v, 0.5).unwrap_or(f64::NAN)
     };
+    // Milliseconds are the resolution of every figure here; more digits would be noise.
+    let ms = |x: f64| (x * 1e3).round() / 1e3;
+    let us = |x: f64| (x * 1e2).round() / 1e2;
     Ok((
         RollbackReport {
-            fault_to_decision_s: median(|r| r.fault_to_decision_s),
-            fault_to_zero_canary_s: median(|r| r.fault_to_zero_canary_s),
-            route_apply_p50_ms: ra.route_apply_p50_ms,
-            route_apply_p99_ms: ra.route_apply_p99_ms,
+            fault_to_decision_s: ms(median(|r| r.fault_to_decision_s)),
+            fault_to_zero_canary_s: ms(median(|r| r.fault_to_zero_canary_s)),
+            route_apply_p50_ms: us(ra.route_apply_p50_ms),
+            route_apply_p99_ms: us(ra.route_apply_p99_ms),
         },
         runs,
     ))

@@ -212,7 +212,7 @@ mod tests {
             let n = n.clone();
             async move {
                 let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let status = if i % 2 == 0 {
+                let status = if i.is_multiple_of(2) {
                     axum::http::StatusCode::OK
                 } else {
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR
