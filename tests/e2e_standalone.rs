@@ -431,7 +431,10 @@ impl Drop for Killed {
 
 fn read_store(w: &World) -> (RolloutStatus, Vec<sluice::backend::EventRecord>) {
     let store = Store::open(&w.stack.store_path, Retention::default()).expect("store opens");
-    let rec = store.get("default/reviews").expect("store read").expect("record");
+    let rec = store
+        .get("default/reviews")
+        .expect("store read")
+        .expect("record");
     let events = store.events("default/reviews").expect("store read");
     (rec.status, events)
 }

@@ -377,7 +377,10 @@ spec:
             "  targetRef: {name: reviews}",
         );
         let e = parse(&kube_only, "a.yaml").unwrap_err();
-        assert!(e.contains("spec.upstreams: required in standalone mode"), "{e}");
+        assert!(
+            e.contains("spec.upstreams: required in standalone mode"),
+            "{e}"
+        );
         let e = parse(&doc("a", "localhost"), "a.yaml").unwrap_err();
         assert!(e.contains("spec.upstreams.canary"), "{e}");
         let e = parse(
