@@ -5,9 +5,13 @@
 //! - [`traffic`]: the abstract `TrafficPlan` routers translate.
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
+//! - [`api`]: the HTTP API, live event stream and web UI over a backend.
+//! - [`cli`]: the client side of the API for people and CI (`sluice status|wait|promote`...).
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
 
+pub mod api;
 pub mod backend;
+pub mod cli;
 pub mod duration;
 pub mod engine;
 pub mod exec;
