@@ -121,6 +121,13 @@ impl MemoryBackend {
             .map(|e| e.status.clone())
     }
 
+    /// How many events the rollout has recorded.
+    pub fn events_len(&self, namespace: &str, name: &str) -> usize {
+        self.world()
+            .get(&(namespace.into(), name.into()))
+            .map_or(0, |e| e.events.len())
+    }
+
     /// Run the tick loop: every `period`, and right away after a command or a deploy.
     pub fn spawn_ticker(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
         let me = Arc::clone(self);
@@ -139,13 +146,11 @@ impl MemoryBackend {
     pub async fn tick_all(self: &Arc<Self>, now: DateTime<Utc>) {
         let keys: Vec<Key> = self.world().keys().cloned().collect();
         for key in keys {
-            let Some((rollout, status, command)) = self.world().get_mut(&key).map(|e| {
-                (
-                    e.rollout.clone(),
-                    e.status.clone(),
-                    e.commands.pop_front(),
-                )
-            }) else {
+            let Some((rollout, status, command)) = self
+                .world()
+                .get_mut(&key)
+                .map(|e| (e.rollout.clone(), e.status.clone(), e.commands.pop_front()))
+            else {
                 continue;
             };
             let ex = Executors {
@@ -285,14 +290,19 @@ struct Fake(Arc<MemoryBackend>);
 impl exec::TrafficRouter for Fake {
     async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
         plan.check()?;
-        self.0.with_entry(rollout, |e| e.traffic = Some(plan.clone()));
+        self.0
+            .with_entry(rollout, |e| e.traffic = Some(plan.clone()));
         Ok(())
     }
 }
 
 #[async_trait::async_trait]
 impl exec::Workloads for Fake {
-    async fn observe(&self, rollout: &Rollout, _: &RolloutStatus) -> Result<Observations, BoxError> {
+    async fn observe(
+        &self,
+        rollout: &Rollout,
+        _: &RolloutStatus,
+    ) -> Result<Observations, BoxError> {
         self.0
             .with_entry(rollout, |e| Observations {
                 revision: Some(e.target_revision.clone()),
@@ -315,11 +325,10 @@ impl exec::Workloads for Fake {
         Ok(())
     }
     async fn restore_stable(&self, rollout: &Rollout, revision: &str) -> Result<(), BoxError> {
-        self.0.with_entry(rollout, |e| {
-            e.stable_running = revision.to_string();
-            // The target goes back too, as a person undoing a release would redeploy it.
-            e.target_revision = revision.to_string();
-        });
+        // The target keeps the undone revision: the engine remembers it as the canary, so
+        // it does not start again by itself (`retry` does).
+        self.0
+            .with_entry(rollout, |e| e.stable_running = revision.to_string());
         Ok(())
     }
 }

@@ -74,7 +74,10 @@ fn operation(def: &RouteDef, g: &mut SchemaGenerator, error: &Value) -> Value {
             "required": false,
             "content": {"application/json": {"schema": schema::<CommandRequest>(g)}}
         });
-        responses.insert("401".into(), err("missing or malformed Authorization header"));
+        responses.insert(
+            "401".into(),
+            err("missing or malformed Authorization header"),
+        );
         responses.insert(
             "403".into(),
             err("wrong token, or no token configured on the server"),
@@ -119,7 +122,11 @@ fn response_for(op: Op, g: &mut SchemaGenerator) -> (u16, &'static str, Value) {
             "`event: change` frames whose data is a Change; `event: lagged` before a disconnect",
             json!({"text/event-stream": {"schema": schema::<Change>(g)}}),
         ),
-        Op::OpenApi => (200, "OpenAPI 3.0 document", json_of(json!({"type": "object"}))),
+        Op::OpenApi => (
+            200,
+            "OpenAPI 3.0 document",
+            json_of(json!({"type": "object"})),
+        ),
         Op::Healthz | Op::Readyz => (200, "ok", text),
         Op::Metrics => (200, "Prometheus text exposition", text),
     }
