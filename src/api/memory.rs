@@ -46,6 +46,8 @@ struct Entry {
     stable_running: String,
     health: Health,
     rng: SmallRng,
+    /// The `now` of the tick in progress: history carries the engine's clock, simulated or not.
+    clock: DateTime<Utc>,
 }
 
 type Key = (String, String);
@@ -89,6 +91,7 @@ impl MemoryBackend {
                 stable_running: stable_revision.to_string(),
                 health: Health::Healthy,
                 rng: SmallRng::seed_from_u64(seed),
+                clock: Utc::now(),
             },
         );
         self.wake.notify_one();
@@ -367,7 +370,7 @@ impl exec::Recorder for Fake {
         let key = key_of(rollout);
         let sent = self.0.with_entry(rollout, |e| {
             e.events.push(EventRecord {
-                at: Utc::now(),
+                at: e.clock,
                 reason: event.reason.clone(),
                 message: event.message.clone(),
                 warning: event.warning,

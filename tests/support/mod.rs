@@ -13,6 +13,12 @@ pub const TOKEN: &str = "s3cret-token-for-tests";
 
 /// A canary rollout (10% then 50%) with two metrics and, when `manual`, a promotion gate.
 pub fn rollout(namespace: &str, name: &str, manual: bool, interval: &str) -> Rollout {
+    canary(namespace, name, manual, interval, &[10, 50])
+}
+
+/// A canary rollout through `steps` with two metrics and, when `manual`, a promotion gate.
+pub fn canary(namespace: &str, name: &str, manual: bool, interval: &str, steps: &[u32]) -> Rollout {
+    let steps = format!("{steps:?}");
     let yaml = format!(
         r#"
 apiVersion: sluice.dev/v1alpha1
@@ -21,7 +27,7 @@ metadata: {{name: {name}, namespace: {namespace}}}
 spec:
   upstreams: {{stable: "127.0.0.1:8001", canary: "127.0.0.1:8002"}}
   service: {{port: 8080}}
-  strategy: {{canary: {{steps: [10, 50]}}}}
+  strategy: {{canary: {{steps: {steps}}}}}
   analysis:
     interval: {interval}
     metrics:
