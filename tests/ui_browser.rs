@@ -232,6 +232,10 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     );
     let page_id = js(&c, "return window.sluicePageId").await;
     save_screenshot(&c, "sluice-ui-gate.png").await;
+    // The whole page, for the README and reviews; then back to a laptop-sized window.
+    c.set_window_size(1440, 1700).await.unwrap();
+    save_screenshot(&c, "sluice-ui-gate-full.png").await;
+    c.set_window_size(1440, 1000).await.unwrap();
 
     // Promote: the token is asked for once, then the page follows the engine without a reload.
     c.find(Locator::Css(r#"button[data-cmd="promote"]"#))

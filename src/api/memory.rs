@@ -149,11 +149,10 @@ impl MemoryBackend {
     pub async fn tick_all(self: &Arc<Self>, now: DateTime<Utc>) {
         let keys: Vec<Key> = self.world().keys().cloned().collect();
         for key in keys {
-            let Some((rollout, status, command)) = self
-                .world()
-                .get_mut(&key)
-                .map(|e| (e.rollout.clone(), e.status.clone(), e.commands.pop_front()))
-            else {
+            let Some((rollout, status, command)) = self.world().get_mut(&key).map(|e| {
+                e.clock = now;
+                (e.rollout.clone(), e.status.clone(), e.commands.pop_front())
+            }) else {
                 continue;
             };
             let ex = Executors {

@@ -213,7 +213,7 @@ function timeline(view) {
   else if (s.reason === "awaitingPromotion") finalState = "held";
   else if (s.phase === "Failed" && s.reason === "undone") finalState = "failed";
   items.push({ label: finalLabel, state: finalState, n: "✓" });
-  const icon = (it) => it.state === "done" ? "✓" : it.state === "failed" ? "✕" : it.n;
+  const icon = (it) => it.state === "done" ? "✓" : it.state === "failed" ? "✕" : it.state === "held" ? "‖" : it.n;
   return h("ol", { class: "timeline", id: "timeline" },
     items.map((it) => h("li", { class: `tl-${it.state}` },
       h("span", { class: "tl-dot" }, icon(it)),
@@ -238,6 +238,16 @@ function routesView(view) {
   }));
 }
 
+// About four round-numbered ticks inside [lo, hi].
+function niceTicks(lo, hi) {
+  const raw = (hi - lo) / 4;
+  const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw) || raw;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi && out.length < 8; v += step) out.push(v);
+  return out;
+}
+
 function metricChart(metric, checks, specMetric) {
   const pts = checks.slice(-40);
   const last = pts[pts.length - 1];
@@ -256,8 +266,7 @@ function metricChart(metric, checks, specMetric) {
   const x = (p) => L + (t1 > t0 ? (new Date(p.at).getTime() - t0) / (t1 - t0) : 0.5) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   const kids = [];
-  // Axis ticks at the bounds and middle.
-  for (const v of [lo + pad, (lo + hi) / 2, hi - pad]) {
+  for (const v of niceTicks(lo, hi)) {
     kids.push(h("svg:line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
     kids.push(h("svg:text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, fmtNum(v)));
   }
@@ -353,6 +362,14 @@ function renderDetail(view, analysis, events) {
     h("div", { class: "grid" },
       h("div", { class: "card" }, h("h2", {}, "Steps"), timeline(view)),
       h("div", { class: "card" }, h("h2", {}, "Traffic"),
+        h("div", { class: "split" },
+          h("div", { class: "side stable" }, h("span", { class: "side-name" }, "stable"),
+            h("span", { class: "side-pct", id: "stable-weight" }, `${100 - s.canaryWeight}%`),
+            h("span", { class: "side-rev" }, s.stableRevision || "—")),
+          h("div", { class: "side canary" }, h("span", { class: "side-name" }, "canary"),
+            h("span", { class: "side-pct", id: "canary-weight" }, `${s.canaryWeight}%`),
+            h("span", { class: "side-rev" }, s.canaryRevision && s.canaryRevision !== s.stableRevision ? s.canaryRevision : "—"),
+            mirror ? h("span", { class: "side-extra" }, `+ ${mirror}% mirrored`) : null)),
         trafficBar(s.canaryWeight, mirror, true),
         routesView(view))),
     h("div", { class: "card" }, h("h2", {}, "Analysis"), charts(view, analysis)),
