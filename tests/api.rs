@@ -1,6 +1,9 @@
 //! The HTTP API through `oneshot` (no socket), over the in-memory backend running the real
 //! engine.
 
+// Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;

@@ -2,6 +2,9 @@
 //! app served on a real socket (127.0.0.1, free port) over the in-memory backend, whose engine
 //! ticks in real time. Exit codes are the contract CI relies on (docs/ci.md).
 
+// Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Arc;

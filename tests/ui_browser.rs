@@ -7,6 +7,9 @@
 //! screenshots under `$CARGO_TARGET_TMPDIR/ui-screenshots/`. Fails (never skips) when the
 //! browser or the driver is missing: `scripts/install-deps.sh` installs them.
 
+// Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::TcpListener as StdListener;
