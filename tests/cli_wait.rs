@@ -238,7 +238,7 @@ async fn aborted_refused_unknown_unreachable() {
     let r = sluice(&s.url, &["retry", "web", "--token", TOKEN]).await;
     assert_eq!(r.code, exit::REFUSED, "{}", r.stderr);
     assert!(
-        r.stderr.contains("cannot retry a rollout that is Paused"),
+        r.stderr.contains("cannot retry") && r.stderr.contains("Paused"),
         "{}",
         r.stderr
     );
