@@ -94,6 +94,19 @@ async fn list_get_analysis_events() {
         serde_json::json!(["canary 10%", "canary 50%"])
     );
     assert_eq!(one["traffic"]["routes"][0]["destinations"][1]["weight"], 50);
+    // Which commands apply, in the engine's words.
+    let cmds = one["commands"].as_array().unwrap();
+    let state = |c: &str| cmds.iter().find(|x| x["command"] == c).unwrap().clone();
+    assert_eq!(cmds.len(), 6);
+    assert_eq!(state("promote")["allowed"], true);
+    assert_eq!(state("abort")["allowed"], true);
+    assert_eq!(state("retry")["allowed"], false);
+    assert!(
+        state("retry")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot retry")
+    );
 
     let (st, checks) = call(
         &app,
@@ -482,7 +495,8 @@ async fn openapi_lists_every_route_and_every_route_is_served() {
     // Response types come from the code's schemas.
     let schemas = doc["components"]["schemas"].as_object().unwrap();
     for name in [
-        "RolloutView",
+        "RolloutResponse",
+        "CommandState",
         "RolloutStatus",
         "CheckResult",
         "EventRecord",

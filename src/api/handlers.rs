@@ -58,16 +58,53 @@ pub struct CommandAccepted {
     pub message: String,
 }
 
-async fn list(State(st): State<ApiState>) -> Result<Json<Vec<RolloutView>>, ApiError> {
-    Ok(Json(st.backend.list().await?))
+/// A rollout as the API answers it: the backend's view plus which commands apply now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RolloutResponse {
+    #[serde(flatten)]
+    pub view: RolloutView,
+    /// Every command, whether it applies in the current state and, if not, why (the engine's
+    /// own `command_allowed`, so the UI never guesses).
+    pub commands: Vec<CommandState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CommandState {
+    /// `promote`, `pause`, `resume`, `abort`, `retry` or `undo`.
+    pub command: String,
+    pub allowed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<RolloutView> for RolloutResponse {
+    fn from(view: RolloutView) -> Self {
+        let commands = Command::ALL
+            .into_iter()
+            .map(|c| {
+                let verdict = crate::engine::command_allowed(&view.status, c);
+                CommandState {
+                    command: c.as_str().to_string(),
+                    allowed: verdict.is_ok(),
+                    reason: verdict.err(),
+                }
+            })
+            .collect();
+        RolloutResponse { view, commands }
+    }
+}
+
+async fn list(State(st): State<ApiState>) -> Result<Json<Vec<RolloutResponse>>, ApiError> {
+    let views = st.backend.list().await?;
+    Ok(Json(views.into_iter().map(RolloutResponse::from).collect()))
 }
 
 async fn get_one(
     State(st): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Json<RolloutView>, ApiError> {
+) -> Result<Json<RolloutResponse>, ApiError> {
     let (ns, name) = rollout_path(path)?;
-    Ok(Json(st.backend.get(&ns, &name).await?))
+    Ok(Json(st.backend.get(&ns, &name).await?.into()))
 }
 
 async fn analysis(

@@ -35,7 +35,7 @@ use axum::Router;
 use crate::backend::Backend;
 
 pub use error::{ApiError, ErrorBody};
-pub use handlers::{CommandAccepted, CommandRequest};
+pub use handlers::{CommandAccepted, CommandRequest, CommandState, RolloutResponse};
 
 /// Environment variable the server reads its API token from (see [`load_token`]).
 pub const TOKEN_ENV: &str = "SLUICE_API_TOKEN";

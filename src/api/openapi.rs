@@ -7,8 +7,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use super::routes::{Op, RouteDef, routes};
-use super::{CommandAccepted, CommandRequest, ErrorBody};
-use crate::backend::{Change, EventRecord, RolloutView};
+use super::{CommandAccepted, CommandRequest, ErrorBody, RolloutResponse};
+use crate::backend::{Change, EventRecord};
 use crate::spec::CheckResult;
 
 pub fn document() -> Value {
@@ -108,8 +108,8 @@ fn response_for(op: Op, g: &mut SchemaGenerator) -> (u16, &'static str, Value) {
     let json_of = |s: Value| json!({"application/json": {"schema": s}});
     let text = json!({"text/plain": {"schema": {"type": "string"}}});
     match op {
-        Op::ListRollouts => (200, "rollouts", json_of(schema::<Vec<RolloutView>>(g))),
-        Op::GetRollout => (200, "the rollout", json_of(schema::<RolloutView>(g))),
+        Op::ListRollouts => (200, "rollouts", json_of(schema::<Vec<RolloutResponse>>(g))),
+        Op::GetRollout => (200, "the rollout", json_of(schema::<RolloutResponse>(g))),
         Op::GetAnalysis => (200, "checks", json_of(schema::<Vec<CheckResult>>(g))),
         Op::GetEvents => (200, "events", json_of(schema::<Vec<EventRecord>>(g))),
         Op::Command(_) => (

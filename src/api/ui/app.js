@@ -100,23 +100,9 @@ const REASONS = {
   undone: "undone",
 };
 
-// Mirrors engine::command_allowed so buttons are enabled only where they can work; the server
-// still decides (a refusal shows as a 409 message).
-function allowed(status, cmd) {
-  const p = status.phase;
-  switch (cmd) {
-    case "promote":
-    case "pause":
-    case "abort":
-      return p === "Progressing" || p === "Paused";
-    case "resume":
-      return p === "Paused";
-    case "retry":
-      return p === "Failed" && !!status.canaryRevision;
-    case "undo":
-      return p === "Succeeded" && !!status.previousStableRevision;
-  }
-  return false;
+// The server says which commands apply now (engine::command_allowed) and why not.
+function commandState(view, cmd) {
+  return (view.commands || []).find((c) => c.command === cmd) || { allowed: false, reason: "unknown command" };
 }
 
 function phaseBadge(status, id) {
@@ -336,12 +322,12 @@ function renderDetail(view, analysis, events) {
   const s = view.status;
   const route = defaultRoute(view);
   const mirror = route && route.mirror ? route.mirror.percent : 0;
-  const buttons = COMMANDS.map((cmd) => h("button", {
-    class: `btn cmd ${cmd === "abort" || cmd === "undo" ? "danger" : cmd === "promote" ? "primary" : ""}`,
-    "data-cmd": cmd, disabled: !allowed(s, cmd),
-    title: allowed(s, cmd) ? `${cmd} ${view.namespace}/${view.name}` : `not available while ${s.phase}`,
-    onclick: () => runCommand(view, cmd),
-  }, cmd[0].toUpperCase() + cmd.slice(1)));
+  const buttons = COMMANDS.map((cmd) => commandState(view, cmd)).map((st, i) => h("button", {
+    class: `btn cmd ${st.command === "abort" || st.command === "undo" ? "danger" : st.command === "promote" ? "primary" : ""}`,
+    "data-cmd": COMMANDS[i], disabled: !st.allowed,
+    title: st.allowed ? `${COMMANDS[i]} ${view.namespace}/${view.name}` : st.reason,
+    onclick: () => runCommand(view, COMMANDS[i]),
+  }, COMMANDS[i][0].toUpperCase() + COMMANDS[i].slice(1)));
   const stageCount = view.stages.length;
   const stepText = s.phase === "Idle" ? "no rollout in progress" : `step ${Math.min(s.stepIndex + 1, stageCount)} of ${stageCount}`;
   return h("section", { class: "page detail", "data-key": `${view.namespace}/${view.name}` },
