@@ -286,3 +286,33 @@ async fn aborted_refused_unknown_unreachable() {
         r.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_prints_each_change() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let s = serve(false, Health::Healthy).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["status", "web", "--watch", "--interval", "100ms"])
+        .env("SLUICE_SERVER", &s.url)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.starts_with("default/web: Idle"), "{first}");
+    s.backend.deploy("default", "web", "v2");
+    // One line per change, ending with the promotion.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = vec![first];
+    while !seen.last().unwrap().contains("Succeeded") {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("a change within 30s")
+            .unwrap()
+            .expect("watch keeps running");
+        seen.push(line);
+    }
+    assert!(seen.iter().any(|l| l.contains("Progressing")), "{seen:?}");
+    child.kill().await.unwrap();
+}

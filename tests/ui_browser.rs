@@ -301,5 +301,21 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
         .unwrap();
     wait_text(&c, row, |t| t.contains("Succeeded")).await;
     assert_eq!(js(&c, "return window.sluicePageId").await, page_id);
+
+    // A dark launch shows its match rule and mirror.
+    c.find(Locator::Css(
+        r#"tr.rollout-row[data-key="shop/checkout"] a"#,
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let routes = wait_text(&c, ".routes", |t| t.contains("x-beta")).await;
+    assert!(routes.contains(r#"x-beta = "true""#), "{routes}");
+    assert!(routes.contains("canary 100%"), "{routes}");
+    assert!(routes.contains("mirror 20% to canary"), "{routes}");
+    c.set_window_size(1440, 1400).await.unwrap();
+    save_screenshot(&c, "sluice-ui-dark-launch.png").await;
     c.close().await.unwrap();
 }

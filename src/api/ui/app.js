@@ -198,7 +198,7 @@ function timeline(view) {
   else if (s.phase === "Promoting") finalState = "current";
   else if (s.reason === "awaitingPromotion") finalState = "held";
   else if (s.phase === "Failed" && s.reason === "undone") finalState = "failed";
-  items.push({ label: finalLabel, state: finalState, n: "✓" });
+  items.push({ label: finalLabel, state: finalState, n: "»" });
   const icon = (it) => it.state === "done" ? "✓" : it.state === "failed" ? "✕" : it.state === "held" ? "‖" : it.n;
   return h("ol", { class: "timeline", id: "timeline" },
     items.map((it) => h("li", { class: `tl-${it.state}` },
@@ -239,7 +239,7 @@ function metricChart(metric, checks, specMetric) {
   const last = pts[pts.length - 1];
   const min = last && last.min !== undefined ? last.min : specMetric && specMetric.thresholds ? specMetric.thresholds.min : undefined;
   const max = last && last.max !== undefined ? last.max : specMetric && specMetric.thresholds ? specMetric.thresholds.max : undefined;
-  const W = 420, H = 150, L = 48, R = 12, T = 12, B = 24;
+  const W = 380, H = 150, L = 46, R = 10, T = 12, B = 24;
   const vals = pts.filter((p) => typeof p.value === "number").map((p) => p.value);
   const bounds = vals.concat([min, max].filter((x) => typeof x === "number"));
   let lo = Math.min(...bounds), hi = Math.max(...bounds);
