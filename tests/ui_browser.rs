@@ -28,6 +28,8 @@ use support::{TOKEN, canary, dark_launch, drive};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DEADLINE: Duration = Duration::from_secs(20);
+/// Well under the UI's 30 s fallback refresh: an update this fast came through SSE.
+const SSE_DEADLINE: Duration = Duration::from_secs(8);
 
 /// chromedriver, killed when the test ends however it ends.
 struct Driver {
@@ -136,9 +138,18 @@ async fn save_screenshot(c: &Client, name: &str) {
 
 /// Text of the first element matching `css`, polled until `want` holds.
 async fn wait_text(c: &Client, css: &str, want: impl Fn(&str) -> bool) -> String {
+    wait_text_within(c, css, want, DEADLINE).await
+}
+
+async fn wait_text_within(
+    c: &Client,
+    css: &str,
+    want: impl Fn(&str) -> bool,
+    deadline: Duration,
+) -> String {
     let start = Instant::now();
     let mut last = String::new();
-    while start.elapsed() < DEADLINE {
+    while start.elapsed() < deadline {
         if let Ok(el) = c.find(Locator::Css(css)).await
             && let Ok(t) = el.text().await
         {
@@ -149,7 +160,24 @@ async fn wait_text(c: &Client, css: &str, want: impl Fn(&str) -> bool) -> String
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("{css}: text never matched within {DEADLINE:?}; last {last:?}");
+    panic!("{css}: text never matched within {deadline:?}; last {last:?}");
+}
+
+/// Click the element matching `css`. The page re-renders on every change, so an element found
+/// a moment ago may be gone: find it again until the click lands.
+async fn click(c: &Client, css: &str) {
+    let start = Instant::now();
+    loop {
+        let err = match c.find(Locator::Css(css)).await {
+            Ok(el) => match el.click().await {
+                Ok(_) => return,
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        assert!(start.elapsed() < DEADLINE, "cannot click {css}: {err}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn js(c: &Client, script: &str) -> serde_json::Value {
@@ -205,12 +233,7 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     save_screenshot(&c, "sluice-ui-list.png").await;
 
     // The detail page: the gate is visible in the timeline, with charts and events.
-    c.find(Locator::Css(row))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, row).await;
     wait_text(&c, "#phase", |t| t == "Paused").await;
     let timeline = wait_text(&c, "#timeline", |t| t.contains("manual promotion")).await;
     assert!(timeline.contains("canary 75%"), "{timeline}");
@@ -241,12 +264,7 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     c.set_window_size(1440, 1000).await.unwrap();
 
     // Promote: the token is asked for once, then the page follows the engine without a reload.
-    c.find(Locator::Css(r#"button[data-cmd="promote"]"#))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, r#"button[data-cmd="promote"]"#).await;
     let input = c
         .wait()
         .at_most(DEADLINE)
@@ -254,12 +272,7 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
         .await
         .expect("the token dialog opens");
     input.send_keys(TOKEN).await.unwrap();
-    c.find(Locator::Css("#token-ok"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "#token-ok").await;
     wait_text(&c, "#phase", |t| t == "Succeeded").await;
     assert_eq!(
         backend
@@ -293,29 +306,74 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     save_screenshot(&c, "sluice-ui-promoted.png").await;
 
     // Back on the list, without a reload either.
-    c.find(Locator::Css("a.back"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "a.back").await;
     wait_text(&c, row, |t| t.contains("Succeeded")).await;
     assert_eq!(js(&c, "return window.sluicePageId").await, page_id);
 
+    // A change made on the server side only (a new revision) reaches the open page through
+    // the SSE stream, well before the page's 30 s fallback refresh could.
+    backend.deploy("default", "web", "v1.6.0");
+    wait_text_within(&c, row, |t| t.contains("v1.6.0"), SSE_DEADLINE).await;
+    assert_eq!(js(&c, "return window.sluicePageId").await, page_id);
+
     // A dark launch shows its match rule and mirror.
-    c.find(Locator::Css(
-        r#"tr.rollout-row[data-key="shop/checkout"] a"#,
-    ))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&c, r#"tr.rollout-row[data-key="shop/checkout"] a"#).await;
     let routes = wait_text(&c, ".routes", |t| t.contains("x-beta")).await;
     assert!(routes.contains(r#"x-beta = "true""#), "{routes}");
     assert!(routes.contains("canary 100%"), "{routes}");
     assert!(routes.contains("mirror 20% to canary"), "{routes}");
     c.set_window_size(1440, 1400).await.unwrap();
     save_screenshot(&c, "sluice-ui-dark-launch.png").await;
+
+    // Abort asks for confirmation: cancel changes nothing, confirm rolls back.
+    let abort = r#"button[data-cmd="abort"]"#;
+    // Record every command the page sends from here on.
+    js(
+        &c,
+        "window.sluicePosts = []; const f = window.fetch; \
+         window.fetch = (u, o) => { if (o && o.method === 'POST') window.sluicePosts.push(u); \
+         return f(u, o); }; return true",
+    )
+    .await;
+    click(&c, abort).await;
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("#confirm-dialog[open]"))
+        .await
+        .expect("the confirmation opens");
+    click(&c, "#confirm-cancel").await;
+    assert_eq!(
+        js(&c, "return document.querySelector('#confirm-dialog').open").await,
+        false
+    );
+    assert_eq!(
+        js(&c, "return window.sluicePosts.length").await,
+        0,
+        "cancel sent a command"
+    );
+    assert_ne!(
+        backend.status("shop", "checkout").unwrap().phase,
+        Phase::Failed
+    );
+    click(&c, abort).await;
+    c.wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("#confirm-dialog[open] #confirm-ok"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The token is already known for this tab: no second prompt.
+    wait_text(&c, "#phase", |t| t == "Failed").await;
+    assert_eq!(
+        backend.status("shop", "checkout").unwrap().reason,
+        Some(Reason::Aborted)
+    );
+    assert_eq!(
+        js(&c, "return window.sluicePosts").await,
+        json!(["/api/v1/rollouts/shop/checkout/abort"])
+    );
+    assert_eq!(js(&c, "return window.sluicePageId").await, page_id);
     c.close().await.unwrap();
 }

@@ -518,4 +518,4 @@ window.addEventListener("hashchange", refresh);
 refresh();
 connect();
 // Relative times ("changed 12s ago") stay fresh even when nothing changes.
-setInterval(() => { if (!document.querySelector("dialog[open]")) scheduleRefresh(); }, 15000);
+setInterval(() => { if (!document.querySelector("dialog[open]")) scheduleRefresh(); }, 30000);
