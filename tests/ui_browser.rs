@@ -316,6 +316,22 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     wait_text_within(&c, row, |t| t.contains("v1.6.0"), SSE_DEADLINE).await;
     assert_eq!(js(&c, "return window.sluicePageId").await, page_id);
 
+    // A rolled-back rollout: failed points on the charts, the failed step in the timeline.
+    c.goto(&format!("{base}/#/rollouts/default/search"))
+        .await
+        .unwrap();
+    wait_text(&c, "#phase", |t| t == "Failed").await;
+    let timeline = wait_text(&c, "#timeline", |t| t.contains("failed")).await;
+    assert!(timeline.contains("canary 20%"), "{timeline}");
+    let failed = c
+        .find_all(Locator::Css(".chart circle.pt-Fail"))
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 4, "2 failed analyses x 2 metrics");
+    save_screenshot(&c, "sluice-ui-rolled-back.png").await;
+    click(&c, "a.back").await;
+    let page_id = js(&c, "return window.sluicePageId").await;
+
     // A dark launch shows its match rule and mirror.
     click(&c, r#"tr.rollout-row[data-key="shop/checkout"] a"#).await;
     let routes = wait_text(&c, ".routes", |t| t.contains("x-beta")).await;
