@@ -6,16 +6,26 @@
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`api`]: the HTTP API, live event stream and web UI over a backend.
-//! - [`cli`]: the client side of the API for people and CI (`sluice status|wait|promote`...).
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
+//! - [`validate`]: loading Rollout files, reporting every problem with its field path.
+//! - [`router`]: translations of a `TrafficPlan` for each data plane (Istio VirtualService,
+//!   Envoy file-based xDS).
+//! - [`plan`]: `sluice plan`, every step of a rollout before anything runs.
+//! - [`procs`]: child processes sluice runs (a real Envoy); [`demo_app`]: the demo backend;
+//!   [`bench`]: benchmarks against real processes.
 
 pub mod api;
 pub mod backend;
-pub mod cli;
+pub mod bench;
+pub mod demo_app;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod plan;
+pub mod procs;
+pub mod router;
 pub mod schedule;
 pub mod spec;
 pub mod template;
 pub mod traffic;
+pub mod validate;

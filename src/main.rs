@@ -1,9 +1,10 @@
 //! The `sluice` command line.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sluice::cli;
 use sluice::engine::Command;
 
 #[derive(Parser)]
@@ -26,25 +27,52 @@ enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
     /// Show one rollout (NAME or NAMESPACE/NAME), or every rollout.
-    Status(cli::StatusArgs),
+    Status(cli::control::StatusArgs),
     /// Wait until a rollout succeeds, pauses (e.g. at the manual gate) or is promoted.
-    Wait(cli::WaitArgs),
+    Wait(cli::control::WaitArgs),
     /// At the manual gate, promote; while progressing or paused, pass the current step now.
-    Promote(cli::CommandArgs),
+    Promote(cli::control::CommandArgs),
     /// Hold a rollout where it is.
-    Pause(cli::CommandArgs),
+    Pause(cli::control::CommandArgs),
     /// Continue a paused rollout.
-    Resume(cli::CommandArgs),
+    Resume(cli::control::CommandArgs),
     /// Roll back now: all traffic to stable.
-    Abort(cli::CommandArgs),
+    Abort(cli::control::CommandArgs),
     /// After a failure, run the same revision again from the first step.
-    Retry(cli::CommandArgs),
+    Retry(cli::control::CommandArgs),
     /// After a promotion, put the previous stable revision back.
-    Undo(cli::CommandArgs),
+    Undo(cli::control::CommandArgs),
+    /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
+    EnvoyBootstrap(cli::envoy::BootstrapArgs),
+    /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
+    DemoApp(cli::envoy::DemoAppArgs),
+    /// Benchmarks against real processes.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+    /// Check Rollout files (every document, every problem); exit 1 when any is invalid.
+    Validate {
+        /// Files, or directories searched recursively for *.yaml / *.yml.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Show every step a Rollout will go through, before anything runs.
+    Plan {
+        file: std::path::PathBuf,
+        /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
+        /// (a YAML stream); json: steps, traffic plans and VirtualServices.
+        #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
+        output: cli::plan::Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
+    RouteApply(cli::envoy::RouteApplyArgs),
 }
 
 fn main() -> ExitCode {
-    // clap's own exit code for bad arguments (2) would collide with "rolled back".
+    // clap's own exit code for bad arguments (2) would collide with `wait`'s "rolled back".
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -52,29 +80,53 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { cli::exit::USAGE } else { 0 });
         }
     };
+    // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let code = match cli.command {
+    match cli.command {
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
                 Ok(y) => {
                     print!("{y}");
-                    0
+                    ExitCode::SUCCESS
                 }
                 Err(e) => {
                     eprintln!("error: {e}");
-                    1
+                    ExitCode::FAILURE
                 }
             }
         }
-        Cmd::Status(a) => cli::status(a),
-        Cmd::Wait(a) => cli::wait(a),
-        Cmd::Promote(a) => cli::command(Command::Promote, a),
-        Cmd::Pause(a) => cli::command(Command::Pause, a),
-        Cmd::Resume(a) => cli::command(Command::Resume, a),
-        Cmd::Abort(a) => cli::command(Command::Abort, a),
-        Cmd::Retry(a) => cli::command(Command::Retry, a),
-        Cmd::Undo(a) => cli::command(Command::Undo, a),
-    };
-    ExitCode::from(code)
+        Cmd::Status(a) => ExitCode::from(cli::control::status(a)),
+        Cmd::Wait(a) => ExitCode::from(cli::control::wait(a)),
+        Cmd::Promote(a) => ExitCode::from(cli::control::command(Command::Promote, a)),
+        Cmd::Pause(a) => ExitCode::from(cli::control::command(Command::Pause, a)),
+        Cmd::Resume(a) => ExitCode::from(cli::control::command(Command::Resume, a)),
+        Cmd::Abort(a) => ExitCode::from(cli::control::command(Command::Abort, a)),
+        Cmd::Retry(a) => ExitCode::from(cli::control::command(Command::Retry, a)),
+        Cmd::Undo(a) => ExitCode::from(cli::control::command(Command::Undo, a)),
+        Cmd::Validate { files } => cli::plan::validate(&files),
+        Cmd::Plan { file, output } => cli::plan::plan(&file, output),
+        Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
+        Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
+        Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
+            cli::envoy::bench_route_apply(&args).await
+        })),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }

@@ -12,8 +12,19 @@ use std::time::Duration;
 
 use sluice::api::memory::{Health, MemoryBackend};
 use sluice::api::{ApiState, router};
-use sluice::cli::exit;
 use support::{TOKEN, canary};
+
+/// The documented exit codes (docs/ci.md): the numbers are the contract, so they are spelled
+/// out here rather than imported.
+mod exit {
+    pub const OK: u8 = 0;
+    pub const ROLLED_BACK: u8 = 2;
+    pub const ABORTED: u8 = 3;
+    pub const TIMEOUT: u8 = 4;
+    pub const UNREACHABLE: u8 = 5;
+    pub const REFUSED: u8 = 7;
+    pub const USAGE: u8 = 64;
+}
 
 struct Server {
     url: String,

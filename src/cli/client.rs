@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::api::{CommandAccepted, CommandRequest, ErrorBody};
-use crate::backend::RolloutView;
-use crate::engine::Command;
+use sluice::api::{CommandAccepted, CommandRequest, ErrorBody};
+use sluice::backend::RolloutView;
+use sluice::engine::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -72,10 +72,6 @@ impl Client {
                 .map(|t| t.trim().to_string())
                 .filter(|t| !t.is_empty()),
         })
-    }
-
-    pub fn server(&self) -> &str {
-        self.base.as_str()
     }
 
     fn url(&self, segments: &[&str]) -> url::Url {

@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
-use crate::backend::RolloutView;
-use crate::spec::{Phase, RolloutStatus};
-use crate::traffic::Destination;
+use sluice::backend::RolloutView;
+use sluice::spec::{Phase, RolloutStatus};
+use sluice::traffic::Destination;
 
 fn reason(s: &RolloutStatus) -> String {
     s.reason

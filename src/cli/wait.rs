@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::client::{Client, ClientError};
 use super::exit;
-use crate::spec::{Phase, Reason, RolloutStatus};
+use sluice::spec::{Phase, Reason, RolloutStatus};
 
 /// What to wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
