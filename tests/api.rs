@@ -449,6 +449,26 @@ async fn sse_drops_a_lagging_client() {
 }
 
 #[tokio::test]
+async fn sse_clients_are_bounded() {
+    let b = backend();
+    let app = router(ApiState::new(b.clone(), None).with_max_streams(1));
+    let open = || {
+        app.clone().oneshot(
+            Request::get("/api/v1/events/stream")
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let first = open().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open().await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The slot frees when the first client goes away.
+    drop(first);
+    assert_eq!(open().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn openapi_lists_every_route_and_every_route_is_served() {
     let b = backend();
     at_gate(&b).await;

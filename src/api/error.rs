@@ -37,6 +37,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A server-side limit is reached (503, with the message).
+    #[error("{0}")]
+    Busy(String),
     /// The backend cannot answer now (503). The detail is logged, not sent.
     #[error("backend unavailable")]
     Unavailable(String),
@@ -57,7 +60,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -68,7 +71,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Busy(_) | ApiError::Unavailable(_) => "unavailable",
         }
     }
 

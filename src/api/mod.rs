@@ -53,7 +53,12 @@ pub struct ApiState {
     /// `None`: mutating calls are refused.
     pub(crate) token: Option<Arc<str>>,
     pub(crate) metrics: Option<MetricsFn>,
+    /// Open SSE streams are bounded: each holds a connection and a broadcast receiver.
+    pub(crate) streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Default bound on concurrent `/api/v1/events/stream` clients.
+pub const MAX_STREAMS: usize = 256;
 
 impl ApiState {
     /// `token`: the bearer token mutating calls must present. `None` (or an empty string)
@@ -67,7 +72,14 @@ impl ApiState {
             backend,
             token,
             metrics: None,
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
         }
+    }
+
+    /// At most `n` concurrent SSE clients; more get 503 until one leaves.
+    pub fn with_max_streams(mut self, n: usize) -> Self {
+        self.streams = Arc::new(tokio::sync::Semaphore::new(n));
+        self
     }
 
     /// Serve this text on `/metrics`.

@@ -94,7 +94,8 @@ pub fn routes() -> Vec<RouteDef> {
             Op::EventStream,
             "streamEvents",
             "Server-Sent Events: one `change` event per rollout change; a client that falls \
-             behind gets a `lagged` event and is disconnected (reconnect and refetch)",
+             behind gets a `lagged` event and is disconnected (reconnect and refetch); 503 when \
+             too many streams are open",
         ),
         def(
             Method::GET,

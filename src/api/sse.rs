@@ -7,24 +7,29 @@
 //! replaying a backlog.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::ApiState;
+use super::{ApiError, ApiState};
 
 pub(crate) async fn stream(
     State(st): State<ApiState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // The permit lives in the stream: it is released when the client goes away.
+    let permit = Arc::clone(&st.streams)
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy("too many live event streams are open; retry later".into()))?;
     let rx = st.backend.subscribe();
-    let events = futures::stream::unfold(Some(rx), |rx| async move {
-        let mut rx = rx?;
+    let events = futures::stream::unfold(Some((rx, permit)), |state| async move {
+        let (mut rx, permit) = state?;
         loop {
             match rx.recv().await {
                 Ok(change) => match Event::default().event("change").json_data(&change) {
-                    Ok(ev) => return Some((Ok(ev), Some(rx))),
+                    Ok(ev) => return Some((Ok(ev), Some((rx, permit)))),
                     Err(e) => tracing::warn!(error = %e, "cannot encode a change"),
                 },
                 Err(RecvError::Lagged(missed)) => {
@@ -39,5 +44,5 @@ pub(crate) async fn stream(
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
