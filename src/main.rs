@@ -20,6 +20,18 @@ use sluice::engine::Command;
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log format: `human` (default) or `json` (one object per line). Level via RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "SLUICE_LOG_FORMAT"
+    )]
+    log_format: sluice::telemetry::LogFormat,
+    /// Global notification sinks (see docs/observability.md).
+    #[command(flatten)]
+    notify: sluice::notify::NotifyArgs,
 }
 
 #[derive(Subcommand)]
@@ -42,6 +54,8 @@ enum Cmd {
     Retry(cli::control::CommandArgs),
     /// After a promotion, put the previous stable revision back.
     Undo(cli::control::CommandArgs),
+    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
+    Controller(sluice::k8s::controller::Args),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
     /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
@@ -80,9 +94,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { cli::exit::USAGE } else { 0 });
         }
     };
+    if let Err(e) = sluice::telemetry::logging::init(cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {

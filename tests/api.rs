@@ -4,7 +4,7 @@
 // Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod web_support;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -20,8 +20,8 @@ use sluice::api::routes::{Op, routes};
 use sluice::api::{ApiState, TOKEN_ENV, router};
 use sluice::engine::command_allowed;
 use sluice::spec::{Phase, Reason};
-use support::{TOKEN, backend, drive};
 use tower::ServiceExt;
+use web_support::{TOKEN, backend, drive};
 
 fn app(b: &Arc<MemoryBackend>) -> Router {
     router(ApiState::new(b.clone(), Some(TOKEN.to_string())))
@@ -421,7 +421,7 @@ async fn sse_emits_changes() {
 async fn sse_drops_a_lagging_client() {
     // Room for 2 changes only; the client reads nothing while 20+ changes happen.
     let b = MemoryBackend::new(2);
-    b.insert(support::rollout("default", "web", true, "1s"), "v1");
+    b.insert(web_support::rollout("default", "web", true, "1s"), "v1");
     let resp = app(&b)
         .oneshot(
             Request::get("/api/v1/events/stream")

@@ -5,14 +5,14 @@
 // Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod web_support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice::api::memory::{Health, MemoryBackend};
 use sluice::api::{ApiState, router};
-use support::{TOKEN, canary};
+use web_support::{TOKEN, canary};
 
 /// The documented exit codes (docs/ci.md): the numbers are the contract, so they are spelled
 /// out here rather than imported.

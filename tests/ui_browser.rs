@@ -10,7 +10,7 @@
 // Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+mod web_support;
 
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ use serde_json::json;
 use sluice::api::memory::{Health, MemoryBackend};
 use sluice::api::{ApiState, router};
 use sluice::spec::{Phase, Reason};
-use support::{TOKEN, canary, dark_launch, drive};
+use web_support::{TOKEN, canary, dark_launch, drive};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DEADLINE: Duration = Duration::from_secs(20);

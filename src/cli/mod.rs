@@ -1,6 +1,7 @@
 //! Subcommand implementations; `main.rs` only parses and dispatches.
 
 pub mod envoy;
+pub mod kube;
 pub mod plan;
 
 // The HTTP API's client side: `status`, `wait` and the command verbs (docs/ci.md).
