@@ -545,6 +545,38 @@ async fn health_ready_metrics() {
     assert_eq!(body.as_str(), Some("sluice_up 1\n# EOF\n"));
 }
 
+/// The telemetry registry plugs into `/metrics` as it is.
+#[tokio::test]
+async fn metrics_serves_the_telemetry_registry() {
+    let b = backend();
+    at_gate(&b).await;
+    let metrics = Arc::new(sluice::telemetry::metrics::Metrics::new());
+    let rollout = web_support::rollout("default", "web", true, "1s");
+    metrics.observe_status(&rollout, &b.status("default", "web").unwrap());
+    let app = router(ApiState::new(b.clone(), None).with_metrics(metrics.encoder()));
+    let resp = app
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        sluice::telemetry::metrics::CONTENT_TYPE
+    );
+    let text = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("sluice_"), "{text}");
+    assert!(text.contains("name=\"web\""), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+}
+
 #[tokio::test]
 async fn ui_is_served_without_external_resources() {
     let app = app(&backend());
