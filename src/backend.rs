@@ -4,6 +4,7 @@
 //! the API server (status subresource + annotations for commands). Handlers only use this trait.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Command;
@@ -11,7 +12,7 @@ use crate::spec::{CheckResult, RolloutSpec, RolloutStatus};
 use crate::traffic::TrafficPlan;
 
 /// A rollout as listed and shown.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutView {
     pub namespace: String,
@@ -26,7 +27,7 @@ pub struct RolloutView {
 }
 
 /// One entry of a rollout's event history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventRecord {
     pub at: DateTime<Utc>,
@@ -40,7 +41,7 @@ pub struct EventRecord {
 }
 
 /// A change notification for live views (SSE).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub namespace: String,

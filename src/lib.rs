@@ -7,6 +7,7 @@
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
 //! - [`k8s`]: the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
+//! - [`api`]: the HTTP API, live event stream and web UI over a backend.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
 //! - [`webhooks`], [`notify`], [`telemetry`], [`secret`]: webhooks, notifications, sluice's own
 //!   metrics and logging, and the secret type that keeps URLs/tokens out of them.
@@ -20,6 +21,7 @@
 //! - [`standalone`]: standalone mode (rollout files, embedded store, runner, demo).
 
 pub mod analysis;
+pub mod api;
 pub mod backend;
 pub mod bench;
 pub mod demo_app;

@@ -5,12 +5,17 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sluice::engine::Command;
 
 #[derive(Parser)]
 #[command(
     name = "sluice",
     version,
-    about = "Progressive delivery: canary, dark launch and A/B rollouts gated on Prometheus"
+    about = "Progressive delivery: canary, dark launch and A/B rollouts gated on Prometheus",
+    after_help = "Exit codes of status/wait/promote/...: 0 ok, 1 error, 2 rolled back, 3 aborted, \
+                  4 timed out, 5 server unreachable / token refused / no such rollout, \
+                  6 awaited state can no longer come, 7 command refused (409), 64 usage. \
+                  See docs/ci.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +38,22 @@ struct Cli {
 enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Show one rollout (NAME or NAMESPACE/NAME), or every rollout.
+    Status(cli::control::StatusArgs),
+    /// Wait until a rollout succeeds, pauses (e.g. at the manual gate) or is promoted.
+    Wait(cli::control::WaitArgs),
+    /// At the manual gate, promote; while progressing or paused, pass the current step now.
+    Promote(cli::control::CommandArgs),
+    /// Hold a rollout where it is.
+    Pause(cli::control::CommandArgs),
+    /// Continue a paused rollout.
+    Resume(cli::control::CommandArgs),
+    /// Roll back now: all traffic to stable.
+    Abort(cli::control::CommandArgs),
+    /// After a failure, run the same revision again from the first step.
+    Retry(cli::control::CommandArgs),
+    /// After a promotion, put the previous stable revision back.
+    Undo(cli::control::CommandArgs),
     /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
     Controller(sluice::k8s::controller::Args),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
@@ -94,7 +115,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap's own exit code for bad arguments (2) would collide with `wait`'s "rolled back".
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { cli::exit::USAGE } else { 0 });
+        }
+    };
     if let Err(e) = sluice::telemetry::logging::init(cli.log_format) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
@@ -116,6 +144,14 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Status(a) => ExitCode::from(cli::control::status(a)),
+        Cmd::Wait(a) => ExitCode::from(cli::control::wait(a)),
+        Cmd::Promote(a) => ExitCode::from(cli::control::command(Command::Promote, a)),
+        Cmd::Pause(a) => ExitCode::from(cli::control::command(Command::Pause, a)),
+        Cmd::Resume(a) => ExitCode::from(cli::control::command(Command::Resume, a)),
+        Cmd::Abort(a) => ExitCode::from(cli::control::command(Command::Abort, a)),
+        Cmd::Retry(a) => ExitCode::from(cli::control::command(Command::Retry, a)),
+        Cmd::Undo(a) => ExitCode::from(cli::control::command(Command::Undo, a)),
         Cmd::Validate { files } => cli::plan::validate(&files),
         Cmd::Plan { file, output } => cli::plan::plan(&file, output),
         Cmd::Standalone(args) => report(block_on(cli::standalone::standalone(args, &cli.notify))),

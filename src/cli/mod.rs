@@ -4,3 +4,10 @@ pub mod envoy;
 pub mod kube;
 pub mod plan;
 pub mod standalone;
+
+// The HTTP API's client side: `status`, `wait` and the command verbs (docs/ci.md).
+pub mod client;
+pub mod control;
+pub mod exit;
+mod render;
+pub mod wait;

@@ -32,6 +32,10 @@ pub struct StandaloneArgs {
     /// Envoy's admin address (host:port): confirm every routing change with Envoy.
     #[arg(long)]
     pub envoy_admin: Option<String>,
+    /// File holding the API token mutating HTTP calls need (else $SLUICE_API_TOKEN; without
+    /// either, promote/pause/... over HTTP are refused).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -59,6 +63,14 @@ pub async fn standalone(
     notify: &sluice::notify::NotifyArgs,
 ) -> anyhow::Result<()> {
     let telemetry = Telemetry::new(&notify.config()?)?;
+    let token = sluice::api::load_token(args.token_file.as_deref())?;
+    if token.is_none() {
+        eprintln!(
+            "sluice standalone: no API token (--token-file or {}): commands over HTTP are refused",
+            sluice::api::TOKEN_ENV
+        );
+    }
+    let metrics = telemetry.metrics.encoder();
     let opts = Options {
         dir: args.dir,
         xds_dir: args.xds_dir,
@@ -69,8 +81,8 @@ pub async fn standalone(
         envoy_admin: args.envoy_admin,
         timing: Timing::default(),
     };
-    let mut s = Standalone::launch(opts, Some(telemetry), |_backend| {
-        sluice::standalone::server::health_app()
+    let mut s = Standalone::launch(opts, Some(telemetry), move |backend| {
+        sluice::api::router(sluice::api::ApiState::new(backend, token).with_metrics(metrics))
     })
     .await?;
     eprintln!("sluice standalone: HTTP on http://{}", s.http_addr);
@@ -107,8 +119,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout();
     let started = tokio::select! {
-        r = demo::start(&opts, &mut out, |_backend, _token| {
-            sluice::standalone::server::health_app()
+        r = demo::start(&opts, &mut out, |backend, token| {
+            sluice::api::router(sluice::api::ApiState::new(backend, Some(token)))
         }) => r?,
         _ = shutdown_signal() => {
             eprintln!("\ninterrupted while starting");

@@ -164,6 +164,11 @@ pub async fn start(
     writeln!(out, "  Prometheus  {}", stack.prometheus.url())?;
     writeln!(out, "  web UI      http://{}/", sluice.http_addr)?;
     writeln!(out, "  API token   {token}")?;
+    writeln!(
+        out,
+        "  CLI         SLUICE_SERVER=http://{} SLUICE_TOKEN={token} sluice status reviews --watch",
+        sluice.http_addr
+    )?;
     Ok(Demo {
         sluice,
         load,
