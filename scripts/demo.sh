@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --no-browser
-cargo build --release --quiet
-exec target/release/sluice demo "$@"
+# `cargo run` finds the binary wherever the target directory is (CARGO_TARGET_DIR, config).
+exec cargo run --release --quiet -- demo "$@"

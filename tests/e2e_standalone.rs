@@ -523,3 +523,145 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
     assert_eq!(t.server_errors, 0, "{t:?}");
     assert_eq!(t.count("v1") + t.count("v2"), t.answered(), "{t:?}");
 }
+
+// ------------------------------------------------------------------------------ demo
+
+/// Processes whose command line mentions `needle` (e.g. the demo's work directory).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let is_pid = entry
+            .file_name()
+            .to_string_lossy()
+            .chars()
+            .all(|c| c.is_ascii_digit());
+        if !is_pid {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// Runs `sluice demo ARGS`, returning the child and a channel of its stdout lines.
+fn spawn_demo(args: &[&str]) -> (Killed, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("demo")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sluice demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (Killed(child), rx)
+}
+
+/// Reads lines until one contains `want` (returns every line read), or panics.
+fn read_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    want: &str,
+    timeout: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let hit = line.contains(want);
+                seen.push(line);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!(
+                "no line with {want:?} within {timeout:?}; output:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+fn work_dir_of(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| {
+            l.split(" in ")
+                .nth(1)
+                .map(|d| d.trim_end_matches(" ...").to_string())
+        })
+        .expect("the demo names its work directory")
+}
+
+#[test]
+fn demo_promotes_v2_rolls_back_v3_and_leaves_nothing_running() {
+    let (mut demo, rx) = spawn_demo(&["--interval", "2s"]);
+    let start = read_until(&rx, "starting Envoy", Duration::from_secs(30));
+    let dir = work_dir_of(&start);
+    let mut out = read_until(&rx, "v2 promoted", Duration::from_secs(120));
+    out.extend(read_until(&rx, "v3 rolled back", Duration::from_secs(120)));
+    let text = out.join("\n");
+    for want in [
+        "20% canary",
+        "50% canary",
+        "80% canary",
+        "Succeeded",
+        "Failed",
+        "✗ success-rate",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    let status = demo.0.wait().expect("demo exits");
+    assert!(status.success(), "{status}");
+    assert_eq!(processes_mentioning(&dir), Vec::<String>::new());
+    assert!(!Path::new(&dir).exists(), "work directory removed");
+}
+
+#[test]
+fn ctrl_c_stops_every_child_of_the_demo() {
+    let (demo, rx) = spawn_demo(&["--interval", "2s", "--keep-running"]);
+    let start = read_until(&rx, "starting Envoy", Duration::from_secs(30));
+    let dir = work_dir_of(&start);
+    read_until(&rx, "canary → v2", Duration::from_secs(60));
+    let running = processes_mentioning(&dir);
+    assert!(
+        running.iter().any(|p| p.contains("envoy"))
+            && running.iter().any(|p| p.contains("prometheus")),
+        "Envoy and Prometheus run in {dir}: {running:?}"
+    );
+    let pid = demo.0.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+    let mut demo = demo;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = demo.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the demo did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(processes_mentioning(&dir), Vec::<String>::new());
+}
