@@ -12,7 +12,7 @@
 //! Polling (not inotify) keeps this portable and simple; a second of delay is far below any
 //! analysis interval. A file may hold several YAML documents, one Rollout each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -224,20 +224,21 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Rollout>, String> {
     Ok(rollouts)
 }
 
-/// Keys of every rollout a set of events leaves defined (for tests and logs).
-pub fn keys(events: &[LoadEvent]) -> BTreeSet<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            LoadEvent::Upsert { rollout, .. } => Some(rollout.key()),
-            _ => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    /// Keys of every rollout a set of events leaves defined (for tests and logs).
+    fn keys(events: &[LoadEvent]) -> BTreeSet<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                LoadEvent::Upsert { rollout, .. } => Some(rollout.key()),
+                _ => None,
+            })
+            .collect()
+    }
 
     fn doc(name: &str, canary: &str) -> String {
         format!(
