@@ -18,11 +18,15 @@ fn list<'a>(v: &'a Value, key: &str) -> &'a Vec<Value> {
 }
 
 fn f(v: &Value, key: &str) -> f64 {
-    v[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {v}"))
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 fn u(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {v}"))
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 fn floats(v: &Value, key: &str) -> Vec<f64> {
@@ -65,9 +69,17 @@ fn hodges_lehmann_matches_reference() {
     let r = reference();
     for case in list(&r, "hodges_lehmann") {
         let what = format!("{} at {}", case["name"], case["confidence"]);
-        let hl = hodges_lehmann(&floats(case, "x"), &floats(case, "y"), f(case, "confidence"))
-            .expect("interval");
-        close(hl.estimate, f(case, "estimate"), &format!("estimate {what}"));
+        let hl = hodges_lehmann(
+            &floats(case, "x"),
+            &floats(case, "y"),
+            f(case, "confidence"),
+        )
+        .expect("interval");
+        close(
+            hl.estimate,
+            f(case, "estimate"),
+            &format!("estimate {what}"),
+        );
         close(hl.lower, f(case, "lower"), &format!("lower {what}"));
         close(hl.upper, f(case, "upper"), &format!("upper {what}"));
         assert!(hl.lower <= hl.estimate && hl.estimate <= hl.upper, "{what}");
@@ -88,7 +100,13 @@ fn quantiles_match_numpy() {
 fn z_tests_match_statsmodels() {
     let r = reference();
     for case in list(&r, "z_pooled") {
-        let z = z_test_pooled(u(case, "x1"), u(case, "n1"), u(case, "x2"), u(case, "n2"), alternative(case));
+        let z = z_test_pooled(
+            u(case, "x1"),
+            u(case, "n1"),
+            u(case, "x2"),
+            u(case, "n2"),
+            alternative(case),
+        );
         close(z.z, f(case, "z"), &format!("z {case}"));
         close(z.p_value, f(case, "p_value"), &format!("p {case}"));
     }
@@ -106,7 +124,10 @@ fn z_tests_match_statsmodels() {
         close(z.p_value, f(case, "p_value"), &format!("p {case}"));
         statsmodels += usize::from(case["source"] == "statsmodels");
     }
-    assert!(statsmodels >= 6, "most margin cases come from statsmodels itself");
+    assert!(
+        statsmodels >= 6,
+        "most margin cases come from statsmodels itself"
+    );
 }
 
 #[test]

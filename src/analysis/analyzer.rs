@@ -36,13 +36,18 @@ impl PrometheusAnalyzer {
 
     /// The source for `rollout`, or why there is none.
     pub fn source_for(&self, rollout: &Rollout) -> Result<PrometheusSource, String> {
-        let provider = rollout.spec.analysis.provider.as_ref().map(|p| &p.prometheus);
+        let provider = rollout
+            .spec
+            .analysis
+            .provider
+            .as_ref()
+            .map(|p| &p.prometheus);
         let cfg = match (provider, &self.address_override) {
             (Some(p), over) => PrometheusConfig::from_provider(p, over.as_deref()),
             (None, Some(address)) => Ok(PrometheusConfig::new(address.clone())),
             (None, None) => {
                 return Err(
-                    "no Prometheus: set spec.analysis.provider.prometheus.address".to_string()
+                    "no Prometheus: set spec.analysis.provider.prometheus.address".to_string(),
                 );
             }
         };

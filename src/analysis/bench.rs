@@ -125,8 +125,14 @@ fn sequential(cfg: &BenchConfig, canary: &[u64], stable: &[u64]) -> Outcome {
         se += s;
         let n = (i as u64 + 1) * cfg.look;
         let Some(t) = msprt(
-            Counts { errors: ce, requests: n },
-            Counts { errors: se, requests: n },
+            Counts {
+                errors: ce,
+                requests: n,
+            },
+            Counts {
+                errors: se,
+                requests: n,
+            },
             cfg.margin,
             TOLERANCE,
             cfg.confidence,
@@ -134,13 +140,22 @@ fn sequential(cfg: &BenchConfig, canary: &[u64], stable: &[u64]) -> Outcome {
             continue;
         };
         if t.lower > 0.0 {
-            return Outcome { fail_at: Some(n), pass_at: None };
+            return Outcome {
+                fail_at: Some(n),
+                pass_at: None,
+            };
         }
         if t.upper < 0.0 {
-            return Outcome { fail_at: None, pass_at: Some(n) };
+            return Outcome {
+                fail_at: None,
+                pass_at: Some(n),
+            };
         }
     }
-    Outcome { fail_at: None, pass_at: None }
+    Outcome {
+        fail_at: None,
+        pass_at: None,
+    }
 }
 
 fn rates(cfg: &BenchConfig, counts: &[u64]) -> Vec<f64> {
@@ -154,7 +169,11 @@ fn mw_fails(cfg: &BenchConfig, canary: &[u64], stable: &[u64], looks: usize) -> 
         margin: cfg.margin,
         confidence: cfg.confidence,
     };
-    fails(&rates(cfg, &canary[..looks]), &rates(cfg, &stable[..looks]), &cmp)
+    fails(
+        &rates(cfg, &canary[..looks]),
+        &rates(cfg, &stable[..looks]),
+        &cmp,
+    )
 }
 
 fn z_fails(cfg: &BenchConfig, canary: &[u64], stable: &[u64], looks: usize) -> bool {
@@ -265,14 +284,21 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
     };
     let rows = vec![
         peeking("sequential test (mixture SPRT)", &seq_aa, &seq_ab),
-        fixed_row("Mann-Whitney on interval error rates, fixed horizon", &mw_fixed),
+        fixed_row(
+            "Mann-Whitney on interval error rates, fixed horizon",
+            &mw_fixed,
+        ),
         peeking(
             "Mann-Whitney on interval error rates, checked every interval",
             &mw_peek_aa,
             &mw_peek_ab,
         ),
         fixed_row("two-proportion z-test, fixed horizon", &z_fixed),
-        peeking("two-proportion z-test, checked every interval", &z_peek_aa, &z_peek_ab),
+        peeking(
+            "two-proportion z-test, checked every interval",
+            &z_peek_aa,
+            &z_peek_ab,
+        ),
     ];
     BenchReport {
         config: cfg.clone(),
@@ -309,7 +335,10 @@ impl std::fmt::Display for BenchReport {
             pct(c.bad_rate)
         )?;
         writeln!(f, "|---|---|---|---|---|---|")?;
-        let n = |x: Option<u64>| x.map(|n| n.to_string()).unwrap_or_else(|| format!("> {}", c.max_requests));
+        let n = |x: Option<u64>| {
+            x.map(|n| n.to_string())
+                .unwrap_or_else(|| format!("> {}", c.max_requests))
+        };
         for r in &self.rows {
             let detects = match r.horizon {
                 Some(h) => format!("{} (at {h})", pct(r.detected)),
@@ -376,11 +405,17 @@ mod tests {
         let seq = &a.rows[0];
         // A doubling of the error rate is caught in most runs, long before the maximum...
         assert!(seq.detected > 0.8, "{seq:?}");
-        assert!(seq.requests_to_detect.is_some_and(|n| n < 20_000), "{seq:?}");
+        assert!(
+            seq.requests_to_detect.is_some_and(|n| n < 20_000),
+            "{seq:?}"
+        );
         // ...and identical versions rarely fail.
         assert!(seq.false_fail <= 0.1, "{seq:?}");
         let table = a.to_string();
-        assert!(table.contains("| sequential test (mixture SPRT) | every 250 |"), "{table}");
+        assert!(
+            table.contains("| sequential test (mixture SPRT) | every 250 |"),
+            "{table}"
+        );
         assert!(a.rows[1].horizon.is_some() && a.rows[0].horizon.is_none());
     }
 }

@@ -60,9 +60,9 @@ pub fn template(plane: DataPlane, b: Builtin) -> String {
 fn render(b: Builtin, all: &str, ok: &str, err: &str, bucket: &str) -> String {
     let w = "[{{ interval }}]";
     match b {
-        Builtin::SuccessRate => format!(
-            "100 * (sum(rate({ok}{w})) or 0 * sum(rate({all}{w}))) / sum(rate({all}{w}))"
-        ),
+        Builtin::SuccessRate => {
+            format!("100 * (sum(rate({ok}{w})) or 0 * sum(rate({all}{w}))) / sum(rate({all}{w}))")
+        }
         Builtin::DurationP99 => {
             format!("histogram_quantile(0.99, sum by (le) (rate({bucket}{w})))")
         }
@@ -108,7 +108,11 @@ mod tests {
             ] {
                 let t = template(plane, b);
                 let vars = crate::template::variables(&t).expect("valid template");
-                assert!(vars.iter().all(|v| v == "target" || v == "interval" || v == "namespace"), "{t}");
+                assert!(
+                    vars.iter()
+                        .all(|v| v == "target" || v == "interval" || v == "namespace"),
+                    "{t}"
+                );
                 assert!(vars.contains(&"interval".to_string()), "{t}");
             }
         }

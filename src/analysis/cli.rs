@@ -56,14 +56,16 @@ pub fn load_rollouts(path: &Path) -> Result<Vec<Rollout>, CliError> {
             doc: i + 1,
             message: e.to_string(),
         })?;
-        if value.is_null() || value.get("kind").and_then(|k| k.as_str()) != Some(crate::spec::KIND) {
+        if value.is_null() || value.get("kind").and_then(|k| k.as_str()) != Some(crate::spec::KIND)
+        {
             continue;
         }
-        let rollout: Rollout = serde_path_to_error::deserialize(value).map_err(|e| CliError::Parse {
-            path: shown.clone(),
-            doc: i + 1,
-            message: format!("{}: {}", e.path(), e.inner()),
-        })?;
+        let rollout: Rollout =
+            serde_path_to_error::deserialize(value).map_err(|e| CliError::Parse {
+                path: shown.clone(),
+                doc: i + 1,
+                message: format!("{}: {}", e.path(), e.inner()),
+            })?;
         if let Some((field, message)) = super::template_errors(&rollout.spec).into_iter().next() {
             return Err(CliError::Parse {
                 path: shown.clone(),
@@ -101,7 +103,11 @@ pub async fn analyze(
             .source_for(rollout)
             .map(|s| s.address().to_string())
             .unwrap_or_else(|e| format!("none ({e})"));
-        writeln!(out, "rollout {} (data plane {plane}, Prometheus {address})", rollout.key())?;
+        writeln!(
+            out,
+            "rollout {} (data plane {plane}, Prometheus {address})",
+            rollout.key()
+        )?;
         if rollout.spec.analysis.metrics.is_empty() {
             writeln!(out, "  no metrics")?;
             continue;

@@ -69,11 +69,13 @@ pub fn data_plane(rollout: &Rollout) -> DataPlane {
         .provider
         .as_ref()
         .and_then(|p| p.prometheus.data_plane);
-    configured.unwrap_or(if rollout.spec.upstreams.is_some() && rollout.spec.target_ref.is_none() {
-        DataPlane::Envoy
-    } else {
-        DataPlane::Istio
-    })
+    configured.unwrap_or(
+        if rollout.spec.upstreams.is_some() && rollout.spec.target_ref.is_none() {
+            DataPlane::Envoy
+        } else {
+            DataPlane::Istio
+        },
+    )
 }
 
 /// The name of one version in the data plane's metric labels.
@@ -119,10 +121,9 @@ mod tests {
     use crate::spec::{RolloutSpec, TargetRef, Upstreams};
 
     fn rollout(ns: Option<&str>, target: bool) -> Rollout {
-        let spec: RolloutSpec = serde_yaml::from_str(
-            "service: {port: 80}\nstrategy: {canary: {steps: [10]}}\n",
-        )
-        .expect("spec");
+        let spec: RolloutSpec =
+            serde_yaml::from_str("service: {port: 80}\nstrategy: {canary: {steps: [10]}}\n")
+                .expect("spec");
         let mut r = Rollout::new("reviews", spec);
         r.metadata.namespace = ns.map(str::to_string);
         if target {
@@ -148,7 +149,10 @@ mod tests {
         let r = rollout(Some("default"), false);
         assert_eq!(envoy_cluster(&r, Destination::Canary), "reviews-canary");
         let r = rollout(Some("shop"), false);
-        assert_eq!(envoy_cluster(&r, Destination::Stable), "shop-reviews-stable");
+        assert_eq!(
+            envoy_cluster(&r, Destination::Stable),
+            "shop-reviews-stable"
+        );
     }
 
     #[test]
@@ -158,7 +162,12 @@ mod tests {
         assert_eq!(istio_workload(&r, Destination::Canary), "reviews-v");
         assert_eq!(istio_workload(&r, Destination::Stable), "reviews-v-primary");
         assert_eq!(data_plane(&rollout(None, false)), DataPlane::Envoy);
-        let v = variables(&r, DataPlane::Istio, Destination::Stable, Duration::from_secs(90));
+        let v = variables(
+            &r,
+            DataPlane::Istio,
+            Destination::Stable,
+            Duration::from_secs(90),
+        );
         assert_eq!(v["target"], "reviews-v-primary");
         assert_eq!(v["canary"], "reviews-v");
         assert_eq!(v["namespace"], "bookinfo");

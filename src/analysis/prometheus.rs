@@ -118,9 +118,15 @@ impl PrometheusSource {
     }
 
     /// Shares `client` (connection pool, TLS config) across sources.
-    pub fn with_client(client: reqwest::Client, cfg: PrometheusConfig) -> Result<Self, SourceError> {
+    pub fn with_client(
+        client: reqwest::Client,
+        cfg: PrometheusConfig,
+    ) -> Result<Self, SourceError> {
         let mut base = Url::parse(cfg.address.trim()).map_err(|e| {
-            SourceError::Config(format!("invalid Prometheus address {:?}: {e}", redact(&cfg.address)))
+            SourceError::Config(format!(
+                "invalid Prometheus address {:?}: {e}",
+                redact(&cfg.address)
+            ))
         })?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(SourceError::Config(format!(
@@ -334,7 +340,9 @@ fn basic(user: &str, pass: &str) -> String {
 fn read_secret(file: &std::path::Path, what: &str) -> Result<String, SourceError> {
     std::fs::read_to_string(file)
         .map(|s| s.trim().to_string())
-        .map_err(|e| SourceError::Config(format!("cannot read {what} file {}: {e}", file.display())))
+        .map_err(|e| {
+            SourceError::Config(format!("cannot read {what} file {}: {e}", file.display()))
+        })
 }
 
 /// The error without its URL (which may carry a query string) and with its causes.
@@ -397,8 +405,16 @@ fn base64(input: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }
@@ -516,7 +532,11 @@ pub(crate) fn parse_response(address: &str, status: u16, body: &[u8]) -> Result<
 /// The first line of a body, short: enough to recognise a proxy's error page.
 fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut out: String = line.chars().take(160).collect();
     if line.chars().count() > 160 {
         out.push('…');

@@ -87,7 +87,12 @@ impl Part {
 }
 
 impl Ctx<'_> {
-    fn render(&self, template: &str, target: Destination, window: Duration) -> Result<String, String> {
+    fn render(
+        &self,
+        template: &str,
+        target: Destination,
+        window: Duration,
+    ) -> Result<String, String> {
         let vars = names::variables(self.rollout, self.plane, target, window);
         crate::template::render(template, &vars)
     }
@@ -100,7 +105,9 @@ impl Ctx<'_> {
         target: Destination,
         window: Duration,
     ) -> Result<f64, String> {
-        let promql = self.render(template, target, window).map_err(|e| format!("query template: {e}"))?;
+        let promql = self
+            .render(template, target, window)
+            .map_err(|e| format!("query template: {e}"))?;
         let result = match self.source.query(&promql, self.now).await {
             Ok(v) => single_value(&v),
             Err(e) => Err(format!("query failed: {e}")),
@@ -124,13 +131,16 @@ impl Ctx<'_> {
         window: Duration,
         scrape: Duration,
     ) -> Result<Vec<f64>, String> {
-        let step = (window / COMPARE_POINTS).max(scrape).max(Duration::from_secs(1));
+        let step = (window / COMPARE_POINTS)
+            .max(scrape)
+            .max(Duration::from_secs(1));
         let rate_window = (step + scrape).max(scrape * 4);
         let promql = self
             .render(template, target, rate_window)
             .map_err(|e| format!("query template: {e}"))?;
         let range = TimeRange {
-            start: self.now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero()),
+            start: self.now
+                - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero()),
             end: self.now,
             step,
         };
@@ -140,7 +150,9 @@ impl Ctx<'_> {
         };
         let result = match self.source.query_range(&promql, range).await {
             Ok(series) => match series.as_slice() {
-                [] => Err(format!("no data for the {who}: the range query returned no series")),
+                [] => Err(format!(
+                    "no data for the {who}: the range query returned no series"
+                )),
                 [one] => Ok(one.points.iter().map(|(_, v)| *v).collect::<Vec<f64>>()),
                 many => Err(format!(
                     "{} series for the {who} where one is expected; aggregate them, e.g. with sum()",
@@ -172,7 +184,9 @@ fn window_of(rollout: &Rollout, metric: &Metric) -> Result<Duration, String> {
     };
     let d = crate::duration::parse(text).map_err(|e| format!("{field}: {e}"))?;
     if d < Duration::from_secs(1) {
-        return Err(format!("{field}: a query window below 1s cannot hold a rate"));
+        return Err(format!(
+            "{field}: a query window below 1s cannot hold a rate"
+        ));
     }
     Ok(d)
 }
@@ -211,11 +225,16 @@ pub async fn run_metric(
         }
     };
     let (template, builtin) = match (&metric.builtin, &metric.query) {
-        (Some(b), None) => (builtin::template(ctx.plane, (*b).into()), Some(Builtin::from(*b))),
+        (Some(b), None) => (
+            builtin::template(ctx.plane, (*b).into()),
+            Some(Builtin::from(*b)),
+        ),
         (None, Some(q)) => (q.clone(), None),
         _ => {
             return MetricRun {
-                check: check(Part::inconclusive("set exactly one of `builtin` and `query`")),
+                check: check(Part::inconclusive(
+                    "set exactly one of `builtin` and `query`",
+                )),
                 queries: ctx.queries,
             };
         }
@@ -231,7 +250,12 @@ pub async fn run_metric(
         let count_template = builtin::template(ctx.plane, Builtin::RequestCount);
         let span = names::promql_duration(window);
         match ctx
-            .value("request count (canary)", &count_template, Destination::Canary, window)
+            .value(
+                "request count (canary)",
+                &count_template,
+                Destination::Canary,
+                window,
+            )
             .await
         {
             Ok(n) if n >= min_requests => {}
@@ -252,7 +276,10 @@ pub async fn run_metric(
 
     let has_thresholds = metric.thresholds.min.is_some() || metric.thresholds.max.is_some();
     if has_thresholds || metric.compare.is_none() {
-        let part = match ctx.value("value (canary)", &template, Destination::Canary, window).await {
+        let part = match ctx
+            .value("value (canary)", &template, Destination::Canary, window)
+            .await
+        {
             Ok(v) => {
                 let (verdict, reason) = against_thresholds(v, &metric.thresholds, &describe(v));
                 Part {
@@ -272,8 +299,12 @@ pub async fn run_metric(
         let j: Judgement = match cmp.kind {
             ComparisonKind::Latency => {
                 let scrape = opts.scrape_interval;
-                let canary = ctx.series(&template, Destination::Canary, window, scrape).await;
-                let stable = ctx.series(&template, Destination::Stable, window, scrape).await;
+                let canary = ctx
+                    .series(&template, Destination::Canary, window, scrape)
+                    .await;
+                let stable = ctx
+                    .series(&template, Destination::Stable, window, scrape)
+                    .await;
                 match (canary, stable) {
                     (Ok(c), Ok(s)) => judge::judge_latency(&c, &s, cmp),
                     (Err(e), _) | (_, Err(e)) => Judgement::inconclusive(e),
@@ -283,9 +314,16 @@ pub async fn run_metric(
                 let errors = builtin::template(ctx.plane, Builtin::ErrorCount);
                 let total = builtin::template(ctx.plane, Builtin::RequestCount);
                 let mut counts = Vec::new();
-                for (dest, who) in [(Destination::Canary, "canary"), (Destination::Stable, "stable")] {
-                    let e = ctx.value(&format!("5xx count ({who})"), &errors, dest, window).await;
-                    let n = ctx.value(&format!("request count ({who})"), &total, dest, window).await;
+                for (dest, who) in [
+                    (Destination::Canary, "canary"),
+                    (Destination::Stable, "stable"),
+                ] {
+                    let e = ctx
+                        .value(&format!("5xx count ({who})"), &errors, dest, window)
+                        .await;
+                    let n = ctx
+                        .value(&format!("request count ({who})"), &total, dest, window)
+                        .await;
                     counts.push(match (e, n) {
                         // increase() extrapolates to fractions; counts are whole requests.
                         (Ok(e), Ok(n)) => Ok(Counts {
@@ -324,7 +362,11 @@ pub async fn run_metric(
         .iter()
         .find(|p| p.value.is_some() && (p.min.is_some() || p.max.is_some()))
         .or_else(|| parts.iter().find(|p| p.value.is_some()));
-    let reason = parts.iter().map(|p| p.reason.as_str()).collect::<Vec<_>>().join("; ");
+    let reason = parts
+        .iter()
+        .map(|p| p.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     let combined = Part {
         verdict,
         reason,

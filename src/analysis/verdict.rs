@@ -117,11 +117,26 @@ mod tests {
     fn single_value_table() {
         let cases: Vec<(QueryValue, Result<f64, &str>)> = vec![
             (QueryValue::Vector(vec![sample(99.0, "a")]), Ok(99.0)),
-            (QueryValue::Scalar { at: 0.0, value: 1.5 }, Ok(1.5)),
+            (
+                QueryValue::Scalar {
+                    at: 0.0,
+                    value: 1.5,
+                },
+                Ok(1.5),
+            ),
             (QueryValue::Vector(vec![]), Err("no series")),
             (QueryValue::Vector(vec![sample(f64::NAN, "a")]), Err("NaN")),
-            (QueryValue::Vector(vec![sample(f64::INFINITY, "a")]), Err("+Inf")),
-            (QueryValue::Scalar { at: 0.0, value: f64::NEG_INFINITY }, Err("-Inf")),
+            (
+                QueryValue::Vector(vec![sample(f64::INFINITY, "a")]),
+                Err("+Inf"),
+            ),
+            (
+                QueryValue::Scalar {
+                    at: 0.0,
+                    value: f64::NEG_INFINITY,
+                },
+                Err("-Inf"),
+            ),
             (
                 QueryValue::Vector(vec![sample(1.0, "a"), sample(2.0, "b")]),
                 Err("2 series where one is expected ({c=\"a\"}, {c=\"b\"})"),
@@ -134,7 +149,10 @@ mod tests {
                 Err("range vector"),
             ),
             (
-                QueryValue::String { at: 0.0, value: "x".into() },
+                QueryValue::String {
+                    at: 0.0,
+                    value: "x".into(),
+                },
                 Err("string"),
             ),
         ];
@@ -155,14 +173,22 @@ mod tests {
             (98.0, t(Some(99.0), None), Verdict::Fail, "< min 99"),
             (600.0, t(None, Some(500.0)), Verdict::Fail, "> max 500"),
             (500.0, t(None, Some(500.0)), Verdict::Pass, "<= max 500"),
-            (5.0, t(Some(1.0), Some(10.0)), Verdict::Pass, "within [1, 10]"),
+            (
+                5.0,
+                t(Some(1.0), Some(10.0)),
+                Verdict::Pass,
+                "within [1, 10]",
+            ),
             (0.0, t(Some(1.0), Some(10.0)), Verdict::Fail, "< min 1"),
             (5.0, t(None, None), Verdict::Inconclusive, "no thresholds"),
         ];
         for (value, th, verdict, words) in cases {
             let (v, reason) = against_thresholds(value, &th, "x");
             assert_eq!(v, verdict, "{value} {th:?}");
-            assert!(reason.contains(words), "{reason:?} should contain {words:?}");
+            assert!(
+                reason.contains(words),
+                "{reason:?} should contain {words:?}"
+            );
         }
     }
 

@@ -93,7 +93,8 @@ impl Prometheus {
                 env: "SLUICE_PROMETHEUS",
             },
         )?;
-        std::fs::create_dir_all(dir.join("data")).map_err(io(format!("create {}", dir.display())))?;
+        std::fs::create_dir_all(dir.join("data"))
+            .map_err(io(format!("create {}", dir.display())))?;
         let config = dir.join("prometheus.yml");
         std::fs::write(&config, config_yaml).map_err(io(format!("write {}", config.display())))?;
         let client = reqwest::Client::builder()
@@ -115,7 +116,10 @@ impl Prometheus {
             let log2 = log.try_clone().map_err(io("clone log handle"))?;
             let child = Command::new(&binary)
                 .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .stdin(Stdio::null())
                 .stdout(log)
@@ -125,7 +129,9 @@ impl Prometheus {
             p.child = Some(child);
             match p.wait_ready(READY_TIMEOUT).await {
                 Ok(()) => return Ok(p),
-                Err(ProcError::Exited { status, log }) if log.contains("address already in use") => {
+                Err(ProcError::Exited { status, log })
+                    if log.contains("address already in use") =>
+                {
                     last = Some(ProcError::Exited { status, log });
                 }
                 Err(e) => return Err(e),

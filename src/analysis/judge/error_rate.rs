@@ -31,7 +31,9 @@ pub fn judge_error_rate(canary: Counts, stable: Counts, cmp: &Comparison) -> Jud
             cmp.confidence
         ));
     };
-    let z = z_test_margin(c.errors, c.requests, s.errors, s.requests, cmp.margin, TOLERANCE);
+    let z = z_test_margin(
+        c.errors, c.requests, s.errors, s.requests, cmp.margin, TOLERANCE,
+    );
     let pct = |x: f64| super::super::builtin::fmt(x * 100.0);
     let allowed = cmp.margin * s.rate() + TOLERANCE;
     let facts = format!(

@@ -44,14 +44,23 @@ pub struct LatencyStats {
 }
 
 /// Finite samples, sorted, sign-adjusted so that higher is worse; or why there are too few.
-fn prepare(canary: &[f64], stable: &[f64], cmp: &Comparison) -> Result<(Vec<f64>, Vec<f64>, f64), String> {
+fn prepare(
+    canary: &[f64],
+    stable: &[f64],
+    cmp: &Comparison,
+) -> Result<(Vec<f64>, Vec<f64>, f64), String> {
     // "Worse" becomes "higher" by negating series where lower is worse.
     let sign = match cmp.worse {
         Direction::Higher => 1.0,
         Direction::Lower => -1.0,
     };
     let clean = |s: &[f64]| -> Vec<f64> {
-        sorted(&s.iter().filter(|v| v.is_finite()).map(|v| v * sign).collect::<Vec<f64>>())
+        sorted(
+            &s.iter()
+                .filter(|v| v.is_finite())
+                .map(|v| v * sign)
+                .collect::<Vec<f64>>(),
+        )
     };
     let (x, y) = (clean(canary), clean(stable));
     if x.len() < MIN_SAMPLES || y.len() < MIN_SAMPLES {
@@ -90,7 +99,11 @@ fn tail(xs: &[f64], ys: &[f64], cmp: &Comparison) -> Tail {
 }
 
 /// The statistics, or why they cannot be computed. Non-finite samples are dropped first.
-pub fn latency_stats(canary: &[f64], stable: &[f64], cmp: &Comparison) -> Result<LatencyStats, String> {
+pub fn latency_stats(
+    canary: &[f64],
+    stable: &[f64],
+    cmp: &Comparison,
+) -> Result<LatencyStats, String> {
     let (x, y, sign) = prepare(canary, stable, cmp)?;
     let mw = mann_whitney(&x, &y, Alternative::Greater);
     let hl = hodges_lehmann(&x, &y, cmp.confidence)
@@ -152,11 +165,17 @@ pub fn judge_latency(canary: &[f64], stable: &[f64], cmp: &Comparison) -> Judgem
     } else if s.shift_fails {
         (Verdict::Fail, "canary is worse: shifted beyond the margin")
     } else if s.tail_fails {
-        (Verdict::Fail, "canary is worse: its tail grew beyond the margin")
+        (
+            Verdict::Fail,
+            "canary is worse: its tail grew beyond the margin",
+        )
     } else if s.upper <= s.allowed {
         (Verdict::Pass, "canary is not worse than the margin")
     } else {
-        (Verdict::Inconclusive, "not decided: the shift interval reaches past the margin")
+        (
+            Verdict::Inconclusive,
+            "not decided: the shift interval reaches past the margin",
+        )
     };
     Judgement {
         verdict,
@@ -185,24 +204,38 @@ mod tests {
         use statrs::distribution::{ContinuousCDF, Normal};
         let d = Normal::new(mean, sd).expect("normal");
         // Interleave so order carries no information.
-        let mut v: Vec<f64> = (0..n).map(|i| d.inverse_cdf((i as f64 + 0.5) / n as f64)).collect();
+        let mut v: Vec<f64> = (0..n)
+            .map(|i| d.inverse_cdf((i as f64 + 0.5) / n as f64))
+            .collect();
         v.rotate_left(n / 3);
         v
     }
 
     #[test]
     fn same_distribution_passes() {
-        let j = judge_latency(&spread(100.0, 5.0, 60), &spread(100.0, 5.0, 60), &cmp(Direction::Higher));
+        let j = judge_latency(
+            &spread(100.0, 5.0, 60),
+            &spread(100.0, 5.0, 60),
+            &cmp(Direction::Higher),
+        );
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
     }
 
     #[test]
     fn shifted_canary_fails() {
-        let j = judge_latency(&spread(130.0, 5.0, 60), &spread(100.0, 5.0, 60), &cmp(Direction::Higher));
+        let j = judge_latency(
+            &spread(130.0, 5.0, 60),
+            &spread(100.0, 5.0, 60),
+            &cmp(Direction::Higher),
+        );
         assert_eq!(j.verdict, Verdict::Fail, "{}", j.reason);
         assert!(j.reason.contains("shifted"), "{}", j.reason);
         // The same series where lower is worse: the canary is better.
-        let j = judge_latency(&spread(130.0, 5.0, 60), &spread(100.0, 5.0, 60), &cmp(Direction::Lower));
+        let j = judge_latency(
+            &spread(130.0, 5.0, 60),
+            &spread(100.0, 5.0, 60),
+            &cmp(Direction::Lower),
+        );
         assert_eq!(j.verdict, Verdict::Pass, "{}", j.reason);
     }
 
@@ -236,14 +269,25 @@ mod tests {
 
     #[test]
     fn too_few_or_unclear_is_inconclusive() {
-        let j = judge_latency(&[1.0, 2.0], &spread(100.0, 5.0, 60), &cmp(Direction::Higher));
+        let j = judge_latency(
+            &[1.0, 2.0],
+            &spread(100.0, 5.0, 60),
+            &cmp(Direction::Higher),
+        );
         assert_eq!(j.verdict, Verdict::Inconclusive);
         assert!(j.reason.contains("too few"), "{}", j.reason);
         // NaN samples are dropped, not counted.
         let nan = vec![f64::NAN; 30];
-        assert_eq!(judge_latency(&nan, &nan, &cmp(Direction::Higher)).verdict, Verdict::Inconclusive);
+        assert_eq!(
+            judge_latency(&nan, &nan, &cmp(Direction::Higher)).verdict,
+            Verdict::Inconclusive
+        );
         // Very noisy, slightly slower: cannot tell yet.
-        let j = judge_latency(&spread(108.0, 40.0, 10), &spread(100.0, 40.0, 10), &cmp(Direction::Higher));
+        let j = judge_latency(
+            &spread(108.0, 40.0, 10),
+            &spread(100.0, 40.0, 10),
+            &cmp(Direction::Higher),
+        );
         assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.reason);
     }
 }

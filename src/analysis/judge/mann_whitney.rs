@@ -115,7 +115,9 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<HodgesLeh
     let (n1, n2) = (x.len() as f64, y.len() as f64);
     let z = std_normal().inverse_cdf((1.0 + confidence) / 2.0);
     let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
-    let k = ((n as f64) / 2.0 - z * sd + 0.5).floor().clamp(1.0, n as f64) as usize;
+    let k = ((n as f64) / 2.0 - z * sd + 0.5)
+        .floor()
+        .clamp(1.0, n as f64) as usize;
     Some(HodgesLehmann {
         estimate,
         lower: d[k - 1],

@@ -66,4 +66,3 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
 pub(crate) fn median_sorted(sorted: &[f64]) -> f64 {
     quantile(sorted, 0.5)
 }
-

@@ -90,8 +90,14 @@ mod tests {
 
     #[test]
     fn degenerate_inputs_are_no_evidence() {
-        assert_eq!(z_test_pooled(0, 0, 1, 10, Alternative::Greater).p_value, 1.0);
-        assert_eq!(z_test_pooled(0, 10, 0, 10, Alternative::Greater).p_value, 1.0);
+        assert_eq!(
+            z_test_pooled(0, 0, 1, 10, Alternative::Greater).p_value,
+            1.0
+        );
+        assert_eq!(
+            z_test_pooled(0, 10, 0, 10, Alternative::Greater).p_value,
+            1.0
+        );
         assert_eq!(z_test_margin(0, 10, 0, 10, 0.1, 0.0).p_value, 1.0);
         assert_eq!(fisher_greater(0, 10, 3, 10), 1.0);
         assert_eq!(fisher_greater(11, 10, 3, 10), 1.0);

@@ -72,11 +72,13 @@ pub fn msprt(
     };
     let v = var(canary) + k * k * var(stable);
     let estimate = canary.rate() - k * stable.rate() - tolerance;
-    let pooled = (canary.errors + stable.errors) as f64 / (canary.requests + stable.requests) as f64;
+    let pooled =
+        (canary.errors + stable.errors) as f64 / (canary.requests + stable.requests) as f64;
     let tau = pooled.max(MIN_TAU);
     let tau2 = tau * tau;
     let alpha = 1.0 - confidence;
-    let radius = (v * (v + tau2) / tau2 * (2.0 * (1.0 / alpha).ln() + ((v + tau2) / v).ln())).sqrt();
+    let radius =
+        (v * (v + tau2) / tau2 * (2.0 * (1.0 / alpha).ln() + ((v + tau2) / v).ln())).sqrt();
     let log_lambda0 =
         0.5 * (v / (v + tau2)).ln() + tau2 * estimate * estimate / (2.0 * v * (v + tau2));
     Some(Sequential {

@@ -58,7 +58,11 @@ async fn stub(replies: Vec<Reply>) -> Stub {
                 });
                 let reply = {
                     let mut q = queue.lock().expect("lock");
-                    if q.len() > 1 { q.remove(0) } else { q[0].clone() }
+                    if q.len() > 1 {
+                        q.remove(0)
+                    } else {
+                        q[0].clone()
+                    }
                 };
                 tokio::time::sleep(reply.delay).await;
                 (
@@ -103,13 +107,23 @@ const VECTOR: &str = r#"{"status":"success","data":{"resultType":"vector","resul
   {"metric":{"x":"y"},"value":[1700000000.5,"+Inf"]}]}}"#;
 const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[
   {"metric":{"le":"0.5"},"values":[[1700000000,"1"],[1700000001,"-Inf"]]}]}}"#;
-const SCALAR: &str = r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"42"]}}"#;
-const STRING: &str = r#"{"status":"success","data":{"resultType":"string","result":[1700000000,"hi"]}}"#;
-const BAD_DATA: &str = r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected \")\""}"#;
+const SCALAR: &str =
+    r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"42"]}}"#;
+const STRING: &str =
+    r#"{"status":"success","data":{"resultType":"string","result":[1700000000,"hi"]}}"#;
+const BAD_DATA: &str =
+    r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected \")\""}"#;
 
 #[tokio::test]
 async fn parses_vector_matrix_scalar_string() {
-    let s = stub(vec![ok(VECTOR), ok(MATRIX), ok(SCALAR), ok(STRING), ok(MATRIX)]).await;
+    let s = stub(vec![
+        ok(VECTOR),
+        ok(MATRIX),
+        ok(SCALAR),
+        ok(STRING),
+        ok(MATRIX),
+    ])
+    .await;
     let p = PrometheusSource::new(fast(&s.url)).expect("source");
     let QueryValue::Vector(v) = p.query("up", now()).await.expect("vector") else {
         panic!("not a vector")
@@ -123,7 +137,10 @@ async fn parses_vector_matrix_scalar_string() {
     let QueryValue::Matrix(m) = p.query("up[1m]", now()).await.expect("matrix") else {
         panic!("not a matrix")
     };
-    assert_eq!(m[0].points, vec![(1_700_000_000.0, 1.0), (1_700_000_001.0, f64::NEG_INFINITY)]);
+    assert_eq!(
+        m[0].points,
+        vec![(1_700_000_000.0, 1.0), (1_700_000_001.0, f64::NEG_INFINITY)]
+    );
     assert_eq!(
         p.query("42", now()).await.expect("scalar"),
         QueryValue::Scalar {
@@ -166,7 +183,10 @@ async fn prometheus_error_body_is_a_query_error_and_not_retried() {
     let e = p.query("sum(", now()).await.expect_err("error");
     match &e {
         SourceError::Query {
-            status, error_type, error, ..
+            status,
+            error_type,
+            error,
+            ..
         } => {
             assert_eq!(*status, 400);
             assert_eq!(error_type, "bad_data");
@@ -174,7 +194,11 @@ async fn prometheus_error_body_is_a_query_error_and_not_retried() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(s.seen.lock().expect("lock").len(), 1, "4xx must not be retried");
+    assert_eq!(
+        s.seen.lock().expect("lock").len(),
+        1,
+        "4xx must not be retried"
+    );
 }
 
 #[tokio::test]
@@ -204,7 +228,10 @@ async fn retries_are_bounded_and_the_last_status_is_reported() {
         matches!(&e, SourceError::HttpStatus { status: 502, body, .. } if body == "<html>"),
         "{e:?}"
     );
-    assert_eq!(s.seen.lock().expect("lock").len(), DEFAULT_ATTEMPTS as usize);
+    assert_eq!(
+        s.seen.lock().expect("lock").len(),
+        DEFAULT_ATTEMPTS as usize
+    );
 }
 
 #[tokio::test]
@@ -226,7 +253,10 @@ async fn bad_json_and_wrong_shapes_are_bad_responses() {
         end: now(),
         step: Duration::from_secs(1),
     };
-    let e = p.query_range("up", range).await.expect_err("scalar for range");
+    let e = p
+        .query_range("up", range)
+        .await
+        .expect_err("scalar for range");
     assert!(e.to_string().contains("instead of a matrix"), "{e}");
 }
 
@@ -274,7 +304,8 @@ async fn sends_credentials_and_headers_but_never_shows_them() {
     .await;
     let mut cfg = fast(&format!("{}/prefix", s.url));
     cfg.bearer_token_file = Some(token.clone());
-    cfg.headers.insert("X-Scope-OrgID".into(), "tenant-1".into());
+    cfg.headers
+        .insert("X-Scope-OrgID".into(), "tenant-1".into());
     let p = PrometheusSource::new(cfg).expect("source");
     let e = p.query("up", now()).await.expect_err("401");
     let seen = s.seen.lock().expect("lock").clone();
@@ -286,7 +317,10 @@ async fn sends_credentials_and_headers_but_never_shows_them() {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    assert_eq!(header("authorization").as_deref(), Some("Bearer s3cr3t-token"));
+    assert_eq!(
+        header("authorization").as_deref(),
+        Some("Bearer s3cr3t-token")
+    );
     assert_eq!(header("x-scope-orgid").as_deref(), Some("tenant-1"));
     let shown = format!("{e} {e:?} {p:?}");
     assert!(matches!(e, SourceError::HttpStatus { status: 401, .. }));
@@ -315,7 +349,10 @@ async fn sends_credentials_and_headers_but_never_shows_them() {
         .query("1", now())
         .await
         .expect_err("missing file");
-    assert!(matches!(&e, SourceError::Config(m) if m.contains("missing")), "{e}");
+    assert!(
+        matches!(&e, SourceError::Config(m) if m.contains("missing")),
+        "{e}"
+    );
 }
 
 #[test]

@@ -57,7 +57,11 @@ fn one(v: f64) -> Answer {
 fn series(values: &[f64]) -> Result<Vec<Series>, SourceError> {
     Ok(vec![Series {
         labels: BTreeMap::new(),
-        points: values.iter().enumerate().map(|(i, v)| (i as f64, *v)).collect(),
+        points: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as f64, *v))
+            .collect(),
     }])
 }
 
@@ -75,7 +79,14 @@ fn now() -> DateTime<Utc> {
 }
 
 async fn run_first(source: &Fake, r: &Rollout) -> MetricRun {
-    run_metric(source, r, &r.spec.analysis.metrics[0], now(), RunOptions::default()).await
+    run_metric(
+        source,
+        r,
+        &r.spec.analysis.metrics[0],
+        now(),
+        RunOptions::default(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -86,7 +97,11 @@ async fn builtin_success_rate_pass_and_fail() {
     assert_eq!(run.check.value, Some(99.5));
     assert_eq!(run.check.min, Some(99.0));
     assert_eq!(run.check.reason, "success rate 99.5% >= min 99");
-    assert!(run.queries[0].promql.contains(r#"envoy_cluster_name="web-canary""#));
+    assert!(
+        run.queries[0]
+            .promql
+            .contains(r#"envoy_cluster_name="web-canary""#)
+    );
     assert!(run.queries[0].promql.contains("[30s]"));
 
     let run = run_first(&Fake::new(vec![("web-canary", one(0.0))]), &r).await;
@@ -118,19 +133,36 @@ async fn no_data_and_errors_are_inconclusive_with_reasons() {
     ];
     for (answer, words) in cases {
         let run = run_first(&Fake::new(vec![("histogram_quantile", answer)]), &r).await;
-        assert_eq!(run.check.verdict, Verdict::Inconclusive, "{}", run.check.reason);
-        assert!(run.check.reason.contains(words), "{:?} should say {words:?}", run.check.reason);
+        assert_eq!(
+            run.check.verdict,
+            Verdict::Inconclusive,
+            "{}",
+            run.check.reason
+        );
+        assert!(
+            run.check.reason.contains(words),
+            "{:?} should say {words:?}",
+            run.check.reason
+        );
         assert_eq!(run.queries.len(), 1);
     }
 }
 
 #[tokio::test]
 async fn too_little_traffic_is_inconclusive_even_when_the_value_fails() {
-    let r = rollout("[{name: sr, builtin: request-success-rate, minRequests: 100, thresholds: {min: 99}}]");
+    let r = rollout(
+        "[{name: sr, builtin: request-success-rate, minRequests: 100, thresholds: {min: 99}}]",
+    );
     let fake = Fake::new(vec![("increase(", one(12.0)), ("rate(", one(50.0))]);
     let run = run_first(&fake, &r).await;
     assert_eq!(run.check.verdict, Verdict::Inconclusive);
-    assert!(run.check.reason.contains("12 requests to the canary in 30s, below minRequests 100"), "{}", run.check.reason);
+    assert!(
+        run.check
+            .reason
+            .contains("12 requests to the canary in 30s, below minRequests 100"),
+        "{}",
+        run.check.reason
+    );
     // Enough traffic: the same value fails.
     let fake = Fake::new(vec![("increase(", one(1000.0)), ("rate(", one(50.0))]);
     assert_eq!(run_first(&fake, &r).await.check.verdict, Verdict::Fail);
@@ -139,7 +171,10 @@ async fn too_little_traffic_is_inconclusive_even_when_the_value_fails() {
         ("increase(", Err(SourceError::Config("x".into()))),
         ("rate(", one(100.0)),
     ]);
-    assert_eq!(run_first(&fake, &r).await.check.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        run_first(&fake, &r).await.check.verdict,
+        Verdict::Inconclusive
+    );
 }
 
 #[tokio::test]
@@ -150,13 +185,25 @@ async fn custom_query_renders_variables_and_checks_shape() {
     let fake = Fake::new(vec![(
         "x{",
         Ok(QueryValue::Vector(vec![
-            Sample { labels: BTreeMap::from([("a".into(), "1".into())]), at: 0.0, value: 0.5 },
-            Sample { labels: BTreeMap::from([("a".into(), "2".into())]), at: 0.0, value: 0.5 },
+            Sample {
+                labels: BTreeMap::from([("a".into(), "1".into())]),
+                at: 0.0,
+                value: 0.5,
+            },
+            Sample {
+                labels: BTreeMap::from([("a".into(), "2".into())]),
+                at: 0.0,
+                value: 0.5,
+            },
         ])),
     )]);
     let run = run_first(&fake, &r).await;
     assert_eq!(run.check.verdict, Verdict::Inconclusive);
-    assert!(run.check.reason.contains("2 series where one is expected"), "{}", run.check.reason);
+    assert!(
+        run.check.reason.contains("2 series where one is expected"),
+        "{}",
+        run.check.reason
+    );
     assert_eq!(
         fake.seen.lock().expect("lock")[0],
         r#"sum(x{ns="default", c="web-canary", s="web-stable"}[30s])"#
@@ -174,7 +221,12 @@ async fn misconfigured_metrics_are_inconclusive() {
     ] {
         let r = rollout(metrics);
         let run = run_first(&Fake::new(vec![("", one(0.1))]), &r).await;
-        assert_eq!(run.check.verdict, Verdict::Inconclusive, "{metrics}: {}", run.check.reason);
+        assert_eq!(
+            run.check.verdict,
+            Verdict::Inconclusive,
+            "{metrics}: {}",
+            run.check.reason
+        );
     }
 }
 
@@ -190,26 +242,54 @@ async fn latency_comparison_reads_both_versions() {
     let stable: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i % 7)).collect();
     let slow: Vec<f64> = stable.iter().map(|v| v * 1.5).collect();
     let mut fake = Fake::new(vec![]);
-    fake.range = vec![("web-canary", series(&slow)), ("web-stable", series(&stable))];
+    fake.range = vec![
+        ("web-canary", series(&slow)),
+        ("web-stable", series(&stable)),
+    ];
     let run = run_first(&fake, &r).await;
     assert_eq!(run.check.verdict, Verdict::Fail, "{}", run.check.reason);
     assert_eq!(run.queries.len(), 2);
     // The judge's step: 30s / 30 points = 1s, but not below the 15s scrape default; rate window 30s+.
-    assert!(run.queries[0].purpose.contains("step 15s"), "{:?}", run.queries[0]);
-    assert!(run.queries[0].promql.contains("[60s]"), "{}", run.queries[0].promql);
+    assert!(
+        run.queries[0].purpose.contains("step 15s"),
+        "{:?}",
+        run.queries[0]
+    );
+    assert!(
+        run.queries[0].promql.contains("[60s]"),
+        "{}",
+        run.queries[0].promql
+    );
 
-    fake.range = vec![("web-canary", series(&stable)), ("web-stable", series(&stable))];
-    let opts = RunOptions { scrape_interval: std::time::Duration::from_secs(1) };
+    fake.range = vec![
+        ("web-canary", series(&stable)),
+        ("web-stable", series(&stable)),
+    ];
+    let opts = RunOptions {
+        scrape_interval: std::time::Duration::from_secs(1),
+    };
     let run = run_metric(&fake, &r, &r.spec.analysis.metrics[0], now(), opts).await;
     assert_eq!(run.check.verdict, Verdict::Pass, "{}", run.check.reason);
     // 1s scrape: step 1s, rate window max(1s + 1s, 4s).
-    assert!(run.queries[0].purpose.contains("step 1s"), "{:?}", run.queries[0]);
-    assert!(run.queries[0].promql.contains("[4s]"), "{}", run.queries[0].promql);
+    assert!(
+        run.queries[0].purpose.contains("step 1s"),
+        "{:?}",
+        run.queries[0]
+    );
+    assert!(
+        run.queries[0].promql.contains("[4s]"),
+        "{}",
+        run.queries[0].promql
+    );
 
     fake.range = vec![("web-stable", series(&stable))];
     let run = run_metric(&fake, &r, &r.spec.analysis.metrics[0], now(), opts).await;
     assert_eq!(run.check.verdict, Verdict::Inconclusive);
-    assert!(run.check.reason.contains("no data for the canary"), "{}", run.check.reason);
+    assert!(
+        run.check.reason.contains("no data for the canary"),
+        "{}",
+        run.check.reason
+    );
 }
 
 #[tokio::test]
@@ -221,7 +301,10 @@ async fn error_rate_comparison_uses_counts() {
         margin: 0.1,
         confidence: 0.95,
     });
-    r.spec.analysis.metrics[0].thresholds = Thresholds { min: Some(90.0), max: None };
+    r.spec.analysis.metrics[0].thresholds = Thresholds {
+        min: Some(90.0),
+        max: None,
+    };
     let fake = Fake::new(vec![
         (r#"web-canary", envoy_response_code_class="5""#, one(500.0)),
         (r#"web-stable", envoy_response_code_class="5""#, one(100.0)),
@@ -231,7 +314,19 @@ async fn error_rate_comparison_uses_counts() {
     let run = run_first(&fake, &r).await;
     // The threshold passes (95% >= 90%), the comparison fails: Fail.
     assert_eq!(run.check.verdict, Verdict::Fail, "{}", run.check.reason);
-    assert!(run.check.reason.contains("success rate 95% >= min 90"), "{}", run.check.reason);
-    assert!(run.check.reason.contains("canary 5xx 500/10000"), "{}", run.check.reason);
-    assert_eq!(run.check.value, Some(95.0), "the threshold part's value is shown");
+    assert!(
+        run.check.reason.contains("success rate 95% >= min 90"),
+        "{}",
+        run.check.reason
+    );
+    assert!(
+        run.check.reason.contains("canary 5xx 500/10000"),
+        "{}",
+        run.check.reason
+    );
+    assert_eq!(
+        run.check.value,
+        Some(95.0),
+        "the threshold part's value is shown"
+    );
 }
