@@ -45,6 +45,9 @@ enum BenchCmd {
         runs: usize,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Allowed relative degradation of the error rate (0.1 = 10% worse is tolerated).
+        #[arg(long, default_value_t = 0.1)]
+        margin: f64,
     },
 }
 
@@ -97,8 +100,13 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Bench {
-            what: BenchCmd::Judge { runs, seed },
-        } => match sluice::analysis::cli::bench_judge(runs, seed, &mut std::io::stdout().lock()) {
+            what: BenchCmd::Judge { runs, seed, margin },
+        } => match sluice::analysis::cli::bench_judge(
+            runs,
+            seed,
+            margin,
+            &mut std::io::stdout().lock(),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

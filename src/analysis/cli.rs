@@ -137,12 +137,71 @@ pub async fn analyze(
 }
 
 /// `sluice bench judge`: runs the simulation and prints the markdown table.
-pub fn bench_judge(runs: usize, seed: u64, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn bench_judge(
+    runs: usize,
+    seed: u64,
+    margin: f64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if !(margin >= 0.0 && margin.is_finite()) {
+        return Err(CliError::Setup(format!(
+            "--margin must be a non-negative number, not {margin}"
+        )));
+    }
     let cfg = super::bench::BenchConfig {
         runs,
         seed,
+        margin,
         ..Default::default()
     };
     write!(out, "{}", super::bench::run(&cfg))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rollouts/analysis");
+        for file in ["standalone-web.yaml", "bookinfo-reviews.yaml"] {
+            let rollouts = load_rollouts(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(rollouts.len(), 1);
+            assert!(rollouts[0].spec.analysis.metrics.len() >= 4, "{file}");
+        }
+    }
+
+    #[test]
+    fn bad_files_say_where() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        };
+        let head = "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {name: x}\nspec:\n  service: {port: 80}\n  strategy: {canary: {steps: [10]}}\n";
+        let e = load_rollouts(&write(
+            "a.yaml",
+            &format!("{head}  analysis: {{metrics: [{{name: q, query: 'x{{{{ tagret }}}}'}}]}}\n"),
+        ))
+        .expect_err("unknown variable");
+        assert!(
+            e.to_string().contains("spec.analysis.metrics[0].query"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("did you mean `target`"), "{e}");
+        let e = load_rollouts(&write(
+            "b.yaml",
+            &format!("{head}  analysis: {{intervall: 1m}}\n"),
+        ))
+        .expect_err("typo");
+        assert!(e.to_string().contains("spec.analysis"), "{e}");
+        let e = load_rollouts(&write("c.yaml", "kind: Other\n")).expect_err("empty");
+        assert!(matches!(e, CliError::Empty { .. }));
+        assert!(matches!(
+            load_rollouts(&dir.path().join("missing.yaml")),
+            Err(CliError::Read { .. })
+        ));
+    }
 }

@@ -90,7 +90,7 @@ pub fn version_name(rollout: &Rollout, plane: DataPlane, dest: Destination) -> S
 /// (`1500ms`). Go-style fractions (`1.5s`) are not valid PromQL, so they are never rendered.
 pub fn promql_duration(d: Duration) -> String {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
