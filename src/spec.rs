@@ -569,6 +569,10 @@ pub struct RolloutStatus {
     /// Canary weight of the default route now applied.
     #[serde(default)]
     pub canary_weight: u32,
+    /// Whether the applied plan sends any request (routed or mirrored) to the canary.
+    /// `canaryWeight` alone cannot tell: header-matched and mirror-only plans have weight 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary_traffic: bool,
     /// Revision taking stable traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,

@@ -2,7 +2,8 @@
 //!
 //! No I/O, no clock reads, no randomness: everything the engine knows arrives as
 //! [`Observations`], everything it wants done leaves as [`Effect`]s, which executors (the
-//! Kubernetes controller, the standalone runner) carry out before calling `step` again.
+//! Kubernetes controller, the standalone runner, see `crate::exec`) carry out before calling
+//! `step` again. `docs/engine.md` tells the whole story for users; this is the short version.
 //!
 //! ## Flow
 //! `Idle` → (new revision) → `Progressing` through the [`stages`] → (last stage passed, gates
@@ -11,12 +12,20 @@
 //! `Failed` with all traffic on stable. Inconclusive analysis (`inconclusiveLimit` in a row)
 //! → `Paused`, never a pass. A new revision mid-rollout restarts from the first stage.
 //!
-//! ## Guarantees (held by the property tests in `tests.rs`)
+//! Each stage: wait for the canary to be ready → wait for a schedule window → gates
+//! (`confirm-rollout` and `pre-rollout` before the first stage, `confirm-traffic-increase`
+//! before later ones) → apply the stage's traffic → ask for analysis every interval → after
+//! `checks` passes, the stage advances on a pass judged in that same step, inside a window.
+//!
+//! ## Guarantees (held by the property tests in `props.rs`)
 //! - every emitted [`TrafficPlan`] passes [`TrafficPlan::check`] (weights add up to 100);
-//! - no plan sends (or mirrors) traffic to a canary that is not ready;
+//! - no plan sends (or mirrors) traffic to a canary the same observations call not ready, and
+//!   a canary that stops being ready loses every request at once;
 //! - `Failed` always comes with an all-stable plan;
-//! - a stage advances only after its analysis passed and only inside a schedule window;
-//! - an Inconclusive or missing check never counts as a pass.
+//! - a stage advances only on a fresh passing analysis (or `skipAnalysis`'s timer) inside a
+//!   schedule window, or on `promote`;
+//! - an Inconclusive or missing check never counts as a pass;
+//! - `step_index` stays within the stages, and the engine never panics.
 
 mod stages;
 #[cfg(test)]
@@ -88,19 +97,26 @@ pub struct GateAnswer {
     pub message: String,
 }
 
+/// A person's (or a CI pipeline's) decision. [`command_allowed`] says when each applies; a
+/// command that does not apply when it reaches the engine is recorded as a `CommandRejected`
+/// event and changes nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Command {
-    /// Skip the current gate: at the manual promotion gate, promote; while progressing or
-    /// paused, pass the current stage now.
+    /// At the manual promotion gate: promote. Otherwise pass the running step now, whatever
+    /// analysis says (and forget earlier bad results), moving to the next step, whose traffic
+    /// still waits for readiness, a window and its gates. Never overrides a webhook gate.
     Promote,
+    /// Hold: no analysis, no step changes; traffic stays, except off an unready canary.
     Pause,
+    /// Continue after a pause (by user or inconclusive analysis), checking right away.
     Resume,
-    /// Roll back now; all traffic to stable.
+    /// Roll back now: all traffic to stable, canary scaled down; during promotion, stable's
+    /// previous revision is restored.
     Abort,
     /// After a failure, run the same revision again from the first stage.
     Retry,
-    /// After a promotion, put the previous stable revision back.
+    /// After a promotion, put the previous stable revision back (ends `Failed`/`Undone`).
     Undo,
 }
 
@@ -122,6 +138,12 @@ impl Command {
             Command::Retry => "retry",
             Command::Undo => "undo",
         }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -171,24 +193,69 @@ pub struct Event {
     pub warning: bool,
 }
 
-/// Whether `command` makes sense in `status` now; the API answers 409 with the message if not.
+/// Whether `command` makes sense in `status` now. The HTTP API answers 409 with the message
+/// when it does not; the engine re-checks when the command arrives (the status may have moved
+/// on) and then records a `CommandRejected` warning event and changes nothing else.
+///
+/// | command   | allowed when                                                                |
+/// |-----------|-----------------------------------------------------------------------------|
+/// | `promote` | `Progressing`/`Paused`, not waiting on a webhook gate, and either awaiting promotion or the current step's traffic is applied |
+/// | `pause`   | `Progressing` or `Paused` (pausing a paused rollout makes it paused by user) |
+/// | `resume`  | `Paused`, except while awaiting promotion (that needs `promote`)            |
+/// | `abort`   | `Progressing`, `Paused` or `Promoting`                                      |
+/// | `retry`   | `Failed` with a revision to retry                                           |
+/// | `undo`    | `Succeeded` with a previous stable revision                                 |
 pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), String> {
     let phase = status.phase;
-    let ok = match command {
-        Command::Promote | Command::Pause => matches!(phase, Phase::Progressing | Phase::Paused),
-        Command::Resume => phase == Phase::Paused,
-        Command::Abort => matches!(phase, Phase::Progressing | Phase::Paused),
-        Command::Retry => phase == Phase::Failed && status.canary_revision.is_some(),
-        Command::Undo => phase == Phase::Succeeded && status.previous_stable_revision.is_some(),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "cannot {} a rollout that is {}",
-            command.as_str(),
-            phase
-        ))
+    let refuse = |why: String| Err(format!("cannot {command}: {why}"));
+    let in_phase = |why: &str| format!("the rollout is {phase}{why}");
+    match command {
+        Command::Promote => {
+            if !matches!(phase, Phase::Progressing | Phase::Paused) {
+                return refuse(in_phase(""));
+            }
+            if let Some(gate) = &status.pending_gate {
+                return refuse(format!(
+                    "waiting for {} webhooks, which promote does not override",
+                    gate.kind.as_str()
+                ));
+            }
+            if status.reason == Some(Reason::AwaitingPromotion) || status.step_started_at.is_some()
+            {
+                Ok(())
+            } else {
+                refuse(
+                    "the current step has not started (its traffic is not applied yet); \
+                     promote passes a running step"
+                        .into(),
+                )
+            }
+        }
+        Command::Pause => match phase {
+            Phase::Progressing | Phase::Paused => Ok(()),
+            _ => refuse(in_phase("")),
+        },
+        Command::Resume => match (phase, status.reason) {
+            (Phase::Paused, Some(Reason::AwaitingPromotion)) => {
+                refuse("the rollout waits for promote, not resume".into())
+            }
+            (Phase::Paused, _) => Ok(()),
+            _ => refuse(in_phase(", not Paused")),
+        },
+        Command::Abort => match phase {
+            Phase::Progressing | Phase::Paused | Phase::Promoting => Ok(()),
+            _ => refuse(in_phase("; there is nothing in flight")),
+        },
+        Command::Retry => match phase {
+            Phase::Failed if status.canary_revision.is_some() => Ok(()),
+            Phase::Failed => refuse("no failed revision to retry".into()),
+            _ => refuse(in_phase(", not Failed")),
+        },
+        Command::Undo => match phase {
+            Phase::Succeeded if status.previous_stable_revision.is_some() => Ok(()),
+            Phase::Succeeded => refuse("no previous stable revision to go back to".into()),
+            _ => refuse(in_phase(", not Succeeded")),
+        },
     }
 }
 
@@ -232,6 +299,13 @@ impl Engine<'_> {
                 .or(self.obs.revision.clone())
             else {
                 self.s.message = Some("waiting for the target's revision".into());
+                if let Some(cmd) = self.obs.command {
+                    self.event(
+                        "CommandRejected",
+                        format!("cannot {cmd}: the target's revision is not known yet"),
+                        true,
+                    );
+                }
                 return;
             };
             self.s.stable_revision = Some(initial.clone());
@@ -243,6 +317,7 @@ impl Engine<'_> {
                 false,
             );
         }
+        self.clamp_step_index();
 
         if let Some(cmd) = self.obs.command {
             self.command(cmd);
@@ -260,6 +335,25 @@ impl Engine<'_> {
         }
     }
 
+    /// A spec edited mid-rollout may have fewer stages than `step_index` assumes: go on from
+    /// the (new) last stage rather than holding for ever.
+    fn clamp_step_index(&mut self) {
+        let n = self.stages.len();
+        if n > 0 && self.s.step_index as usize >= n {
+            let old = self.s.step_index;
+            self.s.step_index = (n - 1) as u32;
+            self.reset_step();
+            self.event(
+                "StepsChanged",
+                format!(
+                    "the strategy now has {n} steps; step {} continues as step {n}",
+                    old + 1
+                ),
+                true,
+            );
+        }
+    }
+
     // ------------------------------------------------------------------ commands
 
     fn command(&mut self, cmd: Command) {
@@ -273,21 +367,35 @@ impl Engine<'_> {
             }
             Command::Resume => {
                 self.s.consecutive_inconclusive = 0;
+                // Check right away instead of waiting a full interval.
                 self.s.next_analysis_at = Some(self.now);
                 self.transition(Phase::Progressing, None, "resumed by user");
             }
-            Command::Abort => self.rollback(Reason::Aborted, "aborted by user".into()),
+            Command::Abort => {
+                if self.s.phase == Phase::Promoting
+                    && let Some(stable) = self.s.stable_revision.clone()
+                {
+                    // Stable may already be half rewritten: put the old revision back.
+                    self.effects
+                        .push(Effect::RestoreStable { revision: stable });
+                }
+                self.rollback(Reason::Aborted, "aborted by user".into());
+            }
             Command::Promote => {
                 if self.s.reason == Some(Reason::AwaitingPromotion) {
                     self.start_promotion();
                 } else {
-                    // Pass the current stage now, whatever analysis says: a person decided.
+                    // Pass the current step now, whatever analysis said: a person decided, so
+                    // earlier bad results do not count against the next step either.
                     if let Some(stage) = self.stages.get(self.s.step_index as usize) {
                         self.s.passed_checks = stage.checks;
                     }
+                    self.s.consecutive_failures = 0;
+                    self.s.consecutive_inconclusive = 0;
                     self.s.reason = None;
                     self.s.phase = Phase::Progressing;
                     self.event("Promoted", "current step passed by user".into(), false);
+                    // The next stage starts in `progress`, which `run` calls next.
                     self.advance(true);
                 }
             }
@@ -381,26 +489,23 @@ impl Engine<'_> {
 
     fn progress(&mut self) {
         let Some(stage) = self.stages.get(self.s.step_index as usize).cloned() else {
-            // No stages (cannot happen for a valid spec): promote straight away would skip
-            // analysis, so hold instead.
+            // No stages (cannot happen for a valid spec): promoting would skip analysis, so
+            // hold instead.
             self.s.message = Some("the strategy has no steps".into());
             return;
         };
         if !self.obs.canary_ready {
-            if self.s.step_started_at.is_some() || self.s.canary_weight > 0 {
-                self.apply(TrafficPlan::stable_only());
-                self.event(
-                    "CanaryNotReady",
-                    "canary not ready: traffic back to stable".into(),
-                    true,
-                );
-            }
-            self.s.step_started_at = None;
+            self.canary_unready();
             self.s.reason = Some(Reason::WaitingForReady);
             self.s.message = Some("waiting for the canary to be ready".into());
             return;
         }
         if self.s.step_started_at.is_none() {
+            // Window first: gates (a pre-rollout smoke test, say) should run just before the
+            // traffic they guard moves, not hours earlier.
+            if !self.window_open() {
+                return;
+            }
             let gates: &[WebhookKind] = if self.s.step_index == 0 {
                 &[WebhookKind::ConfirmRollout, WebhookKind::PreRollout]
             } else {
@@ -411,32 +516,55 @@ impl Engine<'_> {
                     return;
                 }
             }
-            if !schedule::window_open(self.spec.schedule.as_ref(), self.now) {
-                self.s.reason = Some(Reason::OutsideWindow);
-                self.s.message = Some("waiting for a schedule window to move traffic".into());
-                return;
-            }
             self.start_stage(&stage);
             return;
         }
 
+        // The stage is running. Only a pass judged in this very step can finish it: a pass
+        // from before a window closed is no evidence about the canary now.
+        let mut fresh_pass = false;
+        let mut judged = false;
         if self.spec.skip_analysis {
             if self.analysis_due() {
                 self.s.passed_checks += 1;
                 self.s.next_analysis_at = Some(self.now + self.interval());
+                fresh_pass = true;
             }
         } else if let Some(report) = self.fresh_report() {
-            self.judge(&report);
+            judged = true;
+            fresh_pass = self.judge(&report) == Verdict::Pass;
             if self.s.phase != Phase::Progressing {
                 return;
             }
-        } else if self.analysis_due() {
+        }
+        self.s.passed_checks = self.s.passed_checks.min(stage.checks);
+        let run_analysis = !self.spec.skip_analysis && !judged && self.analysis_due();
+
+        if self
+            .s
+            .pending_gate
+            .as_ref()
+            .is_some_and(|g| g.kind == WebhookKind::ConfirmPromotion)
+        {
+            // Promotion was decided; only its webhook holds it. Analysis goes on meanwhile: a
+            // failure still rolls back.
+            self.start_promotion();
+            if self.s.phase == Phase::Progressing && run_analysis {
+                self.effects.push(Effect::RunAnalysis);
+            }
+            return;
+        }
+        if fresh_pass && self.s.passed_checks >= stage.checks {
+            if self.advance(false) {
+                self.progress();
+            }
+            return;
+        }
+        if run_analysis {
             self.effects.push(Effect::RunAnalysis);
             return;
         }
-        if self.s.passed_checks >= stage.checks {
-            self.advance(false);
-        } else {
+        if self.s.passed_checks < stage.checks {
             self.s.message = Some(format!(
                 "{}: {} of {} checks passed",
                 stage.label, self.s.passed_checks, stage.checks
@@ -463,11 +591,13 @@ impl Engine<'_> {
         );
     }
 
-    /// The report answers the analysis asked for in this stage (not a stale one).
+    /// The report answers the analysis asked for in this stage: taken after the stage started,
+    /// once the check was due, and not in the future (a skewed clock must not pass a step).
     fn fresh_report(&self) -> Option<AnalysisReport> {
         let report = self.obs.analysis.as_ref()?;
         let started = self.s.step_started_at?;
-        (report.at >= started && self.analysis_due_at(report.at)).then(|| report.clone())
+        (report.at >= started && report.at <= self.now && self.analysis_due_at(report.at))
+            .then(|| report.clone())
     }
 
     fn analysis_due(&self) -> bool {
@@ -478,11 +608,12 @@ impl Engine<'_> {
         self.s.next_analysis_at.is_some_and(|due| t >= due)
     }
 
-    fn judge(&mut self, report: &AnalysisReport) {
+    fn judge(&mut self, report: &AnalysisReport) -> Verdict {
         self.s.last_verdicts = report.checks.clone();
         self.s.next_analysis_at = Some(report.at + self.interval());
         let a = &self.spec.analysis;
-        match report.verdict() {
+        let verdict = report.verdict();
+        match verdict {
             Verdict::Pass => {
                 self.s.passed_checks += 1;
                 self.s.consecutive_failures = 0;
@@ -505,6 +636,7 @@ impl Engine<'_> {
                 }
             }
             Verdict::Inconclusive => {
+                // Not a pass, and not a reason to forget earlier failures either.
                 self.s.consecutive_inconclusive += 1;
                 let why = summarize(report, Verdict::Inconclusive);
                 if self.s.consecutive_inconclusive >= a.inconclusive_limit.max(1) {
@@ -521,14 +653,17 @@ impl Engine<'_> {
                 }
             }
         }
+        verdict
     }
 
-    /// The current stage passed: move to the next one or to promotion.
-    fn advance(&mut self, forced: bool) {
-        if !forced && !schedule::window_open(self.spec.schedule.as_ref(), self.now) {
-            self.s.reason = Some(Reason::OutsideWindow);
-            self.s.message = Some("step passed; waiting for a schedule window to advance".into());
-            return;
+    /// The current stage passed: move to the next one (returns true; the caller starts it) or
+    /// to promotion. Unless `forced` (promote), only inside a schedule window.
+    fn advance(&mut self, forced: bool) -> bool {
+        if !forced && !self.window_open() {
+            self.s.message = Some(
+                "step passed; waiting for a schedule window and a fresh pass to advance".into(),
+            );
+            return false;
         }
         let last = self.s.step_index as usize + 1 >= self.stages.len();
         if last {
@@ -538,10 +673,10 @@ impl Engine<'_> {
                     Some(Reason::AwaitingPromotion),
                     "all steps passed; waiting for promote",
                 );
-                return;
+            } else {
+                self.start_promotion();
             }
-            self.start_promotion();
-            return;
+            return false;
         }
         self.s.step_index += 1;
         self.reset_step();
@@ -550,8 +685,7 @@ impl Engine<'_> {
             format!("advancing to step {}", self.s.step_index + 1),
             false,
         );
-        // Apply the next stage's traffic in the same step when its gates allow it.
-        self.progress();
+        true
     }
 
     fn start_promotion(&mut self) {
@@ -576,6 +710,24 @@ impl Engine<'_> {
         );
     }
 
+    /// Whether the schedule allows moving traffic now; if not, says so in the status.
+    fn window_open(&mut self) -> bool {
+        let Some(schedule) = &self.spec.schedule else {
+            return true;
+        };
+        let why = match schedule::Windows::parse(schedule) {
+            Ok(w) if w.contains(self.now) => return true,
+            Ok(_) => "waiting for a schedule window to move traffic".to_string(),
+            // Validation reports this; the engine must never move on a window it cannot read.
+            Err(e) => format!("schedule cannot be read ({e}); traffic does not move"),
+        };
+        if self.s.phase == Phase::Progressing {
+            self.s.reason = Some(Reason::OutsideWindow);
+        }
+        self.s.message = Some(why);
+        false
+    }
+
     // ------------------------------------------------------------------ gates
 
     /// Whether the gate of `kind` is open for the current stage; asks for it if not.
@@ -584,9 +736,9 @@ impl Engine<'_> {
         {
             return true;
         }
-        if let Some(answer) = self.obs.webhooks.iter().find(|a| a.kind == kind)
-            && self.s.pending_gate.as_ref().is_some_and(|p| p.kind == kind)
-        {
+        let asked = self.s.pending_gate.as_ref().is_some_and(|p| p.kind == kind);
+        // Only an answer to a question asked in this stage counts.
+        if asked && let Some(answer) = self.obs.webhooks.iter().find(|a| a.kind == kind) {
             if answer.passed {
                 self.s.pending_gate = None;
                 self.s.passed_gates.push(kind);
@@ -604,38 +756,53 @@ impl Engine<'_> {
                 );
                 return false;
             }
+            let changed = self
+                .s
+                .pending_gate
+                .as_ref()
+                .is_some_and(|p| p.last_error.as_ref() != Some(&answer.message));
             if let Some(p) = self.s.pending_gate.as_mut() {
                 p.last_error = Some(answer.message.clone());
             }
+            if changed {
+                self.event(
+                    "GateHeld",
+                    format!("{} webhooks said no: {}", kind.as_str(), answer.message),
+                    true,
+                );
+            }
+            self.hold_at_gate(kind);
+            // Asked again on the next tick, not in this one: the executor would loop on it.
+            return false;
         }
-        if self.s.pending_gate.as_ref().is_none_or(|p| p.kind != kind) {
+        if !asked {
             self.s.pending_gate = Some(PendingGate {
                 kind,
                 since: self.now,
                 last_error: None,
             });
         }
+        self.hold_at_gate(kind);
+        let call = Effect::CallWebhooks(kind);
+        if !self.effects.contains(&call) {
+            self.effects.push(call);
+        }
+        false
+    }
+
+    fn hold_at_gate(&mut self, kind: WebhookKind) {
         if self.s.phase == Phase::Progressing {
             self.s.reason = Some(Reason::AwaitingWebhook);
         }
         self.s.message = Some(format!("waiting for {} webhooks", kind.as_str()));
-        self.effects.push(Effect::CallWebhooks(kind));
-        false
     }
 
     // ------------------------------------------------------------------ paused / promoting
 
     fn paused(&mut self) {
         // A paused rollout holds its traffic, but never on a canary that stopped being ready.
-        if !self.obs.canary_ready && (self.s.canary_weight > 0 || self.s.step_started_at.is_some())
-        {
-            self.apply(TrafficPlan::stable_only());
-            self.s.step_started_at = None;
-            self.event(
-                "CanaryNotReady",
-                "canary not ready: traffic back to stable".into(),
-                true,
-            );
+        if !self.obs.canary_ready {
+            self.canary_unready();
         }
         if self.s.reason == Some(Reason::AwaitingWebhook) {
             self.start_promotion();
@@ -648,8 +815,13 @@ impl Engine<'_> {
             && self.obs.stable_running.is_some()
             && self.obs.stable_running == rev;
         if !done {
-            if !self.obs.canary_ready && self.s.canary_weight > 0 {
+            if !self.obs.canary_ready && self.canary_live() {
                 self.apply(TrafficPlan::stable_only());
+                self.event(
+                    "CanaryNotReady",
+                    "canary not ready during promotion: traffic to stable".into(),
+                    true,
+                );
             }
             self.s.reason = Some(Reason::WaitingForReady);
             self.s.message = Some("waiting for stable to run the new revision".into());
@@ -672,6 +844,20 @@ impl Engine<'_> {
         );
     }
 
+    /// The canary is not ready: take every request (routed or mirrored) off it, and make the
+    /// current stage start again once it is.
+    fn canary_unready(&mut self) {
+        if self.canary_live() || self.s.step_started_at.is_some() {
+            self.apply(TrafficPlan::stable_only());
+            self.event(
+                "CanaryNotReady",
+                "canary not ready: traffic back to stable".into(),
+                true,
+            );
+        }
+        self.s.step_started_at = None;
+    }
+
     fn rollback(&mut self, reason: Reason, message: String) {
         self.apply(TrafficPlan::stable_only());
         self.effects.push(Effect::ScaleDownCanary);
@@ -688,8 +874,15 @@ impl Engine<'_> {
 
     // ------------------------------------------------------------------ helpers
 
+    /// Whether the applied plan may send requests to the canary. `canary_weight` covers
+    /// statuses written before `canary_traffic` existed.
+    fn canary_live(&self) -> bool {
+        self.s.canary_traffic || self.s.canary_weight > 0
+    }
+
     fn apply(&mut self, plan: TrafficPlan) {
         self.s.canary_weight = plan.canary_weight();
+        self.s.canary_traffic = plan.touches_canary();
         // Only the latest plan matters; drop an earlier one from this same step.
         self.effects
             .retain(|e| !matches!(e, Effect::ApplyTraffic(_)));
