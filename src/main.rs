@@ -1,5 +1,7 @@
 //! The `sluice` command line.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -21,20 +23,14 @@ enum Cmd {
     Crd,
     /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
     /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
-    Analyze {
-        file: std::path::PathBuf,
-        /// Prometheus to ask instead of each rollout's provider address.
-        #[arg(long)]
-        prometheus: Option<String>,
-        /// Scrape interval of that Prometheus (sets the judge's step and rate windows).
-        #[arg(long, default_value = "15s", value_parser = parse_duration)]
-        scrape_interval: std::time::Duration,
-    },
-    /// Benchmarks and simulations.
-    Bench {
-        #[command(subcommand)]
-        what: BenchCmd,
-    },
+    Analyze(cli::analysis::AnalyzeArgs),
+    /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
+    EnvoyBootstrap(cli::envoy::BootstrapArgs),
+    /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
+    DemoApp(cli::envoy::DemoAppArgs),
+    /// Benchmarks against real processes.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Check Rollout files (every document, every problem); exit 1 when any is invalid.
     Validate {
         /// Files, or directories searched recursively for *.yaml / *.yml.
@@ -53,20 +49,10 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// Simulate the error-rate judges: false positives on A/A traffic, requests to detect 1% → 2%.
-    Judge {
-        #[arg(long, default_value_t = 1000)]
-        runs: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Allowed relative degradation of the error rate (0.1 = 10% worse is tolerated).
-        #[arg(long, default_value_t = 0.1)]
-        margin: f64,
-    },
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    sluice::duration::parse(s)
+    /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
+    RouteApply(cli::envoy::RouteApplyArgs),
+    /// Simulate the error-rate judges: false Fails on A/A traffic, requests to detect 1% → 2%.
+    Judge(cli::analysis::BenchJudgeArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -79,6 +65,8 @@ enum PlanOutput {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Cmd::Crd => {
             use kube::CustomResourceExt;
@@ -95,49 +83,31 @@ fn main() -> ExitCode {
         }
         Cmd::Validate { files } => validate(&files),
         Cmd::Plan { file, output } => plan(&file, output),
-        Cmd::Analyze {
-            file,
-            prometheus,
-            scrape_interval,
-        } => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let mut out = std::io::stdout().lock();
-            match rt.block_on(sluice::analysis::cli::analyze(
-                &file,
-                prometheus,
-                scrape_interval,
-                &mut out,
-            )) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Cmd::Bench {
-            what: BenchCmd::Judge { runs, seed, margin },
-        } => match sluice::analysis::cli::bench_judge(
-            runs,
-            seed,
-            margin,
-            &mut std::io::stdout().lock(),
-        ) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Cmd::Analyze(args) => cli::analysis::analyze(args),
+        Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
+        Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
+        Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
+        Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
+            cli::envoy::bench_route_apply(&args).await
+        })),
     }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// Problems go to stdout, one per line (`<file>: <path>: <message>`), for editors and CI logs.

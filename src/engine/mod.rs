@@ -29,6 +29,7 @@
 
 mod stages;
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases are tuples, read row by row
 mod tests;
 
 use chrono::{DateTime, Duration, Utc};

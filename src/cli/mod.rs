@@ -1,0 +1,4 @@
+//! Subcommand implementations; `main.rs` only parses and dispatches.
+
+pub mod analysis;
+pub mod envoy;
