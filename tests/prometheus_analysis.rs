@@ -359,6 +359,32 @@ async fn verdicts_against_a_real_prometheus() {
     );
     assert!(text.contains("  p99-ok: Pass"), "{text}");
 
+    // The standalone example (rollouts/analysis/standalone-web.yaml), pointed at this Prometheus:
+    // its rollout `web` reads the same clusters.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rollouts/analysis/standalone-web.yaml");
+    let mut out = Vec::new();
+    sluice::analysis::cli::analyze(
+        &example,
+        Some(prom.url().to_string()),
+        Duration::from_secs(1),
+        &mut out,
+    )
+    .await
+    .expect("analyze the example");
+    let text = String::from_utf8_lossy(&out);
+    eprintln!("{text}");
+    for expected in [
+        "  success-rate: Fail\n    reason:    success rate 95% < min 99",
+        "  latency-p99: Pass\n    reason:    p99 duration 475 ms <= max 500",
+        "  errors-vs-stable: Fail",
+        "  upstream-resets: Pass",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    // Its 2-minute comparison has not got enough history yet: never a Pass.
+    assert!(!text.contains("  latency-vs-stable: Pass"), "{text}");
+
     // Prometheus gone: Inconclusive with the reason, never Pass.
     prom.stop();
     let checks = analyzer.analyze(&web, Utc::now()).await;
