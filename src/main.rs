@@ -15,6 +15,18 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log format: `human` (default) or `json` (one object per line). Level via RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "SLUICE_LOG_FORMAT"
+    )]
+    log_format: sluice::telemetry::LogFormat,
+    /// Global notification sinks (see docs/observability.md).
+    #[command(flatten)]
+    notify: sluice::notify::NotifyArgs,
 }
 
 #[derive(Subcommand)]
@@ -24,6 +36,8 @@ enum Cmd {
     /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
     /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
     Analyze(cli::analysis::AnalyzeArgs),
+    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
+    Controller(sluice::k8s::controller::Args),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
     /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
@@ -42,8 +56,8 @@ enum Cmd {
         file: std::path::PathBuf,
         /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
         /// (a YAML stream); json: steps, traffic plans and VirtualServices.
-        #[arg(short, long, value_enum, default_value_t = PlanOutput::Table)]
-        output: PlanOutput,
+        #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
+        output: cli::plan::Output,
     },
 }
 
@@ -55,19 +69,16 @@ enum BenchCmd {
     Judge(cli::analysis::BenchJudgeArgs),
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PlanOutput {
-    Table,
-    #[value(name = "virtualservice", alias = "vs")]
-    VirtualService,
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = sluice::telemetry::logging::init(cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
@@ -81,8 +92,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Validate { files } => validate(&files),
-        Cmd::Plan { file, output } => plan(&file, output),
+        Cmd::Validate { files } => cli::plan::validate(&files),
+        Cmd::Plan { file, output } => cli::plan::plan(&file, output),
         Cmd::Analyze(args) => cli::analysis::analyze(args),
         Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
         Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
@@ -108,62 +119,4 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow
         .enable_all()
         .build()?
         .block_on(f)
-}
-
-/// Problems go to stdout, one per line (`<file>: <path>: <message>`), for editors and CI logs.
-fn validate(files: &[std::path::PathBuf]) -> ExitCode {
-    match sluice::validate::load_files(files) {
-        Ok(rollouts) => {
-            eprintln!("ok: {} rollout(s) valid", rollouts.len());
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for p in &problems {
-                println!("{p}");
-            }
-            eprintln!("{} problem(s) found", problems.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn plan(file: &std::path::Path, output: PlanOutput) -> ExitCode {
-    let rollouts = match sluice::validate::load_file(file) {
-        Ok(r) => r,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{p}");
-            }
-            return ExitCode::FAILURE;
-        }
-    };
-    let rendered: Result<String, String> = match output {
-        PlanOutput::Table => Ok(rollouts
-            .iter()
-            .map(sluice::plan::table)
-            .collect::<Vec<_>>()
-            .join("\n")),
-        PlanOutput::VirtualService => rollouts
-            .iter()
-            .map(sluice::plan::virtual_services)
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.concat())
-            .map_err(|e| e.to_string()),
-        PlanOutput::Json => {
-            let all: Vec<_> = rollouts.iter().map(sluice::plan::json).collect();
-            serde_json::to_string_pretty(&all)
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string())
-        }
-    };
-    match rendered {
-        Ok(s) => {
-            print!("{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
 }

@@ -2,3 +2,5 @@
 
 pub mod analysis;
 pub mod envoy;
+pub mod kube;
+pub mod plan;
