@@ -27,6 +27,8 @@
 //! - an Inconclusive or missing check never counts as a pass;
 //! - `step_index` stays within the stages, and the engine never panics.
 
+#[cfg(test)]
+mod props;
 mod stages;
 #[cfg(test)]
 mod tests;
@@ -367,8 +369,11 @@ impl Engine<'_> {
             }
             Command::Resume => {
                 self.s.consecutive_inconclusive = 0;
-                // Check right away instead of waiting a full interval.
-                self.s.next_analysis_at = Some(self.now);
+                // Check right away instead of waiting a full interval. Not with skipAnalysis:
+                // there the timer is the check, and resuming is no evidence.
+                if !self.spec.skip_analysis {
+                    self.s.next_analysis_at = Some(self.now);
+                }
                 self.transition(Phase::Progressing, None, "resumed by user");
             }
             Command::Abort => {

@@ -1460,3 +1460,16 @@ fn commands_parse_and_print() {
     }
     assert!("promot".parse::<Command>().unwrap_err().contains("promote"));
 }
+
+/// Regression (found by the property tests): with `skipAnalysis`, resume made the timer due at
+/// once, so pause + resume passed a step without waiting an interval.
+#[test]
+fn regression_skip_analysis_resume_is_not_a_pass() {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.skip_analysis = true;
+    let mut sim = Sim::new(spec);
+    sim.tick().cmd(Command::Pause).cmd(Command::Resume);
+    assert_eq!((sim.s.step_index, sim.s.passed_checks), (0, 0));
+    sim.wait(30);
+    assert_eq!(sim.s.step_index, 1);
+}
