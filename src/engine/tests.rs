@@ -363,7 +363,9 @@ fn canary_walks_steps_and_promotes() {
 #[test]
 fn strategies_walk_their_stages() {
     let m = vec![beta_match()];
-    let cases: Vec<(&str, RolloutSpec, Vec<(TrafficPlan, u32)>)> = vec![
+    /// (name, spec, each stage's traffic and passes needed)
+    type Case = (&'static str, RolloutSpec, Vec<(TrafficPlan, u32)>);
+    let cases: Vec<Case> = vec![
         (
             "canary steps",
             canary_spec(&[10, 25, 50]),
@@ -500,7 +502,8 @@ fn failures_roll_back_and_inconclusive_pauses() {
 #[test]
 fn limits() {
     use Verdict::*;
-    let cases: &[(u32, u32, &[Verdict], Phase, Option<Reason>, u32)] = &[
+    type Case = (u32, u32, &'static [Verdict], Phase, Option<Reason>, u32);
+    let cases: &[Case] = &[
         // (failureLimit, inconclusiveLimit, verdicts, phase, reason, step_index)
         (
             1,
@@ -668,7 +671,9 @@ fn berlin_spec() -> RolloutSpec {
 #[test]
 fn windows_gate_stage_starts_and_advances() {
     // (schedule, time zone, start time, traffic moves at start)
-    let cases: &[(&str, Option<&str>, (u32, u32), bool)] = &[
+    /// (window, time zone, UTC (hour, minute), traffic moves)
+    type Case = (&'static str, Option<&'static str>, (u32, u32), bool);
+    let cases: &[Case] = &[
         ("* 9-16 * * Mon-Fri", Some("Europe/Berlin"), (10, 0), true),
         // 16:30 UTC is 17:30 in Berlin: closed, although 16:30 is inside "9-16" in UTC.
         ("* 9-16 * * Mon-Fri", Some("Europe/Berlin"), (16, 30), false),
