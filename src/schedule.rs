@@ -31,8 +31,17 @@ pub fn parse_window(expr: &str) -> Result<cron::Schedule, String> {
             ));
         }
     };
-    cron::Schedule::from_str(&normalized)
-        .map_err(|e| format!("invalid cron expression {expr:?}: {e}"))
+    cron::Schedule::from_str(&normalized).map_err(|e| {
+        // The cron crate's message repeats the (normalized) expression with a caret line; its
+        // last line is the reason.
+        let text = e.to_string();
+        let reason = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        format!("invalid cron expression {expr:?}: {}", reason.trim())
+    })
 }
 
 pub fn parse_time_zone(name: &str) -> Result<Tz, String> {

@@ -1,0 +1,643 @@
+//! Rules the schema cannot express: "exactly one of", ordering, ranges, and values that must
+//! parse (durations, cron windows, regexes, URLs, query templates). Each rule reports the field
+//! path it is about; all rules run, so a user sees every problem at once.
+
+use std::collections::BTreeMap;
+
+use crate::spec::{
+    Analysis, CanaryStrategy, HttpMatch, Metric, Rollout, RolloutSpec, Schedule, StringMatch,
+};
+
+use super::FieldPath;
+
+/// Collected problems: (path, message).
+#[derive(Default)]
+pub struct Findings(pub Vec<(String, String)>);
+
+impl Findings {
+    fn add(&mut self, path: &FieldPath, message: impl Into<String>) {
+        self.0.push((path.to_string(), message.into()));
+    }
+}
+
+/// Longest rollout name: sluice creates `<name>-primary` / `<name>-canary` Services, whose
+/// names must be DNS-1035 labels of at most 63 characters.
+pub const MAX_NAME_LEN: usize = 63 - "-primary".len();
+
+pub fn check_rollout(r: &Rollout, f: &mut Findings) {
+    let meta = FieldPath::root("metadata");
+    match r.metadata.name.as_deref() {
+        None | Some("") => f.add(&meta.field("name"), "required field is missing"),
+        Some(name) => {
+            if let Err(e) = dns_label(name, MAX_NAME_LEN) {
+                f.add(&meta.field("name"), e);
+            }
+        }
+    }
+    if let Some(ns) = r.metadata.namespace.as_deref()
+        && let Err(e) = dns_label(ns, 63)
+    {
+        f.add(&meta.field("namespace"), e);
+    }
+    check_spec(&r.spec, f);
+}
+
+fn check_spec(s: &RolloutSpec, f: &mut Findings) {
+    let spec = FieldPath::root("spec");
+    match (&s.target_ref, &s.upstreams) {
+        (Some(_), Some(_)) => f.add(
+            &spec,
+            "both `targetRef` and `upstreams` are set; set exactly one (targetRef on Kubernetes, \
+             upstreams standalone)",
+        ),
+        (None, None) => f.add(
+            &spec,
+            "no target: set `targetRef` (Kubernetes) or `upstreams` (standalone)",
+        ),
+        _ => {}
+    }
+    if let Some(t) = &s.target_ref {
+        let p = spec.field("targetRef");
+        if t.api_version != "apps/v1" {
+            f.add(
+                &p.field("apiVersion"),
+                format!("`{}` is not supported; use apps/v1", t.api_version),
+            );
+        }
+        if t.kind != "Deployment" {
+            f.add(
+                &p.field("kind"),
+                format!("`{}` is not supported; use Deployment", t.kind),
+            );
+        }
+        if let Err(e) = dns_label(&t.name, 253) {
+            f.add(&p.field("name"), e);
+        }
+    }
+    if let Some(u) = &s.upstreams {
+        let p = spec.field("upstreams");
+        for (field, addr) in [("stable", &u.stable), ("canary", &u.canary)] {
+            if let Err(e) = host_port(addr) {
+                f.add(&p.field(field), e);
+            }
+        }
+    }
+    if let Some(rev) = &s.revision
+        && rev.trim().is_empty()
+    {
+        f.add(&spec.field("revision"), "must not be empty");
+    }
+
+    let svc = spec.field("service");
+    if s.service.port == 0 {
+        f.add(&svc.field("port"), "port must be between 1 and 65535");
+    }
+    for (field, list) in [
+        ("hosts", &s.service.hosts),
+        ("gateways", &s.service.gateways),
+    ] {
+        for (i, h) in list.iter().enumerate() {
+            if h.trim().is_empty() || h.chars().any(char::is_whitespace) {
+                f.add(
+                    &svc.field(field).index(i),
+                    format!("{h:?} is not a valid name"),
+                );
+            }
+        }
+    }
+
+    check_strategy(s, &spec.field("strategy"), f);
+    check_analysis(&s.analysis, &spec.field("analysis"), f);
+    if let Some(sched) = &s.schedule {
+        check_schedule(sched, &spec.field("schedule"), f);
+    }
+    check_webhooks(s, &spec.field("webhooks"), f);
+    for (i, n) in s.notifications.iter().enumerate() {
+        if n.url_from_env.is_some() == n.url_from_file.is_some() {
+            f.add(
+                &spec.field("notifications").index(i),
+                "set exactly one of `urlFromEnv` or `urlFromFile`",
+            );
+        }
+    }
+}
+
+fn check_strategy(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
+    let st = &s.strategy;
+    let set: Vec<&str> = [
+        ("canary", st.canary.is_some()),
+        ("darkLaunch", st.dark_launch.is_some()),
+        ("abTest", st.ab_test.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(n, on)| on.then_some(n))
+    .collect();
+    match set.len() {
+        0 => f.add(
+            p,
+            "no strategy: set exactly one of `canary`, `darkLaunch`, `abTest`",
+        ),
+        1 => {}
+        _ => f.add(
+            p,
+            format!(
+                "{} are set; set exactly one of `canary`, `darkLaunch`, `abTest`",
+                set.join(" and ")
+            ),
+        ),
+    }
+    if let Some(c) = &st.canary {
+        check_canary(c, &p.field("canary"), f);
+    }
+    if let Some(d) = &st.dark_launch {
+        let dp = p.field("darkLaunch");
+        check_matches(&d.matches, &dp.field("match"), f);
+        if let Some(m) = d.mirror_percent
+            && m > 100
+        {
+            f.add(
+                &dp.field("mirrorPercent"),
+                format!("{m} is outside 0..100 (percent)"),
+            );
+        }
+        check_iterations(d.iterations, &dp.field("iterations"), f);
+        if let Some(c) = &d.then_canary {
+            check_canary(c, &dp.field("thenCanary"), f);
+        }
+    }
+    if let Some(ab) = &st.ab_test {
+        let ap = p.field("abTest");
+        check_matches(&ab.matches, &ap.field("match"), f);
+        check_iterations(ab.iterations, &ap.field("iterations"), f);
+    }
+}
+
+fn check_iterations(n: u32, p: &FieldPath, f: &mut Findings) {
+    if n == 0 {
+        f.add(
+            p,
+            "must be at least 1 (passing analysis checks before the stage ends)",
+        );
+    }
+}
+
+fn check_canary(c: &CanaryStrategy, p: &FieldPath, f: &mut Findings) {
+    match (&c.steps, c.step_weight) {
+        (Some(_), Some(_)) => f.add(
+            p,
+            "set either `steps` or `stepWeight` (with `maxWeight`), not both",
+        ),
+        (None, None) if c.max_weight.is_some() => {
+            f.add(&p.field("maxWeight"), "`maxWeight` needs `stepWeight`");
+        }
+        (None, None) => {
+            f.add(
+                p,
+                "set `steps` (e.g. [10, 25, 50]) or `stepWeight` and `maxWeight`",
+            );
+        }
+        (Some(steps), None) => {
+            let sp = p.field("steps");
+            if steps.is_empty() {
+                f.add(&sp, "needs at least one weight");
+            }
+            if c.max_weight.is_some() {
+                f.add(
+                    &p.field("maxWeight"),
+                    "`maxWeight` applies to `stepWeight`; with `steps` the last step is the maximum",
+                );
+            }
+            let mut prev: Option<u32> = None;
+            for (i, &w) in steps.iter().enumerate() {
+                if !(1..=100).contains(&w) {
+                    f.add(
+                        &sp.index(i),
+                        format!("weight {w} is outside 1..100 (percent of traffic to the canary)"),
+                    );
+                } else if let Some(prev) = prev
+                    && w <= prev
+                {
+                    f.add(
+                        &sp.index(i),
+                        format!(
+                            "weight {w} must be greater than the previous step ({prev}); \
+                             steps must strictly increase"
+                        ),
+                    );
+                }
+                prev = Some(prev.map_or(w, |p| p.max(w)));
+            }
+        }
+        (None, Some(step)) => {
+            if !(1..=100).contains(&step) {
+                f.add(
+                    &p.field("stepWeight"),
+                    format!("weight {step} is outside 1..100"),
+                );
+            }
+            match c.max_weight {
+                Some(max) if !(1..=100).contains(&max) => {
+                    f.add(
+                        &p.field("maxWeight"),
+                        format!("weight {max} is outside 1..100"),
+                    );
+                }
+                Some(max) if max < step => f.add(
+                    &p.field("maxWeight"),
+                    format!("maxWeight {max} is below stepWeight {step}: no step would run"),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn check_matches(matches: &[HttpMatch], p: &FieldPath, f: &mut Findings) {
+    if matches.is_empty() {
+        f.add(
+            p,
+            "needs at least one match (e.g. headers: {x-user: {exact: beta}})",
+        );
+    }
+    for (i, m) in matches.iter().enumerate() {
+        let mp = p.index(i).field("headers");
+        if m.headers.is_empty() {
+            // An empty match selects every request: the whole service would go to the canary.
+            f.add(
+                &mp,
+                "needs at least one header; an empty match selects every request",
+            );
+        }
+        for (name, sm) in &m.headers {
+            let hp = mp.field(name);
+            if !valid_header_name(name) {
+                f.add(
+                    &hp,
+                    format!(
+                        "header name {name:?} must be lowercase letters, digits and `-` \
+                         (Istio requires lowercase header names)"
+                    ),
+                );
+            }
+            check_string_match(sm, &hp, f);
+        }
+    }
+}
+
+fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
+    let set: Vec<(&str, &String)> = [
+        ("exact", sm.exact.as_ref()),
+        ("prefix", sm.prefix.as_ref()),
+        ("regex", sm.regex.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    if set.len() != 1 {
+        let found = if set.is_empty() {
+            "none is set".to_string()
+        } else {
+            format!(
+                "found {}",
+                set.iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        };
+        f.add(
+            p,
+            format!("set exactly one of `exact`, `prefix`, `regex`; {found}"),
+        );
+    }
+    for (k, v) in set {
+        if v.is_empty() {
+            f.add(&p.field(k), "must not be empty");
+        }
+    }
+    if let Some(re) = &sm.regex
+        && !re.is_empty()
+        && let Err(e) = regex::Regex::new(re)
+    {
+        f.add(
+            &p.field("regex"),
+            format!("invalid regex: {}", regex_reason(&e)),
+        );
+    }
+}
+
+fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
+    check_duration(&a.interval, &p.field("interval"), true, f);
+    if a.failure_limit == 0 {
+        f.add(&p.field("failureLimit"), "must be at least 1");
+    }
+    if a.inconclusive_limit == 0 {
+        f.add(&p.field("inconclusiveLimit"), "must be at least 1");
+    }
+    if let Some(prov) = &a.provider {
+        let pp = p.field("provider").field("prometheus");
+        let prom = &prov.prometheus;
+        if let Err(e) = http_url(&prom.address) {
+            f.add(&pp.field("address"), e);
+        }
+        if let Some(t) = &prom.timeout {
+            check_duration(t, &pp.field("timeout"), true, f);
+        }
+        if prom.bearer_token_file.is_some() && prom.basic_auth.is_some() {
+            f.add(&pp, "set at most one of `bearerTokenFile` and `basicAuth`");
+        }
+        if let Some(path) = &prom.bearer_token_file
+            && path.trim().is_empty()
+        {
+            f.add(&pp.field("bearerTokenFile"), "must not be empty");
+        }
+        if let Some(b) = &prom.basic_auth {
+            if b.username.is_empty() {
+                f.add(
+                    &pp.field("basicAuth").field("username"),
+                    "must not be empty",
+                );
+            }
+            if b.password_file.trim().is_empty() {
+                f.add(
+                    &pp.field("basicAuth").field("passwordFile"),
+                    "must not be empty",
+                );
+            }
+        }
+        for name in prom.headers.keys() {
+            let hp = pp.field("headers").field(name);
+            if name.eq_ignore_ascii_case("authorization") {
+                // Secrets stay out of specs (and so out of status, logs and the UI).
+                f.add(
+                    &hp,
+                    "credentials must not be inline; use `bearerTokenFile` or `basicAuth`",
+                );
+            } else if !is_token(name) {
+                f.add(&hp, format!("{name:?} is not a valid HTTP header name"));
+            }
+        }
+    }
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, m) in a.metrics.iter().enumerate() {
+        let mp = p.field("metrics").index(i);
+        if m.name.trim().is_empty() {
+            f.add(&mp.field("name"), "must not be empty");
+        } else if let Some(first) = seen.get(m.name.as_str()) {
+            f.add(
+                &mp.field("name"),
+                format!("duplicate metric name `{}` (also metrics[{first}])", m.name),
+            );
+        } else {
+            seen.insert(&m.name, i);
+        }
+        check_metric(m, &mp, f);
+    }
+}
+
+fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
+    match (&m.builtin, &m.query) {
+        (Some(_), Some(_)) => f.add(p, "set exactly one of `builtin` or `query`, not both"),
+        (None, None) => f.add(p, "set exactly one of `builtin` or `query`"),
+        _ => {}
+    }
+    if let Some(q) = &m.query {
+        if q.trim().is_empty() {
+            f.add(&p.field("query"), "must not be empty");
+        } else if let Err(e) = crate::template::variables(q) {
+            f.add(&p.field("query"), e);
+        }
+    }
+    let tp = p.field("thresholds");
+    let (min, max) = (m.thresholds.min, m.thresholds.max);
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo > hi
+    {
+        f.add(
+            &tp,
+            format!("min {lo} is greater than max {hi}: no value could pass"),
+        );
+    }
+    if m.builtin == Some(crate::spec::BuiltinMetric::RequestSuccessRate) {
+        for (k, v) in [("min", min), ("max", max)] {
+            if let Some(v) = v
+                && !(0.0..=100.0).contains(&v)
+            {
+                f.add(
+                    &tp.field(k),
+                    format!("{v} is outside 0..100 (the success rate is a percentage)"),
+                );
+            }
+        }
+    }
+    if min.is_none() && max.is_none() && m.compare.is_none() {
+        // A check without a limit always passes: that is no check at all.
+        f.add(
+            &tp,
+            "set `min`, `max` (or `compare`): a metric without limits cannot fail",
+        );
+    }
+    if let Some(n) = m.min_requests
+        && n < 0.0
+    {
+        f.add(&p.field("minRequests"), format!("{n} must not be negative"));
+    }
+    if let Some(i) = &m.interval {
+        check_duration(i, &p.field("interval"), true, f);
+    }
+    if let Some(c) = &m.compare {
+        let cp = p.field("compare");
+        if !(0.0..=1.0).contains(&c.margin) {
+            f.add(
+                &cp.field("margin"),
+                format!(
+                    "{} is outside 0..1 (relative degradation, 0.1 = 10%)",
+                    c.margin
+                ),
+            );
+        }
+        if !(0.5..1.0).contains(&c.confidence) {
+            f.add(
+                &cp.field("confidence"),
+                format!(
+                    "{} must be at least 0.5 and below 1 (e.g. 0.95)",
+                    c.confidence
+                ),
+            );
+        }
+    }
+}
+
+fn check_schedule(s: &Schedule, p: &FieldPath, f: &mut Findings) {
+    if s.windows.is_empty() {
+        f.add(
+            &p.field("windows"),
+            "needs at least one window (or remove `schedule` to allow any time)",
+        );
+    }
+    for (i, w) in s.windows.iter().enumerate() {
+        if let Err(e) = crate::schedule::parse_window(w) {
+            f.add(&p.field("windows").index(i), e);
+        }
+    }
+    if let Some(tz) = &s.time_zone
+        && let Err(e) = crate::schedule::parse_time_zone(tz)
+    {
+        f.add(&p.field("timeZone"), e);
+    }
+}
+
+fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, w) in s.webhooks.iter().enumerate() {
+        let wp = p.index(i);
+        if w.name.trim().is_empty() {
+            f.add(&wp.field("name"), "must not be empty");
+        } else if let Some(first) = seen.get(w.name.as_str()) {
+            f.add(
+                &wp.field("name"),
+                format!(
+                    "duplicate webhook name `{}` (also webhooks[{first}])",
+                    w.name
+                ),
+            );
+        } else {
+            seen.insert(&w.name, i);
+        }
+        if let Err(e) = http_url(&w.url) {
+            f.add(&wp.field("url"), e);
+        }
+        if let Some(t) = &w.timeout {
+            check_duration(t, &wp.field("timeout"), true, f);
+        }
+    }
+}
+
+fn check_duration(s: &str, p: &FieldPath, positive: bool, f: &mut Findings) {
+    match crate::duration::parse(s) {
+        Err(e) => f.add(p, e),
+        Ok(d) if positive && d.is_zero() => f.add(p, "must be longer than 0s"),
+        Ok(_) => {}
+    }
+}
+
+/// An absolute http(s) URL with a host.
+fn http_url(s: &str) -> Result<(), String> {
+    let u = url::Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!(
+            "URL {s:?} must use http or https, not {}",
+            u.scheme()
+        ));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err(format!("URL {s:?} has no host"));
+    }
+    Ok(())
+}
+
+/// `host:port`, where host is a name, an IPv4 address or a bracketed IPv6 address.
+pub fn host_port(s: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{s:?} is not a host:port address ({why})"));
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return bad("missing :port");
+    };
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => return bad("port must be 1..65535"),
+        Ok(_) => {}
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => bad("invalid IPv6 address"),
+        };
+    }
+    if host.is_empty() {
+        return bad("missing host");
+    }
+    let name_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    if !name_ok {
+        return bad("invalid host name");
+    }
+    Ok(())
+}
+
+/// A DNS-1123 label: lowercase letters, digits and `-`, starting and ending alphanumeric.
+fn dns_label(s: &str, max: usize) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} must be at most {max} lowercase letters, digits or `-`, starting and ending \
+             with a letter or digit"
+        ))
+    }
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// An HTTP token (RFC 9110 field name).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+/// The regex crate repeats the pattern with a caret line; the last line is the reason.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    last.trim().trim_start_matches("error: ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        for ok in ["127.0.0.1:9081", "reviews:9080", "[::1]:80", "a.b-c.d:1"] {
+            assert!(host_port(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1",
+            ":80",
+            "host:0",
+            "host:70000",
+            "[zz]:80",
+            "a b:80",
+            "-a:1",
+        ] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert!(http_url("http://prometheus:9090").is_ok());
+        assert!(http_url("ftp://x").is_err());
+        assert!(http_url("prometheus:9090").is_err());
+        assert!(http_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! deploy/crds/rollout.yaml is generated from the Rust types; it must not drift.
+
+use kube::CustomResourceExt;
+
+#[test]
+fn checked_in_crd_matches_the_types() {
+    let generated = serde_yaml::to_string(&sluice::spec::Rollout::crd()).expect("serialize CRD");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/rollout.yaml");
+    let checked_in = std::fs::read_to_string(&path).expect("read deploy/crds/rollout.yaml");
+    assert!(
+        checked_in == generated,
+        "deploy/crds/rollout.yaml is out of date with src/spec.rs; regenerate it with\n\n    \
+         cargo run -- crd > deploy/crds/rollout.yaml\n\nand commit the result"
+    );
+}
+
+#[test]
+fn crd_has_the_promised_shape() {
+    let crd = sluice::spec::Rollout::crd();
+    assert_eq!(crd.metadata.name.as_deref(), Some("rollouts.sluice.dev"));
+    assert_eq!(crd.spec.names.short_names, Some(vec!["sro".to_string()]));
+    let v = &crd.spec.versions[0];
+    assert!(
+        v.subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let columns: Vec<&str> = v
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(columns, ["Phase", "Step", "Canary Weight", "Age"]);
+}
