@@ -861,6 +861,17 @@ impl Engine<'_> {
             );
         }
         self.s.step_started_at = None;
+        // The stage starts again from zero passes, so a promotion decided on its earlier
+        // passes no longer stands (a person's `promote`, awaited while paused, does).
+        if self.s.phase == Phase::Progressing
+            && self
+                .s
+                .pending_gate
+                .as_ref()
+                .is_some_and(|g| g.kind == WebhookKind::ConfirmPromotion)
+        {
+            self.s.pending_gate = None;
+        }
     }
 
     fn rollback(&mut self, reason: Reason, message: String) {

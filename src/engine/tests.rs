@@ -1478,3 +1478,31 @@ fn regression_skip_analysis_resume_is_not_a_pass() {
     sim.wait(30);
     assert_eq!(sim.s.step_index, 1);
 }
+
+/// Regression: the canary blipped while confirm-promotion was pending; the stage restarted
+/// from zero passes, yet the old promotion decision stood and the next "yes" promoted.
+#[test]
+fn regression_readiness_blip_cancels_a_pending_promotion_decision() {
+    let spec = with_hooks(canary_spec(&[10, 50]), &[WebhookKind::ConfirmPromotion]);
+    let mut sim = Sim::new(spec);
+    sim.tick().pass().pass();
+    assert_eq!(
+        sim.s.pending_gate.as_ref().map(|g| g.kind),
+        Some(WebhookKind::ConfirmPromotion)
+    );
+    sim.canary_ready = false;
+    sim.wait(1);
+    sim.canary_ready = true;
+    sim.wait(1);
+    assert_eq!(sim.weight(), 50, "the stage started again");
+    sim.gate(WebhookKind::ConfirmPromotion, true);
+    assert_eq!(
+        sim.s.phase,
+        Phase::Progressing,
+        "promoted without a fresh pass"
+    );
+    sim.pass();
+    assert!(sim.has(&Effect::CallWebhooks(WebhookKind::ConfirmPromotion)));
+    sim.gate(WebhookKind::ConfirmPromotion, true);
+    assert_eq!(sim.s.phase, Phase::Promoting);
+}
