@@ -152,6 +152,8 @@ struct World {
     plan: TrafficPlan,
     /// The canary got a request since the current rollout began.
     canary_touched: bool,
+    /// A `promote` was accepted since the current rollout began.
+    promote_accepted: bool,
 }
 
 fn open_at(spec: &RolloutSpec, now: DateTime<Utc>) -> bool {
@@ -273,6 +275,45 @@ fn check_step(
     if s.reason == Some(Reason::AwaitingPromotion) {
         prop_assert!(spec.promotion.manual);
     }
+    // Promotion: with `promotion.manual` only after a person's promote; otherwise on a fresh
+    // pass inside a window, or on the "yes" of the confirm-promotion webhook it waited for.
+    if promoted {
+        w.promote_accepted = true;
+    }
+    if s.phase == Phase::Promoting && prev.phase != Phase::Promoting {
+        let skip_tick = spec.skip_analysis && prev.next_analysis_at.is_some_and(|d| now >= d);
+        let gate_yes = prev
+            .pending_gate
+            .as_ref()
+            .is_some_and(|g| g.kind == WebhookKind::ConfirmPromotion)
+            && obs
+                .webhooks
+                .iter()
+                .any(|a| a.kind == WebhookKind::ConfirmPromotion && a.passed)
+            // ...and the stage it decided on still stands (no restart since).
+            && stages(spec)
+                .get(prev.step_index as usize)
+                .is_some_and(|st| prev.passed_checks >= st.checks);
+        prop_assert!(
+            promoted
+                || gate_yes
+                || ((fresh_pass(prev, obs, now) || skip_tick) && open_at(spec, now)),
+            "promoted without a reason: {:?} with {:?}",
+            prev,
+            obs
+        );
+        if spec.promotion.manual {
+            prop_assert!(w.promote_accepted, "manual promotion without promote");
+        }
+    }
+    // Paused means held: no analysis, no step changes, unless a command or a new revision.
+    if prev.phase == Phase::Paused && s.phase == Phase::Paused && obs.command.is_none() {
+        prop_assert!(!fx.contains(&Effect::RunAnalysis));
+        if same_rollout {
+            prop_assert_eq!(s.step_index, prev.step_index);
+            prop_assert!(s.passed_checks <= prev.passed_checks);
+        }
+    }
     // Gates are asked for at most once per step.
     for kind in GATES {
         let asks = fx
@@ -314,6 +355,7 @@ fn check_step(
             && matches!(prev.phase, Phase::Failed | Phase::Idle | Phase::Succeeded))
     {
         w.canary_touched = w.plan.touches_canary();
+        w.promote_accepted = false;
     }
     let asked_analysis = fx.contains(&Effect::RunAnalysis);
     Ok((s, asked_analysis))
@@ -331,6 +373,7 @@ fn run_ops(spec: &RolloutSpec, start: i64, ops: &[Op]) -> Result<(), TestCaseErr
         promotion: None,
         plan: TrafficPlan::stable_only(),
         canary_touched: false,
+        promote_accepted: false,
     };
     let mut status = RolloutStatus::default();
     let mut asked_analysis = false;
