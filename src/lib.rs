@@ -4,17 +4,25 @@
 //! - [`engine`]: the pure state machine deciding every step.
 //! - [`traffic`]: the abstract `TrafficPlan` routers translate.
 //! - [`exec`]: the glue executing the engine's effects through mode-specific traits.
+//! - [`k8s`]: the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
 //! - [`validate`]: loading Rollout files, reporting every problem with its field path.
-//! - [`router`]: translations of a `TrafficPlan` for each data plane (Istio VirtualService).
+//! - [`router`]: translations of a `TrafficPlan` for each data plane (Istio VirtualService,
+//!   Envoy file-based xDS).
 //! - [`plan`]: `sluice plan`, every step of a rollout before anything runs.
+//! - [`procs`]: child processes sluice runs (a real Envoy); [`demo_app`]: the demo backend;
+//!   [`bench`]: benchmarks against real processes.
 
 pub mod backend;
+pub mod bench;
+pub mod demo_app;
 pub mod duration;
 pub mod engine;
 pub mod exec;
+pub mod k8s;
 pub mod plan;
+pub mod procs;
 pub mod router;
 pub mod schedule;
 pub mod spec;

@@ -1,5 +1,7 @@
 //! The `sluice` command line.
 
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,6 +21,15 @@ struct Cli {
 enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
+    Controller(sluice::k8s::controller::Args),
+    /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
+    EnvoyBootstrap(cli::envoy::BootstrapArgs),
+    /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
+    DemoApp(cli::envoy::DemoAppArgs),
+    /// Benchmarks against real processes.
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Check Rollout files (every document, every problem); exit 1 when any is invalid.
     Validate {
         /// Files, or directories searched recursively for *.yaml / *.yml.
@@ -30,22 +41,23 @@ enum Cmd {
         file: std::path::PathBuf,
         /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
         /// (a YAML stream); json: steps, traffic plans and VirtualServices.
-        #[arg(short, long, value_enum, default_value_t = PlanOutput::Table)]
-        output: PlanOutput,
+        #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
+        output: cli::plan::Output,
     },
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PlanOutput {
-    Table,
-    #[value(name = "virtualservice", alias = "vs")]
-    VirtualService,
-    Json,
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
+    RouteApply(cli::envoy::RouteApplyArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
@@ -59,65 +71,29 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Validate { files } => validate(&files),
-        Cmd::Plan { file, output } => plan(&file, output),
+        Cmd::Validate { files } => cli::plan::validate(&files),
+        Cmd::Plan { file, output } => cli::plan::plan(&file, output),
+        Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
+        Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
+        Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
+            cli::envoy::bench_route_apply(&args).await
+        })),
     }
 }
 
-/// Problems go to stdout, one per line (`<file>: <path>: <message>`), for editors and CI logs.
-fn validate(files: &[std::path::PathBuf]) -> ExitCode {
-    match sluice::validate::load_files(files) {
-        Ok(rollouts) => {
-            eprintln!("ok: {} rollout(s) valid", rollouts.len());
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for p in &problems {
-                println!("{p}");
-            }
-            eprintln!("{} problem(s) found", problems.len());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn plan(file: &std::path::Path, output: PlanOutput) -> ExitCode {
-    let rollouts = match sluice::validate::load_file(file) {
-        Ok(r) => r,
-        Err(problems) => {
-            for p in &problems {
-                eprintln!("{p}");
-            }
-            return ExitCode::FAILURE;
-        }
-    };
-    let rendered: Result<String, String> = match output {
-        PlanOutput::Table => Ok(rollouts
-            .iter()
-            .map(sluice::plan::table)
-            .collect::<Vec<_>>()
-            .join("\n")),
-        PlanOutput::VirtualService => rollouts
-            .iter()
-            .map(sluice::plan::virtual_services)
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.concat())
-            .map_err(|e| e.to_string()),
-        PlanOutput::Json => {
-            let all: Vec<_> = rollouts.iter().map(sluice::plan::json).collect();
-            serde_json::to_string_pretty(&all)
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string())
-        }
-    };
-    match rendered {
-        Ok(s) => {
-            print!("{s}");
-            ExitCode::SUCCESS
-        }
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }

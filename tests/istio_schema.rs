@@ -114,3 +114,77 @@ fn schema_check_rejects_broken_virtual_services() {
         );
     }
 }
+
+mod generated {
+    //! Random valid Rollouts: validation accepts them, and every VirtualService of every step
+    //! matches Istio's schema with weights adding up to 100.
+
+    use proptest::prelude::*;
+
+    fn header_match() -> impl Strategy<Value = String> {
+        let name = prop::sample::select(vec!["x-user", "end-user", "cookie", "x-beta"]);
+        let m = prop_oneof![
+            "[a-z0-9]{1,8}".prop_map(|v| format!("exact: \"{v}\"")),
+            "[a-z0-9]{1,8}".prop_map(|v| format!("prefix: \"{v}\"")),
+            "[a-z0-9]{1,8}".prop_map(|v| format!("regex: \"^(.*?;)?({v})(;.*)?$\"")),
+        ];
+        (name, m).prop_map(|(n, m)| format!("        - headers: {{{n}: {{{m}}}}}\n"))
+    }
+
+    fn canary() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::btree_set(1u32..=100, 1..6).prop_map(|s| {
+                let v: Vec<String> = s.iter().map(ToString::to_string).collect();
+                format!("{{steps: [{}]}}", v.join(", "))
+            }),
+            (1u32..=50, 50u32..=100)
+                .prop_map(|(step, max)| format!("{{stepWeight: {step}, maxWeight: {max}}}")),
+        ]
+    }
+
+    fn strategy() -> impl Strategy<Value = String> {
+        let matches = || prop::collection::vec(header_match(), 1..3).prop_map(|v| v.concat());
+        prop_oneof![
+            canary().prop_map(|c| format!("    canary: {c}\n")),
+            (matches(), 0u32..=100, prop::option::of(canary())).prop_map(|(m, p, c)| {
+                let then = c
+                    .map(|c| format!("      thenCanary: {c}\n"))
+                    .unwrap_or_default();
+                format!("    darkLaunch:\n      match:\n{m}      mirrorPercent: {p}\n{then}")
+            }),
+            (matches(), 1u32..20).prop_map(|(m, n)| format!(
+                "    abTest:\n      match:\n{m}      iterations: {n}\n"
+            )),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_generated_step_is_a_valid_virtual_service(
+            strategy in strategy(),
+            port in 1u16..,
+            gateway in prop::option::of("[a-z]{1,8}/[a-z]{1,8}"),
+        ) {
+            let gateways = gateway.map(|g| format!("    gateways: [\"{g}\", mesh]\n")).unwrap_or_default();
+            let text = format!(
+                "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: svc, namespace: ns}}\n\
+                 spec:\n  targetRef: {{name: svc}}\n  service:\n    port: {port}\n{gateways}  strategy:\n{strategy}"
+            );
+            let rollouts = sluice::validate::load_str(&text, "gen").map_err(|p| {
+                TestCaseError::fail(format!("{p:#?}\n{text}"))
+            })?;
+            let vs_schema = super::schema_of("virtualservice-v1.openapi.json");
+            for step in sluice::plan::steps(&rollouts[0]) {
+                let vs = sluice::router::istio::virtual_service(&rollouts[0], &step.traffic);
+                let p = super::problems(&vs, "VirtualService", &vs_schema);
+                prop_assert!(p.is_empty(), "{p:#?}\n{text}");
+                for route in vs["spec"]["http"].as_array().into_iter().flatten() {
+                    let sum: u64 = route["route"].as_array().into_iter().flatten()
+                        .filter_map(|d| d["weight"].as_u64()).sum();
+                    prop_assert_eq!(sum, 100);
+                }
+            }
+        }
+    }
+}

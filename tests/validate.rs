@@ -205,6 +205,10 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
     ),
     ("port-zero", &[("spec.service.port", "between 1 and 65535")]),
     (
+        "revision-with-target-ref",
+        &[("spec.revision", "applies to `upstreams` only")],
+    ),
+    (
         "query-unknown-variable",
         &[(
             "spec.analysis.metrics[0].query",
@@ -404,4 +408,30 @@ fn cli_plan_refuses_invalid_files() {
     let out = sluice(&["plan", "tests/fixtures/invalid/steps-not-increasing.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("spec.strategy.canary.steps[2]"));
+}
+
+/// What sluice writes (a Rollout with status, as `kubectl get -o yaml` shows it) loads again.
+#[test]
+fn serialized_rollouts_with_status_load_again() {
+    use sluice::spec::{Phase, RolloutStatus};
+    for f in example_files() {
+        for mut r in common::load(&f) {
+            r.status = Some(RolloutStatus {
+                phase: Phase::Progressing,
+                step_index: 1,
+                canary_weight: 25,
+                stable_revision: Some("v1".into()),
+                canary_revision: Some("v2".into()),
+                ..Default::default()
+            });
+            let yaml = serde_yaml::to_string(&r).expect("serialize");
+            let back = sluice::validate::load_str(&yaml, "roundtrip").unwrap_or_else(|p| {
+                panic!("{}: {p:#?}\n{yaml}", f.display());
+            });
+            assert_eq!(back.len(), 1);
+            assert_eq!(back[0].spec, r.spec);
+            assert_eq!(back[0].status, r.status);
+            assert_eq!(back[0].metadata, r.metadata);
+        }
+    }
 }

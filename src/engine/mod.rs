@@ -31,6 +31,7 @@
 mod props;
 mod stages;
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases are tuples, read row by row
 mod tests;
 
 use chrono::{DateTime, Duration, Utc};

@@ -157,6 +157,18 @@ pub fn load_str(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> 
     }
 }
 
+/// The cross-field rules for a Rollout that is already typed (e.g. read from the Kubernetes
+/// API, whose schema checks have run): what the controller must refuse to act on.
+pub fn check_rollout(rollout: &Rollout, source: &str) -> Vec<Problem> {
+    let mut findings = rules::Findings::default();
+    rules::check_rollout(rollout, &mut findings);
+    findings
+        .0
+        .into_iter()
+        .map(|(path, message)| problem(source, None, &path, &message))
+        .collect()
+}
+
 /// Reads and checks one file.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Rollout>, Vec<Problem>> {
     let path = path.as_ref();
@@ -331,7 +343,12 @@ fn check_document(mut value: Value) -> Result<Rollout, Vec<(String, String)>> {
             format!("required field is missing (use {KIND})"),
         )),
         Some(Value::String(v)) if v == KIND => {}
-        Some(v) => found.push(("kind".into(), format!("{} is not a {KIND}", shown(v)))),
+        Some(v) => {
+            // Another kind of object (a Deployment in the same stream, say): checking its spec
+            // against the Rollout schema would only bury this one message under noise.
+            found.push(("kind".into(), format!("{} is not a {KIND}", shown(v))));
+            return Err(found);
+        }
     }
     let mut only_unknown_fields = true;
     let unknown_top: Vec<String> = obj

@@ -82,10 +82,17 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
             }
         }
     }
-    if let Some(rev) = &s.revision
-        && rev.trim().is_empty()
-    {
-        f.add(&spec.field("revision"), "must not be empty");
+    if let Some(rev) = &s.revision {
+        if rev.trim().is_empty() {
+            f.add(&spec.field("revision"), "must not be empty");
+        } else if s.target_ref.is_some() {
+            // On Kubernetes the revision is the Deployment's pod template; a label here would
+            // be silently ignored.
+            f.add(
+                &spec.field("revision"),
+                "applies to `upstreams` only; with `targetRef` the Deployment's template is the revision",
+            );
+        }
     }
 
     let svc = spec.field("service");
@@ -327,7 +334,7 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
 }
 
 fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
-    check_duration(&a.interval, &p.field("interval"), true, f);
+    check_duration(&a.interval, &p.field("interval"), f);
     if a.failure_limit == 0 {
         f.add(&p.field("failureLimit"), "must be at least 1");
     }
@@ -341,7 +348,7 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
             f.add(&pp.field("address"), e);
         }
         if let Some(t) = &prom.timeout {
-            check_duration(t, &pp.field("timeout"), true, f);
+            check_duration(t, &pp.field("timeout"), f);
         }
         if prom.bearer_token_file.is_some() && prom.basic_auth.is_some() {
             f.add(&pp, "set at most one of `bearerTokenFile` and `basicAuth`");
@@ -443,7 +450,7 @@ fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
         f.add(&p.field("minRequests"), format!("{n} must not be negative"));
     }
     if let Some(i) = &m.interval {
-        check_duration(i, &p.field("interval"), true, f);
+        check_duration(i, &p.field("interval"), f);
     }
     if let Some(c) = &m.compare {
         let cp = p.field("compare");
@@ -508,15 +515,16 @@ fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
             f.add(&wp.field("url"), e);
         }
         if let Some(t) = &w.timeout {
-            check_duration(t, &wp.field("timeout"), true, f);
+            check_duration(t, &wp.field("timeout"), f);
         }
     }
 }
 
-fn check_duration(s: &str, p: &FieldPath, positive: bool, f: &mut Findings) {
+/// A Go-style duration longer than zero (a zero interval or timeout would spin or never wait).
+fn check_duration(s: &str, p: &FieldPath, f: &mut Findings) {
     match crate::duration::parse(s) {
         Err(e) => f.add(p, e),
-        Ok(d) if positive && d.is_zero() => f.add(p, "must be longer than 0s"),
+        Ok(d) if d.is_zero() => f.add(p, "must be longer than 0s"),
         Ok(_) => {}
     }
 }

@@ -87,16 +87,14 @@ fn documents_are_numbered_in_streams() {
 
 #[test]
 fn envelope_problems() {
-    let got = problems(
-        "apiVersion: v1\nkind: Service\nmetadata: {name: x, lables: {}}\nspec: {}\nextra: 1\n",
-    );
+    let got = problems("apiVersion: v1\nmetadata: {name: x, lables: {}}\nspec: {}\nextra: 1\n");
     let paths: Vec<&str> = got
         .iter()
         .map(|g| g.split(": ").nth(1).unwrap_or(""))
         .collect();
     for p in [
         "apiVersion",
-        "kind",
+        "kind", // missing
         "extra",
         "metadata.lables",
         "spec.service",
@@ -169,4 +167,34 @@ fn field_paths_quote_unusual_keys() {
         FieldPath::root("a").field("b.c/d").to_string(),
         "a[\"b.c/d\"]"
     );
+}
+
+#[test]
+fn other_kinds_get_one_message() {
+    let got = problems(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec: {replicas: 1}\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "f.yaml: apiVersion: `apps/v1` is not supported; use sluice.dev/v1alpha1",
+            "f.yaml: kind: `Deployment` is not a Rollout"
+        ]
+    );
+}
+
+#[test]
+fn typed_rollouts_are_checked_by_the_same_rules() {
+    let mut r = load_str(VALID, "f.yaml").expect("valid").remove(0);
+    assert!(check_rollout(&r, "bookinfo/reviews").is_empty());
+    r.spec.strategy.canary = Some(crate::spec::CanaryStrategy {
+        steps: Some(vec![50, 10]),
+        ..Default::default()
+    });
+    let got: Vec<String> = check_rollout(&r, "bookinfo/reviews")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("bookinfo/reviews: spec.strategy.canary.steps[1]: "));
 }

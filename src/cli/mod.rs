@@ -1,0 +1,5 @@
+//! Subcommand implementations; `main.rs` only parses and dispatches.
+
+pub mod envoy;
+pub mod kube;
+pub mod plan;

@@ -1,0 +1,81 @@
+//! Every Kubernetes API call the controller makes, in one place.
+//!
+//! The RBAC ClusterRole in `deploy/rbac/clusterrole.yaml` (and the Helm chart's copy) must
+//! grant exactly these: `tests/k8s_manifests.rs` compares the two, and the controller tests'
+//! in-memory API server checks that every request it receives is listed here.
+
+/// One resource and the verbs used on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiCall {
+    /// API group ("" for the core group).
+    pub group: &'static str,
+    /// Resource, with `/subresource` where one is used.
+    pub resource: &'static str,
+    pub verbs: &'static [&'static str],
+    /// Why sluice needs it (repeated as a comment in the ClusterRole).
+    pub why: &'static str,
+}
+
+pub const CALLS: &[ApiCall] = &[
+    ApiCall {
+        group: "sluice.dev",
+        resource: "rollouts",
+        verbs: &["get", "list", "watch", "patch"],
+        why: "watch Rollouts; patch adds/removes the finalizer and clears command annotations",
+    },
+    ApiCall {
+        group: "sluice.dev",
+        resource: "rollouts/status",
+        verbs: &["patch"],
+        why: "write phase, step, weight, verdicts, conditions",
+    },
+    ApiCall {
+        group: "apps",
+        resource: "deployments",
+        verbs: &["get", "list", "watch", "patch", "delete"],
+        why: "read/scale the target; server-side apply and delete <name>-primary",
+    },
+    ApiCall {
+        group: "",
+        resource: "services",
+        verbs: &["get", "create", "patch", "delete"],
+        why: "apply <name>-primary/-canary, create <name> if missing, clean up",
+    },
+    ApiCall {
+        group: "networking.istio.io",
+        resource: "virtualservices",
+        verbs: &["patch", "delete"],
+        why: "server-side apply of the routes; removed by the finalizer",
+    },
+    ApiCall {
+        group: "networking.istio.io",
+        resource: "destinationrules",
+        verbs: &["patch", "delete"],
+        why: "server-side apply of the two hosts' rules; removed by the finalizer",
+    },
+    ApiCall {
+        group: "events.k8s.io",
+        resource: "events",
+        verbs: &["create", "patch"],
+        why: "Kubernetes Events on every transition (patch: repeated events become series)",
+    },
+    ApiCall {
+        group: "",
+        resource: "events",
+        verbs: &["list"],
+        why: "the web API's event history of a rollout",
+    },
+    ApiCall {
+        group: "coordination.k8s.io",
+        resource: "leases",
+        verbs: &["get", "create", "update"],
+        why: "leader election",
+    },
+];
+
+/// Whether `verb` on `group`/`resource` is in [`CALLS`].
+pub fn allowed(group: &str, resource: &str, verb: &str) -> bool {
+    CALLS
+        .iter()
+        .any(|c| c.group == group && c.resource == resource && c.verbs.contains(&verb))
+}
