@@ -141,6 +141,10 @@ pub async fn tick(
         }
     };
     obs.command = command;
+    if let Some(rev) = &obs.revision {
+        // Fills the `revision` field of the caller's tick span (no-op without one).
+        tracing::Span::current().record("revision", tracing::field::display(rev));
+    }
     for _ in 0..MAX_ROUNDS {
         let (next, effects) = engine::step(&rollout.spec, &status, &obs, now);
         // Answers are consumed by the step that saw them.

@@ -7,6 +7,8 @@
 //! - [`k8s`]: the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
 //! - [`backend`]: what the HTTP API / UI / CLI see of rollouts in either mode.
 //! - [`schedule`], [`duration`]: cron windows and Go-style durations.
+//! - [`webhooks`], [`notify`], [`telemetry`], [`secret`]: webhooks, notifications, sluice's own
+//!   metrics and logging, and the secret type that keeps URLs/tokens out of them.
 //! - [`validate`]: loading Rollout files, reporting every problem with its field path.
 //! - [`router`]: translations of a `TrafficPlan` for each data plane (Istio VirtualService,
 //!   Envoy file-based xDS).
@@ -21,11 +23,15 @@ pub mod duration;
 pub mod engine;
 pub mod exec;
 pub mod k8s;
+pub mod notify;
 pub mod plan;
 pub mod procs;
 pub mod router;
 pub mod schedule;
+pub mod secret;
 pub mod spec;
+pub mod telemetry;
 pub mod template;
 pub mod traffic;
 pub mod validate;
+pub mod webhooks;

@@ -15,6 +15,18 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log format: `human` (default) or `json` (one object per line). Level via RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "SLUICE_LOG_FORMAT"
+    )]
+    log_format: sluice::telemetry::LogFormat,
+    /// Global notification sinks (see docs/observability.md).
+    #[command(flatten)]
+    notify: sluice::notify::NotifyArgs,
 }
 
 #[derive(Subcommand)]
@@ -54,6 +66,10 @@ enum BenchCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = sluice::telemetry::logging::init(cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {

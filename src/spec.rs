@@ -398,6 +398,13 @@ pub struct Webhook {
     /// Free-form values passed in the payload.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Name of an environment variable holding a bearer token sent as `Authorization`.
+    /// Tokens come from env vars or files only, never inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_from_env: Option<String>,
+    /// Path of a file holding a bearer token sent as `Authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_from_file: Option<String>,
 }
 
 #[derive(

@@ -101,6 +101,8 @@ pub(crate) fn webhook(kind: WebhookKind) -> Webhook {
         url: "http://127.0.0.1:1/hook".into(),
         timeout: None,
         metadata: Default::default(),
+        token_from_env: None,
+        token_from_file: None,
     }
 }
 

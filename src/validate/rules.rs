@@ -513,9 +513,23 @@ fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
         }
         if let Err(e) = http_url(&w.url) {
             f.add(&wp.field("url"), e);
+        } else if url::Url::parse(&w.url)
+            .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+        {
+            // The spec is shown in status, the UI and `kubectl get -o yaml`: no secrets in it.
+            f.add(
+                &wp.field("url"),
+                "credentials in the URL would put a secret in the spec: use `tokenFromEnv` or `tokenFromFile`",
+            );
         }
         if let Some(t) = &w.timeout {
             check_duration(t, &wp.field("timeout"), f);
+        }
+        if w.token_from_env.is_some() && w.token_from_file.is_some() {
+            f.add(
+                &wp.field("tokenFromEnv"),
+                "set at most one of `tokenFromEnv` or `tokenFromFile`",
+            );
         }
     }
 }
