@@ -54,28 +54,20 @@ enum Cmd {
     Retry(cli::control::CommandArgs),
     /// After a promotion, put the previous stable revision back.
     Undo(cli::control::CommandArgs),
-    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
-    Controller(sluice::k8s::controller::Args),
-    /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
-    EnvoyBootstrap(cli::envoy::BootstrapArgs),
-    /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
-    DemoApp(cli::envoy::DemoAppArgs),
     /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
     /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
-    Analyze {
-        file: std::path::PathBuf,
-        /// Prometheus to ask instead of each rollout's provider address.
-        #[arg(long)]
-        prometheus: Option<String>,
-        /// Scrape interval of that Prometheus (sets the judge's step and rate windows).
-        #[arg(long, default_value = "15s", value_parser = parse_duration)]
-        scrape_interval: std::time::Duration,
-    },
+    Analyze(cli::analysis::AnalyzeArgs),
+    /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
+    Controller(sluice::k8s::controller::Args),
     /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
     Standalone(cli::standalone::StandaloneArgs),
     /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a healthy
     /// version promoted, a failing one rolled back.
     Demo(cli::standalone::DemoArgs),
+    /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
+    EnvoyBootstrap(cli::envoy::BootstrapArgs),
+    /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
+    DemoApp(cli::envoy::DemoAppArgs),
     /// Benchmarks against real processes, and simulations.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -101,17 +93,8 @@ enum BenchCmd {
     RouteApply(cli::envoy::RouteApplyArgs),
     /// Fault injected into a real canary -> rollback decision -> no request reaches it.
     Rollback(cli::standalone::RollbackArgs),
-    /// Simulate the error-rate judges: false positives on A/A traffic, requests to detect 1% → 2%.
-    Judge {
-        #[arg(long, default_value_t = 1000)]
-        runs: usize,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
-}
-
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    sluice::duration::parse(s)
+    /// Simulate the error-rate judges: false Fails on A/A traffic, requests to detect 1% → 2%.
+    Judge(cli::analysis::BenchJudgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,7 +113,7 @@ fn main() -> ExitCode {
     // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {
@@ -154,6 +137,8 @@ fn main() -> ExitCode {
         Cmd::Undo(a) => ExitCode::from(cli::control::command(Command::Undo, a)),
         Cmd::Validate { files } => cli::plan::validate(&files),
         Cmd::Plan { file, output } => cli::plan::plan(&file, output),
+        Cmd::Analyze(args) => cli::analysis::analyze(args),
+        Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
         Cmd::Standalone(args) => report(block_on(cli::standalone::standalone(args, &cli.notify))),
         Cmd::Demo(args) => report(block_on(cli::standalone::demo(args))),
         Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
@@ -163,37 +148,6 @@ fn main() -> ExitCode {
         })),
         Cmd::Bench(BenchCmd::Rollback(args)) => {
             report(block_on(cli::standalone::bench_rollback(args)))
-        }
-        Cmd::Bench(BenchCmd::Judge { runs, seed }) => report(
-            sluice::analysis::cli::bench_judge(runs, seed, &mut std::io::stdout().lock())
-                .map_err(anyhow::Error::from),
-        ),
-        Cmd::Analyze {
-            file,
-            prometheus,
-            scrape_interval,
-        } => {
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let mut out = std::io::stdout().lock();
-            match rt.block_on(sluice::analysis::cli::analyze(
-                &file,
-                prometheus,
-                scrape_interval,
-                &mut out,
-            )) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
         }
     }
 }

@@ -136,3 +136,63 @@ mod tests {
         assert_eq!(fmt(f64::NAN), "NaN");
     }
 }
+
+/// The docs show every builtin rendered for two example rollouts; this keeps them in sync.
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+    use crate::analysis::names;
+    use crate::spec::Rollout;
+    use crate::traffic::Destination;
+
+    fn examples() -> Vec<(DataPlane, Rollout)> {
+        let spec = |extra: &str| -> crate::spec::RolloutSpec {
+            serde_yaml::from_str(&format!(
+                "service: {{port: 80}}\nstrategy: {{canary: {{steps: [10]}}}}\n{extra}"
+            ))
+            .expect("spec")
+        };
+        let mut istio = Rollout::new("reviews", spec("targetRef: {name: reviews}"));
+        istio.metadata.namespace = Some("bookinfo".into());
+        let envoy = Rollout::new(
+            "web",
+            spec("upstreams: {stable: '127.0.0.1:9081', canary: '127.0.0.1:9082'}"),
+        );
+        vec![(DataPlane::Istio, istio), (DataPlane::Envoy, envoy)]
+    }
+
+    pub(crate) fn rendered() -> Vec<String> {
+        let mut out = Vec::new();
+        for (plane, r) in examples() {
+            let vars = names::variables(
+                &r,
+                plane,
+                Destination::Canary,
+                std::time::Duration::from_secs(60),
+            );
+            for b in [
+                Builtin::SuccessRate,
+                Builtin::DurationP99,
+                Builtin::RequestCount,
+                Builtin::ErrorCount,
+            ] {
+                out.push(crate::template::render(&template(plane, b), &vars).expect("render"));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn docs_show_the_exact_queries() {
+        let docs = include_str!("../../docs/analysis.md");
+        let missing: Vec<String> = rendered()
+            .into_iter()
+            .filter(|q| !docs.contains(q))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/analysis.md is missing:\n{}",
+            missing.join("\n")
+        );
+    }
+}

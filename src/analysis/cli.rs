@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::Deserialize;
 
 use super::analyzer::PrometheusAnalyzer;
 use super::builtin::fmt;
@@ -19,66 +18,26 @@ use crate::spec::{Rollout, Verdict};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: document {doc}: {message}")]
-    Parse {
-        path: String,
-        doc: usize,
-        message: String,
-    },
-    #[error("{path}: no Rollout in the file")]
-    Empty { path: String },
+    /// Every problem of the file, one per line (`<file>: <field path>: <message>`).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{0}")]
     Setup(String),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
 }
 
-/// Rollouts of a multi-document YAML file. Documents of other kinds are skipped.
-///
-/// A plain strict parse with field paths (serde_path_to_error); the cross-field validation of
-/// the validate module is not applied here, only the template check of this module.
+/// Rollouts of a YAML file, checked like `sluice validate` does (every problem at once).
 pub fn load_rollouts(path: &Path) -> Result<Vec<Rollout>, CliError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| CliError::Parse {
-            path: shown.clone(),
-            doc: i + 1,
-            message: e.to_string(),
-        })?;
-        if value.is_null() || value.get("kind").and_then(|k| k.as_str()) != Some(crate::spec::KIND)
-        {
-            continue;
-        }
-        let rollout: Rollout =
-            serde_path_to_error::deserialize(value).map_err(|e| CliError::Parse {
-                path: shown.clone(),
-                doc: i + 1,
-                message: format!("{}: {}", e.path(), e.inner()),
-            })?;
-        if let Some((field, message)) = super::template_errors(&rollout.spec).into_iter().next() {
-            return Err(CliError::Parse {
-                path: shown.clone(),
-                doc: i + 1,
-                message: format!("{field}: {message}"),
-            });
-        }
-        out.push(rollout);
-    }
-    if out.is_empty() {
-        return Err(CliError::Empty { path: shown });
-    }
-    Ok(out)
+    crate::validate::load_file(path).map_err(|problems| {
+        CliError::Invalid(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
 }
 
 /// Runs every metric of every rollout in `file` once and prints the results to `out`.
@@ -137,12 +96,64 @@ pub async fn analyze(
 }
 
 /// `sluice bench judge`: runs the simulation and prints the markdown table.
-pub fn bench_judge(runs: usize, seed: u64, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn bench_judge(
+    runs: usize,
+    seed: u64,
+    margin: f64,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    if !(margin >= 0.0 && margin.is_finite()) {
+        return Err(CliError::Setup(format!(
+            "--margin must be a non-negative number, not {margin}"
+        )));
+    }
     let cfg = super::bench::BenchConfig {
         runs,
         seed,
+        margin,
         ..Default::default()
     };
     write!(out, "{}", super::bench::run(&cfg))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rollouts/analysis");
+        for file in ["standalone-web.yaml", "bookinfo-reviews.yaml"] {
+            let rollouts = load_rollouts(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(rollouts.len(), 1);
+            assert!(rollouts[0].spec.analysis.metrics.len() >= 4, "{file}");
+        }
+    }
+
+    #[test]
+    fn bad_files_say_where() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).expect("write");
+            p
+        };
+        let head = "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {name: x}\nspec:\n  upstreams: {stable: '127.0.0.1:1', canary: '127.0.0.1:2'}\n  service: {port: 80}\n  strategy: {canary: {steps: [10]}}\n";
+        let bad = write(
+            "a.yaml",
+            &format!(
+                "{head}  analysis: {{metrics: [{{name: q, query: 'x{{{{ tagret }}}}', thresholds: {{max: 1}}}}]}}\n"
+            ),
+        );
+        let e = load_rollouts(&bad)
+            .expect_err("unknown variable")
+            .to_string();
+        assert!(e.contains("spec.analysis.metrics[0].query"), "{e}");
+        assert!(e.contains("tagret"), "{e}");
+        let e = load_rollouts(&dir.path().join("missing.yaml"))
+            .expect_err("missing")
+            .to_string();
+        assert!(e.contains("missing.yaml"), "{e}");
+    }
 }

@@ -31,19 +31,3 @@ pub use names::envoy_cluster;
 pub use prometheus::{PrometheusConfig, PrometheusSource};
 pub use run::{MetricRun, QueryRun, RunOptions};
 pub use source::{MetricSource, QueryValue, Sample, Series, SourceError, TimeRange};
-
-/// Template errors of every metric, with their field paths (`spec.analysis.metrics[1].query`),
-/// for load-time validation.
-pub fn template_errors(spec: &crate::spec::RolloutSpec) -> Vec<(String, String)> {
-    spec.analysis
-        .metrics
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| {
-            let q = m.query.as_ref()?;
-            crate::template::variables(q)
-                .err()
-                .map(|e| (format!("spec.analysis.metrics[{i}].query"), e))
-        })
-        .collect()
-}

@@ -30,19 +30,10 @@ pub fn name(rollout: &Rollout) -> &str {
     rollout.metadata.name.as_deref().unwrap_or("")
 }
 
-/// The Envoy cluster of one version of a standalone rollout. The Envoy router names its
-/// clusters with this function, so metrics and routes always agree.
+/// The Envoy cluster of one version of a standalone rollout: the Envoy router's own naming
+/// ([`crate::router::envoy::cluster_name`]), so metrics and routes always agree.
 pub fn envoy_cluster(rollout: &Rollout, dest: Destination) -> String {
-    let suffix = match dest {
-        Destination::Stable => "stable",
-        Destination::Canary => "canary",
-    };
-    let ns = namespace(rollout);
-    if ns == DEFAULT_NAMESPACE {
-        format!("{}-{suffix}", name(rollout))
-    } else {
-        format!("{ns}-{}-{suffix}", name(rollout))
-    }
+    crate::router::envoy::cluster_name(rollout.metadata.namespace.as_deref(), name(rollout), dest)
 }
 
 /// The Istio workload (Deployment) of one version: the target runs the canary, `-primary`

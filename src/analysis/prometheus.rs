@@ -76,6 +76,11 @@ impl PrometheusConfig {
     }
 }
 
+enum Attempt {
+    Retryable(SourceError),
+    Final(SourceError),
+}
+
 /// Credentials resolved at request time.
 enum Auth {
     None,
@@ -219,10 +224,8 @@ impl PrometheusSource {
             .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
             .finish();
         let auth = self.authorization()?;
-        let mut attempt = 0;
         let mut backoff = self.backoff;
-        loop {
-            attempt += 1;
+        for attempt in 1..=self.max_attempts {
             let mut req = self
                 .client
                 .post(url.clone())
@@ -235,45 +238,63 @@ impl PrometheusSource {
             for (n, v) in &self.headers {
                 req = req.header(n.clone(), v.clone());
             }
-            let retryable = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let bytes = match resp.bytes().await {
-                        Ok(b) => b,
-                        Err(e) if e.is_timeout() => return Err(self.timeout_error()),
-                        Err(e) => {
-                            return Err(SourceError::BadResponse {
-                                address: self.shown.clone(),
-                                detail: format!("reading the body failed: {}", describe(&e)),
-                            });
-                        }
-                    };
-                    match parse_response(&self.shown, status, &bytes) {
-                        Ok(data) => return Ok(data),
-                        Err(e) if status >= 500 && attempt < self.max_attempts => {
-                            tracing::debug!(address = %self.shown, status, "retrying after {e}");
-                            true
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(e) if e.is_timeout() => return Err(self.timeout_error()),
-                Err(e) => {
-                    if attempt >= self.max_attempts {
-                        return Err(SourceError::Unreachable {
-                            address: self.shown.clone(),
-                            attempts: attempt,
-                            detail: describe(&e),
-                        });
-                    }
-                    tracing::debug!(address = %self.shown, "retrying after {}", describe(&e));
-                    true
-                }
+            let error = match self.attempt(req).await {
+                Ok(data) => return Ok(data),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retryable(e)) => e,
             };
-            debug_assert!(retryable);
+            if attempt == self.max_attempts {
+                return Err(match error {
+                    SourceError::Unreachable {
+                        address, detail, ..
+                    } => SourceError::Unreachable {
+                        address,
+                        attempts: attempt,
+                        detail,
+                    },
+                    other => other,
+                });
+            }
+            tracing::debug!(address = %self.shown, attempt, "retrying after {error}");
             tokio::time::sleep(backoff).await;
             backoff = backoff.saturating_mul(2);
         }
+        Err(SourceError::Config(
+            "max_attempts must be at least 1".into(),
+        ))
+    }
+
+    /// One request: data, or an error that a retry may fix (connection failure, 5xx) or not.
+    async fn attempt(&self, req: reqwest::RequestBuilder) -> Result<Data, Attempt> {
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Err(Attempt::Final(self.timeout_error())),
+            Err(e) => {
+                return Err(Attempt::Retryable(SourceError::Unreachable {
+                    address: self.shown.clone(),
+                    attempts: 1,
+                    detail: describe(&e),
+                }));
+            }
+        };
+        let status = resp.status().as_u16();
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.is_timeout() => return Err(Attempt::Final(self.timeout_error())),
+            Err(e) => {
+                return Err(Attempt::Final(SourceError::BadResponse {
+                    address: self.shown.clone(),
+                    detail: format!("reading the body failed: {}", describe(&e)),
+                }));
+            }
+        };
+        parse_response(&self.shown, status, &bytes).map_err(|e| {
+            if status >= 500 {
+                Attempt::Retryable(e)
+            } else {
+                Attempt::Final(e)
+            }
+        })
     }
 
     fn timeout_error(&self) -> SourceError {

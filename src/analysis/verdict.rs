@@ -200,4 +200,43 @@ mod tests {
         assert_eq!(worst([Inconclusive, Fail, Pass]), Fail);
         assert_eq!(worst([]), Pass);
     }
+
+    fn any_f64() -> impl proptest::strategy::Strategy<Value = f64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            -1e6..1e6f64,
+        ]
+    }
+
+    proptest::proptest! {
+        /// No data never passes; a Pass is always inside the thresholds.
+        #[test]
+        fn pass_only_for_finite_values_within_thresholds(
+            values in proptest::collection::vec(any_f64(), 0..4),
+            min in proptest::option::of(-1e6..1e6f64),
+            max in proptest::option::of(-1e6..1e6f64),
+        ) {
+            let v = QueryValue::Vector(values.iter().map(|x| sample(*x, "a")).collect());
+            let t = Thresholds { min, max };
+            let verdict = match single_value(&v) {
+                Ok(x) => {
+                    proptest::prop_assert!(values.len() == 1 && x.is_finite());
+                    let (verdict, _) = against_thresholds(x, &t, "x");
+                    if verdict == Verdict::Pass {
+                        proptest::prop_assert!(min.is_none_or(|m| x >= m));
+                        proptest::prop_assert!(max.is_none_or(|m| x <= m));
+                        proptest::prop_assert!(min.is_some() || max.is_some());
+                    }
+                    verdict
+                }
+                Err(_) => Verdict::Inconclusive,
+            };
+            if values.len() != 1 || !values[0].is_finite() {
+                proptest::prop_assert_eq!(verdict, Verdict::Inconclusive);
+            }
+        }
+    }
 }

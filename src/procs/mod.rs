@@ -37,10 +37,11 @@ where
     }
 }
 
-/// Finds `binary` on `PATH` (or takes `$ENV_OVERRIDE` if set).
+/// Finds `binary` on `PATH`, or takes `$env_override` when set (and it names a file).
 pub(crate) fn find_binary(binary: &str, env_override: &str) -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os(env_override) {
-        return Some(p.into());
+        let p = std::path::PathBuf::from(p);
+        return p.is_file().then_some(p);
     }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
