@@ -359,6 +359,8 @@ async fn rollout_task(
 
     let mut queue: VecDeque<Command> = VecDeque::new();
     let mut last_error: Option<String> = None;
+    // Whether the record differs from what the store holds: idle ticks write nothing.
+    let mut dirty = true;
     loop {
         let (rollout, source) = spec_rx.borrow_and_update().clone();
         let hash = spec_hash(&rollout);
@@ -375,6 +377,7 @@ async fn rollout_task(
                     },
                 );
             }
+            dirty = true;
             record.rollout = (*rollout).clone();
             record.spec_hash = hash;
             record.source = source.map(|p| p.display().to_string());
@@ -429,24 +432,33 @@ async fn rollout_task(
         }
         let status_changed = outcome.status != record.status;
         record.status = outcome.status;
-        record.upstreams = cell.upstreams();
-        record.applied = cell.applied();
+        let upstreams = cell.upstreams();
+        let applied = cell.applied();
+        dirty |= status_changed || upstreams != record.upstreams || applied != record.applied;
+        record.upstreams = upstreams;
+        record.applied = applied;
         let (events, checks) = buffer.take();
-        let mut to_commit = record.clone();
-        let committed = shared
-            .store
-            .run({
-                let key = key.clone();
-                let events = events.clone();
-                let checks = checks.clone();
-                move |s| {
-                    s.commit_tick(&key, &mut to_commit, &events, &checks)?;
-                    Ok(to_commit)
-                }
-            })
-            .await;
+        dirty |= !events.is_empty() || !checks.is_empty();
+        let committed = if !dirty {
+            Ok(record.clone())
+        } else {
+            let mut to_commit = record.clone();
+            shared
+                .store
+                .run({
+                    let key = key.clone();
+                    let events = events.clone();
+                    let checks = checks.clone();
+                    move |s| {
+                        s.commit_tick(&key, &mut to_commit, &events, &checks)?;
+                        Ok(to_commit)
+                    }
+                })
+                .await
+        };
         match committed {
             Ok(r) => {
+                dirty = false;
                 record.next_event = r.next_event;
                 record.next_check = r.next_check;
                 if status_changed {

@@ -153,6 +153,8 @@ impl Default for Retention {
 pub struct Store {
     db: Arc<Database>,
     retention: Retention,
+    /// Tick commits since open (how often the file is written).
+    commits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -172,6 +174,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             retention,
+            commits: Arc::default(),
         })
     }
 
@@ -223,9 +226,16 @@ impl Store {
             table.insert(key, json.as_str())?;
         }
         tx.commit()?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         record.next_event = next_event;
         record.next_check = next_check;
         Ok(())
+    }
+
+    /// Tick commits through this handle since the store was opened.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Forgets a rollout completely: its record and its whole history, in one transaction.

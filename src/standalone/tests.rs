@@ -219,6 +219,15 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
         assert!(kinds.iter().any(|x| x == k), "no {k} change in {kinds:?}");
     }
     assert_eq!(backend.list().await.unwrap().len(), 1);
+
+    // A finished rollout keeps ticking (probes, file edits) but writes nothing while idle.
+    let commits = runner.store().commits();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        runner.store().commits(),
+        commits,
+        "idle ticks wrote to the store"
+    );
 }
 
 #[tokio::test]
