@@ -27,6 +27,8 @@
 //! - an Inconclusive or missing check never counts as a pass;
 //! - `step_index` stays within the stages, and the engine never panics.
 
+#[cfg(test)]
+mod props;
 mod stages;
 #[cfg(test)]
 #[allow(clippy::type_complexity)] // table-driven cases are tuples, read row by row
@@ -368,8 +370,11 @@ impl Engine<'_> {
             }
             Command::Resume => {
                 self.s.consecutive_inconclusive = 0;
-                // Check right away instead of waiting a full interval.
-                self.s.next_analysis_at = Some(self.now);
+                // Check right away instead of waiting a full interval. Not with skipAnalysis:
+                // there the timer is the check, and resuming is no evidence.
+                if !self.spec.skip_analysis {
+                    self.s.next_analysis_at = Some(self.now);
+                }
                 self.transition(Phase::Progressing, None, "resumed by user");
             }
             Command::Abort => {
@@ -857,6 +862,17 @@ impl Engine<'_> {
             );
         }
         self.s.step_started_at = None;
+        // The stage starts again from zero passes, so a promotion decided on its earlier
+        // passes no longer stands (a person's `promote`, awaited while paused, does).
+        if self.s.phase == Phase::Progressing
+            && self
+                .s
+                .pending_gate
+                .as_ref()
+                .is_some_and(|g| g.kind == WebhookKind::ConfirmPromotion)
+        {
+            self.s.pending_gate = None;
+        }
     }
 
     fn rollback(&mut self, reason: Reason, message: String) {

@@ -365,7 +365,9 @@ fn canary_walks_steps_and_promotes() {
 #[test]
 fn strategies_walk_their_stages() {
     let m = vec![beta_match()];
-    let cases: Vec<(&str, RolloutSpec, Vec<(TrafficPlan, u32)>)> = vec![
+    /// (name, spec, each stage's traffic and passes needed)
+    type Case = (&'static str, RolloutSpec, Vec<(TrafficPlan, u32)>);
+    let cases: Vec<Case> = vec![
         (
             "canary steps",
             canary_spec(&[10, 25, 50]),
@@ -502,7 +504,8 @@ fn failures_roll_back_and_inconclusive_pauses() {
 #[test]
 fn limits() {
     use Verdict::*;
-    let cases: &[(u32, u32, &[Verdict], Phase, Option<Reason>, u32)] = &[
+    type Case = (u32, u32, &'static [Verdict], Phase, Option<Reason>, u32);
+    let cases: &[Case] = &[
         // (failureLimit, inconclusiveLimit, verdicts, phase, reason, step_index)
         (
             1,
@@ -670,7 +673,9 @@ fn berlin_spec() -> RolloutSpec {
 #[test]
 fn windows_gate_stage_starts_and_advances() {
     // (schedule, time zone, start time, traffic moves at start)
-    let cases: &[(&str, Option<&str>, (u32, u32), bool)] = &[
+    /// (window, time zone, UTC (hour, minute), traffic moves)
+    type Case = (&'static str, Option<&'static str>, (u32, u32), bool);
+    let cases: &[Case] = &[
         ("* 9-16 * * Mon-Fri", Some("Europe/Berlin"), (10, 0), true),
         // 16:30 UTC is 17:30 in Berlin: closed, although 16:30 is inside "9-16" in UTC.
         ("* 9-16 * * Mon-Fri", Some("Europe/Berlin"), (16, 30), false),
@@ -1461,4 +1466,45 @@ fn commands_parse_and_print() {
         );
     }
     assert!("promot".parse::<Command>().unwrap_err().contains("promote"));
+}
+
+/// Regression (found by the property tests): with `skipAnalysis`, resume made the timer due at
+/// once, so pause + resume passed a step without waiting an interval.
+#[test]
+fn regression_skip_analysis_resume_is_not_a_pass() {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.skip_analysis = true;
+    let mut sim = Sim::new(spec);
+    sim.tick().cmd(Command::Pause).cmd(Command::Resume);
+    assert_eq!((sim.s.step_index, sim.s.passed_checks), (0, 0));
+    sim.wait(30);
+    assert_eq!(sim.s.step_index, 1);
+}
+
+/// Regression: the canary blipped while confirm-promotion was pending; the stage restarted
+/// from zero passes, yet the old promotion decision stood and the next "yes" promoted.
+#[test]
+fn regression_readiness_blip_cancels_a_pending_promotion_decision() {
+    let spec = with_hooks(canary_spec(&[10, 50]), &[WebhookKind::ConfirmPromotion]);
+    let mut sim = Sim::new(spec);
+    sim.tick().pass().pass();
+    assert_eq!(
+        sim.s.pending_gate.as_ref().map(|g| g.kind),
+        Some(WebhookKind::ConfirmPromotion)
+    );
+    sim.canary_ready = false;
+    sim.wait(1);
+    sim.canary_ready = true;
+    sim.wait(1);
+    assert_eq!(sim.weight(), 50, "the stage started again");
+    sim.gate(WebhookKind::ConfirmPromotion, true);
+    assert_eq!(
+        sim.s.phase,
+        Phase::Progressing,
+        "promoted without a fresh pass"
+    );
+    sim.pass();
+    assert!(sim.has(&Effect::CallWebhooks(WebhookKind::ConfirmPromotion)));
+    sim.gate(WebhookKind::ConfirmPromotion, true);
+    assert_eq!(sim.s.phase, Phase::Promoting);
 }
