@@ -1,5 +1,7 @@
 //! sluice: progressive delivery engine.
 //!
+//! - [`analysis`]: Prometheus queries, verdicts and the statistical judge.
+//! - [`procs`]: real helper processes (Prometheus) for the demo and tests.
 //! - [`spec`]: the `Rollout` kind (CRD types) users write.
 //! - [`engine`]: the pure state machine deciding every step.
 //! - [`traffic`]: the abstract `TrafficPlan` routers translate.
@@ -17,6 +19,7 @@
 //! - [`procs`]: child processes sluice runs (a real Envoy); [`demo_app`]: the demo backend;
 //!   [`bench`]: benchmarks against real processes.
 
+pub mod analysis;
 pub mod api;
 pub mod backend;
 pub mod bench;

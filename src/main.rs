@@ -38,6 +38,9 @@ struct Cli {
 enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
+    /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
+    Analyze(cli::analysis::AnalyzeArgs),
     /// Show one rollout (NAME or NAMESPACE/NAME), or every rollout.
     Status(cli::control::StatusArgs),
     /// Wait until a rollout succeeds, pauses (e.g. at the manual gate) or is promoted.
@@ -83,6 +86,8 @@ enum Cmd {
 enum BenchCmd {
     /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
     RouteApply(cli::envoy::RouteApplyArgs),
+    /// Simulate the error-rate judges: false Fails on A/A traffic, requests to detect 1% → 2%.
+    Judge(cli::analysis::BenchJudgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,6 +130,8 @@ fn main() -> ExitCode {
         Cmd::Undo(a) => ExitCode::from(cli::control::command(Command::Undo, a)),
         Cmd::Validate { files } => cli::plan::validate(&files),
         Cmd::Plan { file, output } => cli::plan::plan(&file, output),
+        Cmd::Analyze(args) => cli::analysis::analyze(args),
+        Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
         Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
         Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
         Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {

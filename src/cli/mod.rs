@@ -1,5 +1,6 @@
 //! Subcommand implementations; `main.rs` only parses and dispatches.
 
+pub mod analysis;
 pub mod envoy;
 pub mod kube;
 pub mod plan;

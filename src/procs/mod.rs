@@ -1,10 +1,14 @@
 //! Child processes sluice starts itself (the demo, the benchmarks, the tests): the real
-//! Envoy, and helpers they share (free ports, readiness polling).
+//! Envoy and Prometheus, and helpers they share (free ports, readiness polling, finding
+//! binaries).
 //!
 //! Every child is owned by a handle that kills it on drop: a process launched by sluice never
 //! outlives it (and Envoy receives SIGTERM when its launcher exits anyway, see MACHINE_NOTES).
 
 pub mod envoy;
+pub mod prometheus;
+
+pub use prometheus::{ProcError, Prometheus};
 
 use std::time::{Duration, Instant};
 
@@ -31,4 +35,16 @@ where
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Finds `binary` on `PATH`, or takes `$env_override` when set (and it names a file).
+pub(crate) fn find_binary(binary: &str, env_override: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os(env_override) {
+        let p = std::path::PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|p| p.is_file())
 }
