@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
-        Cmd::Controller(args) => report(block_on(cli::kube::controller(args))),
+        Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
             match serde_yaml::to_string(&sluice::spec::Rollout::crd()) {

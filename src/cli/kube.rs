@@ -1,21 +1,17 @@
-//! `sluice controller`: logging, executors, then the controller loop of `sluice::k8s`.
+//! `sluice controller`: executors (Prometheus analysis, HTTP webhooks, telemetry), then the
+//! controller loop of `sluice::k8s`. Logging is set up by `main`.
 
 use std::sync::Arc;
 
 use sluice::k8s::controller::{self, Args};
 
-pub async fn controller(args: Args) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    // TODO(lead): replace `Unwired` with `analysis::PrometheusAnalyzer` and
-    // `webhooks::HttpWebhooks`, and pass `Some(Box::new(|backend| api::router(...)))` to serve
-    // `--listen` (see docs/kubernetes.md).
-    let unwired = Arc::new(sluice::k8s::unwired::Unwired);
+pub async fn controller(args: Args, notify: &sluice::notify::NotifyArgs) -> anyhow::Result<()> {
+    let telemetry = sluice::telemetry::Telemetry::new(&notify.config()?)?;
+    // No address override: each Rollout names its own Prometheus (spec.analysis.provider).
+    let analyzer = Arc::new(sluice::analysis::PrometheusAnalyzer::new(None)?);
+    let webhooks = Arc::new(telemetry.webhooks()?);
     controller::run(
-        args.into_options(unwired.clone(), unwired, None),
+        args.into_options(analyzer, webhooks, Some(telemetry), None),
         Default::default(),
     )
     .await?;

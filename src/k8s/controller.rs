@@ -53,6 +53,7 @@ impl Args {
         self,
         analyzer: Arc<dyn Analyzer>,
         webhooks: Arc<dyn Webhooks>,
+        telemetry: Option<crate::telemetry::Telemetry>,
         web: Option<WebRouter>,
     ) -> Options {
         if self.listen.is_some() && web.is_none() {
@@ -71,6 +72,7 @@ impl Args {
             probe_addr: self.probe_addr,
             analyzer,
             webhooks,
+            telemetry,
         }
     }
 }
@@ -87,6 +89,8 @@ pub struct Options {
     pub probe_addr: SocketAddr,
     pub analyzer: Arc<dyn Analyzer>,
     pub webhooks: Arc<dyn Webhooks>,
+    /// Metrics and notifications around the executors.
+    pub telemetry: Option<crate::telemetry::Telemetry>,
     /// Address and router of the web API, if served.
     pub web: Option<(SocketAddr, WebRouter)>,
 }
@@ -134,7 +138,8 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
     let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
     let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
     let election = tokio::spawn(leader::run(lease_api.clone(), lease_cfg.clone(), tx));
-    tokio::spawn(probes(opts.probe_addr, rx.clone()));
+    let metrics = opts.telemetry.as_ref().map(|t| Arc::clone(&t.metrics));
+    tokio::spawn(probes(opts.probe_addr, rx.clone(), metrics));
     if let Some((addr, router)) = opts.web {
         // The backend reads with the ungated client: followers serve the API too.
         let backend: Arc<dyn crate::backend::Backend> = Arc::new(super::backend::KubeBackend::new(
@@ -153,13 +158,28 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
         });
     }
 
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         clients.write.clone(),
         opts.analyzer.clone(),
         opts.webhooks.clone(),
         live,
         Arc::new(chrono::Utc::now),
-    ));
+    );
+    if let Some(tel) = &opts.telemetry {
+        ctx = ctx.with_telemetry(tel);
+        // The leader gauge follows the election.
+        let metrics = Arc::clone(&tel.metrics);
+        let mut leader_rx = rx.clone();
+        tokio::spawn(async move {
+            loop {
+                metrics.set_leader(*leader_rx.borrow_and_update());
+                if leader_rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let ctx = Arc::new(ctx);
     let scopes: Vec<(Api<Rollout>, Api<Deployment>)> = if opts.namespaces.is_empty() {
         vec![(
             Api::all(clients.read.clone()),
@@ -221,9 +241,28 @@ pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
 
 /// `/healthz`: the process runs. `/readyz`: also answers on followers (they serve the web API
 /// and stand by), so readiness does not depend on leadership; `/leader` tells which one leads.
-async fn probes(addr: SocketAddr, leader: watch::Receiver<bool>) {
+async fn probes(
+    addr: SocketAddr,
+    leader: watch::Receiver<bool>,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
+) {
     use axum::{Router, routing::get};
+    // `/metrics` sits next to the probes so every replica can be scraped, with or without
+    // `--listen`.
+    let metrics_route = get(move || {
+        let body = metrics.as_ref().map(|m| m.encode()).unwrap_or_default();
+        async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    crate::telemetry::metrics::CONTENT_TYPE,
+                )],
+                body,
+            )
+        }
+    });
     let app = Router::new()
+        .route("/metrics", metrics_route)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
         .route(

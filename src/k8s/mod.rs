@@ -28,7 +28,6 @@ pub mod objects;
 pub mod reconcile;
 pub mod recorder;
 pub mod router;
-pub mod unwired;
 pub mod workloads;
 
 use std::future::Future;

@@ -31,6 +31,8 @@ pub struct Context {
     pub executors: Executors,
     pub live: Arc<Live>,
     pub clock: Clock,
+    /// sluice's own metrics; `None` in tests that do not look at them.
+    pub metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 impl Context {
@@ -64,7 +66,15 @@ impl Context {
             executors,
             live,
             clock,
+            metrics: None,
         }
+    }
+
+    /// Adds analysis timing, event/verdict metrics and notifications around the executors.
+    pub fn with_telemetry(mut self, tel: &crate::telemetry::Telemetry) -> Self {
+        self.executors = tel.wrap(self.executors);
+        self.metrics = Some(Arc::clone(&tel.metrics));
+        self
     }
 }
 
@@ -142,7 +152,12 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         }
     }
 
-    let out = exec::tick(&ctx.executors, rollout, &old, command, now).await;
+    let out = match &ctx.metrics {
+        Some(m) => {
+            crate::telemetry::observed_tick(&ctx.executors, m, rollout, &old, command, now).await
+        }
+        None => exec::tick(&ctx.executors, rollout, &old, command, now).await,
+    };
     let mut status = out.status;
     status.observed_generation = rollout.metadata.generation;
     status.conditions = conditions(&old, &status, now, processed);
