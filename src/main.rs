@@ -38,6 +38,9 @@ struct Cli {
 enum Cmd {
     /// Print the Rollout CustomResourceDefinition generated from the Rust types.
     Crd,
+    /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
+    /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
+    Analyze(cli::analysis::AnalyzeArgs),
     /// Show one rollout (NAME or NAMESPACE/NAME), or every rollout.
     Status(cli::control::StatusArgs),
     /// Wait until a rollout succeeds, pauses (e.g. at the manual gate) or is promoted.
@@ -54,9 +57,6 @@ enum Cmd {
     Retry(cli::control::CommandArgs),
     /// After a promotion, put the previous stable revision back.
     Undo(cli::control::CommandArgs),
-    /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
-    /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
-    Analyze(cli::analysis::AnalyzeArgs),
     /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
     Controller(sluice::k8s::controller::Args),
     /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).

@@ -10,8 +10,15 @@ pub async fn controller(args: Args, notify: &sluice::notify::NotifyArgs) -> anyh
     // No address override: each Rollout names its own Prometheus (spec.analysis.provider).
     let analyzer = Arc::new(sluice::analysis::PrometheusAnalyzer::new(None)?);
     let webhooks = Arc::new(telemetry.webhooks()?);
+    // The web UI/API on `--listen`. Commands need SLUICE_API_TOKEN (e.g. from a Secret);
+    // without it they are refused.
+    let token = sluice::api::load_token(None)?;
+    let metrics = telemetry.metrics.encoder();
+    let web: controller::WebRouter = Box::new(move |backend| {
+        sluice::api::router(sluice::api::ApiState::new(backend, token).with_metrics(metrics))
+    });
     controller::run(
-        args.into_options(analyzer, webhooks, Some(telemetry), None),
+        args.into_options(analyzer, webhooks, Some(telemetry), Some(web)),
         Default::default(),
     )
     .await?;

@@ -38,6 +38,25 @@ fn step(v: &RolloutView) -> String {
     format!("{}/{} {}", i + 1, n, v.stages[i])
 }
 
+/// `x-user = "beta" and cookie ~ /…/`, as the UI shows it.
+fn match_text(m: &sluice::spec::HttpMatch) -> String {
+    let parts: Vec<String> = m
+        .headers
+        .iter()
+        .map(|(k, v)| match (&v.exact, &v.prefix, &v.regex) {
+            (Some(e), _, _) => format!("{k} = {e:?}"),
+            (_, Some(p), _) => format!("{k} starts with {p:?}"),
+            (_, _, Some(r)) => format!("{k} ~ /{r}/"),
+            _ => k.clone(),
+        })
+        .collect();
+    if parts.is_empty() {
+        "every request".into()
+    } else {
+        parts.join(" and ")
+    }
+}
+
 /// One line per state, for `wait` progress and `status --watch`.
 pub fn one_line(v: &RolloutView) -> String {
     format!(
@@ -77,11 +96,20 @@ pub fn detail(v: &RolloutView) -> String {
                     .filter(|d| d.destination == Destination::Canary)
                     .map(|d| d.weight)
                     .sum();
-                let rules = serde_json::to_string(&r.matches).unwrap_or_default();
+                let rules = r
+                    .matches
+                    .iter()
+                    .map(match_text)
+                    .collect::<Vec<_>>()
+                    .join(" or ");
                 let _ = writeln!(out, "  match      {rules} -> canary {canary}%");
             }
             if let Some(m) = &r.mirror {
-                let _ = writeln!(out, "  mirror     {}% to {:?}", m.percent, m.destination);
+                let to = match m.destination {
+                    Destination::Stable => "stable",
+                    Destination::Canary => "canary",
+                };
+                let _ = writeln!(out, "  mirror     {}% to {to}", m.percent);
             }
         }
     }
@@ -150,4 +178,50 @@ pub fn table(views: &[RolloutView]) -> String {
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice::spec::{HttpMatch, RolloutStatus, StringMatch};
+    use sluice::traffic::TrafficPlan;
+
+    #[test]
+    fn detail_shows_match_rules_and_mirror() {
+        let m = HttpMatch {
+            headers: [(
+                "x-beta".to_string(),
+                StringMatch {
+                    exact: Some("true".into()),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        };
+        let view = RolloutView {
+            namespace: "shop".into(),
+            name: "checkout".into(),
+            spec: serde_yaml::from_str(
+                "{service: {port: 80}, strategy: {darkLaunch: {match: [], mirrorPercent: 20}}}",
+            )
+            .unwrap(),
+            status: RolloutStatus {
+                phase: Phase::Progressing,
+                stable_revision: Some("v1".into()),
+                canary_revision: Some("v2".into()),
+                ..Default::default()
+            },
+            traffic: Some(TrafficPlan::matched(&[m], Some(20))),
+            stages: vec!["dark launch (mirror 20%)".into()],
+        };
+        let text = detail(&view);
+        assert!(text.contains("shop/checkout  Progressing"), "{text}");
+        assert!(
+            text.contains(r#"match      x-beta = "true" -> canary 100%"#),
+            "{text}"
+        );
+        assert!(text.contains("mirror     20% to canary"), "{text}");
+        assert!(text.contains("revisions  stable v1, canary v2"), "{text}");
+        assert!(one_line(&view).starts_with("shop/checkout: Progressing step 1/1"));
+    }
 }
