@@ -17,7 +17,6 @@
 //! - [`plan`]: `sluice plan`, every step of a rollout before anything runs.
 //! - [`procs`]: child processes sluice runs (a real Envoy and Prometheus); [`demo_app`]: the
 //!   demo backend; [`bench`]: benchmarks against real processes.
-//! - [`analysis`]: Prometheus queries, verdicts and the statistical judge.
 //! - [`standalone`]: standalone mode (rollout files, embedded store, runner, demo).
 
 pub mod analysis;
