@@ -477,3 +477,61 @@ async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
     assert!(other.retired);
     assert_eq!(other.applied, Some(TrafficPlan::stable_only()));
 }
+
+#[tokio::test]
+async fn the_web_api_drives_the_standalone_backend() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let s = setup(INCONCLUSIVE).await;
+    let runner = s.runner();
+    let backend: Arc<dyn Backend> = Arc::new(StandaloneBackend {
+        runner: runner.clone(),
+    });
+    let app = crate::api::router(crate::api::ApiState::new(
+        backend.clone(),
+        Some("s3cret".into()),
+    ));
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let sb = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    wait_for(&sb, "progressing", |st| st.phase == Phase::Progressing).await;
+
+    let list = app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/rollouts")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(list.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json[0]["name"], "reviews");
+    assert_eq!(json[0]["namespace"], "shop");
+
+    let pause = |token: &str| {
+        Request::post("/api/v1/rollouts/shop/reviews/pause")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let refused = app.clone().oneshot(pause("wrong")).await.unwrap();
+    assert!(refused.status().is_client_error());
+    assert_eq!(
+        sb.get("shop", "reviews").await.unwrap().status.phase,
+        Phase::Progressing
+    );
+    let accepted = app.clone().oneshot(pause("s3cret")).await.unwrap();
+    assert!(accepted.status().is_success(), "{}", accepted.status());
+    let st = wait_for(&sb, "paused over HTTP", |st| st.phase == Phase::Paused).await;
+    assert_eq!(st.reason, Some(Reason::PausedByUser));
+}
