@@ -613,7 +613,7 @@ fn work_dir_of(lines: &[String]) -> String {
 
 #[test]
 fn demo_promotes_v2_rolls_back_v3_and_leaves_nothing_running() {
-    let (mut demo, rx) = spawn_demo(&["--interval", "2s"]);
+    let (mut demo, rx) = spawn_demo(&["--interval", "2s", "--exit"]);
     let start = read_until(&rx, "starting Envoy", Duration::from_secs(30));
     let dir = work_dir_of(&start);
     let mut out = read_until(&rx, "v2 promoted", Duration::from_secs(120));
@@ -637,7 +637,7 @@ fn demo_promotes_v2_rolls_back_v3_and_leaves_nothing_running() {
 
 #[test]
 fn ctrl_c_stops_every_child_of_the_demo() {
-    let (demo, rx) = spawn_demo(&["--interval", "2s", "--keep-running"]);
+    let (demo, rx) = spawn_demo(&["--interval", "2s"]);
     let start = read_until(&rx, "starting Envoy", Duration::from_secs(30));
     let dir = work_dir_of(&start);
     read_until(&rx, "canary → v2", Duration::from_secs(60));

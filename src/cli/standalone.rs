@@ -95,11 +95,13 @@ pub async fn standalone(
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Keep everything running after the scenario (until Ctrl-C).
+    /// Stop everything and exit once the scenario is over (default: keep running, so the web
+    /// UI stays up to look at, until Ctrl-C).
     #[arg(long)]
-    pub keep_running: bool,
-    /// Analysis interval of the demo rollout (each step lasts about this long).
-    #[arg(long, default_value = "5s")]
+    pub exit: bool,
+    /// Analysis interval of the demo rollout (each step lasts about this long; long enough to
+    /// watch a step in the web UI).
+    #[arg(long, default_value = "10s")]
     pub interval: String,
     /// Requests per second through Envoy.
     #[arg(long, default_value_t = 50)]
@@ -130,8 +132,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         r = async {
             demo::scenario(&started, &opts, &mut out).await?;
-            if args.keep_running {
-                println!("\n--keep-running: everything stays up; Ctrl-C stops it all.");
+            if !args.exit {
+                println!("\neverything stays up: look around in the web UI; Ctrl-C stops it all.");
                 std::future::pending::<()>().await;
             }
             anyhow::Ok(())
