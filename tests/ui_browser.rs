@@ -393,3 +393,133 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     assert_eq!(js(&c, "return window.sluicePageId").await, page_id);
     c.close().await.unwrap();
 }
+
+// ------------------------------------------------------------------ standalone backend
+
+/// A standalone Rollout with a manual gate and no metrics (so no Prometheus is involved: the
+/// engine passes each step because the user asked for no checks), 1 s steps.
+fn standalone_rollout(stable: &str, canary: &str) -> String {
+    format!(
+        r#"apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: web}}
+spec:
+  upstreams: {{stable: "{stable}", canary: "{canary}"}}
+  revision: v2
+  service: {{port: 80, hosts: [web]}}
+  strategy: {{canary: {{steps: [20, 50]}}}}
+  analysis: {{interval: 1s}}
+  promotion: {{manual: true}}
+"#
+    )
+}
+
+/// The same UI flow against the real standalone mode: rollout file in a directory, the
+/// standalone runner and store, sluice's file-based xDS served by a real Envoy, demo backends
+/// as upstreams, and the web API/UI served by `Standalone::launch` on 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
+    use sluice::backend::Backend;
+    use sluice::demo_app::{self, DemoConfig};
+    use sluice::procs::envoy::EnvoyProcess;
+    use sluice::standalone::launch::{Options, Standalone};
+    use sluice::standalone::load::{self, Target};
+    use sluice::standalone::runner::Timing;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let work = tempfile::tempdir().expect("temp dir");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let v1 = demo_app::start(DemoConfig::new("v1"), any).await.unwrap();
+    let v2 = demo_app::start(DemoConfig::new("v2"), any).await.unwrap();
+    let (envoy, xds) = EnvoyProcess::start_standalone(work.path(), Duration::from_secs(5))
+        .await
+        .expect("Envoy starts (run scripts/install-deps.sh)");
+    // sluice opens the same xDS directory itself.
+    let xds_dir = xds.dir().to_path_buf();
+    drop(xds);
+    let rollouts = work.path().join("rollouts");
+    std::fs::create_dir_all(&rollouts).unwrap();
+    std::fs::write(
+        rollouts.join("web.yaml"),
+        standalone_rollout(&v1.upstream(), &v2.upstream()),
+    )
+    .unwrap();
+    let opts = Options {
+        dir: rollouts,
+        xds_dir,
+        store: work.path().join("sluice.redb"),
+        // No metric is defined, so the analyzer never queries a Prometheus.
+        prometheus: None,
+        scrape_interval: Duration::from_secs(1),
+        listen: "127.0.0.1:0".into(),
+        envoy_admin: Some(format!("127.0.0.1:{}", envoy.admin_port)),
+        timing: Timing::default(),
+    };
+    let sluice = Standalone::launch(opts, None, |b| {
+        router(ApiState::new(b, Some(TOKEN.into())))
+    })
+    .await
+    .expect("standalone sluice starts");
+    let base = format!("http://{}", sluice.http_addr);
+    let driver = start_driver().await;
+    let (c, _profile) = browser(&driver).await;
+
+    // The list shows the rollout reaching its manual gate.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let row = r#"tr.rollout-row[data-key="default/web"]"#;
+    let text = wait_text(&c, row, |t| t.contains("awaiting promotion")).await;
+    assert!(text.contains("Paused"), "{text}");
+    let gate = sluice.backend.get("default", "web").await.unwrap();
+    assert_eq!(gate.status.phase, Phase::Paused);
+    assert_eq!(gate.status.reason, Some(Reason::AwaitingPromotion));
+    assert_eq!(gate.status.canary_weight, 50);
+    save_screenshot(&c, "sluice-ui-standalone-list.png").await;
+
+    // Envoy really serves the gate's split: both versions answer.
+    let http = load::client().unwrap();
+    let target = Target::new(envoy.url(), "web");
+    let split = load::burst(&http, &target, 40, 4).await;
+    assert_eq!(split.failed + split.server_errors, 0, "{split:?}");
+    assert!(
+        split.count("v1") > 0 && split.count("v2") > 0,
+        "a 50% split served only one side: {split:?}"
+    );
+
+    // The detail page shows the gate; mark the window to detect a reload.
+    click(&c, row).await;
+    wait_text(&c, "#phase", |t| t == "Paused").await;
+    wait_text(&c, "#timeline", |t| t.contains("manual promotion")).await;
+    js(&c, "window.sluiceTestMarker = 'before-promote'; return true").await;
+    save_screenshot(&c, "sluice-ui-standalone-gate.png").await;
+
+    // Promote with the token; the page follows the runner without a reload.
+    click(&c, r#"button[data-cmd="promote"]"#).await;
+    let input = c
+        .wait()
+        .at_most(DEADLINE)
+        .for_element(Locator::Css("#token-dialog[open] #token-input"))
+        .await
+        .expect("the token dialog opens");
+    input.send_keys(TOKEN).await.unwrap();
+    click(&c, "#token-ok").await;
+    wait_text(&c, "#phase", |t| t == "Succeeded").await;
+    assert_eq!(
+        js(&c, "return window.sluiceTestMarker ?? null").await,
+        json!("before-promote"),
+        "the page reloaded"
+    );
+    let done = sluice.backend.get("default", "web").await.unwrap();
+    assert_eq!(done.status.phase, Phase::Succeeded);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("v2"));
+    let events = wait_text(&c, "#events", |t| t.contains("Succeeded")).await;
+    assert!(events.contains("promoted"), "{events}");
+    save_screenshot(&c, "sluice-ui-standalone-promoted.png").await;
+
+    // Envoy now sends everything to the promoted version.
+    let after = load::burst(&http, &target, 20, 4).await;
+    assert_eq!(after.count("v2"), 20, "{after:?}");
+
+    c.close().await.unwrap();
+    sluice.shutdown().await;
+    envoy.stop().await;
+}
