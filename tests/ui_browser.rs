@@ -1,11 +1,12 @@
 //! The web UI in a real headless Chromium (Debian `chromium` + `chromium-driver`), driven by
-//! fantoccini over WebDriver, against the app served on 127.0.0.1 over the in-memory backend
-//! (which runs the real engine on a ticker).
+//! fantoccini over WebDriver, against the app served on 127.0.0.1: once over the in-memory
+//! backend (which runs the real engine on a ticker), once over the real standalone mode
+//! (rollout file, runner, store, a real Envoy fed by file-based xDS, demo upstreams).
 //!
 //! Proves: the page lists rollouts; the manual promotion gate shows; clicking promote asks for
 //! the token once and moves the rollout on; the page follows without a reload (SSE). Saves
 //! screenshots under `$CARGO_TARGET_TMPDIR/ui-screenshots/`. Fails (never skips) when the
-//! browser or the driver is missing: `scripts/install-deps.sh` installs them.
+//! browser, the driver or Envoy is missing: `scripts/install-deps.sh` installs them.
 
 // Helpers outside #[test] fns panic on purpose: the panic is the test's failure report.
 #![allow(clippy::unwrap_used)]
@@ -455,11 +456,9 @@ async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
         envoy_admin: Some(format!("127.0.0.1:{}", envoy.admin_port)),
         timing: Timing::default(),
     };
-    let sluice = Standalone::launch(opts, None, |b| {
-        router(ApiState::new(b, Some(TOKEN.into())))
-    })
-    .await
-    .expect("standalone sluice starts");
+    let sluice = Standalone::launch(opts, None, |b| router(ApiState::new(b, Some(TOKEN.into()))))
+        .await
+        .expect("standalone sluice starts");
     let base = format!("http://{}", sluice.http_addr);
     let driver = start_driver().await;
     let (c, _profile) = browser(&driver).await;
@@ -489,7 +488,11 @@ async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
     click(&c, row).await;
     wait_text(&c, "#phase", |t| t == "Paused").await;
     wait_text(&c, "#timeline", |t| t.contains("manual promotion")).await;
-    js(&c, "window.sluiceTestMarker = 'before-promote'; return true").await;
+    js(
+        &c,
+        "window.sluiceTestMarker = 'before-promote'; return true",
+    )
+    .await;
     save_screenshot(&c, "sluice-ui-standalone-gate.png").await;
 
     // Promote with the token; the page follows the runner without a reload.
