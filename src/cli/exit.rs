@@ -25,11 +25,11 @@ pub const USAGE: u8 = 64;
 
 pub fn for_error(e: &ClientError) -> u8 {
     match e {
-        ClientError::BadServer(..) => USAGE,
+        ClientError::BadServer(..) | ClientError::Kubeconfig(_) => USAGE,
         ClientError::Unreachable { .. } | ClientError::Auth { .. } | ClientError::NotFound(_) => {
             UNREACHABLE
         }
         ClientError::Conflict(_) => REFUSED,
-        ClientError::Server { .. } => ERROR,
+        ClientError::Server { .. } | ClientError::Other(_) => ERROR,
     }
 }

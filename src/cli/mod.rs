@@ -7,6 +7,7 @@ pub mod plan;
 
 // The HTTP API's client side: `status`, `wait` and the command verbs (docs/ci.md).
 pub mod client;
+pub mod cluster;
 pub mod control;
 pub mod exit;
 mod render;
