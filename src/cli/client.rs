@@ -10,7 +10,8 @@ use sluice::engine::Command;
 pub enum ClientError {
     #[error("invalid server address {0:?}: {1}")]
     BadServer(String, String),
-    #[error("cannot reach the sluice server at {server}: {detail}")]
+    /// `server` says what it is: "the sluice server at URL", "the Kubernetes API server at URL".
+    #[error("cannot reach {server}: {detail}")]
     Unreachable { server: String, detail: String },
     /// 401/403: no token, wrong token, or mutating calls disabled on the server.
     #[error("refused by the server ({status}): {message}")]
@@ -192,7 +193,7 @@ impl Client {
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
         // Without the URL: it is ours, and the error text repeats it.
         ClientError::Unreachable {
-            server: self.base.to_string(),
+            server: format!("the sluice server at {}", self.base),
             detail: error_chain(&e.without_url()),
         }
     }
@@ -228,8 +229,12 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        // Some errors (kube's) already print their source: don't say it twice.
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         src = s.source();
     }
     out

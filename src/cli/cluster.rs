@@ -35,7 +35,7 @@ const ACK_POLL: Duration = Duration::from_millis(250);
 
 pub struct KubeClient {
     client: kube::Client,
-    /// The cluster's URL, for error messages.
+    /// "the Kubernetes API server at URL", for error messages.
     server: String,
     namespace: String,
     ack_timeout: Duration,
@@ -121,7 +121,7 @@ impl KubeClient {
         // A CLI in a pipeline should fail, not hang, when the API server does not answer.
         config.connect_timeout = Some(Duration::from_secs(5));
         config.read_timeout = Some(Duration::from_secs(30));
-        let server = config.cluster_url.to_string();
+        let server = format!("the Kubernetes API server at {}", config.cluster_url);
         let namespace = config.default_namespace.clone();
         let client = kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?;
         Ok(Self::new(client, server, namespace))
@@ -143,6 +143,12 @@ impl KubeClient {
                     s.message
                 )),
                 409 => ClientError::Conflict(s.message),
+                // Overloaded or restarting: transient, like a refused connection (`wait`
+                // keeps trying for a while).
+                429 | 502 | 503 | 504 => ClientError::Unreachable {
+                    server: self.server.clone(),
+                    detail: format!("{} {}", s.code, s.message),
+                },
                 code => ClientError::Server {
                     status: code,
                     message: s.message,
