@@ -4,5 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --no-browser
-cargo build --release --quiet
-exec target/release/sluice demo "$@"
+# `cargo run` finds the binary wherever the target directory is (CARGO_TARGET_DIR, config).
+# A debug build (dependencies are optimised, see Cargo.toml) shares its compiled dependencies
+# with scripts/test.sh, so a newcomer running both builds once.
+# The demo prints its own progress lines; keep the log to warnings unless asked otherwise.
+export RUST_LOG="${RUST_LOG:-warn}"
+exec cargo run --quiet -- demo "$@"

@@ -1,7 +1,6 @@
 //! sluice: progressive delivery engine.
 //!
 //! - [`analysis`]: Prometheus queries, verdicts and the statistical judge.
-//! - [`procs`]: real helper processes (Prometheus) for the demo and tests.
 //! - [`spec`]: the `Rollout` kind (CRD types) users write.
 //! - [`engine`]: the pure state machine deciding every step.
 //! - [`traffic`]: the abstract `TrafficPlan` routers translate.
@@ -16,8 +15,9 @@
 //! - [`router`]: translations of a `TrafficPlan` for each data plane (Istio VirtualService,
 //!   Envoy file-based xDS).
 //! - [`plan`]: `sluice plan`, every step of a rollout before anything runs.
-//! - [`procs`]: child processes sluice runs (a real Envoy); [`demo_app`]: the demo backend;
-//!   [`bench`]: benchmarks against real processes.
+//! - [`procs`]: child processes sluice runs (a real Envoy and Prometheus); [`demo_app`]: the
+//!   demo backend; [`bench`]: benchmarks against real processes.
+//! - [`standalone`]: standalone mode (rollout files, embedded store, runner, demo).
 
 pub mod analysis;
 pub mod api;
@@ -35,6 +35,7 @@ pub mod router;
 pub mod schedule;
 pub mod secret;
 pub mod spec;
+pub mod standalone;
 pub mod telemetry;
 pub mod template;
 pub mod traffic;

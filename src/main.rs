@@ -59,11 +59,16 @@ enum Cmd {
     Undo(cli::control::CommandArgs),
     /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
     Controller(sluice::k8s::controller::Args),
+    /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
+    Standalone(cli::standalone::StandaloneArgs),
+    /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a healthy
+    /// version promoted, a failing one rolled back.
+    Demo(cli::standalone::DemoArgs),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
     /// Run a demo backend (Bookinfo-reviews-like) that counts the requests it serves.
     DemoApp(cli::envoy::DemoAppArgs),
-    /// Benchmarks against real processes.
+    /// Benchmarks against real processes, and simulations.
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Check Rollout files (every document, every problem); exit 1 when any is invalid.
@@ -86,6 +91,8 @@ enum Cmd {
 enum BenchCmd {
     /// Decision -> a real Envoy serving the new routes (p50/p99 over many swaps).
     RouteApply(cli::envoy::RouteApplyArgs),
+    /// Fault injected into a real canary -> rollback decision -> no request reaches it.
+    Rollback(cli::standalone::RollbackArgs),
     /// Simulate the error-rate judges: false Fails on A/A traffic, requests to detect 1% → 2%.
     Judge(cli::analysis::BenchJudgeArgs),
 }
@@ -132,11 +139,16 @@ fn main() -> ExitCode {
         Cmd::Plan { file, output } => cli::plan::plan(&file, output),
         Cmd::Analyze(args) => cli::analysis::analyze(args),
         Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
+        Cmd::Standalone(args) => report(block_on(cli::standalone::standalone(args, &cli.notify))),
+        Cmd::Demo(args) => report(block_on(cli::standalone::demo(args))),
         Cmd::EnvoyBootstrap(args) => report(cli::envoy::envoy_bootstrap(&args)),
         Cmd::DemoApp(args) => report(block_on(cli::envoy::demo_app(args))),
         Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
             cli::envoy::bench_route_apply(&args).await
         })),
+        Cmd::Bench(BenchCmd::Rollback(args)) => {
+            report(block_on(cli::standalone::bench_rollback(args)))
+        }
     }
 }
 

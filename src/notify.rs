@@ -323,9 +323,12 @@ impl Message {
     }
 }
 
-/// The UI page of a rollout.
+/// The UI page of a rollout (the UI routes by URL fragment: `#/rollouts/<ns>/<name>`).
 pub fn ui_link(base: &str, namespace: &str, name: &str) -> String {
-    format!("{}/rollouts/{namespace}/{name}", base.trim_end_matches('/'))
+    format!(
+        "{}/#/rollouts/{namespace}/{name}",
+        base.trim_end_matches('/')
+    )
 }
 
 /// Slack's mrkdwn needs `&`, `<`, `>` escaped; everything else is literal.
@@ -480,7 +483,7 @@ mod tests {
         );
         assert_eq!(
             ui_link("https://ui.example/", "ns", "r"),
-            "https://ui.example/rollouts/ns/r"
+            "https://ui.example/#/rollouts/ns/r"
         );
     }
 

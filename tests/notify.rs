@@ -105,7 +105,7 @@ spec:
     let context = rb["blocks"][1]["elements"][0]["text"].as_str().unwrap();
     assert!(context.contains("reason analysisFailed"), "{context}");
     assert!(
-        context.contains("<https://sluice.example.com/rollouts/bookinfo/reviews|open in sluice>"),
+        context.contains("<https://sluice.example.com/#/rollouts/bookinfo/reviews|open in sluice>"),
         "{context}"
     );
     for h in &slack {
@@ -124,7 +124,7 @@ spec:
     assert_eq!(last["canaryWeight"], 0);
     assert_eq!(
         last["url"],
-        "https://sluice.example.com/rollouts/bookinfo/reviews"
+        "https://sluice.example.com/#/rollouts/bookinfo/reviews"
     );
 
     let m = tel.metrics.encode();

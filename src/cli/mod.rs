@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod envoy;
 pub mod kube;
 pub mod plan;
+pub mod standalone;
 
 // The HTTP API's client side: `status`, `wait` and the command verbs (docs/ci.md).
 pub mod client;
