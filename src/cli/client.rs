@@ -10,7 +10,8 @@ use sluice::engine::Command;
 pub enum ClientError {
     #[error("invalid server address {0:?}: {1}")]
     BadServer(String, String),
-    #[error("cannot reach the sluice server at {server}: {detail}")]
+    /// `server` says what it is: "the sluice server at URL", "the Kubernetes API server at URL".
+    #[error("cannot reach {server}: {detail}")]
     Unreachable { server: String, detail: String },
     /// 401/403: no token, wrong token, or mutating calls disabled on the server.
     #[error("refused by the server ({status}): {message}")]
@@ -22,6 +23,75 @@ pub enum ClientError {
     Conflict(String),
     #[error("the server answered {status}: {message}")]
     Server { status: u16, message: String },
+    /// Kubernetes mode: no usable kubeconfig (or in-cluster configuration).
+    #[error("cannot use the kubeconfig: {0}")]
+    Kubeconfig(String),
+    /// Anything else that is not the rollout's fault (e.g. an object that does not parse).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where the CLI's verbs read rollouts and send commands: a sluice server over HTTP
+/// ([`Client`]) or the cluster through the user's kubeconfig
+/// ([`super::cluster::KubeClient`]). `status`, `wait` and the command verbs exist once, over
+/// this trait.
+#[async_trait::async_trait]
+pub trait RolloutClient: Send + Sync {
+    /// Every rollout, or those of `namespace`.
+    async fn list(&self, namespace: Option<&str>) -> Result<Vec<RolloutView>, ClientError>;
+    async fn get(&self, ns: &str, name: &str) -> Result<RolloutView, ClientError>;
+    /// Sends `cmd`; Ok: what to tell the user. Err(Conflict) when it does not apply now.
+    async fn command(
+        &self,
+        ns: &str,
+        name: &str,
+        cmd: Command,
+        reason: Option<String>,
+    ) -> Result<String, ClientError>;
+    /// The revision `wait --revision` compares with. As given over HTTP; the cluster client
+    /// also understands `target` (see [`super::cluster::TARGET_REVISION`]).
+    async fn resolve_revision(
+        &self,
+        _ns: &str,
+        _name: &str,
+        revision: &str,
+    ) -> Result<String, ClientError> {
+        Ok(revision.to_string())
+    }
+    /// The namespace of a NAME given without one (the kubeconfig context's for the cluster).
+    fn default_namespace(&self) -> &str;
+    /// Whether a listing without `-n` covers every namespace (the HTTP API) or only
+    /// [`Self::default_namespace`] (kubectl's habit).
+    fn lists_all_by_default(&self) -> bool;
+}
+
+#[async_trait::async_trait]
+impl RolloutClient for Client {
+    async fn list(&self, namespace: Option<&str>) -> Result<Vec<RolloutView>, ClientError> {
+        let all = Client::list(self).await?;
+        Ok(all
+            .into_iter()
+            .filter(|v| namespace.is_none_or(|ns| v.namespace == ns))
+            .collect())
+    }
+    async fn get(&self, ns: &str, name: &str) -> Result<RolloutView, ClientError> {
+        Client::get(self, ns, name).await
+    }
+    async fn command(
+        &self,
+        ns: &str,
+        name: &str,
+        cmd: Command,
+        reason: Option<String>,
+    ) -> Result<String, ClientError> {
+        Ok(Client::command(self, ns, name, cmd, reason).await?.message)
+    }
+    fn default_namespace(&self) -> &str {
+        "default"
+    }
+    fn lists_all_by_default(&self) -> bool {
+        true
+    }
 }
 
 pub struct Client {
@@ -30,11 +100,11 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// `name` or `namespace/name`; the namespace defaults to `default`.
-pub fn parse_name(input: &str) -> Result<(String, String), String> {
+/// `name` or `namespace/name`; the namespace defaults to `default_ns`.
+pub fn parse_name_in(input: &str, default_ns: &str) -> Result<(String, String), String> {
     let (ns, name) = match input.split_once('/') {
         Some((ns, name)) => (ns, name),
-        None => ("default", input),
+        None => (default_ns, input),
     };
     if ns.is_empty() || name.is_empty() || name.contains('/') {
         return Err(format!(
@@ -123,7 +193,7 @@ impl Client {
     fn unreachable(&self, e: reqwest::Error) -> ClientError {
         // Without the URL: it is ours, and the error text repeats it.
         ClientError::Unreachable {
-            server: self.base.to_string(),
+            server: format!("the sluice server at {}", self.base),
             detail: error_chain(&e.without_url()),
         }
     }
@@ -155,12 +225,16 @@ impl Client {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        // Some errors (kube's) already print their source: don't say it twice.
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         src = s.source();
     }
     out
@@ -172,13 +246,20 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(parse_name("web").unwrap(), ("default".into(), "web".into()));
         assert_eq!(
-            parse_name("shop/web").unwrap(),
+            parse_name_in("web", "default").unwrap(),
+            ("default".into(), "web".into())
+        );
+        assert_eq!(
+            parse_name_in("shop/web", "default").unwrap(),
             ("shop".into(), "web".into())
         );
+        assert_eq!(
+            parse_name_in("web", "bookinfo").unwrap(),
+            ("bookinfo".into(), "web".into())
+        );
         for bad in ["", "/web", "shop/", "a/b/c"] {
-            assert!(parse_name(bad).is_err(), "{bad}");
+            assert!(parse_name_in(bad, "default").is_err(), "{bad}");
         }
     }
 

@@ -13,8 +13,9 @@ pub const ROLLED_BACK: u8 = 2;
 pub const ABORTED: u8 = 3;
 /// `wait` timed out.
 pub const TIMEOUT: u8 = 4;
-/// The server cannot be used: unreachable (30 s in a row for `wait`), the token was
-/// refused (401/403), or the rollout does not exist (404).
+/// The server (sluice's, or the Kubernetes API server with `--kube`) cannot be used:
+/// unreachable (30 s in a row for `wait`), the token or credentials were refused (401/403),
+/// or the rollout does not exist (404).
 pub const UNREACHABLE: u8 = 5;
 /// `wait`: the awaited state can no longer come (e.g. succeeded while waiting for paused).
 pub const UNREACHABLE_STATE: u8 = 6;
@@ -25,11 +26,11 @@ pub const USAGE: u8 = 64;
 
 pub fn for_error(e: &ClientError) -> u8 {
     match e {
-        ClientError::BadServer(..) => USAGE,
+        ClientError::BadServer(..) | ClientError::Kubeconfig(_) => USAGE,
         ClientError::Unreachable { .. } | ClientError::Auth { .. } | ClientError::NotFound(_) => {
             UNREACHABLE
         }
         ClientError::Conflict(_) => REFUSED,
-        ClientError::Server { .. } => ERROR,
+        ClientError::Server { .. } | ClientError::Other(_) => ERROR,
     }
 }

@@ -8,6 +8,7 @@ pub mod standalone;
 
 // The HTTP API's client side: `status`, `wait` and the command verbs (docs/ci.md).
 pub mod client;
+pub mod cluster;
 pub mod control;
 pub mod exit;
 mod render;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::client::{Client, ClientError};
+use super::client::{ClientError, RolloutClient};
 use super::exit;
 use sluice::spec::{Phase, Reason, RolloutStatus};
 
@@ -73,7 +73,7 @@ pub fn judge(s: &RolloutStatus, target: WaitFor, revision: Option<&str>) -> Judg
 const UNREACHABLE_GRACE: Duration = Duration::from_secs(30);
 
 pub async fn run(
-    client: &Client,
+    client: &dyn RolloutClient,
     ns: &str,
     name: &str,
     target: WaitFor,

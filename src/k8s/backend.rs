@@ -8,10 +8,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use serde_json::json;
 
 use super::recorder::Live;
-use super::{commands, is_not_found, names};
+use super::{commands, is_not_found};
 use crate::backend::{Backend, BackendError, Change, EventRecord, RolloutView};
 use crate::engine::{self, Command};
 use crate::spec::{CheckResult, Rollout};
@@ -27,6 +26,22 @@ fn unavailable(e: kube::Error) -> BackendError {
     BackendError::Unavailable(e.to_string())
 }
 
+/// What the API, UI and CLI show of a Rollout read from the cluster. `traffic`: the plan this
+/// process applied, if it knows one (the CLI does not: it shows the status' weights).
+pub fn rollout_view(r: Rollout, traffic: Option<crate::traffic::TrafficPlan>) -> RolloutView {
+    RolloutView {
+        namespace: r.metadata.namespace.clone().unwrap_or_default(),
+        name: r.metadata.name.clone().unwrap_or_default(),
+        stages: engine::stages(&r.spec)
+            .into_iter()
+            .map(|s| s.label)
+            .collect(),
+        traffic,
+        status: r.status.clone().unwrap_or_default(),
+        spec: r.spec,
+    }
+}
+
 impl KubeBackend {
     pub fn new(client: Client, namespaces: Vec<String>, live: Arc<Live>) -> Self {
         KubeBackend {
@@ -37,18 +52,8 @@ impl KubeBackend {
     }
 
     fn view(&self, r: Rollout) -> RolloutView {
-        let key = r.key();
-        RolloutView {
-            namespace: r.metadata.namespace.clone().unwrap_or_default(),
-            name: r.metadata.name.clone().unwrap_or_default(),
-            stages: engine::stages(&r.spec)
-                .into_iter()
-                .map(|s| s.label)
-                .collect(),
-            traffic: self.live.plan(&key),
-            status: r.status.clone().unwrap_or_default(),
-            spec: r.spec,
-        }
+        let traffic = self.live.plan(&r.key());
+        rollout_view(r, traffic)
     }
 
     async fn fetch(&self, namespace: &str, name: &str) -> Result<Rollout, BackendError> {
@@ -159,7 +164,7 @@ impl Backend for KubeBackend {
         engine::command_allowed(&r.status.unwrap_or_default(), command)
             .map_err(BackendError::Conflict)?;
         let value = commands::annotation_value(command, chrono::Utc::now());
-        let patch = json!({"metadata": {"annotations": {names::COMMAND_ANNOTATION: value}}});
+        let patch = commands::request_patch(&value, None);
         let api: Api<Rollout> = Api::namespaced(self.client.clone(), namespace);
         api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

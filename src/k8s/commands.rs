@@ -80,6 +80,17 @@ pub fn annotation_value(command: Command, now: chrono::DateTime<chrono::Utc>) ->
     )
 }
 
+/// The JSON merge patch that requests a command (`value` from [`annotation_value`]). With
+/// `resource_version`, the write fails with 409 if the Rollout changed since it was read (so
+/// the caller's `command_allowed` check was made against the current status).
+pub fn request_patch(value: &str, resource_version: Option<&str>) -> serde_json::Value {
+    let mut patch = json!({"metadata": {"annotations": {names::COMMAND_ANNOTATION: value}}});
+    if let Some(rv) = resource_version {
+        patch["metadata"]["resourceVersion"] = json!(rv);
+    }
+    patch
+}
+
 /// Removes the command annotation if it still says `raw`, and records the acknowledgement.
 /// The resourceVersion precondition makes a newer command written meanwhile survive: on 409
 /// we re-read, and only clear if the value is still ours.
