@@ -40,6 +40,25 @@ pub struct EventRecord {
     pub canary_weight: u32,
 }
 
+impl EventRecord {
+    /// The history entry for an engine event, with the status right after it.
+    pub fn of(
+        at: DateTime<Utc>,
+        status: &crate::spec::RolloutStatus,
+        event: &crate::engine::Event,
+    ) -> Self {
+        EventRecord {
+            at,
+            reason: event.reason.clone(),
+            message: event.message.clone(),
+            warning: event.warning,
+            phase: status.phase,
+            step_index: status.step_index,
+            canary_weight: status.canary_weight,
+        }
+    }
+}
+
 /// A change notification for live views (SSE).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

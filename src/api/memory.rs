@@ -368,15 +368,7 @@ impl exec::Recorder for Fake {
     async fn event(&self, rollout: &Rollout, status: &RolloutStatus, event: &Event) {
         let key = key_of(rollout);
         let sent = self.0.with_entry(rollout, |e| {
-            e.events.push(EventRecord {
-                at: e.clock,
-                reason: event.reason.clone(),
-                message: event.message.clone(),
-                warning: event.warning,
-                phase: status.phase,
-                step_index: status.step_index,
-                canary_weight: status.canary_weight,
-            });
+            e.events.push(EventRecord::of(e.clock, status, event));
             trim(&mut e.events);
             change(&key, status, "event")
         });

@@ -139,15 +139,7 @@ impl Recorder for KubeRecorder {
         push(
             &self.live.events,
             &key,
-            [EventRecord {
-                at: (self.clock)(),
-                reason: event.reason.clone(),
-                message: event.message.clone(),
-                warning: event.warning,
-                phase: status.phase,
-                step_index: status.step_index,
-                canary_weight: status.canary_weight,
-            }],
+            [EventRecord::of((self.clock)(), status, event)],
         );
         self.live.notify(rollout, status, "event");
         let ev = KubeEvent {

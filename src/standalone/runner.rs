@@ -205,15 +205,7 @@ pub struct BufferRecorder {
 
 impl BufferRecorder {
     fn push_event(&self, status: &RolloutStatus, event: &Event) {
-        lock(&self.events).push(EventRecord {
-            at: Utc::now(),
-            reason: event.reason.clone(),
-            message: event.message.clone(),
-            warning: event.warning,
-            phase: status.phase,
-            step_index: status.step_index,
-            canary_weight: status.canary_weight,
-        });
+        lock(&self.events).push(EventRecord::of(Utc::now(), status, event));
     }
 
     fn take(&self) -> (Vec<EventRecord>, Vec<CheckResult>) {
