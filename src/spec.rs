@@ -39,8 +39,8 @@ pub struct RolloutSpec {
     /// Standalone target: addresses of the stable and canary upstreams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstreams: Option<Upstreams>,
-    /// Standalone only: an explicit revision label for the canary. When absent, the canary
-    /// upstream address is the revision (changing it starts a rollout).
+    /// Standalone only: an explicit revision label for the canary (e.g. `v2`). When absent,
+    /// the canary upstream address is the revision (changing it starts a rollout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     /// Routing identity: port, hosts and gateways of the service.
@@ -87,6 +87,12 @@ fn default_target_kind() -> String {
 pub struct Upstreams {
     pub stable: String,
     pub canary: String,
+    /// Revision label of the version at `stable` (e.g. `v1`), read when sluice takes the stable
+    /// side from the file: first sight, or an edit of `stable` or of this field. When `stable`
+    /// and `canary` are the same address, stable runs `revision` and this may be left out.
+    /// Default: the stable address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

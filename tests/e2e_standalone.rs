@@ -626,8 +626,17 @@ fn demo_promotes_v2_rolls_back_v3_and_leaves_nothing_running() {
         "Succeeded",
         "Failed",
         "✗ success-rate",
+        // Versions by their labels, not their addresses.
+        "v1 → v2",
+        "v2 → v3",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    for l in out.iter().filter(|l| l.contains("% canary")) {
+        assert!(
+            !l.contains("127.0.0.1"),
+            "an address in a progress line: {l}"
+        );
     }
     let status = demo.0.wait().expect("demo exits");
     assert!(status.success(), "{status}");

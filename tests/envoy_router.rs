@@ -61,6 +61,7 @@ fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle)
             upstreams: Some(Upstreams {
                 stable: stable.upstream(),
                 canary: canary.upstream(),
+                stable_revision: None,
             }),
             revision: None,
             service: ServiceSpec {
@@ -185,6 +186,7 @@ async fn generated_configs_pass_envoy_validate() {
     dns.spec.upstreams = Some(Upstreams {
         stable: "localhost:9081".into(),
         canary: "localhost:9082".into(),
+        stable_revision: None,
     });
     let ratings = RouteTarget::from_rollout(&dns).expect("target");
     let plans = [
@@ -428,6 +430,7 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
     promoted.spec.upstreams = Some(Upstreams {
         stable: rig.v2.upstream(),
         canary: rig.v2.upstream(),
+        stable_revision: None,
     });
     rig.router.set_target(&promoted).await.expect("promoted");
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
@@ -488,6 +491,7 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
             r.spec.upstreams.get_or_insert(Upstreams {
                 stable: "127.0.0.1:9081".into(),
                 canary: "reviews-canary.local:9082".into(),
+                stable_revision: None,
             });
             let name = r.metadata.name.clone().expect("name");
             for (i, step) in sluice::plan::steps(&r).into_iter().enumerate() {

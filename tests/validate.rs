@@ -216,6 +216,20 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
         )],
     ),
     (
+        "stable-revision-equals-revision",
+        &[(
+            "spec.upstreams.stableRevision",
+            "equals `revision` (v2) but stable and canary are different addresses",
+        )],
+    ),
+    (
+        "stable-revision-same-address",
+        &[(
+            "spec.upstreams.stableRevision",
+            "stable runs `revision` (v2); remove stableRevision or make it v2",
+        )],
+    ),
+    (
         "step-weight-out-of-range",
         &[("spec.strategy.canary.stepWeight", "120 is outside 1..100")],
     ),

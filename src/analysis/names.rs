@@ -127,6 +127,7 @@ mod tests {
             r.spec.upstreams = Some(Upstreams {
                 stable: "127.0.0.1:1".into(),
                 canary: "127.0.0.1:2".into(),
+                stable_revision: None,
             });
         }
         r

@@ -63,6 +63,7 @@ pub fn bench_rollout(stable: &DemoHandle, canary: &DemoHandle) -> Rollout {
             upstreams: Some(Upstreams {
                 stable: stable.upstream(),
                 canary: canary.upstream(),
+                stable_revision: None,
             }),
             revision: None,
             service: ServiceSpec {

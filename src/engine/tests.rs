@@ -17,6 +17,7 @@ pub(crate) fn canary_spec(steps: &[u32]) -> RolloutSpec {
         upstreams: Some(Upstreams {
             stable: "127.0.0.1:1".into(),
             canary: "127.0.0.1:2".into(),
+            stable_revision: None,
         }),
         revision: None,
         service: ServiceSpec {

@@ -3,8 +3,9 @@
 //! Starts demo backends v1 (stable), v2 (healthy) and v3 (30% HTTP 500) in this process, a real
 //! Envoy and a real Prometheus (1 s scrape of Envoy), a load generator (~50 rps through Envoy)
 //! and sluice standalone with its HTTP API/UI. Then it edits the rollout file like a user
-//! would: canary → v2 (promoted step by step), then canary → v3 (rolled back). One terminal
-//! line per change shows phase, step, weight and verdicts.
+//! would: canary → v2 (promoted step by step), then canary → v3 (rolled back), each labelled
+//! with `revision: vN`. One terminal line per change shows versions, phase, step, weight and
+//! verdicts.
 //!
 //! Every child process belongs to the [`Stack`]; dropping the demo future (Ctrl-C in the
 //! binary) kills them all.
@@ -146,10 +147,7 @@ pub async fn start(
     .await?;
     let v1 = upstream(&stack, "v1")?;
     // Stable and canary both v1: nothing to roll out yet.
-    stack.write_rollout(
-        "reviews.yaml",
-        &stack::canary_rollout(ROLLOUT, &v1, &v1, &opts.steps, &opts.interval, 95.0),
-    )?;
+    stack.write_rollout("reviews.yaml", &demo_rollout(opts, &v1, &v1, "v1"))?;
     let token = new_token();
     let tok = token.clone();
     let sluice =
@@ -185,6 +183,20 @@ fn upstream(stack: &Stack, version: &str) -> Result<String, DemoError> {
         .ok_or_else(|| DemoError::Scenario(format!("no backend {version}")))
 }
 
+/// The demo's rollout file: the canary labelled with its version, so that the UI, the CLI and
+/// the progress lines say `v1 → v2` rather than addresses.
+fn demo_rollout(opts: &DemoOptions, stable: &str, canary: &str, version: &str) -> String {
+    stack::labelled_canary_rollout(
+        ROLLOUT,
+        stable,
+        canary,
+        Some(version),
+        &opts.steps,
+        &opts.interval,
+        95.0,
+    )
+}
+
 /// The scenario: v2 through the canary to promotion, then v3 until it is rolled back.
 pub async fn scenario(
     demo: &Demo,
@@ -194,13 +206,9 @@ pub async fn scenario(
     let v1 = upstream(&demo.stack, "v1")?;
     let v2 = upstream(&demo.stack, "v2")?;
     let v3 = upstream(&demo.stack, "v3")?;
-    let rollout = |stable: &str, canary: &str| {
-        stack::canary_rollout(ROLLOUT, stable, canary, &opts.steps, &opts.interval, 95.0)
-    };
-
     writeln!(out, "\n▶ canary → v2 (healthy): edit reviews.yaml")?;
     demo.stack
-        .write_rollout("reviews.yaml", &rollout(&v1, &v2))?;
+        .write_rollout("reviews.yaml", &demo_rollout(opts, &v1, &v2, "v2"))?;
     let st = follow(demo, out, opts.phase_timeout, |p| {
         matches!(p, Phase::Succeeded | Phase::Failed)
     })
@@ -219,7 +227,7 @@ pub async fn scenario(
     )?;
     // upstreams.stable stays v1 in the file: after the promotion, stable points at v2 anyway.
     demo.stack
-        .write_rollout("reviews.yaml", &rollout(&v1, &v3))?;
+        .write_rollout("reviews.yaml", &demo_rollout(opts, &v1, &v3, "v3"))?;
     let st = follow(demo, out, opts.phase_timeout, |p| {
         matches!(p, Phase::Failed | Phase::Succeeded)
     })

@@ -33,7 +33,16 @@ pub fn verdicts(status: &RolloutStatus) -> String {
         .join("  ")
 }
 
-/// One progress line: phase, step, weight bar, verdicts, message.
+/// The versions involved: `v1 → v2` during a rollout, `v2` between rollouts.
+pub fn revisions(status: &RolloutStatus) -> String {
+    let stable = status.stable_revision.as_deref().unwrap_or("-");
+    match status.canary_revision.as_deref() {
+        Some(c) if c != stable => format!("{stable} → {c}"),
+        _ => stable.to_string(),
+    }
+}
+
+/// One progress line: versions, phase, step, weight bar, verdicts, message.
 pub fn line(name: &str, status: &RolloutStatus, stages: usize) -> String {
     let step = if stages == 0 {
         "-".to_string()
@@ -41,7 +50,8 @@ pub fn line(name: &str, status: &RolloutStatus, stages: usize) -> String {
         format!("{}/{stages}", (status.step_index as usize + 1).min(stages))
     };
     let mut out = format!(
-        "{name:<10} {:<11} step {step:<5} {} {:>3}% canary",
+        "{name:<10} {:<7} {:<11} step {step:<5} {} {:>3}% canary",
+        revisions(status),
         status.phase.as_str(),
         weight_bar(status.canary_weight),
         status.canary_weight
@@ -89,13 +99,28 @@ mod tests {
                 reason: "low".into(),
                 at: Utc::now(),
             }],
+            stable_revision: Some("v1".into()),
+            canary_revision: Some("v2".into()),
             ..Default::default()
         };
         let l = line("reviews", &st, 3);
+        assert!(l.starts_with("reviews    v1 → v2 Progressing"), "{l}");
         assert!(l.contains("Progressing"), "{l}");
         assert!(l.contains("step 2/3"), "{l}");
         assert!(l.contains(" 50% canary"), "{l}");
         assert!(l.contains("✗ success-rate 70.0 (min 95)"), "{l}");
         assert!(l.contains("canary 50%: 0 of 1"), "{l}");
+    }
+
+    #[test]
+    fn revisions_show_the_canary_only_while_it_differs() {
+        let mut st = RolloutStatus::default();
+        assert_eq!(revisions(&st), "-");
+        st.stable_revision = Some("v2".into());
+        assert_eq!(revisions(&st), "v2");
+        st.canary_revision = Some("v2".into());
+        assert_eq!(revisions(&st), "v2");
+        st.canary_revision = Some("v3".into());
+        assert_eq!(revisions(&st), "v2 → v3");
     }
 }

@@ -24,12 +24,14 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::backend::{Change, EventRecord};
 use crate::engine::{AnalysisReport, Command, Event};
 use crate::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
-use crate::spec::{CheckResult, Rollout, RolloutStatus};
+use crate::spec::{CheckResult, Phase, Rollout, RolloutStatus};
 use crate::telemetry::{Telemetry, observed_tick};
 use crate::traffic::TrafficPlan;
 
 use super::store::{RolloutRecord, Store, spec_hash};
-use super::workloads::{Cell, EffectiveRouter, StandaloneWorkloads, effective, initial_upstreams};
+use super::workloads::{
+    Cell, EffectiveRouter, StableSync, StandaloneWorkloads, effective, initial_upstreams,
+};
 
 /// The mode-independent executors the runner plugs into each rollout.
 #[derive(Clone)]
@@ -373,23 +375,44 @@ async fn rollout_task(
             record.rollout = (*rollout).clone();
             record.spec_hash = hash;
             record.source = source.map(|p| p.display().to_string());
-            if cell.sync_spec(&rollout) {
+            let sync = cell.sync_spec(&rollout);
+            if sync != StableSync::Unchanged {
                 let up = cell.upstreams();
+                let what = match sync {
+                    StableSync::Repointed => "upstreams.stable edited",
+                    _ => "upstreams.stableRevision edited",
+                };
                 buffer.push_event(
                     &record.status,
                     &Event {
                         reason: "StableRepointed".into(),
                         message: format!(
-                            "upstreams.stable edited: stable is {}",
-                            up.stable_address
+                            "{what}: stable is {} at {}",
+                            up.stable_revision, up.stable_address
                         ),
                         warning: false,
                     },
                 );
-                // Make the data plane follow now; the engine does not know about this edit.
-                let plan = cell.applied().unwrap_or_else(TrafficPlan::stable_only);
-                if let Err(e) = router.apply(&rollout, &plan).await {
-                    tracing::warn!(rollout = %key, error = %e, "re-pointing stable failed");
+                // The engine does not see this edit: between rollouts, tell it what stable runs
+                // now, so that it compares the declared revision with the right label (and
+                // does not offer an undo to an address the store forgot). A rollout in flight
+                // keeps its view; its promotion sets the stable label anyway.
+                let in_flight = matches!(
+                    record.status.phase,
+                    Phase::Progressing | Phase::Paused | Phase::Promoting
+                );
+                if started(&record) && !in_flight {
+                    record.status.stable_revision = Some(up.stable_revision.clone());
+                    if sync == StableSync::Repointed {
+                        record.status.previous_stable_revision = None;
+                    }
+                }
+                // Make the data plane follow now.
+                if sync == StableSync::Repointed {
+                    let plan = cell.applied().unwrap_or_else(TrafficPlan::stable_only);
+                    if let Err(e) = router.apply(&rollout, &plan).await {
+                        tracing::warn!(rollout = %key, error = %e, "re-pointing stable failed");
+                    }
                 }
             }
         }

@@ -155,14 +155,30 @@ pub fn canary_rollout(
     interval: &str,
     min_success: f64,
 ) -> String {
+    labelled_canary_rollout(name, stable, canary, None, steps, interval, min_success)
+}
+
+/// [`canary_rollout`] with `revision` labelling the canary's version (e.g. `v2`).
+pub fn labelled_canary_rollout(
+    name: &str,
+    stable: &str,
+    canary: &str,
+    revision: Option<&str>,
+    steps: &[u32],
+    interval: &str,
+    min_success: f64,
+) -> String {
     let steps: Vec<String> = steps.iter().map(u32::to_string).collect();
+    let revision = revision
+        .map(|r| format!("  revision: {r}\n"))
+        .unwrap_or_default();
     format!(
         r#"apiVersion: sluice.dev/v1alpha1
 kind: Rollout
 metadata: {{name: {name}}}
 spec:
   upstreams: {{stable: "{stable}", canary: "{canary}"}}
-  service: {{port: 80, hosts: [{name}]}}
+{revision}  service: {{port: 80, hosts: [{name}]}}
   strategy: {{canary: {{steps: [{steps}]}}}}
   analysis:
     interval: {interval}

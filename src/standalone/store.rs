@@ -101,6 +101,10 @@ pub struct UpstreamState {
     pub previous_stable_address: Option<String>,
     /// `spec.upstreams.stable` as last seen in the file: an edit of it re-points stable.
     pub spec_stable: String,
+    /// `spec.upstreams.stableRevision` as last seen in the file: an edit of it relabels stable
+    /// (while stable still points at `spec_stable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_stable_revision: Option<String>,
 }
 
 /// Everything the store keeps about one rollout besides its history.
@@ -368,6 +372,7 @@ spec:
                 stable_revision: "127.0.0.1:1".into(),
                 previous_stable_address: None,
                 spec_stable: "127.0.0.1:1".into(),
+                spec_stable_revision: None,
             },
             applied: None,
             retired: false,

@@ -142,6 +142,28 @@ spec:
     }
 }
 
+/// A rollout whose versions carry labels: `revision` for the canary, and optionally
+/// `upstreams.stableRevision`.
+fn labelled(stable: &str, canary: &str, revision: &str, stable_revision: Option<&str>) -> Rollout {
+    let stable_revision = stable_revision
+        .map(|l| format!(", stableRevision: {l}"))
+        .unwrap_or_default();
+    serde_yaml::from_str(&format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  upstreams: {{stable: "{stable}", canary: "{canary}"{stable_revision}}}
+  revision: {revision}
+  service: {{port: 8080}}
+  strategy: {{canary: {{steps: [20, 50]}}}}
+  analysis: {{interval: 40ms, failureLimit: 1, inconclusiveLimit: 1000}}
+"#
+    ))
+    .unwrap()
+}
+
 /// Polls the backend until `pred` holds for the rollout's status (5 s deadline).
 async fn wait_for(
     backend: &StandaloneBackend,
@@ -534,4 +556,175 @@ async fn the_web_api_drives_the_standalone_backend() {
     assert!(accepted.status().is_success(), "{}", accepted.status());
     let st = wait_for(&sb, "paused over HTTP", |st| st.phase == Phase::Paused).await;
     assert_eq!(st.reason, Some(Reason::PausedByUser));
+}
+
+/// Reasons of the rollout's events, oldest first.
+async fn reasons(backend: &StandaloneBackend) -> Vec<String> {
+    backend
+        .events("shop", "reviews")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect()
+}
+
+/// Labels, not addresses: the engine only ever compares labels with labels, so a file whose
+/// two sides agree starts nothing, a new label rolls out, and a restart keeps them.
+#[tokio::test]
+async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
+    let s = setup(PASS).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    // v1 on both sides: nothing to roll out.
+    runner.upsert(labelled(&s.stable, &s.stable, "v1", None), None);
+    let st = wait_for(&backend, "initialized", |st| st.stable_revision.is_some()).await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v1"));
+    // Several analysis intervals later it is still idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(st.phase, Phase::Idle, "{st:?}");
+    assert_eq!(st.canary_revision, None);
+    assert!(!reasons(&backend).await.iter().any(|r| r == "Progressing"));
+
+    // The user points the canary at v2 and labels it.
+    runner.upsert(labelled(&s.stable, &s.canary, "v2", None), None);
+    let st = wait_for(&backend, "v2 promoted", |st| st.phase == Phase::Succeeded).await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v2"));
+    assert_eq!(st.previous_stable_revision.as_deref(), Some("v1"));
+    let events = backend.events("shop", "reviews").await.unwrap();
+    assert!(
+        events.iter().any(|e| e.message.contains("rolling out v2")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.message.contains(&s.canary)),
+        "an address where a label belongs: {events:?}"
+    );
+    let up = runner
+        .store()
+        .get("shop/reviews")
+        .unwrap()
+        .unwrap()
+        .upstreams;
+    assert_eq!(
+        (up.stable_address.as_str(), up.stable_revision.as_str()),
+        (s.canary.as_str(), "v2")
+    );
+
+    // Restart from the store: still v2 at the canary address, nothing starts.
+    drop(backend);
+    runner.shutdown();
+    drop(runner);
+    // The aborted tasks release the store file shortly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Store::open(&s.store_path, Retention::default()).is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "store still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let applies_before_restart = s.router.log().len();
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(labelled(&s.stable, &s.canary, "v2", None), None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while s.router.log().len() == applies_before_restart {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no apply after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(st.phase, Phase::Succeeded, "{st:?}");
+    assert_eq!(st.stable_revision.as_deref(), Some("v2"));
+    assert_eq!(s.router.log()[applies_before_restart].0, s.canary);
+
+    // Undo puts both back: the v1 address and the v1 label.
+    backend
+        .command("shop", "reviews", Command::Undo)
+        .await
+        .unwrap();
+    let st = wait_for(&backend, "undone", |st| {
+        st.stable_revision.as_deref() == Some("v1")
+    })
+    .await;
+    assert_ne!(st.phase, Phase::Progressing);
+    let up = runner
+        .store()
+        .get("shop/reviews")
+        .unwrap()
+        .unwrap()
+        .upstreams;
+    assert_eq!(
+        (up.stable_address.as_str(), up.stable_revision.as_str()),
+        (s.stable.as_str(), "v1")
+    );
+    assert_eq!(s.router.log().last().unwrap().0, s.stable);
+}
+
+/// Two upstreams labelled from the start: the stable label comes from the file, and between
+/// rollouts an edit of the stable side reaches the engine (no rollout of a name change).
+#[tokio::test]
+async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
+    let s = setup(INCONCLUSIVE).await;
+    let (a, b) = (s.stable.as_str(), s.canary.as_str());
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(labelled(a, b, "v2", Some("v1")), None);
+    let st = wait_for(&backend, "progressing", |st| st.phase == Phase::Progressing).await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v1"));
+    assert_eq!(st.canary_revision.as_deref(), Some("v2"));
+
+    // Back to v1 on both sides: the target reverted to stable.
+    runner.upsert(labelled(a, a, "v1", Some("v1")), None);
+    wait_for(&backend, "idle", |st| st.phase == Phase::Idle).await;
+
+    // The operator moves stable to v2 by hand: stable runs v2, nothing to roll out.
+    runner.upsert(labelled(b, b, "v2", None), None);
+    let st = wait_for(&backend, "repointed", |st| {
+        st.stable_revision.as_deref() == Some("v2")
+    })
+    .await;
+    assert_eq!(
+        st.previous_stable_revision, None,
+        "the store forgot the undo address"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(st.phase, Phase::Idle, "{st:?}");
+    let events = backend.events("shop", "reviews").await.unwrap();
+    let repointed = events
+        .iter()
+        .position(|e| e.reason == "StableRepointed")
+        .expect("StableRepointed event");
+    assert!(
+        events[repointed]
+            .message
+            .contains(&format!("stable is v2 at {b}")),
+        "{events:?}"
+    );
+    assert!(
+        !events[repointed..]
+            .iter()
+            .any(|e| e.reason == "Progressing"),
+        "{events:?}"
+    );
+    assert_eq!(s.router.log().last().unwrap().0, b);
+
+    // Only the stable label changes (stable still at upstreams.stable), with a new canary:
+    // the rollout compares the new canary label with the new stable label.
+    runner.upsert(labelled(b, a, "v3", Some("v2.0")), None);
+    let st = wait_for(&backend, "progressing v3", |st| {
+        st.phase == Phase::Progressing
+    })
+    .await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v2.0"));
+    assert_eq!(st.canary_revision.as_deref(), Some("v3"));
 }

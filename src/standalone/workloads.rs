@@ -2,13 +2,22 @@
 //!
 //! - **Revision** of the target: `spec.revision` when set, else the canary upstream address.
 //!   Changing either (in the file) starts a rollout.
-//! - **Stable** is a pointer: initially `spec.upstreams.stable`; promotion makes it point where
-//!   the canary points (and remembers the old address for `undo`). The pointer lives in the
-//!   store with the status, so a restart keeps it. Editing `upstreams.stable` in the file
-//!   re-points stable directly (no rollout): the operator said where stable is.
+//! - **Stable** is a pointer plus the revision it runs: initially `spec.upstreams.stable`,
+//!   labelled `spec.revision` when stable and canary are the same address (nothing to roll
+//!   out), else `spec.upstreams.stableRevision`, else the stable address. Promotion makes it
+//!   point where the canary points, labelled with the canary's revision (and remembers the old
+//!   address for `undo`). Pointer and label live in the store with the status, so a restart
+//!   keeps them. Editing `upstreams.stable` in the file re-points stable directly (no
+//!   rollout): the operator said where stable is. Editing only `upstreams.stableRevision`
+//!   relabels stable while it still points at `upstreams.stable`.
 //! - **Readiness**: a TCP connect to each upstream with a short timeout. A canary that answers
 //!   500s is "ready" — judging it is the analysis' job.
 //! - **Scaling** is a no-op: standalone upstreams are started and stopped by whoever runs them.
+//!
+//! Labels and addresses never meet by accident: the stable label is the declared revision
+//! exactly when stable and canary are the same address, so a file whose two sides agree starts
+//! no rollout, whatever the labels look like (validation rejects a `stableRevision` that
+//! contradicts it).
 //!
 //! The router sees the rollout with `upstreams.stable` replaced by the stable pointer
 //! ([`EffectiveRouter`]), so the Envoy stable cluster follows promotions.
@@ -33,26 +42,46 @@ pub fn revision(rollout: &Rollout) -> Option<String> {
 }
 
 /// Where stable points for a rollout seen for the first time (or whose `upstreams.stable` was
-/// edited). When stable and canary are the same address there is nothing to roll out, so
-/// stable already runs the declared revision.
+/// edited), and the revision it runs.
 pub fn initial_upstreams(rollout: &Rollout) -> UpstreamState {
-    let (stable, canary) = rollout
+    let (stable, spec_stable_revision) = rollout
         .spec
         .upstreams
         .as_ref()
-        .map(|u| (u.stable.clone(), u.canary.clone()))
+        .map(|u| (u.stable.clone(), u.stable_revision.clone()))
         .unwrap_or_default();
-    let stable_revision = if stable == canary {
-        revision(rollout).unwrap_or_else(|| stable.clone())
-    } else {
-        stable.clone()
-    };
     UpstreamState {
         stable_address: stable.clone(),
-        stable_revision,
+        stable_revision: stable_label(rollout),
         previous_stable_address: None,
         spec_stable: stable,
+        spec_stable_revision,
     }
+}
+
+/// The revision the file says runs at `upstreams.stable`. When stable and canary are the same
+/// address there is nothing to roll out, so stable runs the declared revision.
+fn stable_label(rollout: &Rollout) -> String {
+    let Some(u) = rollout.spec.upstreams.as_ref() else {
+        return String::new();
+    };
+    if u.stable == u.canary {
+        return revision(rollout).unwrap_or_else(|| u.stable.clone());
+    }
+    u.stable_revision
+        .clone()
+        .unwrap_or_else(|| u.stable.clone())
+}
+
+/// What following the file's stable side did (see [`Cell::sync_spec`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StableSync {
+    Unchanged,
+    /// `upstreams.stable` was edited: stable points there now, undo history forgotten.
+    Repointed,
+    /// Only `upstreams.stableRevision` was edited, and stable still points at
+    /// `upstreams.stable`: same address, new label.
+    Relabelled,
 }
 
 /// The rollout as the data plane must see it: stable replaced by the stable pointer.
@@ -87,15 +116,31 @@ impl Cell {
         lock(&self.applied).clone()
     }
 
-    /// Follows an edit of `upstreams.stable` in the file. Returns whether stable moved.
-    pub fn sync_spec(&self, rollout: &Rollout) -> bool {
+    /// Follows an edit of `upstreams.stable` / `upstreams.stableRevision` in the file.
+    pub fn sync_spec(&self, rollout: &Rollout) -> StableSync {
+        let Some(u) = rollout.spec.upstreams.as_ref() else {
+            return StableSync::Unchanged;
+        };
         let mut s = lock(&self.upstreams);
-        let spec_stable = rollout.spec.upstreams.as_ref().map(|u| u.stable.as_str());
-        if spec_stable.is_some_and(|st| st != s.spec_stable) {
+        if u.stable != s.spec_stable {
             *s = initial_upstreams(rollout);
-            return true;
+            return StableSync::Repointed;
         }
-        false
+        if u.stable_revision == s.spec_stable_revision {
+            return StableSync::Unchanged;
+        }
+        s.spec_stable_revision = u.stable_revision.clone();
+        // After a promotion stable runs the canary's version: a label for the old address
+        // does not describe it.
+        if s.stable_address != s.spec_stable {
+            return StableSync::Unchanged;
+        }
+        let label = stable_label(rollout);
+        if label == s.stable_revision {
+            return StableSync::Unchanged;
+        }
+        s.stable_revision = label;
+        StableSync::Relabelled
     }
 }
 
@@ -294,6 +339,9 @@ spec:
         assert_eq!(same.stable_revision, "v1");
         let differ = initial_upstreams(&rollout("a:1", "b:2", Some("v2")));
         assert_eq!(differ.stable_revision, "a:1");
+        let mut labelled = rollout("a:1", "b:2", Some("v2"));
+        labelled.spec.upstreams.as_mut().unwrap().stable_revision = Some("v1".into());
+        assert_eq!(initial_upstreams(&labelled).stable_revision, "v1");
     }
 
     #[tokio::test]
@@ -363,11 +411,47 @@ spec:
     fn editing_the_stable_address_repoints_stable() {
         let r = rollout("127.0.0.1:1001", "127.0.0.1:1002", None);
         let cell = Cell::new(initial_upstreams(&r), None);
-        assert!(!cell.sync_spec(&r));
+        assert_eq!(cell.sync_spec(&r), StableSync::Unchanged);
         let moved = rollout("127.0.0.1:1003", "127.0.0.1:1002", None);
-        assert!(cell.sync_spec(&moved));
+        assert_eq!(cell.sync_spec(&moved), StableSync::Repointed);
         assert_eq!(cell.upstreams().stable_address, "127.0.0.1:1003");
         let eff = effective(&moved, &cell.upstreams());
         assert_eq!(eff.spec.upstreams.unwrap().stable, "127.0.0.1:1003");
+    }
+
+    #[tokio::test]
+    async fn editing_the_stable_label_relabels_only_an_unmoved_stable() {
+        let label = |r: &mut Rollout, l: &str| {
+            r.spec.upstreams.as_mut().unwrap().stable_revision = Some(l.into());
+        };
+        let mut r = rollout("127.0.0.1:1001", "127.0.0.1:1002", Some("v2"));
+        let (_, cell, w, _) = setup(&r);
+        assert_eq!(cell.upstreams().stable_revision, "127.0.0.1:1001");
+        label(&mut r, "v1");
+        assert_eq!(cell.sync_spec(&r), StableSync::Relabelled);
+        let s = cell.upstreams();
+        assert_eq!(
+            (s.stable_address.as_str(), s.stable_revision.as_str()),
+            ("127.0.0.1:1001", "v1")
+        );
+        assert_eq!(cell.sync_spec(&r), StableSync::Unchanged);
+
+        // Promoted: stable runs v2 at the canary address; a new label for the old stable
+        // address neither moves nor relabels it.
+        w.promote(&r, "v2").await.unwrap();
+        label(&mut r, "v1.0");
+        assert_eq!(cell.sync_spec(&r), StableSync::Unchanged);
+        let s = cell.upstreams();
+        assert_eq!(
+            (s.stable_address.as_str(), s.stable_revision.as_str()),
+            ("127.0.0.1:1002", "v2")
+        );
+        // Undo restores the address and the label the engine remembers.
+        w.restore_stable(&r, "v1").await.unwrap();
+        let s = cell.upstreams();
+        assert_eq!(
+            (s.stable_address.as_str(), s.stable_revision.as_str()),
+            ("127.0.0.1:1001", "v1")
+        );
     }
 }

@@ -81,6 +81,9 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
                 f.add(&p.field(field), e);
             }
         }
+        if let Some(label) = &u.stable_revision {
+            check_stable_revision(label, u.stable == u.canary, s, &p, f);
+        }
     }
     if let Some(rev) = &s.revision {
         if rev.trim().is_empty() {
@@ -126,6 +129,44 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
                 "set exactly one of `urlFromEnv` or `urlFromFile`",
             );
         }
+    }
+}
+
+/// `upstreams.stableRevision` must not make the two sides' revisions say the opposite of
+/// their addresses: that would start a rollout of nothing, or never roll the canary out.
+fn check_stable_revision(
+    label: &str,
+    same_address: bool,
+    s: &RolloutSpec,
+    p: &FieldPath,
+    f: &mut Findings,
+) {
+    let p = p.field("stableRevision");
+    if label.trim().is_empty() {
+        f.add(&p, "must not be empty");
+        return;
+    }
+    match (same_address, s.revision.as_deref()) {
+        (true, None) => f.add(
+            &p,
+            "stable and canary are the same address, so stable runs the canary's revision, \
+             which is its address here: set `revision` instead",
+        ),
+        (true, Some(rev)) if rev != label => f.add(
+            &p,
+            format!(
+                "stable and canary are the same address, so stable runs `revision` ({rev}); \
+                 remove stableRevision or make it {rev}"
+            ),
+        ),
+        (false, Some(rev)) if rev == label => f.add(
+            &p,
+            format!(
+                "equals `revision` ({rev}) but stable and canary are different addresses: \
+                 the canary would never be rolled out"
+            ),
+        ),
+        _ => {}
     }
 }
 

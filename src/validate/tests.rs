@@ -198,3 +198,54 @@ fn typed_rollouts_are_checked_by_the_same_rules() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(got[0].starts_with("bookinfo/reviews: spec.strategy.canary.steps[1]: "));
 }
+
+#[test]
+fn stable_revision_labels_are_checked_against_the_addresses() {
+    let standalone = |upstreams: &str, revision: &str| {
+        let text = VALID.replace(
+            "targetRef: {name: reviews}",
+            &format!("upstreams: {upstreams}\n  {revision}"),
+        );
+        problems(&text)
+    };
+    // Different addresses, different labels; or one address labelled by `revision` alone or
+    // by both: fine.
+    for (up, rev) in [
+        (
+            r#"{stable: "127.0.0.1:1", stableRevision: v1, canary: "127.0.0.1:2"}"#,
+            "revision: v2",
+        ),
+        (
+            r#"{stable: "127.0.0.1:1", canary: "127.0.0.1:1"}"#,
+            "revision: v1",
+        ),
+        (
+            r#"{stable: "127.0.0.1:1", stableRevision: v1, canary: "127.0.0.1:1"}"#,
+            "revision: v1",
+        ),
+        (
+            r#"{stable: "127.0.0.1:1", stableRevision: v1, canary: "127.0.0.1:2"}"#,
+            "",
+        ),
+    ] {
+        assert_eq!(standalone(up, rev), Vec::<String>::new(), "{up} {rev}");
+    }
+    assert_eq!(
+        standalone(
+            r#"{stable: "127.0.0.1:1", stableRevision: " ", canary: "127.0.0.1:2"}"#,
+            ""
+        ),
+        ["f.yaml: spec.upstreams.stableRevision: must not be empty"]
+    );
+    let got = standalone(
+        r#"{stable: "127.0.0.1:1", stableRevision: v1, canary: "127.0.0.1:1"}"#,
+        "",
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "f.yaml: spec.upstreams.stableRevision: stable and canary are the same address"
+        ) && got[0].contains("set `revision` instead"),
+        "{got:?}"
+    );
+}

@@ -13,6 +13,7 @@ pub(crate) fn rollout(ns: Option<&str>, name: &str, hosts: &[&str]) -> Rollout {
             upstreams: Some(Upstreams {
                 stable: "127.0.0.1:9081".into(),
                 canary: "localhost:9082".into(),
+                stable_revision: None,
             }),
             revision: None,
             service: ServiceSpec {
