@@ -378,14 +378,14 @@ async fn rollout_task(
             let sync = cell.sync_spec(&rollout);
             if sync != StableSync::Unchanged {
                 let up = cell.upstreams();
-                let what = match sync {
-                    StableSync::Repointed => "upstreams.stable edited",
-                    _ => "upstreams.stableRevision edited",
+                let (reason, what) = match sync {
+                    StableSync::Repointed => ("StableRepointed", "upstreams.stable edited"),
+                    _ => ("StableRelabelled", "upstreams.stableRevision edited"),
                 };
                 buffer.push_event(
                     &record.status,
                     &Event {
-                        reason: "StableRepointed".into(),
+                        reason: reason.into(),
                         message: format!(
                             "{what}: stable is {} at {}",
                             up.stable_revision, up.stable_address

@@ -727,4 +727,10 @@ async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
     .await;
     assert_eq!(st.stable_revision.as_deref(), Some("v2.0"));
     assert_eq!(st.canary_revision.as_deref(), Some("v3"));
+    assert!(
+        reasons(&backend)
+            .await
+            .iter()
+            .any(|r| r == "StableRelabelled")
+    );
 }
