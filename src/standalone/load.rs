@@ -12,7 +12,8 @@ pub const VERSION_HEADER: &str = "x-demo-version";
 /// Answers counted by who served them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tally {
-    /// Answers per `x-demo-version` (answers without it count under `"?"`).
+    /// Answers per `x-demo-version`; answers without it (Envoy's own, e.g. a 503 before the
+    /// first routes exist) count under `"envoy <status>"`.
     pub by_version: BTreeMap<String, u64>,
     /// Answers with a 5xx status (included in `by_version` too).
     pub server_errors: u64,
@@ -44,7 +45,7 @@ impl Tally {
             Outcome::Answered { status, version } => {
                 *self
                     .by_version
-                    .entry(version.clone().unwrap_or_else(|| "?".into()))
+                    .entry(version.clone().unwrap_or_else(|| format!("envoy {status}")))
                     .or_default() += 1;
                 if *status >= 500 {
                     self.server_errors += 1;
