@@ -16,14 +16,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use http::Method;
 use http_body_util::BodyExt;
-use k8s_support::FakeApi;
+use k8s_support::{FakeAnalyzer, FakeApi, NoWebhooks};
 use serde_json::{Value, json};
 use sluice::backend::RolloutView;
-use sluice::engine::{Command, GateAnswer, command_allowed};
-use sluice::exec::{Analyzer, Webhooks};
+use sluice::engine::{Command, command_allowed};
 use sluice::k8s::reconcile::{Context, reconcile};
 use sluice::k8s::recorder::Live;
-use sluice::spec::{CheckResult, Phase, Reason, Rollout, RolloutStatus, Verdict, WebhookKind};
+use sluice::spec::{Phase, Reason, Rollout, RolloutStatus, Verdict};
 
 const NS: &str = "bookinfo";
 
@@ -35,36 +34,6 @@ mod exit {
     pub const TIMEOUT: u8 = 4;
     pub const UNREACHABLE: u8 = 5;
     pub const REFUSED: u8 = 7;
-}
-
-struct FakeAnalyzer(Arc<Mutex<Verdict>>);
-
-#[async_trait::async_trait]
-impl Analyzer for FakeAnalyzer {
-    async fn analyze(&self, _r: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
-        let verdict = *self.0.lock().unwrap();
-        vec![CheckResult {
-            metric: "success-rate".into(),
-            verdict,
-            value: Some(if verdict == Verdict::Pass { 99.9 } else { 80.0 }),
-            min: Some(99.0),
-            max: None,
-            reason: format!("{verdict:?}"),
-            at: now,
-        }]
-    }
-}
-
-struct NoWebhooks;
-
-#[async_trait::async_trait]
-impl Webhooks for NoWebhooks {
-    async fn call(&self, _: &Rollout, _: &RolloutStatus, _: WebhookKind) -> Option<GateAnswer> {
-        None
-    }
-    async fn checks(&self, _: &Rollout, _: &RolloutStatus, _: DateTime<Utc>) -> Vec<CheckResult> {
-        Vec::new()
-    }
 }
 
 /// The fake API server on a socket, a kubeconfig for it, and the controller's reconcile.

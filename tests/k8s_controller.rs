@@ -7,46 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use http::Method;
-use k8s_support::FakeApi;
+use k8s_support::{FakeAnalyzer, FakeApi, NoWebhooks};
 use serde_json::{Value, json};
-use sluice::engine::GateAnswer;
-use sluice::exec::{Analyzer, Webhooks};
 use sluice::k8s::api_calls;
 use sluice::k8s::reconcile::{Context, reconcile};
 use sluice::k8s::recorder::Live;
-use sluice::spec::{CheckResult, Phase, Rollout, RolloutStatus, Verdict, WebhookKind};
+use sluice::spec::{Phase, Rollout, RolloutStatus, Verdict};
 
 const NS: &str = "bookinfo";
-
-struct FakeAnalyzer(Arc<Mutex<Verdict>>);
-
-#[async_trait::async_trait]
-impl Analyzer for FakeAnalyzer {
-    async fn analyze(&self, _r: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
-        let verdict = *self.0.lock().expect("lock");
-        vec![CheckResult {
-            metric: "success-rate".into(),
-            verdict,
-            value: Some(if verdict == Verdict::Pass { 99.9 } else { 80.0 }),
-            min: Some(99.0),
-            max: None,
-            reason: format!("{verdict:?}"),
-            at: now,
-        }]
-    }
-}
-
-struct NoWebhooks;
-
-#[async_trait::async_trait]
-impl Webhooks for NoWebhooks {
-    async fn call(&self, _: &Rollout, _: &RolloutStatus, _: WebhookKind) -> Option<GateAnswer> {
-        None
-    }
-    async fn checks(&self, _: &Rollout, _: &RolloutStatus, _: DateTime<Utc>) -> Vec<CheckResult> {
-        Vec::new()
-    }
-}
 
 struct Harness {
     api: FakeApi,

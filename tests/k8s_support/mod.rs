@@ -501,3 +501,54 @@ impl tower::Service<Request<Body>> for FakeApi {
         })
     }
 }
+
+/// The analyzer both Kubernetes test binaries use: one `success-rate` check whose verdict the
+/// test sets.
+pub struct FakeAnalyzer(pub Arc<Mutex<sluice::spec::Verdict>>);
+
+#[async_trait::async_trait]
+impl sluice::exec::Analyzer for FakeAnalyzer {
+    async fn analyze(
+        &self,
+        _r: &sluice::spec::Rollout,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<sluice::spec::CheckResult> {
+        let verdict = *self.0.lock().expect("lock");
+        vec![sluice::spec::CheckResult {
+            metric: "success-rate".into(),
+            verdict,
+            value: Some(if verdict == sluice::spec::Verdict::Pass {
+                99.9
+            } else {
+                80.0
+            }),
+            min: Some(99.0),
+            max: None,
+            reason: format!("{verdict:?}"),
+            at: now,
+        }]
+    }
+}
+
+/// No webhooks at all: gates never hold, `rollout` hooks add no checks.
+pub struct NoWebhooks;
+
+#[async_trait::async_trait]
+impl sluice::exec::Webhooks for NoWebhooks {
+    async fn call(
+        &self,
+        _: &sluice::spec::Rollout,
+        _: &sluice::spec::RolloutStatus,
+        _: sluice::spec::WebhookKind,
+    ) -> Option<sluice::engine::GateAnswer> {
+        None
+    }
+    async fn checks(
+        &self,
+        _: &sluice::spec::Rollout,
+        _: &sluice::spec::RolloutStatus,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<sluice::spec::CheckResult> {
+        Vec::new()
+    }
+}
