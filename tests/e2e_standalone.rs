@@ -55,6 +55,21 @@ impl World {
     }
 }
 
+/// Backends v1 and v2, the rollout `reviews` moving v1 → v2 through 20/50/80% every 2 s
+/// (success rate >= 90%), and sluice running on it.
+async fn reviews_canary_v1_to_v2() -> (World, Standalone) {
+    let w = world(&[DemoConfig::new("v1"), DemoConfig::new("v2")]).await;
+    let (v1, v2) = (w.addr("v1"), w.addr("v2"));
+    w.stack
+        .write_rollout(
+            "reviews.yaml",
+            &canary_rollout("reviews", &v1, &v2, &[20, 50, 80], "2s", 90.0),
+        )
+        .expect("write the rollout file");
+    let s = w.sluice().await;
+    (w, s)
+}
+
 async fn view(s: &Standalone, name: &str) -> Option<RolloutView> {
     s.backend.get("default", name).await.ok()
 }
@@ -84,15 +99,8 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn canary_split_follows_every_step_then_stable_serves_the_new_version() {
-    let w = world(&[DemoConfig::new("v1"), DemoConfig::new("v2")]).await;
-    let (v1, v2) = (w.addr("v1"), w.addr("v2"));
-    w.stack
-        .write_rollout(
-            "reviews.yaml",
-            &canary_rollout("reviews", &v1, &v2, &[20, 50, 80], "2s", 90.0),
-        )
-        .unwrap();
-    let s = w.sluice().await;
+    let (w, s) = reviews_canary_v1_to_v2().await;
+    let v2 = w.addr("v2");
     let client = load::client().unwrap();
     // Background traffic so that Prometheus has something to judge.
     let _bg = LoadGen::start(client.clone(), w.target("reviews"), 30);
@@ -332,15 +340,7 @@ async fn dark_launch_routes_matches_and_mirrors_the_rest_while_stable_answers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn prometheus_down_mid_analysis_pauses_inconclusive_and_never_advances() {
-    let w = world(&[DemoConfig::new("v1"), DemoConfig::new("v2")]).await;
-    let (v1, v2) = (w.addr("v1"), w.addr("v2"));
-    w.stack
-        .write_rollout(
-            "reviews.yaml",
-            &canary_rollout("reviews", &v1, &v2, &[20, 50, 80], "2s", 90.0),
-        )
-        .unwrap();
-    let s = w.sluice().await;
+    let (w, s) = reviews_canary_v1_to_v2().await;
     let client = load::client().unwrap();
     let _bg = LoadGen::start(client, w.target("reviews"), 30);
     // Analysis works: the first step passes.
