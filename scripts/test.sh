@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export RUST_BACKTRACE=1
 if command -v cargo-nextest >/dev/null; then
-  cargo nextest run --all-targets --no-fail-fast "$@"
-  cargo test --doc
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo test --workspace --doc
 else
-  cargo test --all-targets --no-fail-fast "$@"
+  cargo test --workspace --all-targets --no-fail-fast "$@"
 fi

@@ -19,25 +19,30 @@
 //!   demo backend; [`bench`]: benchmarks against real processes.
 //! - [`standalone`]: standalone mode (rollout files, embedded store, runner, demo).
 
-pub mod analysis;
-pub mod api;
-pub mod backend;
-pub mod bench;
-pub mod demo_app;
-pub mod duration;
-pub mod engine;
-pub mod exec;
-pub mod k8s;
-pub mod notify;
-pub mod plan;
-pub mod procs;
-pub mod router;
-pub mod schedule;
-pub mod secret;
-pub mod spec;
-pub mod standalone;
-pub mod telemetry;
-pub mod template;
-pub mod traffic;
-pub mod validate;
-pub mod webhooks;
+// The domain core lives in its own crate (no kube client, HTTP or storage).
+pub use sluice_core::{
+    backend, clock, duration, engine, exec, plan, schedule, spec, template, traffic, validate,
+};
+pub use sluice_notify::{notify, secret, webhooks};
+/// Metrics and logging (`sluice-telemetry`) with the notifier bundle (`sluice-notify`).
+pub mod telemetry {
+    pub use sluice_notify::Telemetry;
+    pub use sluice_telemetry::*;
+}
+pub use sluice_analysis as analysis;
+/// Traffic routers: translations of a `TrafficPlan` into what a data plane understands.
+pub mod router {
+    pub use sluice_envoy::{admin as envoy_admin, translate as envoy, xds as envoy_xds};
+    pub use sluice_k8s::istio;
+}
+pub use sluice_k8s as k8s;
+pub use sluice_lab::{bench, demo_app, procs};
+/// The HTTP API (`sluice-api`), with the in-memory test backend (`sluice-testkit`).
+pub mod api {
+    pub use sluice_api::*;
+}
+/// Standalone mode (`sluice-standalone`) and what the demo adds (`sluice-lab`).
+pub mod standalone {
+    pub use sluice_lab::standalone::{bench, demo, load, progress, stack};
+    pub use sluice_standalone::*;
+}

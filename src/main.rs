@@ -28,10 +28,28 @@ struct Cli {
         default_value_t,
         env = "SLUICE_LOG_FORMAT"
     )]
-    log_format: sluice::telemetry::LogFormat,
+    log_format: LogFormatArg,
     /// Global notification sinks (see docs/observability.md).
     #[command(flatten)]
-    notify: sluice::notify::NotifyArgs,
+    notify: cli::notify::NotifyArgs,
+}
+
+#[derive(Clone, Copy, Debug, Default, clap::ValueEnum)]
+enum LogFormatArg {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per line, with the current span's fields.
+    Json,
+}
+
+impl From<LogFormatArg> for sluice::telemetry::LogFormat {
+    fn from(f: LogFormatArg) -> Self {
+        match f {
+            LogFormatArg::Human => Self::Human,
+            LogFormatArg::Json => Self::Json,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -106,7 +124,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { cli::exit::USAGE } else { 0 });
         }
     };
-    if let Err(e) = sluice::telemetry::logging::init(cli.log_format) {
+    if let Err(e) = sluice::telemetry::logging::init(cli.log_format.into()) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

@@ -15,11 +15,11 @@ use axum::http::{Method, Request, StatusCode, header};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use sluice::api::memory::MemoryBackend;
 use sluice::api::routes::{Op, routes};
 use sluice::api::{ApiState, TOKEN_ENV, router};
 use sluice::engine::command_allowed;
 use sluice::spec::{Phase, Reason};
+use sluice_testkit::memory::MemoryBackend;
 use tower::ServiceExt;
 use web_support::{TOKEN, backend, drive};
 

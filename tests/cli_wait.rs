@@ -10,8 +10,8 @@ mod web_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice::api::memory::{Health, MemoryBackend};
 use sluice::api::{ApiState, router};
+use sluice_testkit::memory::{Health, MemoryBackend};
 use web_support::{TOKEN, canary};
 
 /// The documented exit codes (docs/ci.md): the numbers are the contract, so they are spelled

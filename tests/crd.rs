@@ -34,3 +34,14 @@ fn crd_has_the_promised_shape() {
         .collect();
     assert_eq!(columns, ["Phase", "Step", "Canary Weight", "Age"]);
 }
+
+#[test]
+fn validation_walks_the_generated_schema() {
+    // `sluice validate` checks files against the schema embedded from deploy/crds/rollout.yaml
+    // (the core builds without kube); it must be the schema the types generate.
+    let crd = serde_json::to_value(sluice::spec::Rollout::crd()).expect("crd json");
+    let generated = crd
+        .pointer("/spec/versions/0/schema/openAPIV3Schema")
+        .expect("generated schema");
+    assert_eq!(sluice::validate::embedded_crd_schema(), generated);
+}

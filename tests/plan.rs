@@ -22,7 +22,7 @@ fn plan_outputs_match_golden_files() {
         assert_golden(&golden_name(&f, "txt"), &table.join("\n"));
         let vs: Vec<String> = rollouts
             .iter()
-            .map(|r| sluice::plan::virtual_services(r).expect("yaml"))
+            .map(|r| sluice::router::istio::plan_yaml(r).expect("yaml"))
             .collect();
         assert_golden(&golden_name(&f, "virtualservice.yaml"), &vs.concat());
     }
@@ -44,7 +44,7 @@ fn examples_cover_every_strategy() {
 fn every_step_routes_add_up_to_100() {
     for f in example_files() {
         for r in load(&f) {
-            let stream = sluice::plan::virtual_services(&r).expect("yaml");
+            let stream = sluice::router::istio::plan_yaml(&r).expect("yaml");
             let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&stream)
                 .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
                 .collect();
@@ -96,7 +96,7 @@ fn cli_prints_the_same_stream() {
     );
     let expected: String = load(&file)
         .iter()
-        .map(|r| sluice::plan::virtual_services(r).expect("yaml"))
+        .map(|r| sluice::router::istio::plan_yaml(r).expect("yaml"))
         .collect();
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 

@@ -333,7 +333,7 @@ async fn verdicts_against_a_real_prometheus() {
     let file = dir.path().join("web.yaml");
     std::fs::write(&file, serde_yaml::to_string(&web).expect("yaml")).expect("write");
     let mut out = Vec::new();
-    let all_pass = sluice::analysis::cli::analyze(
+    let all_pass = sluice::analysis::report::analyze(
         &file,
         Some(prom.url().to_string()),
         Duration::from_secs(1),
@@ -364,7 +364,7 @@ async fn verdicts_against_a_real_prometheus() {
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("rollouts/analysis/standalone-web.yaml");
     let mut out = Vec::new();
-    sluice::analysis::cli::analyze(
+    sluice::analysis::report::analyze(
         &example,
         Some(prom.url().to_string()),
         Duration::from_secs(1),

@@ -526,7 +526,7 @@ async fn json_log_lines_about_a_rollout_carry_its_identity() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         if v["target"]
             .as_str()
-            .is_some_and(|t| t.starts_with("sluice::"))
+            .is_some_and(|t| t.starts_with("sluice"))
             && v["fields"]["message"] != "notifier built"
         {
             let span = &v["span"];

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use sluice::api::memory::{Health, MemoryBackend};
 use sluice::api::{ApiState, router};
 use sluice::spec::{Phase, Reason};
+use sluice_testkit::memory::{Health, MemoryBackend};
 use web_support::{TOKEN, canary, dark_launch, drive};
 
 const CHROMIUM: &str = "/usr/bin/chromium";

@@ -1,4 +1,4 @@
-//! CLI glue for analysis: `analyze FILE` and `bench judge` (logic in `sluice::analysis::cli`).
+//! CLI glue for analysis: `analyze FILE` and `bench judge` (logic in `sluice_analysis::report` and `sluice_lab::bench::judge`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,8 +31,12 @@ pub fn analyze(args: AnalyzeArgs) -> ExitCode {
         }
     };
     let mut out = std::io::stdout().lock();
-    let run =
-        sluice::analysis::cli::analyze(&args.file, args.prometheus, args.scrape_interval, &mut out);
+    let run = sluice::analysis::report::analyze(
+        &args.file,
+        args.prometheus,
+        args.scrape_interval,
+        &mut out,
+    );
     match rt.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
@@ -56,7 +60,7 @@ pub struct BenchJudgeArgs {
 }
 
 pub fn bench_judge(args: &BenchJudgeArgs) -> anyhow::Result<()> {
-    sluice::analysis::cli::bench_judge(
+    sluice::bench::judge::bench_judge(
         args.runs,
         args.seed,
         args.margin,

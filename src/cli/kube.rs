@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sluice::k8s::controller::{self, Args};
 
-pub async fn controller(args: Args, notify: &sluice::notify::NotifyArgs) -> anyhow::Result<()> {
+pub async fn controller(args: Args, notify: &crate::cli::notify::NotifyArgs) -> anyhow::Result<()> {
     let telemetry = sluice::telemetry::Telemetry::new(&notify.config()?)?;
     // No address override: each Rollout names its own Prometheus (spec.analysis.provider).
     let analyzer = Arc::new(sluice::analysis::PrometheusAnalyzer::new(None)?);

@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod envoy;
 pub mod kube;
+pub mod notify;
 pub mod plan;
 pub mod standalone;
 

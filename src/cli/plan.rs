@@ -47,12 +47,15 @@ pub fn plan(file: &std::path::Path, output: Output) -> ExitCode {
             .join("\n")),
         Output::VirtualService => rollouts
             .iter()
-            .map(sluice::plan::virtual_services)
+            .map(sluice::router::istio::plan_yaml)
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.concat())
             .map_err(|e| e.to_string()),
         Output::Json => {
-            let all: Vec<_> = rollouts.iter().map(sluice::plan::json).collect();
+            let all: Vec<_> = rollouts
+                .iter()
+                .map(sluice::router::istio::plan_json)
+                .collect();
             serde_json::to_string_pretty(&all)
                 .map(|s| s + "\n")
                 .map_err(|e| e.to_string())

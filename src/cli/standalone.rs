@@ -60,7 +60,7 @@ pub async fn shutdown_signal() {
 
 pub async fn standalone(
     args: StandaloneArgs,
-    notify: &sluice::notify::NotifyArgs,
+    notify: &crate::cli::notify::NotifyArgs,
 ) -> anyhow::Result<()> {
     let telemetry = Telemetry::new(&notify.config()?)?;
     let token = sluice::api::load_token(args.token_file.as_deref())?;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use sluice::api::memory::MemoryBackend;
 use sluice::spec::{Rollout, RolloutStatus};
+use sluice_testkit::memory::MemoryBackend;
 
 pub const TOKEN: &str = "s3cret-token-for-tests";
 

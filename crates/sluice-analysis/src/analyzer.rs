@@ -1,0 +1,85 @@
+//! [`PrometheusAnalyzer`]: the [`sluice_core::exec::Analyzer`] both modes use.
+//!
+//! The Prometheus address comes from each rollout's `spec.analysis.provider.prometheus`, unless
+//! the analyzer was built with an override (standalone/demo point every rollout at their own
+//! Prometheus; `sluice analyze --prometheus URL`). Auth, headers and timeout still come from the
+//! spec. One HTTP client (connection pool) serves all rollouts.
+
+use chrono::{DateTime, Utc};
+
+use super::prometheus::{PrometheusConfig, PrometheusSource, default_client};
+use super::run::{MetricRun, RunOptions, all_inconclusive, run_all};
+use super::source::SourceError;
+use sluice_core::spec::{CheckResult, Rollout};
+
+pub struct PrometheusAnalyzer {
+    client: reqwest::Client,
+    address_override: Option<String>,
+    options: RunOptions,
+}
+
+impl PrometheusAnalyzer {
+    /// `address_override`: use this Prometheus for every rollout instead of the spec's address.
+    pub fn new(address_override: Option<String>) -> Result<Self, SourceError> {
+        Ok(PrometheusAnalyzer {
+            client: default_client()?,
+            address_override,
+            options: RunOptions::default(),
+        })
+    }
+
+    /// E.g. the scrape interval of the demo's own Prometheus (1s).
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The source for `rollout`, or why there is none.
+    pub fn source_for(&self, rollout: &Rollout) -> Result<PrometheusSource, String> {
+        let provider = rollout
+            .spec
+            .analysis
+            .provider
+            .as_ref()
+            .map(|p| &p.prometheus);
+        let cfg = match (provider, &self.address_override) {
+            (Some(p), over) => PrometheusConfig::from_provider(p, over.as_deref()),
+            (None, Some(address)) => Ok(PrometheusConfig::new(address.clone())),
+            (None, None) => {
+                return Err(
+                    "no Prometheus: set spec.analysis.provider.prometheus.address".to_string(),
+                );
+            }
+        };
+        cfg.and_then(|c| PrometheusSource::with_client(self.client.clone(), c))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Every metric of `rollout` with its rendered queries (what `sluice analyze` prints).
+    pub async fn run(&self, rollout: &Rollout, now: DateTime<Utc>) -> Vec<MetricRun> {
+        if rollout.spec.analysis.metrics.is_empty() {
+            return Vec::new();
+        }
+        match self.source_for(rollout) {
+            Ok(source) => run_all(&source, rollout, now, self.options).await,
+            Err(reason) => all_inconclusive(rollout, now, &reason),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl sluice_core::exec::Analyzer for PrometheusAnalyzer {
+    async fn analyze(&self, rollout: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
+        let runs = self.run(rollout, now).await;
+        for r in &runs {
+            tracing::debug!(
+                rollout = %rollout.key(),
+                metric = %r.check.metric,
+                verdict = r.check.verdict.as_str(),
+                reason = %r.check.reason,
+                "analysis check"
+            );
+        }
+        runs.into_iter().map(|r| r.check).collect()
+    }
+}

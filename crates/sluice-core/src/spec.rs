@@ -1,0 +1,776 @@
+//! The `Rollout` kind: what users write (`spec`) and what sluice records (`status`).
+//!
+//! The same types serve both modes. On Kubernetes they are the CRD `rollouts.sluice.dev`
+//! (generated from these types by `sluice crd`); standalone, they are YAML files with the same
+//! `apiVersion`/`kind`. Parsing is strict (`deny_unknown_fields`): a typo is an error with a
+//! suggestion, never a silently ignored field. Cross-field rules ("exactly one of ...", "steps
+//! increase", "min <= max") live in [`crate::validate`], which reports every problem at once.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "sluice.dev/v1alpha1";
+pub const KIND: &str = "Rollout";
+
+// With the `crd` feature, kube's derive makes `Rollout` (ObjectMeta + this spec + status) a
+// Kubernetes resource; without it, `plain::Rollout` has the same fields, so code written against
+// one compiles against the other. (A `//` comment: doc comments become CRD descriptions.)
+/// A progressive rollout of one service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[cfg_attr(feature = "crd", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "crd",
+    kube(
+        group = "sluice.dev",
+        version = "v1alpha1",
+        kind = "Rollout",
+        namespaced,
+        status = "RolloutStatus",
+        shortname = "sro",
+        category = "sluice",
+        printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+        printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.stepIndex"}"#,
+        printcolumn = r#"{"name":"Canary Weight","type":"integer","jsonPath":".status.canaryWeight"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// Kubernetes target: the user's Deployment, where new versions appear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ref: Option<TargetRef>,
+    /// Standalone target: addresses of the stable and canary upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Upstreams>,
+    /// Standalone only: an explicit revision label for the canary (e.g. `v2`). When absent,
+    /// the canary upstream address is the revision (changing it starts a rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Routing identity: port, hosts and gateways of the service.
+    pub service: ServiceSpec,
+    /// Exactly one of `canary`, `darkLaunch`, `abTest`.
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub analysis: Analysis,
+    /// Steps advance only inside one of these windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    #[serde(default)]
+    pub promotion: Promotion,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+    /// Advance every `analysis.interval` without asking the metric source (e.g. for staging).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_analysis: bool,
+    /// Notification sinks for this rollout (in addition to the global ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetRef {
+    #[serde(default = "default_target_api_version")]
+    pub api_version: String,
+    #[serde(default = "default_target_kind")]
+    pub kind: String,
+    pub name: String,
+}
+
+fn default_target_api_version() -> String {
+    "apps/v1".into()
+}
+fn default_target_kind() -> String {
+    "Deployment".into()
+}
+
+/// Standalone upstreams as `host:port`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Upstreams {
+    pub stable: String,
+    pub canary: String,
+    /// Revision label of the version at `stable` (e.g. `v1`), read when sluice takes the stable
+    /// side from the file: first sight, or an edit of `stable` or of this field. When `stable`
+    /// and `canary` are the same address, stable runs `revision` and this may be left out.
+    /// Default: the stable address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub port: u16,
+    /// VirtualService hosts; defaults to the rollout name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
+    /// VirtualService gateways; defaults to `mesh` (Istio's default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Strategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dark_launch: Option<DarkLaunchStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ab_test: Option<AbTestStrategy>,
+}
+
+/// Weighted canary: either an explicit `steps` list or `stepWeight` up to `maxWeight`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CanaryStrategy {
+    /// Canary weights in percent, strictly increasing, each 1..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_weight: Option<u32>,
+}
+
+impl CanaryStrategy {
+    /// The weights this canary walks through. Assumes a validated spec; on an invalid one it
+    /// returns what it can (never panics).
+    pub fn weights(&self) -> Vec<u32> {
+        if let Some(steps) = &self.steps {
+            return steps.clone();
+        }
+        match (self.step_weight, self.max_weight) {
+            (Some(step), max) if step > 0 => {
+                let max = max.unwrap_or(100).min(100);
+                let mut out = Vec::new();
+                let mut w = step;
+                while w <= max {
+                    out.push(w);
+                    w += step;
+                }
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Matching requests go to the new version; optionally a percentage of the rest is mirrored
+/// to it (responses from the mirror are discarded). Optionally followed by a canary ramp.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DarkLaunchStrategy {
+    #[serde(rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_percent: Option<u32>,
+    /// Analysis passes required before the dark launch ends.
+    #[serde(default = "default_iterations")]
+    pub iterations: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then_canary: Option<CanaryStrategy>,
+}
+
+/// A cohort chosen by header/cookie sees B for `iterations` analysis passes; then B is judged
+/// against A and promoted or rolled back.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AbTestStrategy {
+    #[serde(rename = "match")]
+    pub matches: Vec<HttpMatch>,
+    #[serde(default = "default_iterations")]
+    pub iterations: u32,
+}
+
+fn default_iterations() -> u32 {
+    1
+}
+
+/// One request match, as Istio's HTTPMatchRequest for headers: all headers must match.
+/// Cookies are matched through the `cookie` header (e.g. `regex: "^(.*?;)?(user=test)(;.*)?$"`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpMatch {
+    #[serde(default)]
+    pub headers: BTreeMap<String, StringMatch>,
+}
+
+/// Exactly one of `exact`, `prefix`, `regex` (RE2 syntax, as Istio and Envoy use).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StringMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Analysis {
+    /// Time between checks, Go-style duration (`500ms`, `30s`, `1m`, `1h30m`).
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Failed checks in a row before rollback.
+    #[serde(default = "default_failure_limit")]
+    pub failure_limit: u32,
+    /// Inconclusive checks in a row before the rollout pauses (inconclusive never passes).
+    #[serde(default = "default_inconclusive_limit")]
+    pub inconclusive_limit: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<Provider>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<Metric>,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            interval: default_interval(),
+            failure_limit: default_failure_limit(),
+            inconclusive_limit: default_inconclusive_limit(),
+            provider: None,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "1m".into()
+}
+fn default_failure_limit() -> u32 {
+    2
+}
+fn default_inconclusive_limit() -> u32 {
+    3
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Provider {
+    pub prometheus: PrometheusProvider,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusProvider {
+    pub address: String,
+    /// Per-query timeout (Go-style duration); default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Which data plane's series the builtin metrics query: `istio` or `envoy`.
+    /// Default: `istio` for a `targetRef`, `envoy` for `upstreams`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_plane: Option<DataPlane>,
+    /// Bearer token read from this file (never inline: secrets stay out of specs and status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<String>,
+    /// Basic auth: username inline, password from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Extra HTTP headers sent with every query (e.g. `X-Scope-OrgID` for Mimir/Cortex).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password_file: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPlane {
+    Istio,
+    Envoy,
+}
+
+/// One check. Exactly one of `builtin` / `query`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metric {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinMetric>,
+    /// PromQL template; variables: `{{ namespace }}`, `{{ name }}`, `{{ target }}`,
+    /// `{{ stable }}`, `{{ canary }}`, `{{ interval }}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Below this many requests in the window the check is Inconclusive (never Pass, never Fail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<f64>,
+    /// Query window for this metric; defaults to `analysis.interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Compare the canary against stable on the same window with a statistical test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<Comparison>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuiltinMetric {
+    /// Percentage of non-5xx responses.
+    RequestSuccessRate,
+    /// p99 request duration in milliseconds.
+    RequestDuration,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Thresholds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Statistical comparison of canary against stable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Comparison {
+    /// `latency` (Mann-Whitney U + Hodges-Lehmann interval + tail check) or `error-rate`
+    /// (sequential test on counts, may stop early).
+    pub kind: ComparisonKind,
+    /// Which direction is worse: `higher` (latency, errors) or `lower` (success rate).
+    #[serde(default = "default_worse")]
+    pub worse: Direction,
+    /// Allowed degradation, relative (0.1 = 10% worse is tolerated).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// Confidence level, e.g. 0.95.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+}
+
+fn default_worse() -> Direction {
+    Direction::Higher
+}
+fn default_margin() -> f64 {
+    0.1
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComparisonKind {
+    Latency,
+    ErrorRate,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Higher,
+    Lower,
+}
+
+/// Steps advance only inside one of the windows. Cron expressions: the usual 5-field crontab
+/// (`min hour day-of-month month day-of-week`) or 6/7 fields with seconds first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Schedule {
+    pub windows: Vec<String>,
+    /// IANA time zone name; default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Promotion {
+    /// Wait for a `promote` command before the final promotion.
+    #[serde(default)]
+    pub manual: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Webhook {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: WebhookKind,
+    pub url: String,
+    /// Go-style duration; default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Free-form values passed in the payload.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Name of an environment variable holding a bearer token sent as `Authorization`.
+    /// Tokens come from env vars or files only, never inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_from_env: Option<String>,
+    /// Path of a file holding a bearer token sent as `Authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_from_file: Option<String>,
+}
+
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WebhookKind {
+    /// Before any traffic moves; failure aborts the rollout.
+    PreRollout,
+    /// Every analysis tick; failure counts as a failed check.
+    Rollout,
+    /// Gate before the rollout starts.
+    ConfirmRollout,
+    /// Gate before each weight increase.
+    ConfirmTrafficIncrease,
+    /// Gate before the final promotion.
+    ConfirmPromotion,
+    /// After success.
+    PostRollout,
+    /// On rollback.
+    Rollback,
+    /// On every transition.
+    Event,
+}
+
+impl WebhookKind {
+    pub const ALL: [WebhookKind; 8] = [
+        WebhookKind::PreRollout,
+        WebhookKind::Rollout,
+        WebhookKind::ConfirmRollout,
+        WebhookKind::ConfirmTrafficIncrease,
+        WebhookKind::ConfirmPromotion,
+        WebhookKind::PostRollout,
+        WebhookKind::Rollback,
+        WebhookKind::Event,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::PreRollout => "pre-rollout",
+            WebhookKind::Rollout => "rollout",
+            WebhookKind::ConfirmRollout => "confirm-rollout",
+            WebhookKind::ConfirmTrafficIncrease => "confirm-traffic-increase",
+            WebhookKind::ConfirmPromotion => "confirm-promotion",
+            WebhookKind::PostRollout => "post-rollout",
+            WebhookKind::Rollback => "rollback",
+            WebhookKind::Event => "event",
+        }
+    }
+    /// Gates hold the rollout until every webhook of the kind answers 2xx.
+    pub fn is_gate(self) -> bool {
+        matches!(
+            self,
+            WebhookKind::PreRollout
+                | WebhookKind::ConfirmRollout
+                | WebhookKind::ConfirmTrafficIncrease
+                | WebhookKind::ConfirmPromotion
+        )
+    }
+}
+
+/// A per-rollout notification sink. URLs come from files or env vars, never inline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Notification {
+    /// `slack` (incoming-webhook format) or `json`.
+    #[serde(rename = "type")]
+    pub kind: NotificationKind,
+    /// Name of an environment variable holding the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_from_env: Option<String>,
+    /// Path of a file holding the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_from_file: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotificationKind {
+    Slack,
+    Json,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, Default)]
+pub enum Phase {
+    /// Nothing to roll out: all traffic on stable.
+    #[default]
+    Idle,
+    /// Moving through the steps.
+    Progressing,
+    /// Held: by a command, an inconclusive analysis, a manual promotion gate or a webhook gate.
+    Paused,
+    /// The new version is being made stable; traffic stays until stable runs it.
+    Promoting,
+    /// The new version is stable and takes all traffic.
+    Succeeded,
+    /// Traffic is being returned to stable.
+    RollingBack,
+    /// Rolled back (analysis, webhook or abort): all traffic on stable.
+    Failed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "Idle",
+            Phase::Progressing => "Progressing",
+            Phase::Paused => "Paused",
+            Phase::Promoting => "Promoting",
+            Phase::Succeeded => "Succeeded",
+            Phase::RollingBack => "RollingBack",
+            Phase::Failed => "Failed",
+        }
+    }
+    /// A rollout in this phase is done until a new revision (or retry/undo) arrives.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Idle | Phase::Succeeded | Phase::Failed)
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a rollout is paused or failed: machine-readable, for CLIs and exit codes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    /// Paused by a `pause` command.
+    PausedByUser,
+    /// Inconclusive analysis reached `inconclusiveLimit`.
+    Inconclusive,
+    /// Waiting for a `promote` command (`promotion.manual`).
+    AwaitingPromotion,
+    /// Waiting for a confirm-* webhook to answer 2xx.
+    AwaitingWebhook,
+    /// Waiting for the current time to enter a schedule window.
+    OutsideWindow,
+    /// Waiting for the canary (or the promoted stable) to become ready.
+    WaitingForReady,
+    /// Failed analysis reached `failureLimit`.
+    AnalysisFailed,
+    /// A pre-rollout webhook failed.
+    PreRolloutFailed,
+    /// Stopped by an `abort` command.
+    Aborted,
+    /// Rolled back to the previous stable version by an `undo` command.
+    Undone,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    #[serde(default)]
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Human-readable state, e.g. "step 2/3: 2 of 3 checks passed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Index into the rollout's stages (see `engine::stages`).
+    #[serde(default)]
+    pub step_index: u32,
+    /// Canary weight of the default route now applied.
+    #[serde(default)]
+    pub canary_weight: u32,
+    /// Whether the applied plan sends any request (routed or mirrored) to the canary.
+    /// `canaryWeight` alone cannot tell: header-matched and mirror-only plans have weight 0.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary_traffic: bool,
+    /// Revision taking stable traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// Revision under rollout (or last rolled out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+    /// Stable revision before the last promotion, for `undo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_stable_revision: Option<String>,
+    /// Passed analysis checks in the current step.
+    #[serde(default)]
+    pub passed_checks: u32,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub consecutive_inconclusive: u32,
+    /// When the current step began (traffic applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    /// When the next analysis is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_analysis_at: Option<DateTime<Utc>>,
+    /// Gates (webhook kinds) already passed for the current step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_gates: Vec<WebhookKind>,
+    /// A gate the engine is waiting on, with when it was requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_gate: Option<PendingGate>,
+    /// The latest verdict per metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_verdicts: Vec<CheckResult>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingGate {
+    pub kind: WebhookKind,
+    pub since: DateTime<Utc>,
+    /// Last answer when it was not 2xx, for status/UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Kubernetes-style condition.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+}
+
+/// Pass, Fail or Inconclusive. Inconclusive never counts as a pass.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "Pass",
+            Verdict::Fail => "Fail",
+            Verdict::Inconclusive => "Inconclusive",
+        }
+    }
+}
+
+/// One metric's check at one moment: what the UI charts and the history keeps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckResult {
+    pub metric: String,
+    pub verdict: Verdict,
+    /// The measured value (absent when there was none, e.g. empty result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Why, in words: "success rate 97.2% < min 99%", "no data: 0/0 (no traffic)".
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+#[cfg(not(feature = "crd"))]
+pub use plain::{ObjectMeta, Rollout};
+
+/// `Rollout` without kube: the object as it appears in files and in the API server, with the
+/// metadata fields sluice reads (the others are accepted and ignored, as Kubernetes' own
+/// `ObjectMeta` does for fields it does not know).
+#[cfg(not(feature = "crd"))]
+pub mod plain {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{API_VERSION, KIND, RolloutSpec, RolloutStatus};
+
+    #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ObjectMeta {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub namespace: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub labels: Option<BTreeMap<String, String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub annotations: Option<BTreeMap<String, String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub uid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub resource_version: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub generation: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub finalizers: Option<Vec<String>>,
+    }
+
+    #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Rollout {
+        #[serde(default = "api_version")]
+        pub api_version: String,
+        #[serde(default = "kind")]
+        pub kind: String,
+        #[serde(default)]
+        pub metadata: ObjectMeta,
+        pub spec: RolloutSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub status: Option<RolloutStatus>,
+    }
+
+    fn api_version() -> String {
+        API_VERSION.to_string()
+    }
+
+    fn kind() -> String {
+        KIND.to_string()
+    }
+
+    impl Rollout {
+        /// The same constructor kube's derive generates.
+        pub fn new(name: &str, spec: RolloutSpec) -> Self {
+            Self {
+                api_version: api_version(),
+                kind: kind(),
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..ObjectMeta::default()
+                },
+                spec,
+                status: None,
+            }
+        }
+    }
+}
+
+impl Rollout {
+    /// `namespace/name`, with `default` for objects without a namespace (standalone files).
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or("default"),
+            self.metadata.name.as_deref().unwrap_or("")
+        )
+    }
+}

@@ -1,0 +1,237 @@
+//! `TrafficPlan`: the one abstract model of where requests go.
+//!
+//! The engine decides a plan; routers (Istio VirtualService, Envoy xDS) only translate it.
+//! A plan is an ordered list of routes; the first route whose matches all hold takes the
+//! request; the last route has no matches (the default). Each route splits its requests across
+//! weighted destinations (weights add up to 100) and may mirror a percentage to the canary.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::HttpMatch;
+
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Destination {
+    Stable,
+    Canary,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WeightedDestination {
+    pub destination: Destination,
+    pub weight: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirror {
+    pub destination: Destination,
+    /// 1..=100 percent of the route's requests are copied.
+    pub percent: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    /// Any of these matches selects the route (OR); empty means "every request".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<HttpMatch>,
+    pub destinations: Vec<WeightedDestination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPlan {
+    pub routes: Vec<Route>,
+}
+
+impl TrafficPlan {
+    /// Everything to stable.
+    pub fn stable_only() -> Self {
+        Self::weighted(0)
+    }
+
+    /// One default route: `canary_weight`% to canary, the rest to stable.
+    pub fn weighted(canary_weight: u32) -> Self {
+        let w = canary_weight.min(100);
+        TrafficPlan {
+            routes: vec![Route {
+                matches: Vec::new(),
+                destinations: split(w),
+                mirror: None,
+            }],
+        }
+    }
+
+    /// Matching requests to the canary; the rest to stable, with an optional mirror of
+    /// `mirror_percent`% of them to the canary (dark launch). No matches: plain stable.
+    pub fn matched(matches: &[HttpMatch], mirror_percent: Option<u32>) -> Self {
+        let mut routes = Vec::new();
+        if !matches.is_empty() {
+            routes.push(Route {
+                matches: matches.to_vec(),
+                destinations: vec![WeightedDestination {
+                    destination: Destination::Canary,
+                    weight: 100,
+                }],
+                mirror: None,
+            });
+        }
+        routes.push(Route {
+            matches: Vec::new(),
+            destinations: split(0),
+            mirror: mirror_percent.filter(|p| *p > 0).map(|p| Mirror {
+                destination: Destination::Canary,
+                percent: p.min(100),
+            }),
+        });
+        TrafficPlan { routes }
+    }
+
+    /// Canary weight of the default (last) route.
+    pub fn canary_weight(&self) -> u32 {
+        self.routes
+            .last()
+            .map(|r| weight_of(r, Destination::Canary))
+            .unwrap_or(0)
+    }
+
+    /// Whether any request (routed or mirrored) can reach the canary.
+    pub fn touches_canary(&self) -> bool {
+        self.routes.iter().any(|r| {
+            weight_of(r, Destination::Canary) > 0
+                || r.mirror
+                    .as_ref()
+                    .is_some_and(|m| m.destination == Destination::Canary)
+        })
+    }
+
+    /// Whether any request (routed or mirrored) can reach stable.
+    pub fn touches_stable(&self) -> bool {
+        self.routes.iter().any(|r| {
+            weight_of(r, Destination::Stable) > 0
+                || r.mirror
+                    .as_ref()
+                    .is_some_and(|m| m.destination == Destination::Stable)
+        })
+    }
+
+    /// Structural invariants every router relies on: at least one route, the last one without
+    /// matches, every route's weights adding up to 100, mirror percentages within 1..=100.
+    pub fn check(&self) -> Result<(), String> {
+        let Some(last) = self.routes.last() else {
+            return Err("traffic plan has no routes".into());
+        };
+        if !last.matches.is_empty() {
+            return Err("the last route must match every request".into());
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let sum: u32 = r.destinations.iter().map(|d| d.weight).sum();
+            if sum != 100 {
+                return Err(format!("routes[{i}]: weights add up to {sum}, not 100"));
+            }
+            if let Some(m) = &r.mirror
+                && (m.percent == 0 || m.percent > 100)
+            {
+                return Err(format!(
+                    "routes[{i}].mirror: percent {} outside 1..=100",
+                    m.percent
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn split(canary_weight: u32) -> Vec<WeightedDestination> {
+    vec![
+        WeightedDestination {
+            destination: Destination::Stable,
+            weight: 100 - canary_weight,
+        },
+        WeightedDestination {
+            destination: Destination::Canary,
+            weight: canary_weight,
+        },
+    ]
+}
+
+fn weight_of(route: &Route, dest: Destination) -> u32 {
+    route
+        .destinations
+        .iter()
+        .filter(|d| d.destination == dest)
+        .map(|d| d.weight)
+        .sum()
+}
+
+/// `{name}-stable` / `{name}-canary` in namespace `default` (and standalone files without a
+/// namespace), `{namespace}-{name}-...` otherwise. The Envoy router names its clusters so and the
+/// analysis side queries Envoy's `envoy_cluster_name` label with the same names: both read
+/// them from here.
+pub fn cluster_name(namespace: Option<&str>, name: &str, dest: Destination) -> String {
+    let suffix = match dest {
+        Destination::Stable => "stable",
+        Destination::Canary => "canary",
+    };
+    format!("{}-{suffix}", name_prefix(namespace, name))
+}
+
+/// `{name}` or `{namespace}-{name}`: the virtual host's name and its clusters' prefix.
+pub fn name_prefix(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        None | Some("default") | Some("") => name.to_string(),
+        Some(ns) => format!("{ns}-{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::StringMatch;
+
+    #[test]
+    fn weighted_plans_add_to_100() {
+        for w in [0, 1, 50, 99, 100, 150] {
+            let p = TrafficPlan::weighted(w);
+            p.check().unwrap();
+            assert_eq!(p.canary_weight(), w.min(100));
+        }
+        assert!(!TrafficPlan::stable_only().touches_canary());
+    }
+
+    #[test]
+    fn matched_plan_puts_matches_first_and_mirrors_the_rest() {
+        let m = HttpMatch {
+            headers: [(
+                "x-user".to_string(),
+                StringMatch {
+                    exact: Some("beta".into()),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        };
+        let p = TrafficPlan::matched(std::slice::from_ref(&m), Some(20));
+        p.check().unwrap();
+        assert_eq!(p.routes.len(), 2);
+        assert_eq!(p.routes[0].matches, vec![m]);
+        assert_eq!(p.routes[1].mirror.as_ref().unwrap().percent, 20);
+        assert_eq!(p.canary_weight(), 0);
+        assert!(p.touches_canary());
+    }
+
+    #[test]
+    fn check_rejects_bad_weights() {
+        let mut p = TrafficPlan::weighted(10);
+        p.routes[0].destinations[0].weight = 80;
+        assert!(p.check().is_err());
+        assert!(TrafficPlan { routes: vec![] }.check().is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! sluice's Envoy adapter: what the standalone mode's data plane understands.
+//!
+//! - [`translate`]: the pure translation of a `TrafficPlan` into Envoy v3 clusters and routes
+//!   (and the bootstrap that points Envoy at sluice's xDS directory);
+//! - [`xds`]: [`xds::EnvoyRouter`], the `TrafficRouter` that writes them as file-based xDS;
+//! - [`admin`]: Envoy's admin API, to confirm Envoy serves what was written.
+//!
+//! Routers translate; they never decide (the engine in `sluice-core` does).
+
+pub mod admin;
+pub mod translate;
+pub mod xds;

@@ -1,0 +1,366 @@
+//! The reconcile function: thin glue around [`sluice_core::exec::tick`] (see the module docs of
+//! [`sluice_k8s`] for the flow), the finalizer's cleanup, and the status write.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use serde_json::{Value, json};
+
+use super::recorder::{KubeRecorder, Live};
+use super::router::IstioRouter;
+use super::workloads::KubeWorkloads;
+use super::{Error, Result, commands, names, objects, retry_on_conflict};
+use sluice_core::engine::Event;
+use sluice_core::exec::{self, Analyzer, Executors, Recorder, Webhooks};
+use sluice_core::spec::{Condition, Phase, Rollout, RolloutStatus};
+use sluice_core::traffic::TrafficPlan;
+
+pub use super::Clock;
+
+/// Everything a reconcile needs; built once per controller.
+pub struct Context {
+    pub client: Client,
+    pub workloads: Arc<KubeWorkloads>,
+    pub router: Arc<IstioRouter>,
+    pub recorder: Arc<KubeRecorder>,
+    pub executors: Executors,
+    pub live: Arc<Live>,
+    pub clock: Clock,
+    /// sluice's own metrics; `None` in tests that do not look at them.
+    pub metrics: Option<Arc<sluice_telemetry::Metrics>>,
+}
+
+impl Context {
+    /// `client` must be the leader-gated client: every write of the reconcile goes through it.
+    pub fn new(
+        client: Client,
+        analyzer: Arc<dyn Analyzer>,
+        webhooks: Arc<dyn Webhooks>,
+        live: Arc<Live>,
+        clock: Clock,
+    ) -> Self {
+        let workloads = Arc::new(KubeWorkloads::new(client.clone()));
+        let router = Arc::new(IstioRouter::new(client.clone(), live.clone()));
+        let recorder = Arc::new(KubeRecorder::new(
+            client.clone(),
+            live.clone(),
+            clock.clone(),
+        ));
+        let executors = Executors {
+            router: router.clone(),
+            workloads: workloads.clone(),
+            analyzer,
+            webhooks,
+            recorder: recorder.clone(),
+        };
+        Context {
+            client,
+            workloads,
+            router,
+            recorder,
+            executors,
+            live,
+            clock,
+            metrics: None,
+        }
+    }
+
+    /// Adds analysis timing, event/verdict metrics and notifications around the executors.
+    pub fn with_telemetry(mut self, tel: &sluice_notify::Telemetry) -> Self {
+        self.executors = tel.wrap(self.executors);
+        self.metrics = Some(Arc::clone(&tel.metrics));
+        self
+    }
+}
+
+/// Entry point for the kube-runtime Controller.
+pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action> {
+    let ns = objects::namespace(&rollout)?.to_string();
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, names::FINALIZER, rollout, |event| async {
+        match event {
+            Finalizer::Apply(r) => apply(&r, &ctx).await,
+            Finalizer::Cleanup(r) => cleanup(&r, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+/// Requeue after an error: cleanup waiting for the target comes back soon, real errors a bit
+/// later (the controller's own backoff applies on top for repeated failures).
+pub fn error_policy(rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+    match error {
+        Error::Waiting(why) => {
+            tracing::debug!(rollout = %rollout.key(), %why, "waiting");
+            Action::requeue(Duration::from_secs(5))
+        }
+        e => {
+            tracing::warn!(rollout = %rollout.key(), error = %e, kind = e.metric_label(), "reconcile failed");
+            Action::requeue(Duration::from_secs(15))
+        }
+    }
+}
+
+async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
+    if rollout.spec.target_ref.is_none() {
+        return Err(Error::Invalid(format!(
+            "{}: spec.targetRef is required on Kubernetes (spec.upstreams is for standalone mode)",
+            rollout.key()
+        )));
+    }
+    ctx.workloads.ensure(rollout).await?;
+    ctx.router.ensure(rollout).await?;
+
+    let name = objects::name(rollout)?;
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
+    let old = rollout.status.clone().unwrap_or_default();
+    let now = (ctx.clock)();
+
+    let pending = commands::pending(rollout);
+    let mut command = None;
+    let mut processed = None;
+    if let Some(p) = &pending {
+        match &p.command {
+            _ if commands::already_processed(&old, &p.raw) => {}
+            Ok(c) => {
+                command = Some(*c);
+                let outcome = match sluice_core::engine::command_allowed(&old, *c) {
+                    Ok(()) => "Accepted",
+                    Err(_) => "Rejected",
+                };
+                processed = Some((p.raw.clone(), outcome));
+            }
+            Err(msg) => {
+                let ev = Event {
+                    reason: "CommandRejected".into(),
+                    message: msg.clone(),
+                    warning: true,
+                };
+                ctx.recorder.event(rollout, &old, &ev).await;
+                processed = Some((p.raw.clone(), "Invalid"));
+            }
+        }
+    }
+
+    let out = match &ctx.metrics {
+        Some(m) => {
+            sluice_telemetry::observed_tick(&ctx.executors, m, rollout, &old, command, now).await
+        }
+        None => exec::tick(&ctx.executors, rollout, &old, command, now).await,
+    };
+    let mut status = out.status;
+    status.observed_generation = rollout.metadata.generation;
+    status.conditions = conditions(&old, &status, now, processed);
+    // An unchanged status is not written: every write is a watch event that wakes us again.
+    if status != old {
+        write_status(&api, name, &old, &status).await?;
+        ctx.live.notify(rollout, &status, "status");
+    }
+    if let Some(p) = &pending {
+        commands::clear(&api, name, &p.raw).await?;
+    }
+    if let Some(e) = out.error {
+        // The status written above already holds every effect that succeeded.
+        return Err(e.into());
+    }
+    ctx.workloads.settle(rollout, &status).await?;
+    Ok(Action::requeue(requeue_after(rollout, &status, now)))
+}
+
+/// Patches the status subresource with `new`. A merge patch, with explicit nulls for fields
+/// `new` dropped (optional fields are omitted when empty, and a merge patch would keep them).
+pub async fn write_status(
+    api: &Api<Rollout>,
+    name: &str,
+    old: &RolloutStatus,
+    new: &RolloutStatus,
+) -> Result<()> {
+    let body = status_patch(old, new)?;
+    let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+    retry_on_conflict("write status", || api.patch_status(name, &params, &patch)).await?;
+    Ok(())
+}
+
+pub fn status_patch(old: &RolloutStatus, new: &RolloutStatus) -> Result<Value> {
+    let ser = |s: &RolloutStatus| {
+        serde_json::to_value(s).map_err(|e| Error::Invalid(format!("status: {e}")))
+    };
+    let (old_v, mut new_v) = (ser(old)?, ser(new)?);
+    if let (Some(o), Some(n)) = (old_v.as_object(), new_v.as_object_mut()) {
+        for k in o.keys() {
+            n.entry(k.clone()).or_insert(Value::Null);
+        }
+    }
+    Ok(json!({ "status": new_v }))
+}
+
+/// `Progressing` and `Healthy` from the phase, plus the command acknowledgement.
+/// `lastTransitionTime` only moves when a condition's status changes.
+pub fn conditions(
+    old: &RolloutStatus,
+    new: &RolloutStatus,
+    now: DateTime<Utc>,
+    processed: Option<(String, &str)>,
+) -> Vec<Condition> {
+    let reason = new
+        .reason
+        .map(|r| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let mut c = r.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_else(|| new.phase.as_str().to_string());
+    let message = new.message.clone().unwrap_or_default();
+    let progressing = matches!(
+        new.phase,
+        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack
+    );
+    let healthy = new.phase != Phase::Failed;
+    let mut out = Vec::new();
+    for (kind, status) in [("Progressing", progressing), ("Healthy", healthy)] {
+        let status = if status { "True" } else { "False" }.to_string();
+        let since = old
+            .conditions
+            .iter()
+            .find(|c| c.kind == kind && c.status == status)
+            .map(|c| c.last_transition_time)
+            .unwrap_or(now);
+        out.push(Condition {
+            kind: kind.into(),
+            status,
+            reason: reason.clone(),
+            message: message.clone(),
+            last_transition_time: since,
+        });
+    }
+    match processed {
+        Some((raw, outcome)) => out.push(commands::processed_condition(&raw, outcome, now)),
+        None => out.extend(
+            old.conditions
+                .iter()
+                .filter(|c| c.kind == names::COMMAND_CONDITION)
+                .cloned(),
+        ),
+    }
+    out
+}
+
+/// When to look again: at the next analysis while a step runs, soon while waiting for pods,
+/// the analysis interval otherwise (watches on the Rollout and the Deployments wake us on
+/// every change anyway).
+pub fn requeue_after(rollout: &Rollout, status: &RolloutStatus, now: DateTime<Utc>) -> Duration {
+    let interval = sluice_core::duration::parse(&rollout.spec.analysis.interval)
+        .unwrap_or(Duration::from_secs(60));
+    let floor = Duration::from_secs(1);
+    if status.reason == Some(sluice_core::spec::Reason::WaitingForReady) {
+        return interval.min(Duration::from_secs(5)).max(floor);
+    }
+    match status.phase {
+        Phase::Progressing | Phase::Promoting | Phase::RollingBack => status
+            .next_analysis_at
+            .and_then(|t| (t - now).to_std().ok())
+            .unwrap_or(interval)
+            .clamp(floor, interval.max(floor)),
+        _ => interval.max(floor),
+    }
+}
+
+/// Deletion: 100% to primary first, the user's Deployment back at full scale and Ready, then
+/// sluice's objects removed. Until the target is Ready the finalizer stays (returns
+/// [`Error::Waiting`]), so traffic is never left without pods.
+pub async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action> {
+    if rollout.spec.target_ref.is_none() {
+        return Ok(Action::await_change());
+    }
+    ctx.router
+        .apply_plan(rollout, &TrafficPlan::stable_only())
+        .await?;
+    if !ctx.workloads.restore_target(rollout).await? {
+        return Err(Error::Waiting(format!(
+            "{}: target Deployment scaling back up before cleanup",
+            rollout.key()
+        )));
+    }
+    ctx.workloads.remove(rollout).await?;
+    ctx.router.remove(rollout).await?;
+    let status = rollout.status.clone().unwrap_or_default();
+    let ev = Event {
+        reason: "Finalized".into(),
+        message: "traffic on the target again; sluice's objects removed".into(),
+        warning: false,
+    };
+    ctx.recorder.event(rollout, &status, &ev).await;
+    ctx.live.notify(rollout, &status, "deleted");
+    Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::spec::Reason;
+
+    #[test]
+    fn status_patch_nulls_dropped_fields() {
+        let old = RolloutStatus {
+            reason: Some(Reason::Inconclusive),
+            message: Some("x".into()),
+            ..Default::default()
+        };
+        let new = RolloutStatus::default();
+        let p = status_patch(&old, &new).expect("patch");
+        assert_eq!(p["status"]["reason"], Value::Null);
+        assert_eq!(p["status"]["message"], Value::Null);
+        assert_eq!(p["status"]["phase"], json!("Idle"));
+    }
+
+    #[test]
+    fn conditions_keep_transition_time_while_unchanged() {
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(30);
+        let mut s = RolloutStatus {
+            phase: Phase::Progressing,
+            ..Default::default()
+        };
+        s.conditions = conditions(&RolloutStatus::default(), &s, t0, None);
+        let again = conditions(&s, &s, t1, None);
+        let p = again
+            .iter()
+            .find(|c| c.kind == "Progressing")
+            .expect("cond");
+        assert_eq!((p.status.as_str(), p.last_transition_time), ("True", t0));
+        let failed = RolloutStatus {
+            phase: Phase::Failed,
+            reason: Some(Reason::AnalysisFailed),
+            ..s.clone()
+        };
+        let c = conditions(&s, &failed, t1, Some(("abort@1".into(), "Accepted")));
+        let h = c.iter().find(|c| c.kind == "Healthy").expect("cond");
+        assert_eq!(
+            (h.status.as_str(), h.reason.as_str()),
+            ("False", "AnalysisFailed")
+        );
+        assert_eq!(h.last_transition_time, t1);
+        assert!(
+            c.iter()
+                .any(|c| c.kind == names::COMMAND_CONDITION && c.message == "abort@1")
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! [`sluice_core::exec::Workloads`] over the API: the target Deployment is the canary, `<name>-primary`
+//! is stable. Scaling patches only `spec.replicas` of the target (a merge patch, so the user's
+//! own `kubectl apply` keeps owning everything else); the primary is server-side applied.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::objects::{self, deployment_ready};
+use super::{Error, Result, is_not_found, names, retry_on_conflict};
+use sluice_core::engine::Observations;
+use sluice_core::exec::{BoxError, Workloads};
+use sluice_core::spec::{Rollout, RolloutStatus};
+
+pub struct KubeWorkloads {
+    client: Client,
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(names::FIELD_MANAGER).force()
+}
+
+impl KubeWorkloads {
+    pub fn new(client: Client) -> Self {
+        KubeWorkloads { client }
+    }
+
+    fn deployments(&self, rollout: &Rollout) -> Result<Api<Deployment>> {
+        Ok(Api::namespaced(
+            self.client.clone(),
+            objects::namespace(rollout)?,
+        ))
+    }
+
+    pub async fn target(&self, rollout: &Rollout) -> Result<Deployment> {
+        let name = objects::target_name(rollout)?;
+        self.deployments(rollout)?
+            .get_opt(name)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "target Deployment {}/{name} (spec.targetRef) not found",
+                    objects::namespace(rollout).unwrap_or_default()
+                ))
+            })
+    }
+
+    pub async fn primary(&self, rollout: &Rollout) -> Result<Option<Deployment>> {
+        let name = names::primary(objects::name(rollout)?);
+        Ok(self.deployments(rollout)?.get_opt(&name).await?)
+    }
+
+    async fn apply_primary(
+        &self,
+        rollout: &Rollout,
+        target: &Deployment,
+        template: &PodTemplateSpec,
+        replicas: i32,
+        previous: Option<&PodTemplateSpec>,
+    ) -> Result<()> {
+        let d = objects::primary_deployment(rollout, target, template, replicas, previous)?;
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let api = self.deployments(rollout)?;
+        let (params, patch) = (apply_params(), Patch::Apply(&d));
+        retry_on_conflict("apply primary", || api.patch(&name, &params, &patch)).await?;
+        Ok(())
+    }
+
+    /// Objects that must exist before the engine decides anything: the primary (a copy of
+    /// the target on first sight: whatever runs when sluice arrives is stable), the
+    /// `-primary`/`-canary` Services, and `<name>` when nobody else made it.
+    pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
+        let target = self.target(rollout).await?;
+        if self.primary(rollout).await?.is_none() {
+            let replicas = objects::replicas(&target).max(1);
+            self.apply_primary(
+                rollout,
+                &target,
+                &objects::template(&target),
+                replicas,
+                None,
+            )
+            .await?;
+        }
+        let ns = objects::namespace(rollout)?;
+        let services: Api<Service> = Api::namespaced(self.client.clone(), ns);
+        for svc in objects::services(rollout, &target)? {
+            let name = svc.metadata.name.clone().unwrap_or_default();
+            services
+                .patch(&name, &apply_params(), &Patch::Apply(&svc))
+                .await?;
+        }
+        let apex = objects::apex_service(rollout, &target)?;
+        let apex_name = apex.metadata.name.clone().unwrap_or_default();
+        if services.get_opt(&apex_name).await?.is_none() {
+            match services.create(&PostParams::default(), &apex).await {
+                Ok(_) => {}
+                // Someone created it between our read and our create: theirs wins.
+                Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_target_replicas(&self, rollout: &Rollout, replicas: i32) -> Result<()> {
+        let name = objects::target_name(rollout)?;
+        let api = self.deployments(rollout)?;
+        let body = json!({"spec": {"replicas": replicas}});
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        retry_on_conflict("scale target", || api.patch(name, &params, &patch)).await?;
+        Ok(())
+    }
+
+    /// After a rollout ended (or on first sight), the target's pods are not needed: stable
+    /// runs on the primary. Scales the target to zero once the primary runs the stable revision
+    /// and is Ready. Returns whether it scaled.
+    pub async fn settle(&self, rollout: &Rollout, status: &RolloutStatus) -> Result<bool> {
+        let Some(stable) = status.stable_revision.as_deref() else {
+            return Ok(false);
+        };
+        if !status.phase.is_terminal() {
+            return Ok(false);
+        }
+        let Some(primary) = self.primary(rollout).await? else {
+            return Ok(false);
+        };
+        if objects::primary_revision(&primary).as_deref() != Some(stable)
+            || !deployment_ready(&primary)
+        {
+            return Ok(false);
+        }
+        let target = self.target(rollout).await?;
+        if objects::replicas(&target) == 0 {
+            return Ok(false);
+        }
+        self.set_target_replicas(rollout, 0).await?;
+        Ok(true)
+    }
+
+    /// For the finalizer: the target back at the primary's scale. Returns whether it is Ready.
+    pub async fn restore_target(&self, rollout: &Rollout) -> Result<bool> {
+        let target = match self.target(rollout).await {
+            Ok(t) => t,
+            // The user deleted their Deployment: nothing to give back.
+            Err(Error::NotFound(_)) => return Ok(true),
+            Err(e) => return Err(e),
+        };
+        let want = match self.primary(rollout).await? {
+            Some(p) => objects::replicas(&p).max(1),
+            None => objects::replicas(&target).max(1),
+        };
+        if objects::replicas(&target) < want {
+            self.set_target_replicas(rollout, want).await?;
+            return Ok(false);
+        }
+        Ok(deployment_ready(&target))
+    }
+
+    /// For the finalizer: point `<name>` (when sluice created it) at the target's pods, then
+    /// delete the primary and the two Services.
+    pub async fn remove(&self, rollout: &Rollout) -> Result<()> {
+        let name = objects::name(rollout)?;
+        let ns = objects::namespace(rollout)?;
+        let services: Api<Service> = Api::namespaced(self.client.clone(), ns);
+        if let Some(apex) = services.get_opt(name).await? {
+            let ours = apex
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(names::CREATED_BY_ANNOTATION))
+                .is_some_and(|uid| Some(uid) == rollout.metadata.uid.as_ref());
+            if ours && let Ok(target) = self.target(rollout).await {
+                let patch = json!({"spec": {"selector": objects::target_selector(&target)?}});
+                services
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+        }
+        for svc in [names::primary(name), names::canary(name)] {
+            ignore_not_found(services.delete(&svc, &Default::default()).await)?;
+        }
+        ignore_not_found(
+            self.deployments(rollout)?
+                .delete(&names::primary(name), &Default::default())
+                .await,
+        )?;
+        Ok(())
+    }
+}
+
+pub(crate) fn ignore_not_found<T>(r: Result<T, kube::Error>) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn boxed(e: Error) -> BoxError {
+    Box::new(e)
+}
+
+#[async_trait::async_trait]
+impl Workloads for KubeWorkloads {
+    async fn observe(
+        &self,
+        rollout: &Rollout,
+        _status: &RolloutStatus,
+    ) -> Result<Observations, BoxError> {
+        let target = self.target(rollout).await.map_err(boxed)?;
+        let primary = self.primary(rollout).await.map_err(boxed)?;
+        Ok(Observations {
+            revision: Some(objects::target_revision(&target)),
+            stable_running: primary.as_ref().and_then(objects::primary_revision),
+            stable_ready: primary.as_ref().is_some_and(deployment_ready),
+            canary_ready: deployment_ready(&target),
+            ..Default::default()
+        })
+    }
+
+    async fn scale_up_canary(&self, rollout: &Rollout) -> Result<(), BoxError> {
+        let target = self.target(rollout).await.map_err(boxed)?;
+        if objects::replicas(&target) > 0 {
+            return Ok(());
+        }
+        let want = match self.primary(rollout).await.map_err(boxed)? {
+            Some(p) => objects::replicas(&p).max(1),
+            None => 1,
+        };
+        self.set_target_replicas(rollout, want).await.map_err(boxed)
+    }
+
+    async fn scale_down_canary(&self, rollout: &Rollout) -> Result<(), BoxError> {
+        self.set_target_replicas(rollout, 0).await.map_err(boxed)
+    }
+
+    async fn promote(&self, rollout: &Rollout, revision: &str) -> Result<(), BoxError> {
+        let target = self.target(rollout).await.map_err(boxed)?;
+        let now = objects::target_revision(&target);
+        if now != revision {
+            return Err(boxed(Error::Invalid(format!(
+                "cannot promote {revision}: the target's template changed to {now}"
+            ))));
+        }
+        let primary = self.primary(rollout).await.map_err(boxed)?;
+        let previous = primary.as_ref().and_then(objects::source_template);
+        let replicas = match objects::replicas(&target) {
+            0 => primary.as_ref().map(objects::replicas).unwrap_or(1).max(1),
+            n => n,
+        };
+        self.apply_primary(
+            rollout,
+            &target,
+            &objects::template(&target),
+            replicas,
+            previous.as_ref(),
+        )
+        .await
+        .map_err(boxed)
+    }
+
+    async fn restore_stable(&self, rollout: &Rollout, revision: &str) -> Result<(), BoxError> {
+        let target = self.target(rollout).await.map_err(boxed)?;
+        let primary = self
+            .primary(rollout)
+            .await
+            .map_err(boxed)?
+            .ok_or_else(|| boxed(Error::NotFound("primary Deployment not found".into())))?;
+        let previous = objects::previous_template(&primary)
+            .filter(|t| names::revision(t) == revision)
+            .ok_or_else(|| {
+                boxed(Error::NotFound(format!(
+                    "the pod template of revision {revision} is no longer kept on the primary"
+                )))
+            })?;
+        let current = objects::source_template(&primary);
+        self.apply_primary(
+            rollout,
+            &target,
+            &previous,
+            objects::replicas(&primary).max(1),
+            current.as_ref(),
+        )
+        .await
+        .map_err(boxed)
+    }
+}

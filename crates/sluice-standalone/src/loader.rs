@@ -1,0 +1,403 @@
+//! Rollout files in a directory, picked up while sluice runs.
+//!
+//! ## Flow
+//! [`DirLoader::scan`] is called about once a second. It lists `*.yaml`, `*.yml` and `*.json`
+//! files (hidden files and editor backups are ignored), re-reads only files whose modification
+//! time or size changed, and returns what changed as [`LoadEvent`]s:
+//! - `Upsert`: a rollout appeared or its spec changed;
+//! - `Remove`: its file (or the document in it) is gone: sluice stops managing it;
+//! - `Invalid`: a file could not be loaded; the rollouts it defined before keep running with
+//!   their last good spec (a file is applied completely or not at all, never half).
+//!
+//! Polling (not inotify) keeps this portable and simple; a second of delay is far below any
+//! analysis interval. A file may hold several YAML documents, one Rollout each.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use sluice_core::spec::Rollout;
+
+/// What changed in the directory since the last scan.
+#[derive(Clone, Debug)]
+pub enum LoadEvent {
+    Upsert {
+        rollout: Box<Rollout>,
+        path: PathBuf,
+    },
+    Remove {
+        key: String,
+        path: PathBuf,
+    },
+    Invalid {
+        path: PathBuf,
+        /// Rollouts this file defined before; they keep their last good spec.
+        keeps: Vec<String>,
+        error: String,
+    },
+}
+
+struct FileState {
+    stamp: (Option<SystemTime>, u64),
+    /// The file's last good rollouts, by key.
+    good: BTreeMap<String, Rollout>,
+}
+
+pub struct DirLoader {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+impl DirLoader {
+    pub fn new(dir: &Path) -> DirLoader {
+        DirLoader {
+            dir: dir.to_path_buf(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Treats `rollout` as the last good content of `path` (used at start-up when the file is
+    /// invalid and the store holds the version that ran): a later fix of the file is compared
+    /// against it, and dropping it from the file removes it.
+    pub fn adopt(&mut self, path: &Path, rollout: Rollout) {
+        if let Some(f) = self.files.get_mut(path) {
+            f.good.insert(rollout.key(), rollout);
+        }
+    }
+
+    /// One poll of the directory. An unreadable directory is one `Invalid` event for the
+    /// directory itself; every rollout keeps running.
+    pub fn scan(&mut self) -> Vec<LoadEvent> {
+        let mut out = Vec::new();
+        let listed = match list(&self.dir) {
+            Ok(l) => l,
+            Err(e) => {
+                out.push(LoadEvent::Invalid {
+                    path: self.dir.clone(),
+                    keeps: self
+                        .files
+                        .values()
+                        .flat_map(|f| f.good.keys().cloned())
+                        .collect(),
+                    error: format!("cannot read directory: {e}"),
+                });
+                return out;
+            }
+        };
+        // Deleted files first, so a rollout moved to another file is not a duplicate.
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !listed.contains_key(*p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(state) = self.files.remove(&path) {
+                for key in state.good.into_keys() {
+                    out.push(LoadEvent::Remove {
+                        key,
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
+        for (path, stamp) in listed {
+            if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
+                continue;
+            }
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|text| parse(&text, &path.display().to_string()))
+                .and_then(|rollouts| self.unique(&path, rollouts));
+            let previous = self.files.remove(&path);
+            let old = previous.map(|f| f.good).unwrap_or_default();
+            match parsed {
+                Ok(new) => {
+                    for (key, rollout) in &new {
+                        let same = old.get(key).is_some_and(|o| same_rollout(o, rollout));
+                        if !same {
+                            out.push(LoadEvent::Upsert {
+                                rollout: Box::new(rollout.clone()),
+                                path: path.clone(),
+                            });
+                        }
+                    }
+                    for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                        out.push(LoadEvent::Remove {
+                            key: key.clone(),
+                            path: path.clone(),
+                        });
+                    }
+                    self.files.insert(path, FileState { stamp, good: new });
+                }
+                Err(error) => {
+                    out.push(LoadEvent::Invalid {
+                        path: path.clone(),
+                        keeps: old.keys().cloned().collect(),
+                        error,
+                    });
+                    // Remember the stamp so the same bad content is reported once, but keep
+                    // the previous good rollouts.
+                    self.files.insert(path, FileState { stamp, good: old });
+                }
+            }
+        }
+        out
+    }
+
+    /// Rejects rollouts another file already defines (the first file keeps it).
+    fn unique(
+        &self,
+        path: &Path,
+        rollouts: Vec<Rollout>,
+    ) -> Result<BTreeMap<String, Rollout>, String> {
+        let mut out = BTreeMap::new();
+        for r in rollouts {
+            let key = r.key();
+            if let Some((other, _)) = self
+                .files
+                .iter()
+                .find(|(p, f)| p.as_path() != path && f.good.contains_key(&key))
+            {
+                return Err(format!(
+                    "rollout {key} is already defined in {}",
+                    other.display()
+                ));
+            }
+            if out.insert(key.clone(), r).is_some() {
+                return Err(format!("rollout {key} is defined twice in this file"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn same_rollout(a: &Rollout, b: &Rollout) -> bool {
+    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+}
+
+type Stamp = (Option<SystemTime>, u64);
+
+fn list(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let wanted = !name.starts_with('.')
+            && !name.ends_with('~')
+            && [".yaml", ".yml", ".json"]
+                .iter()
+                .any(|ext| name.ends_with(ext));
+        if !wanted {
+            continue;
+        }
+        // A file removed between listing and stat is simply not there this time.
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_file() {
+            out.insert(path, (meta.modified().ok(), meta.len()));
+        }
+    }
+    Ok(out)
+}
+
+/// Parses and validates one file (every problem of every document, with field paths, from
+/// [`sluice_core::validate`]); every Rollout in it must have standalone `upstreams`.
+pub fn parse(text: &str, source: &str) -> Result<Vec<Rollout>, String> {
+    let rollouts = sluice_core::validate::load_str(text, source).map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    for r in &rollouts {
+        if r.spec.upstreams.is_none() {
+            return Err(format!(
+                "{source}: {}: spec.upstreams: required in standalone mode (stable and canary addresses)",
+                r.key()
+            ));
+        }
+    }
+    Ok(rollouts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Keys of every rollout a set of events leaves defined (for tests and logs).
+    fn keys(events: &[LoadEvent]) -> BTreeSet<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                LoadEvent::Upsert { rollout, .. } => Some(rollout.key()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn doc(name: &str, canary: &str) -> String {
+        format!(
+            r#"apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: {name}}}
+spec:
+  upstreams: {{stable: "127.0.0.1:9001", canary: "{canary}"}}
+  service: {{port: 8080}}
+  strategy: {{canary: {{steps: [20, 50, 80]}}}}
+  analysis: {{interval: 1s}}
+"#
+        )
+    }
+
+    /// Writes a file and makes sure its stamp differs from the previous write (the size may be
+    /// equal and coarse file systems keep mtimes in whole seconds).
+    fn write(path: &Path, text: &str) {
+        let before = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        std::fs::write(path, text).unwrap();
+        if let Some(before) = before {
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            let later = before + std::time::Duration::from_secs(2);
+            f.set_modified(later).unwrap();
+        }
+    }
+
+    #[test]
+    fn picks_up_new_changed_and_removed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = DirLoader::new(dir.path());
+        assert!(l.scan().is_empty());
+
+        let a = dir.path().join("a.yaml");
+        write(&a, &doc("a", "127.0.0.1:9002"));
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        std::fs::write(dir.path().join(".a.yaml.swp"), "ignored").unwrap();
+        let ev = l.scan();
+        assert_eq!(keys(&ev), BTreeSet::from(["default/a".to_string()]));
+        assert_eq!(ev.len(), 1);
+        assert!(l.scan().is_empty(), "unchanged file: no event");
+
+        write(&a, &doc("a", "127.0.0.1:9003"));
+        let ev = l.scan();
+        match ev.as_slice() {
+            [LoadEvent::Upsert { rollout, .. }] => {
+                assert_eq!(
+                    rollout.spec.upstreams.as_ref().unwrap().canary,
+                    "127.0.0.1:9003"
+                )
+            }
+            other => panic!("expected one upsert, got {other:?}"),
+        }
+
+        std::fs::remove_file(&a).unwrap();
+        let ev = l.scan();
+        assert!(
+            matches!(ev.as_slice(), [LoadEvent::Remove { key, .. }] if key == "default/a"),
+            "{ev:?}"
+        );
+    }
+
+    #[test]
+    fn bad_edit_keeps_the_previous_version_and_reports_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = DirLoader::new(dir.path());
+        let a = dir.path().join("a.yaml");
+        write(&a, &doc("a", "127.0.0.1:9002"));
+        l.scan();
+
+        write(
+            &a,
+            &doc("a", "127.0.0.1:9002").replace("steps: [20, 50, 80]", "steps: [20, fifty]"),
+        );
+        let ev = l.scan();
+        match ev.as_slice() {
+            [LoadEvent::Invalid { keeps, error, .. }] => {
+                assert_eq!(keeps, &vec!["default/a".to_string()]);
+                assert!(error.contains("spec.strategy.canary.steps[1]"), "{error}");
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        assert!(l.scan().is_empty(), "the same bad file is reported once");
+
+        // Fixing it with the same spec as before is not a change.
+        write(&a, &doc("a", "127.0.0.1:9002"));
+        assert!(l.scan().is_empty());
+        write(&a, &doc("a", "127.0.0.1:9004"));
+        assert_eq!(keys(&l.scan()), BTreeSet::from(["default/a".to_string()]));
+    }
+
+    #[test]
+    fn one_bad_document_rejects_the_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = DirLoader::new(dir.path());
+        let f = dir.path().join("both.yaml");
+        let bad = doc("b", "127.0.0.1:9002").replace("upstreams", "upstream");
+        write(&f, &format!("{}---\n{}", doc("a", "127.0.0.1:9002"), bad));
+        let ev = l.scan();
+        match ev.as_slice() {
+            [LoadEvent::Invalid { keeps, error, .. }] => {
+                assert!(keeps.is_empty());
+                assert!(error.contains("document 2"), "{error}");
+                assert!(error.contains("upstream"), "{error}");
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn duplicate_rollouts_across_files_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = DirLoader::new(dir.path());
+        write(&dir.path().join("a.yaml"), &doc("x", "127.0.0.1:9002"));
+        l.scan();
+        write(&dir.path().join("b.yaml"), &doc("x", "127.0.0.1:9003"));
+        let ev = l.scan();
+        match ev.as_slice() {
+            [LoadEvent::Invalid { error, .. }] => {
+                assert!(error.contains("already defined in"), "{error}")
+            }
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_requires_standalone_fields() {
+        let no_upstreams = doc("a", "127.0.0.1:9002").replace(
+            r#"  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}"#,
+            "",
+        );
+        let e = parse(&no_upstreams, "a.yaml").unwrap_err();
+        assert!(e.contains("upstreams"), "{e}");
+        // Valid for Kubernetes, not here.
+        let kube_only = doc("a", "127.0.0.1:9002").replace(
+            r#"  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}"#,
+            "  targetRef: {name: reviews}",
+        );
+        let e = parse(&kube_only, "a.yaml").unwrap_err();
+        assert!(
+            e.contains("spec.upstreams: required in standalone mode"),
+            "{e}"
+        );
+        let e = parse(&doc("a", "localhost"), "a.yaml").unwrap_err();
+        assert!(e.contains("spec.upstreams.canary"), "{e}");
+        let e = parse(
+            &doc("a", "127.0.0.1:9002").replace("kind: Rollout", "kind: Other"),
+            "a.yaml",
+        )
+        .unwrap_err();
+        assert!(e.contains("kind"), "{e}");
+        let e = parse(
+            &doc("a", "127.0.0.1:9002").replace("interval: 1s", "interval: soon"),
+            "a.yaml",
+        )
+        .unwrap_err();
+        assert!(e.contains("spec.analysis.interval"), "{e}");
+        assert!(parse("", "a.yaml").is_err());
+        let ok = parse(&doc("a", "127.0.0.1:9002"), "a.yaml").unwrap();
+        assert_eq!(ok[0].key(), "default/a");
+    }
+}

@@ -1,0 +1,736 @@
+//! Runner + backend over the real store and engine, with a fake data plane and metric source.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::backend::StandaloneBackend;
+use super::runner::{Deps, Runner, Timing};
+use super::store::{Retention, Store};
+use sluice_core::backend::{Backend, BackendError};
+use sluice_core::engine::{Command, GateAnswer};
+use sluice_core::exec::{Analyzer, BoxError, TrafficRouter, Webhooks};
+use sluice_core::spec::{CheckResult, Phase, Reason, Rollout, RolloutStatus, Verdict, WebhookKind};
+use sluice_core::traffic::TrafficPlan;
+
+#[derive(Default)]
+struct FakeRouter {
+    /// (stable address, canary address, plan) per apply.
+    applied: Mutex<Vec<(String, String, TrafficPlan)>>,
+}
+
+impl FakeRouter {
+    fn log(&self) -> Vec<(String, String, TrafficPlan)> {
+        self.applied.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl TrafficRouter for FakeRouter {
+    async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+        plan.check()?;
+        let up = rollout.spec.upstreams.as_ref().ok_or("no upstreams")?;
+        self.applied
+            .lock()
+            .unwrap()
+            .push((up.stable.clone(), up.canary.clone(), plan.clone()));
+        Ok(())
+    }
+}
+
+const PASS: u8 = 0;
+const FAIL: u8 = 1;
+const INCONCLUSIVE: u8 = 2;
+
+/// Answers every analysis with the verdict it is set to.
+struct ScriptedAnalyzer(AtomicU8);
+
+#[async_trait::async_trait]
+impl Analyzer for ScriptedAnalyzer {
+    async fn analyze(&self, _rollout: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
+        let verdict = match self.0.load(Ordering::SeqCst) {
+            PASS => Verdict::Pass,
+            FAIL => Verdict::Fail,
+            _ => Verdict::Inconclusive,
+        };
+        vec![CheckResult {
+            metric: "success-rate".into(),
+            verdict,
+            value: (verdict != Verdict::Inconclusive).then_some(99.5),
+            min: Some(99.0),
+            max: None,
+            reason: verdict.as_str().into(),
+            at: now,
+        }]
+    }
+}
+
+struct NoWebhooks;
+
+#[async_trait::async_trait]
+impl Webhooks for NoWebhooks {
+    async fn call(&self, _: &Rollout, _: &RolloutStatus, _: WebhookKind) -> Option<GateAnswer> {
+        None
+    }
+    async fn checks(&self, _: &Rollout, _: &RolloutStatus, _: DateTime<Utc>) -> Vec<CheckResult> {
+        Vec::new()
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    store_path: std::path::PathBuf,
+    router: Arc<FakeRouter>,
+    analyzer: Arc<ScriptedAnalyzer>,
+    // Keep the upstreams listening so the readiness probes succeed.
+    _upstreams: Vec<tokio::net::TcpListener>,
+    stable: String,
+    canary: String,
+}
+
+async fn setup(verdict: u8) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Setup {
+        store_path: dir.path().join("sluice.redb"),
+        _dir: dir,
+        router: Arc::new(FakeRouter::default()),
+        analyzer: Arc::new(ScriptedAnalyzer(AtomicU8::new(verdict))),
+        stable: a.local_addr().unwrap().to_string(),
+        canary: b.local_addr().unwrap().to_string(),
+        _upstreams: vec![a, b],
+    }
+}
+
+impl Setup {
+    fn runner(&self) -> Arc<Runner> {
+        let store = Store::open(&self.store_path, Retention::default()).unwrap();
+        Runner::new(
+            store,
+            Deps {
+                router: self.router.clone(),
+                analyzer: self.analyzer.clone(),
+                webhooks: Arc::new(NoWebhooks),
+                telemetry: None,
+            },
+            Timing {
+                max_period: Duration::from_millis(40),
+                min_period: Duration::from_millis(10),
+                probe_timeout: Duration::from_millis(300),
+            },
+        )
+    }
+
+    fn rollout(&self, steps: &str) -> Rollout {
+        serde_yaml::from_str(&format!(
+            r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  upstreams: {{stable: "{}", canary: "{}"}}
+  service: {{port: 8080}}
+  strategy: {{canary: {{steps: {steps}}}}}
+  analysis: {{interval: 40ms, failureLimit: 1, inconclusiveLimit: 1000}}
+"#,
+            self.stable, self.canary
+        ))
+        .unwrap()
+    }
+}
+
+/// A rollout whose versions carry labels: `revision` for the canary, and optionally
+/// `upstreams.stableRevision`.
+fn labelled(stable: &str, canary: &str, revision: &str, stable_revision: Option<&str>) -> Rollout {
+    let stable_revision = stable_revision
+        .map(|l| format!(", stableRevision: {l}"))
+        .unwrap_or_default();
+    serde_yaml::from_str(&format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  upstreams: {{stable: "{stable}", canary: "{canary}"{stable_revision}}}
+  revision: {revision}
+  service: {{port: 8080}}
+  strategy: {{canary: {{steps: [20, 50]}}}}
+  analysis: {{interval: 40ms, failureLimit: 1, inconclusiveLimit: 1000}}
+"#
+    ))
+    .unwrap()
+}
+
+/// Polls the backend until `pred` holds for the rollout's status (5 s deadline).
+async fn wait_for(
+    backend: &StandaloneBackend,
+    what: &str,
+    pred: impl Fn(&RolloutStatus) -> bool,
+) -> RolloutStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(v) = backend.get("shop", "reviews").await
+            && pred(&v.status)
+        {
+            return v.status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let last = backend.get("shop", "reviews").await.map(|v| v.status);
+            panic!("timed out waiting for {what}; last status: {last:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn canary_walks_every_step_then_stable_points_at_the_canary() {
+    let s = setup(PASS).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let mut changes = backend.subscribe();
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let st = wait_for(&backend, "promotion", |st| st.phase == Phase::Succeeded).await;
+    assert_eq!(st.stable_revision.as_deref(), Some(s.canary.as_str()));
+    assert_eq!(st.canary_weight, 0);
+
+    let log = s.router.log();
+    let plans: Vec<TrafficPlan> = log.iter().map(|(_, _, p)| p.clone()).collect();
+    let pos = |p: &TrafficPlan| plans.iter().position(|x| x == p);
+    let (w20, w50) = (
+        pos(&TrafficPlan::weighted(20)),
+        pos(&TrafficPlan::weighted(50)),
+    );
+    assert!(w20.is_some() && w50.is_some() && w20 < w50, "{plans:?}");
+    // The final all-stable plan is served by the stable cluster now pointing at the canary.
+    let (stable, _, last) = log.last().unwrap();
+    assert_eq!(last, &TrafficPlan::stable_only());
+    assert_eq!(stable, &s.canary);
+
+    let view = backend.get("shop", "reviews").await.unwrap();
+    assert_eq!(view.traffic, Some(TrafficPlan::stable_only()));
+    assert_eq!(view.stages, vec!["canary 20%", "canary 50%"]);
+    let reasons: Vec<String> = backend
+        .events("shop", "reviews")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    for r in [
+        "Initialized",
+        "Progressing",
+        "StepStarted",
+        "StepAdvanced",
+        "Promoting",
+        "Succeeded",
+    ] {
+        assert!(reasons.iter().any(|x| x == r), "missing {r} in {reasons:?}");
+    }
+    let checks = backend.analysis("shop", "reviews").await.unwrap();
+    assert!(checks.len() >= 2 && checks.iter().all(|c| c.verdict == Verdict::Pass));
+    let mut kinds = Vec::new();
+    while let Ok(c) = changes.try_recv() {
+        kinds.push(c.kind);
+    }
+    for k in ["status", "event", "analysis"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} change in {kinds:?}");
+    }
+    assert_eq!(backend.list().await.unwrap().len(), 1);
+
+    // A finished rollout keeps ticking (probes, file edits) but writes nothing while idle.
+    let commits = runner.store().commits();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        runner.store().commits(),
+        commits,
+        "idle ticks wrote to the store"
+    );
+}
+
+#[tokio::test]
+async fn failing_canary_is_rolled_back_to_all_stable() {
+    let s = setup(FAIL).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let st = wait_for(&backend, "rollback", |st| st.phase == Phase::Failed).await;
+    assert_eq!(st.reason, Some(Reason::AnalysisFailed));
+    assert_eq!(st.stable_revision.as_deref(), Some(s.stable.as_str()));
+    let (stable, _, last) = s.router.log().last().unwrap().clone();
+    assert_eq!(last, TrafficPlan::stable_only());
+    assert_eq!(stable, s.stable, "stable still points at the old version");
+}
+
+#[tokio::test]
+async fn restart_resumes_at_the_same_step_with_history() {
+    let s = setup(PASS).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50, 80]"), None);
+    // Hold at the second step: inconclusive checks never advance.
+    wait_for(&backend, "step 2", |st| st.step_index == 1).await;
+    s.analyzer.0.store(INCONCLUSIVE, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let before = backend.get("shop", "reviews").await.unwrap();
+    let history_before = backend.events("shop", "reviews").await.unwrap();
+    assert!(before.status.step_index >= 1 && before.status.phase == Phase::Progressing);
+    // "Crash": abort every task without any cleanup, drop the store handle.
+    drop(backend);
+    runner.shutdown();
+    drop(runner);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let applies_before_restart = s.router.log().len();
+
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50, 80]"), None);
+    let st = wait_for(&backend, "resume event", |_| true).await;
+    assert_eq!(st.step_index, before.status.step_index);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let ev = backend.events("shop", "reviews").await.unwrap();
+        if ev.iter().any(|e| e.reason == "Resumed") {
+            break ev;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no Resumed event");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(&events[..history_before.len()], &history_before[..]);
+    // First thing after the restart: the stored plan, unchanged.
+    let after = s.router.log();
+    assert_eq!(
+        after[applies_before_restart].2,
+        before.traffic.clone().unwrap()
+    );
+    // Still progressing at the same step, not restarted from the first.
+    let now = backend.get("shop", "reviews").await.unwrap();
+    assert_eq!(now.status.step_index, before.status.step_index);
+    assert_eq!(now.status.phase, Phase::Progressing);
+}
+
+#[tokio::test]
+async fn commands_are_checked_then_applied_on_an_immediate_tick() {
+    let s = setup(INCONCLUSIVE).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50]"), None);
+    wait_for(&backend, "progressing", |st| st.phase == Phase::Progressing).await;
+    assert!(matches!(
+        backend.command("shop", "reviews", Command::Resume).await,
+        Err(BackendError::Conflict(_))
+    ));
+    assert!(matches!(
+        backend.command("shop", "nope", Command::Pause).await,
+        Err(BackendError::NotFound(_))
+    ));
+    backend
+        .command("shop", "reviews", Command::Pause)
+        .await
+        .unwrap();
+    let st = wait_for(&backend, "paused", |st| st.phase == Phase::Paused).await;
+    assert_eq!(st.reason, Some(Reason::PausedByUser));
+    backend
+        .command("shop", "reviews", Command::Abort)
+        .await
+        .unwrap();
+    let st = wait_for(&backend, "aborted", |st| st.phase == Phase::Failed).await;
+    assert_eq!(st.reason, Some(Reason::Aborted));
+    assert_eq!(s.router.log().last().unwrap().2, TrafficPlan::stable_only());
+}
+
+#[tokio::test]
+async fn spec_edits_restart_and_removal_leaves_all_stable() {
+    let s = setup(INCONCLUSIVE).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50]"), None);
+    wait_for(&backend, "canary 20%", |st| st.canary_weight == 20).await;
+    // A new canary address is a new revision: the rollout restarts on it.
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_addr = other.local_addr().unwrap().to_string();
+    let mut edited = s.rollout("[20, 50]");
+    edited.spec.upstreams.as_mut().unwrap().canary = other_addr.clone();
+    runner.upsert(edited, None);
+    wait_for(&backend, "new revision", |st| {
+        st.canary_revision.as_deref() == Some(other_addr.as_str())
+    })
+    .await;
+    let events = backend.events("shop", "reviews").await.unwrap();
+    assert!(
+        events.iter().any(|e| e.reason == "SpecUpdated"),
+        "{events:?}"
+    );
+
+    runner.remove("shop/reviews").await;
+    let (_, _, last) = s.router.log().last().unwrap().clone();
+    assert_eq!(last, TrafficPlan::stable_only());
+    assert!(matches!(
+        backend.get("shop", "reviews").await,
+        Err(BackendError::NotFound(_))
+    ));
+    assert!(runner.managed().is_empty());
+    assert!(backend.list().await.unwrap().is_empty());
+    // The record stays (retired) so the data plane can be rebuilt all-stable after a restart.
+    let stored = runner.store().get("shop/reviews").unwrap().unwrap();
+    assert!(stored.retired);
+    assert_eq!(stored.applied, Some(TrafficPlan::stable_only()));
+    let reasons: Vec<String> = runner
+        .store()
+        .events("shop/reviews")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons.last().map(String::as_str), Some("Unmanaged"));
+
+    // The file comes back: managed again from a fresh status, same stable pointer.
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let st = wait_for(&backend, "managed again", |st| {
+        st.phase == Phase::Progressing
+    })
+    .await;
+    assert_eq!(st.step_index, 0);
+}
+
+#[tokio::test]
+async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
+    use super::loader::DirLoader;
+    use super::server;
+    let s = setup(INCONCLUSIVE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let reviews = s.rollout("[20, 50]");
+    let mut other = s.rollout("[30]");
+    other.metadata.name = Some("other".into());
+    let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+    std::fs::write(&a, serde_yaml::to_string(&reviews).unwrap()).unwrap();
+    std::fs::write(&b, serde_yaml::to_string(&other).unwrap()).unwrap();
+
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let mut loader = DirLoader::new(dir.path());
+    server::start(&runner, &mut loader).await.unwrap();
+    assert_eq!(runner.managed(), vec!["shop/other", "shop/reviews"]);
+    wait_for(&backend, "canary 20%", |st| st.canary_weight == 20).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while backend
+        .get("shop", "other")
+        .await
+        .ok()
+        .map(|v| v.status.canary_weight)
+        != Some(30)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "other never reached 30%"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(backend);
+    runner.shutdown();
+    drop(runner);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // While sluice is down: a.yaml gets a typo, b.yaml is deleted.
+    std::fs::write(
+        &a,
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nspec: [",
+    )
+    .unwrap();
+    std::fs::remove_file(&b).unwrap();
+
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let plans = server::stored_plans(runner.store()).await.unwrap();
+    assert_eq!(
+        plans.len(),
+        2,
+        "both rollouts are primed into the data plane"
+    );
+    let mut loader = DirLoader::new(dir.path());
+    server::start(&runner, &mut loader).await.unwrap();
+    assert_eq!(runner.managed(), vec!["shop/reviews"]);
+    let v = backend.get("shop", "reviews").await.unwrap();
+    assert_eq!(
+        v.status.canary_weight, 20,
+        "still at its step on the last good spec"
+    );
+    assert!(matches!(
+        backend.get("shop", "other").await,
+        Err(BackendError::NotFound(_))
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let ev = backend.events("shop", "reviews").await.unwrap();
+        if ev.iter().any(|e| e.reason == "SpecInvalid") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no SpecInvalid: {ev:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // other's last plan is all-stable on its (unchanged) stable address.
+    let log = s.router.log();
+    assert!(
+        log.iter()
+            .any(|(st, _, p)| st == &s.stable && p == &TrafficPlan::weighted(30))
+    );
+    let other = runner.store().get("shop/other").unwrap().unwrap();
+    assert!(other.retired);
+    assert_eq!(other.applied, Some(TrafficPlan::stable_only()));
+}
+
+#[tokio::test]
+async fn the_web_api_drives_the_standalone_backend() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let s = setup(INCONCLUSIVE).await;
+    let runner = s.runner();
+    let backend: Arc<dyn Backend> = Arc::new(StandaloneBackend {
+        runner: runner.clone(),
+    });
+    let app = sluice_api::router(sluice_api::ApiState::new(
+        backend.clone(),
+        Some("s3cret".into()),
+    ));
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let sb = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    wait_for(&sb, "progressing", |st| st.phase == Phase::Progressing).await;
+
+    let list = app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/rollouts")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(list.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json[0]["name"], "reviews");
+    assert_eq!(json[0]["namespace"], "shop");
+
+    let pause = |token: &str| {
+        Request::post("/api/v1/rollouts/shop/reviews/pause")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let refused = app.clone().oneshot(pause("wrong")).await.unwrap();
+    assert!(refused.status().is_client_error());
+    assert_eq!(
+        sb.get("shop", "reviews").await.unwrap().status.phase,
+        Phase::Progressing
+    );
+    let accepted = app.clone().oneshot(pause("s3cret")).await.unwrap();
+    assert!(accepted.status().is_success(), "{}", accepted.status());
+    let st = wait_for(&sb, "paused over HTTP", |st| st.phase == Phase::Paused).await;
+    assert_eq!(st.reason, Some(Reason::PausedByUser));
+}
+
+/// Reasons of the rollout's events, oldest first.
+async fn reasons(backend: &StandaloneBackend) -> Vec<String> {
+    backend
+        .events("shop", "reviews")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect()
+}
+
+/// Labels, not addresses: the engine only ever compares labels with labels, so a file whose
+/// two sides agree starts nothing, a new label rolls out, and a restart keeps them.
+#[tokio::test]
+async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
+    let s = setup(PASS).await;
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    // v1 on both sides: nothing to roll out.
+    runner.upsert(labelled(&s.stable, &s.stable, "v1", None), None);
+    let st = wait_for(&backend, "initialized", |st| st.stable_revision.is_some()).await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v1"));
+    // Several analysis intervals later it is still idle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(st.phase, Phase::Idle, "{st:?}");
+    assert_eq!(st.canary_revision, None);
+    assert!(!reasons(&backend).await.iter().any(|r| r == "Progressing"));
+
+    // The user points the canary at v2 and labels it.
+    runner.upsert(labelled(&s.stable, &s.canary, "v2", None), None);
+    let st = wait_for(&backend, "v2 promoted", |st| st.phase == Phase::Succeeded).await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v2"));
+    assert_eq!(st.previous_stable_revision.as_deref(), Some("v1"));
+    let events = backend.events("shop", "reviews").await.unwrap();
+    assert!(
+        events.iter().any(|e| e.message.contains("rolling out v2")),
+        "{events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.message.contains(&s.canary)),
+        "an address where a label belongs: {events:?}"
+    );
+    let up = runner
+        .store()
+        .get("shop/reviews")
+        .unwrap()
+        .unwrap()
+        .upstreams;
+    assert_eq!(
+        (up.stable_address.as_str(), up.stable_revision.as_str()),
+        (s.canary.as_str(), "v2")
+    );
+
+    // Restart from the store: still v2 at the canary address, nothing starts.
+    drop(backend);
+    runner.shutdown();
+    drop(runner);
+    // The aborted tasks release the store file shortly.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while Store::open(&s.store_path, Retention::default()).is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "store still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let applies_before_restart = s.router.log().len();
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(labelled(&s.stable, &s.canary, "v2", None), None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while s.router.log().len() == applies_before_restart {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no apply after restart"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(st.phase, Phase::Succeeded, "{st:?}");
+    assert_eq!(st.stable_revision.as_deref(), Some("v2"));
+    assert_eq!(s.router.log()[applies_before_restart].0, s.canary);
+
+    // Undo puts both back: the v1 address and the v1 label.
+    backend
+        .command("shop", "reviews", Command::Undo)
+        .await
+        .unwrap();
+    let st = wait_for(&backend, "undone", |st| {
+        st.stable_revision.as_deref() == Some("v1")
+    })
+    .await;
+    assert_ne!(st.phase, Phase::Progressing);
+    let up = runner
+        .store()
+        .get("shop/reviews")
+        .unwrap()
+        .unwrap()
+        .upstreams;
+    assert_eq!(
+        (up.stable_address.as_str(), up.stable_revision.as_str()),
+        (s.stable.as_str(), "v1")
+    );
+    assert_eq!(s.router.log().last().unwrap().0, s.stable);
+}
+
+/// Two upstreams labelled from the start: the stable label comes from the file, and between
+/// rollouts an edit of the stable side reaches the engine (no rollout of a name change).
+#[tokio::test]
+async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
+    let s = setup(INCONCLUSIVE).await;
+    let (a, b) = (s.stable.as_str(), s.canary.as_str());
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(labelled(a, b, "v2", Some("v1")), None);
+    let st = wait_for(&backend, "progressing", |st| st.phase == Phase::Progressing).await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v1"));
+    assert_eq!(st.canary_revision.as_deref(), Some("v2"));
+
+    // Back to v1 on both sides: the target reverted to stable.
+    runner.upsert(labelled(a, a, "v1", Some("v1")), None);
+    wait_for(&backend, "idle", |st| st.phase == Phase::Idle).await;
+
+    // The operator moves stable to v2 by hand: stable runs v2, nothing to roll out.
+    runner.upsert(labelled(b, b, "v2", None), None);
+    let st = wait_for(&backend, "repointed", |st| {
+        st.stable_revision.as_deref() == Some("v2")
+    })
+    .await;
+    assert_eq!(
+        st.previous_stable_revision, None,
+        "the store forgot the undo address"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(st.phase, Phase::Idle, "{st:?}");
+    let events = backend.events("shop", "reviews").await.unwrap();
+    let repointed = events
+        .iter()
+        .position(|e| e.reason == "StableRepointed")
+        .expect("StableRepointed event");
+    assert!(
+        events[repointed]
+            .message
+            .contains(&format!("stable is v2 at {b}")),
+        "{events:?}"
+    );
+    assert!(
+        !events[repointed..]
+            .iter()
+            .any(|e| e.reason == "Progressing"),
+        "{events:?}"
+    );
+    assert_eq!(s.router.log().last().unwrap().0, b);
+
+    // Only the stable label changes (stable still at upstreams.stable), with a new canary:
+    // the rollout compares the new canary label with the new stable label.
+    runner.upsert(labelled(b, a, "v3", Some("v2.0")), None);
+    let st = wait_for(&backend, "progressing v3", |st| {
+        st.phase == Phase::Progressing
+    })
+    .await;
+    assert_eq!(st.stable_revision.as_deref(), Some("v2.0"));
+    assert_eq!(st.canary_revision.as_deref(), Some("v3"));
+    assert!(
+        reasons(&backend)
+            .await
+            .iter()
+            .any(|r| r == "StableRelabelled")
+    );
+}
