@@ -1,7 +1,21 @@
-//! Test doubles and helpers shared by every crate's tests (a dev-dependency only; nothing in
-//! the product depends on it).
+//! Test doubles and helpers shared by every crate's tests: a dev-dependency only, nothing in
+//! the product depends on it.
 //!
-//! - [`memory`]: an in-memory [`sluice_core::backend::Backend`] that runs the real engine
-//!   through `exec::tick` with fake workloads and a fake metric source.
+//! - [`fakes`]: one scripted fake per executor trait (`FakeRouter`, `FakeWorkloads`,
+//!   `FakeAnalyzer`, `NoWebhooks`, `MemRecorder`), an HTTP [`fakes::Receiver`] for webhooks and
+//!   notifications, and [`fakes::install_crypto`] (the rustls provider, once per process).
+//! - [`memory`]: an in-memory `Backend` that runs the real engine through `exec::tick`;
+//!   [`web`]: rollouts over it for the API, CLI and browser tests.
+//! - [`kube_api`]: a small in-memory Kubernetes API server (resourceVersions, conflicts,
+//!   status subresource, finalizers, injected errors) for `kube::Client::new`.
+//! - [`files`]: the repository's golden files, fixtures and example Rollouts.
+//! - [`procs`] and [`demo_app`]: the real Envoy and Prometheus as child processes and the demo
+//!   backend (they live in `sluice-lab`, which `sluice demo` and `sluice bench` use too).
 
+pub mod fakes;
+pub mod files;
+pub mod kube_api;
 pub mod memory;
+pub mod web;
+
+pub use sluice_lab::{demo_app, procs};

@@ -6,7 +6,7 @@
 //!   fixed-horizon two-proportion z-test ([`proportions`]) reported next to it.
 //!
 //! Every test here is checked against reference values computed with scipy/statsmodels
-//! (tests/fixtures/judge_reference.py → judge_reference.json).
+//! (crates/sluice-analysis/tests/fixtures/judge_reference.py → judge_reference.json).
 
 pub mod error_rate;
 pub mod latency;

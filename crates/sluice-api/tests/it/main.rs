@@ -1,0 +1,3 @@
+//! Integration tests of `sluice-api` (all in-process).
+
+mod api;

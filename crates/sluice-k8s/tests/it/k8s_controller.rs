@@ -1,0 +1,749 @@
+//! The controller's reconcile against an in-memory API server (`k8s_support`): several rounds
+//! per test, the way the kube-runtime Controller would call it after each change.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use http::Method;
+use serde_json::{Value, json};
+use sluice_core::spec::{Phase, Rollout, RolloutStatus, Verdict};
+use sluice_k8s::api_calls;
+use sluice_k8s::reconcile::{Context, reconcile};
+use sluice_k8s::recorder::Live;
+use sluice_testkit::fakes::{FakeAnalyzer, NoWebhooks};
+use sluice_testkit::kube_api::FakeApi;
+
+const NS: &str = "bookinfo";
+
+struct Harness {
+    api: FakeApi,
+    ctx: Arc<Context>,
+    analyzer: Arc<FakeAnalyzer>,
+    now: Arc<Mutex<DateTime<Utc>>>,
+}
+
+fn deployment(image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "reviews", "namespace": NS},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "reviews"}},
+            "template": {
+                "metadata": {"labels": {"app": "reviews"}},
+                "spec": {"containers": [{"name": "reviews", "image": image, "ports": [{"containerPort": 9080}]}]}
+            }
+        }
+    })
+}
+
+fn rollout() -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "reviews", "namespace": NS},
+        "spec": {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews"},
+            "service": {"port": 9080},
+            "strategy": {"canary": {"steps": [10, 50]}},
+            "analysis": {"interval": "1m", "failureLimit": 1}
+        }
+    })
+}
+
+impl Harness {
+    fn new() -> Self {
+        sluice_testkit::fakes::install_crypto();
+        let api = FakeApi::new();
+        api.seed("apps", "deployments", deployment("reviews:v1", 2));
+        api.seed("sluice.dev", "rollouts", rollout());
+        api.roll_out_deployments();
+        let analyzer = Arc::new(FakeAnalyzer::new(Verdict::Pass));
+        let now = Arc::new(Mutex::new(
+            DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+                .expect("time")
+                .with_timezone(&Utc),
+        ));
+        let clock_now = now.clone();
+        let ctx = Arc::new(Context::new(
+            api.client(),
+            analyzer.clone(),
+            Arc::new(NoWebhooks),
+            Arc::new(Live::default()),
+            Arc::new(move || *clock_now.lock().expect("lock")),
+        ));
+        Harness {
+            api,
+            ctx,
+            analyzer,
+            now,
+        }
+    }
+
+    fn rollout(&self) -> Option<Rollout> {
+        self.api
+            .get("sluice.dev", "rollouts", NS, "reviews")
+            .map(|v| serde_json::from_value(v).expect("rollout parses"))
+    }
+
+    fn status(&self) -> RolloutStatus {
+        self.rollout().and_then(|r| r.status).unwrap_or_default()
+    }
+
+    async fn reconcile(&self) -> Result<(), sluice_k8s::Error> {
+        let r = self.rollout().expect("rollout exists");
+        reconcile(Arc::new(r), self.ctx.clone()).await.map(|_| ())
+    }
+
+    async fn ok(&self) {
+        if let Err(e) = self.reconcile().await {
+            panic!("reconcile failed: {e}");
+        }
+    }
+
+    fn advance(&self, secs: i64) {
+        *self.now.lock().expect("lock") += Duration::seconds(secs);
+    }
+
+    fn deployment(&self, name: &str) -> Option<Value> {
+        self.api.get("apps", "deployments", NS, name)
+    }
+
+    fn replicas(&self, name: &str) -> i64 {
+        self.deployment(name).expect("deployment")["spec"]["replicas"]
+            .as_i64()
+            .expect("replicas")
+    }
+
+    fn virtual_service(&self) -> Value {
+        self.api
+            .get("networking.istio.io", "virtualservices", NS, "reviews")
+            .expect("VirtualService exists")
+    }
+
+    /// Weight of `host` in the VirtualService's default (last) route.
+    fn weight(&self, host: &str) -> i64 {
+        let vs = self.virtual_service();
+        let http = vs["spec"]["http"].as_array().expect("http routes");
+        let last = http.last().expect("default route");
+        last["route"]
+            .as_array()
+            .expect("route")
+            .iter()
+            .filter(|d| d["destination"]["host"] == host)
+            .map(|d| d["weight"].as_i64().unwrap_or(0))
+            .sum()
+    }
+
+    /// Finalizer, initialization, primary Ready, target scaled to zero.
+    async fn initialized(&self) {
+        self.ok().await; // adds the finalizer
+        self.ok().await; // creates primary, services, VS at 100% primary
+        self.api.roll_out_deployments();
+        self.ok().await; // primary Ready: target scaled to zero
+        self.api.roll_out_deployments();
+    }
+
+    fn new_revision(&self, image: &str) {
+        self.api.edit("apps", "deployments", NS, "reviews", |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+        });
+    }
+
+    /// Every request the reconciles made is granted by the RBAC list in code.
+    fn assert_rbac_covers_requests(&self) {
+        for req in self.api.log() {
+            assert!(
+                api_calls::allowed(&req.group, &req.resource, &req.verb),
+                "request not covered by k8s::api_calls::CALLS (and so not by the ClusterRole): {} {} ({}/{} {})",
+                req.method,
+                req.path,
+                req.group,
+                req.resource,
+                req.verb
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn first_sight_creates_primary_services_and_an_all_primary_route() {
+    let h = Harness::new();
+    h.ok().await;
+    let r = h.rollout().expect("rollout");
+    assert_eq!(
+        r.metadata.finalizers,
+        Some(vec!["sluice.dev/cleanup".to_string()])
+    );
+    h.ok().await;
+    let primary = h.deployment("reviews-primary").expect("primary created");
+    assert_eq!(primary["spec"]["replicas"], 2);
+    assert_eq!(
+        primary["spec"]["selector"]["matchLabels"],
+        json!({"app": "reviews-primary"})
+    );
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"],
+        "reviews:v1"
+    );
+    assert_eq!(primary["metadata"]["ownerReferences"][0]["kind"], "Rollout");
+    for svc in ["reviews-primary", "reviews-canary", "reviews"] {
+        assert!(
+            h.api.get("", "services", NS, svc).is_some(),
+            "service {svc}"
+        );
+    }
+    assert_eq!(h.weight("reviews-primary"), 100);
+    assert_eq!(h.weight("reviews-canary"), 0);
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Idle);
+    assert_eq!(st.observed_generation, Some(1));
+    // Primary not Ready yet: the user's pods keep serving.
+    assert_eq!(h.replicas("reviews"), 2);
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(
+        h.replicas("reviews"),
+        0,
+        "target scaled to zero once primary is Ready"
+    );
+    // Server-side apply with field manager sluice for what sluice owns.
+    let vs_apply = h
+        .api
+        .log()
+        .into_iter()
+        .find(|l| l.resource == "virtualservices")
+        .expect("VS written");
+    assert_eq!(vs_apply.method, Method::PATCH);
+    assert!(vs_apply.content_type.starts_with("application/apply-patch"));
+    assert!(
+        vs_apply.query.contains("fieldManager=sluice"),
+        "{}",
+        vs_apply.query
+    );
+    assert!(vs_apply.query.contains("force=true"));
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn new_revision_scales_the_canary_up_with_a_zero_route_until_ready() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Progressing);
+    assert!(st.canary_revision.is_some());
+    assert_eq!(h.replicas("reviews"), 2, "canary scaled like the primary");
+    // Not Ready yet (its new generation is not rolled out): no traffic.
+    assert_eq!(h.weight("reviews-canary"), 0);
+    assert_eq!(h.weight("reviews-primary"), 100);
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10, "first step once Ready");
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn passing_analysis_moves_to_the_next_weight_then_promotes_after_primary_is_ready() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10);
+    h.advance(61);
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 50, "passed analysis: next step");
+    assert_eq!(h.status().step_index, 1);
+    let st = h.status();
+    assert_eq!(st.last_verdicts[0].verdict, Verdict::Pass);
+
+    h.advance(61);
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Promoting);
+    let primary = h.deployment("reviews-primary").expect("primary");
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"], "reviews:v2",
+        "template copied to primary"
+    );
+    // The primary has not rolled out the new template: traffic stays on the canary.
+    assert_eq!(h.weight("reviews-canary"), 50);
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Promoting);
+    assert_eq!(
+        st.reason,
+        Some(sluice_core::spec::Reason::WaitingForReady),
+        "reported"
+    );
+    assert_eq!(h.weight("reviews-canary"), 50);
+
+    h.api.roll_out_deployments();
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Succeeded);
+    assert_eq!(h.weight("reviews-primary"), 100);
+    assert_eq!(
+        h.replicas("reviews"),
+        0,
+        "target scaled to zero after success"
+    );
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn failing_analysis_restores_primary_and_scales_the_canary_down() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10);
+    h.analyzer.set(Verdict::Fail);
+    h.advance(61);
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed);
+    assert_eq!(h.weight("reviews-primary"), 100);
+    assert_eq!(h.weight("reviews-canary"), 0);
+    assert_eq!(h.replicas("reviews"), 0, "canary scaled down");
+    let primary = h.deployment("reviews-primary").expect("primary");
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["image"], "reviews:v1",
+        "primary untouched"
+    );
+    let healthy = st
+        .conditions
+        .iter()
+        .find(|c| c.kind == "Healthy")
+        .expect("Healthy condition");
+    assert_eq!(
+        (healthy.status.as_str(), healthy.reason.as_str()),
+        ("False", "AnalysisFailed")
+    );
+    // A Warning Kubernetes Event says why.
+    let rolled_back = h
+        .api
+        .log()
+        .into_iter()
+        .filter(|l| l.group == "events.k8s.io" && l.verb == "create")
+        .find(|l| l.body["reason"] == "RolledBack")
+        .expect("RolledBack event");
+    assert_eq!(rolled_back.body["type"], "Warning");
+    assert_eq!(rolled_back.body["regarding"]["kind"], "Rollout");
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn a_conflict_on_write_is_retried_not_lost() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.api.clear_log();
+    h.api
+        .inject(Method::PATCH, "/rollouts/reviews/status", 409, 1);
+    h.api.inject(Method::PATCH, "/deployments/reviews", 409, 1);
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Progressing, "status written after a 409");
+    assert_eq!(h.replicas("reviews"), 2, "scale written after a 409");
+    let status_writes: Vec<u16> = h
+        .api
+        .log()
+        .iter()
+        .filter(|l| l.resource == "rollouts/status")
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(status_writes, vec![409, 200]);
+
+    // A conflict that never ends fails the reconcile (it is requeued) instead of pretending.
+    h.api
+        .inject(Method::PATCH, "/rollouts/reviews/status", 409, 100);
+    h.api.roll_out_deployments();
+    assert!(h.reconcile().await.is_err());
+}
+
+#[tokio::test]
+async fn command_annotation_is_run_once_acknowledged_and_cleared() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10);
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["metadata"]["annotations"] = json!({"sluice.dev/command": "promote@n1"});
+    });
+    // The clearing meets a conflict once (someone else touched the object): retried.
+    h.api.inject(Method::PATCH, "/rollouts/reviews", 409, 1);
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 50, "promote passed the step");
+    let r = h.rollout().expect("rollout");
+    let ann = r.metadata.annotations.unwrap_or_default();
+    assert_eq!(ann.get("sluice.dev/command"), None);
+    assert_eq!(
+        ann.get("sluice.dev/command-ack").map(String::as_str),
+        Some("promote@n1")
+    );
+    let st = h.status();
+    assert!(st.conditions.iter().any(|c| c.kind == "CommandProcessed"
+        && c.message == "promote@n1"
+        && c.reason == "Accepted"));
+
+    // Same value again (e.g. the clear was lost in a crash): not run twice.
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["metadata"]["annotations"]["sluice.dev/command"] = json!("promote@n1");
+    });
+    h.ok().await;
+    assert_eq!(h.status().step_index, 1, "not promoted twice");
+    let r = h.rollout().expect("rollout");
+    assert_eq!(
+        r.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("sluice.dev/command"),
+        None
+    );
+
+    // Abort from kubectl.
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["metadata"]["annotations"]["sluice.dev/command"] = json!("abort@n2");
+    });
+    h.ok().await;
+    assert_eq!(h.status().phase, Phase::Failed);
+    assert_eq!(h.weight("reviews-primary"), 100);
+}
+
+#[tokio::test]
+async fn deletion_runs_the_finalizer() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10);
+    // Mid-rollout deletion: scale the target to zero first to see it come back up.
+    h.api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["replicas"] = json!(0);
+    });
+    h.api.roll_out_deployments();
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:05:00Z");
+    });
+    // First round: 100% primary, target scaled back up, waits for it.
+    let err = h.reconcile().await.expect_err("waits for the target");
+    assert!(matches!(err, sluice_k8s::Error::Waiting(_)), "{err}");
+    assert_eq!(h.weight("reviews-primary"), 100);
+    assert_eq!(h.replicas("reviews"), 2);
+    assert!(
+        h.deployment("reviews-primary").is_some(),
+        "nothing removed yet"
+    );
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert!(h.rollout().is_none(), "finalizer removed, object gone");
+    assert!(h.deployment("reviews-primary").is_none());
+    assert!(
+        h.api
+            .get("networking.istio.io", "virtualservices", NS, "reviews")
+            .is_none()
+    );
+    assert!(
+        h.api
+            .get(
+                "networking.istio.io",
+                "destinationrules",
+                NS,
+                "reviews-primary"
+            )
+            .is_none()
+    );
+    for svc in ["reviews-primary", "reviews-canary"] {
+        assert!(
+            h.api.get("", "services", NS, svc).is_none(),
+            "{svc} removed"
+        );
+    }
+    let apex = h.api.get("", "services", NS, "reviews").expect("apex kept");
+    assert_eq!(
+        apex["spec"]["selector"],
+        json!({"app": "reviews"}),
+        "apex back on the user's pods"
+    );
+    assert_eq!(h.replicas("reviews"), 2, "user's Deployment scaled back up");
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Api, Patch, PatchParams};
+    use sluice_k8s::gate::LeaderGateLayer;
+    use sluice_k8s::leader::{LeaseConfig, try_acquire_or_renew};
+
+    let h = Harness::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let gated = kube::client::ClientBuilder::new(h.api.clone(), "default")
+        .with_layer(&LeaderGateLayer::new(rx))
+        .build();
+    let rollouts: Api<Rollout> = Api::namespaced(gated, NS);
+    let patch = json!({"metadata": {"labels": {"x": "y"}}});
+    h.api.clear_log();
+    assert!(rollouts.get("reviews").await.is_ok(), "reads pass");
+    let err = rollouts
+        .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect_err("write refused while not leader");
+    assert!(err.to_string().contains("not the leader"), "{err}");
+    assert!(
+        h.api.log().iter().all(|l| l.verb == "get"),
+        "the refused write never reached the API server"
+    );
+    tx.send_replace(true);
+    assert!(
+        rollouts
+            .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .is_ok()
+    );
+    tx.send_replace(false);
+    assert!(
+        rollouts
+            .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .is_err(),
+        "losing the lease stops writes at once"
+    );
+
+    let leases: Api<Lease> = Api::namespaced(h.api.client(), "sluice-system");
+    let a = LeaseConfig::new("sluice-controller", "a");
+    let b = LeaseConfig::new("sluice-controller", "b");
+    assert!(try_acquire_or_renew(&leases, &a).await.expect("a"));
+    assert!(!try_acquire_or_renew(&leases, &b).await.expect("b waits"));
+    assert!(try_acquire_or_renew(&leases, &a).await.expect("a renews"));
+    // a stops renewing: after expiry b takes over, and a sees it lost.
+    h.api.edit(
+        "coordination.k8s.io",
+        "leases",
+        "sluice-system",
+        "sluice-controller",
+        |l| {
+            l["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+        },
+    );
+    // Two replicas racing for the expired lease: the one whose replace carries a stale
+    // resourceVersion gets 409 and does not lead.
+    h.api
+        .inject(Method::PUT, "/leases/sluice-controller", 409, 1);
+    assert!(
+        !try_acquire_or_renew(&leases, &b)
+            .await
+            .expect("b lost the race")
+    );
+    assert!(
+        try_acquire_or_renew(&leases, &b)
+            .await
+            .expect("b takes over")
+    );
+    assert!(!try_acquire_or_renew(&leases, &a).await.expect("a lost it"));
+    let lease = h
+        .api
+        .get(
+            "coordination.k8s.io",
+            "leases",
+            "sluice-system",
+            "sluice-controller",
+        )
+        .expect("lease");
+    assert_eq!(lease["spec"]["holderIdentity"], "b");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+
+    // b shuts down and hands over: a leads at once, without waiting for expiry.
+    sluice_k8s::leader::release(&leases, &a)
+        .await
+        .expect("not ours: no-op");
+    assert!(
+        !try_acquire_or_renew(&leases, &a)
+            .await
+            .expect("b still holds it")
+    );
+    sluice_k8s::leader::release(&leases, &b)
+        .await
+        .expect("release");
+    assert!(
+        try_acquire_or_renew(&leases, &a)
+            .await
+            .expect("a takes over at once")
+    );
+}
+
+#[tokio::test]
+async fn web_api_backend_reads_rollouts_and_sends_commands_through_the_annotation() {
+    use sluice_core::backend::{Backend, BackendError};
+    use sluice_core::engine::Command;
+    use sluice_k8s::backend::KubeBackend;
+
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    let backend = KubeBackend::new(h.api.client(), vec![], h.ctx.live.clone());
+    let mut changes = backend.subscribe();
+
+    let list = backend.list().await.expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].status.canary_weight, 10);
+    assert_eq!(list[0].stages, vec!["canary 10%", "canary 50%"]);
+    assert_eq!(
+        list[0].traffic.as_ref().map(|t| t.canary_weight()),
+        Some(10)
+    );
+    let events = backend.events(NS, "reviews").await.expect("events");
+    assert!(
+        events.iter().any(|e| e.reason == "StepStarted"),
+        "{events:?}"
+    );
+    assert!(matches!(
+        backend.get(NS, "ratings").await,
+        Err(BackendError::NotFound(_))
+    ));
+
+    // Not allowed in this phase: 409, nothing written.
+    assert!(matches!(
+        backend.command(NS, "reviews", Command::Retry).await,
+        Err(BackendError::Conflict(_))
+    ));
+    backend
+        .command(NS, "reviews", Command::Promote)
+        .await
+        .expect("promote accepted");
+    let r = h.rollout().expect("rollout");
+    let value = r
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("sluice.dev/command")
+        .cloned()
+        .expect("annotation written");
+    assert!(value.starts_with("promote@"), "{value}");
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 50, "the controller ran it");
+    let change = changes.try_recv().expect("a change was published");
+    assert_eq!(
+        (change.namespace.as_str(), change.name.as_str()),
+        (NS, "reviews")
+    );
+
+    h.advance(61);
+    h.ok().await; // an analysis ran: status.lastVerdicts is filled
+
+    // Another replica (nothing in memory) reads history from Kubernetes Events.
+    h.api.seed(
+        "",
+        "events",
+        json!({"apiVersion": "v1", "kind": "Event",
+               "metadata": {"name": "reviews.1", "namespace": NS},
+               "involvedObject": {"kind": "Rollout", "name": "reviews", "namespace": NS},
+               "reason": "RolledBack", "message": "success-rate 80 < 99", "type": "Warning",
+               "lastTimestamp": "2026-11-25T10:01:00Z"}),
+    );
+    let other = KubeBackend::new(h.api.client(), vec![NS.into()], Arc::new(Live::default()));
+    h.api.clear_log();
+    let events = other.events(NS, "reviews").await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert!(events[0].warning && events[0].reason == "RolledBack");
+    let list_call = h
+        .api
+        .log()
+        .into_iter()
+        .find(|l| l.resource == "events")
+        .expect("events listed");
+    assert!(
+        list_call.query.contains("fieldSelector="),
+        "{}",
+        list_call.query
+    );
+    let analysis = other.analysis(NS, "reviews").await.expect("analysis");
+    assert!(!analysis.is_empty());
+    assert_eq!(
+        analysis,
+        h.status().last_verdicts,
+        "falls back to status.lastVerdicts"
+    );
+    assert!(matches!(
+        other.get("elsewhere", "reviews").await,
+        Err(BackendError::NotFound(_))
+    ));
+    h.assert_rbac_covers_requests();
+}
+
+#[tokio::test]
+async fn undo_puts_the_previous_template_back_on_the_primary() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    for _ in 0..2 {
+        h.advance(61);
+        h.ok().await;
+    }
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.status().phase, Phase::Succeeded);
+    let image = |h: &Harness| {
+        h.deployment("reviews-primary").expect("primary")["spec"]["template"]["spec"]["containers"]
+            [0]["image"]
+            .clone()
+    };
+    assert_eq!(image(&h), "reviews:v2");
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["metadata"]["annotations"] = json!({"sluice.dev/command": "undo@u1"});
+    });
+    h.ok().await;
+    assert_eq!(image(&h), "reviews:v1", "previous template restored");
+    assert_eq!(h.status().reason, Some(sluice_core::spec::Reason::Undone));
+    assert_eq!(h.weight("reviews-primary"), 100);
+}
+
+#[tokio::test]
+async fn a_missing_target_is_an_error_that_names_it() {
+    let h = Harness::new();
+    h.ok().await; // finalizer
+    h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+        r["spec"]["targetRef"]["name"] = json!("reviewz");
+    });
+    let err = h.reconcile().await.expect_err("no target");
+    assert!(err.to_string().contains("bookinfo/reviewz"), "{err}");
+    assert!(h.deployment("reviews-primary").is_none(), "nothing created");
+}
+
+#[tokio::test]
+async fn a_reconcile_with_nothing_new_writes_nothing() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.ok().await;
+    h.api.clear_log();
+    h.ok().await;
+    let writes: Vec<String> = h
+        .api
+        .log()
+        .into_iter()
+        // Server-side applies of unchanged objects are no-ops on a real API server.
+        .filter(|l| l.verb != "get" && !l.content_type.starts_with("application/apply-patch"))
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert_eq!(
+        writes,
+        Vec::<String>::new(),
+        "no status write, no scaling, no event"
+    );
+}

@@ -1,0 +1,7 @@
+//! Integration tests of `sluice-k8s` (all in-process).
+
+mod crd;
+mod istio_schema;
+mod k8s_controller;
+mod k8s_golden;
+mod k8s_manifests;

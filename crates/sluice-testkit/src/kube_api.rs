@@ -1,0 +1,501 @@
+//! A small in-memory Kubernetes API server as a tower Service, for `kube::Client::new`.
+//!
+//! What it models (enough for sluice's reconcile to run many rounds): objects per
+//! group/resource/namespace/name, resourceVersions (bumped on every write, checked on PUT and
+//! on merge patches that carry one → 409), `generation` bumped on spec changes, status
+//! subresources (writes to `/status` change only `.status`, writes to the object never do),
+//! finalizers (DELETE sets `deletionTimestamp`; the object goes away when the last finalizer is
+//! removed), JSON patch (test/add/remove), JSON merge patch, and server-side apply as a merge
+//! that creates missing objects. What it does not model: field ownership of server-side apply,
+//! watches, validation. Tests can inject error answers and read a log of every request.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use http::{Method, Request, Response};
+use http_body_util::BodyExt;
+use kube::client::Body;
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub struct Logged {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+    /// RBAC view of the request.
+    pub group: String,
+    pub resource: String,
+    pub verb: String,
+    pub status: u16,
+}
+
+struct Injection {
+    method: Method,
+    path_suffix: String,
+    code: u16,
+    times: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// (group, resource, namespace, name) → object.
+    objects: BTreeMap<(String, String, String, String), Value>,
+    rv: u64,
+    uid: u64,
+    log: Vec<Logged>,
+    injections: Vec<Injection>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+struct Target {
+    group: String,
+    resource: String,
+    namespace: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest),
+        ["apis", g, _v, rest @ ..] => (g.to_string(), rest),
+        _ => return None,
+    };
+    match rest {
+        ["namespaces", ns, resource, tail @ ..] => Some(Target {
+            group,
+            resource: resource.to_string(),
+            namespace: ns.to_string(),
+            name: tail.first().map(|s| s.to_string()),
+            sub: tail.get(1).map(|s| s.to_string()),
+        }),
+        [resource] => Some(Target {
+            group,
+            resource: resource.to_string(),
+            namespace: String::new(),
+            name: None,
+            sub: None,
+        }),
+        _ => None,
+    }
+}
+
+fn status_body(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+           "reason": reason, "message": message})
+}
+
+/// RFC 7386 JSON merge patch.
+pub fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            if let Some(t) = target.as_object_mut() {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+impl FakeApi {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.clone(), "default")
+    }
+
+    fn key(group: &str, resource: &str, ns: &str, name: &str) -> (String, String, String, String) {
+        (group.into(), resource.into(), ns.into(), name.into())
+    }
+
+    /// Store an object directly (as if created by someone else), with fresh metadata.
+    pub fn seed(&self, group: &str, resource: &str, obj: Value) {
+        let mut s = self.state.lock().expect("lock");
+        let ns = obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut obj = obj;
+        s.rv += 1;
+        s.uid += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        if obj["metadata"]["uid"].is_null() {
+            obj["metadata"]["uid"] = json!(format!("uid-{}", s.uid));
+        }
+        if obj["metadata"]["generation"].is_null() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        s.objects
+            .insert(Self::key(group, resource, &ns, &name), obj);
+    }
+
+    pub fn get(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
+        let s = self.state.lock().expect("lock");
+        s.objects
+            .get(&Self::key(group, resource, ns, name))
+            .cloned()
+    }
+
+    /// Edit an object as a user would (spec changes bump generation).
+    pub fn edit(
+        &self,
+        group: &str,
+        resource: &str,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value),
+    ) {
+        let mut s = self.state.lock().expect("lock");
+        s.rv += 1;
+        let rv = s.rv;
+        if let Some(obj) = s.objects.get_mut(&Self::key(group, resource, ns, name)) {
+            let spec_before = obj["spec"].clone();
+            f(obj);
+            if obj["spec"] != spec_before {
+                let g = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+                obj["metadata"]["generation"] = json!(g + 1);
+            }
+            obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        }
+    }
+
+    /// The Deployment controller and kubelet: every Deployment is rolled out and available.
+    pub fn roll_out_deployments(&self) {
+        let mut s = self.state.lock().expect("lock");
+        for ((g, r, _, _), obj) in s.objects.iter_mut() {
+            if g == "apps" && r == "deployments" {
+                let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+                obj["status"] = json!({
+                    "observedGeneration": obj["metadata"]["generation"],
+                    "replicas": replicas, "updatedReplicas": replicas,
+                    "readyReplicas": replicas, "availableReplicas": replicas,
+                });
+            }
+        }
+    }
+
+    /// Answer the next `times` requests with `method` whose path ends with `path_suffix`
+    /// with an error `code` (409 → Conflict, 404 → NotFound, else InternalError).
+    pub fn inject(&self, method: Method, path_suffix: &str, code: u16, times: usize) {
+        self.state.lock().expect("lock").injections.push(Injection {
+            method,
+            path_suffix: path_suffix.into(),
+            code,
+            times,
+        });
+    }
+
+    pub fn log(&self) -> Vec<Logged> {
+        self.state.lock().expect("lock").log.clone()
+    }
+
+    pub fn clear_log(&self) {
+        self.state.lock().expect("lock").log.clear();
+    }
+
+    fn handle(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        ct: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let mut s = self.state.lock().expect("lock");
+        let Some(t) = parse_path(path) else {
+            return (
+                404,
+                status_body(404, "NotFound", &format!("no route {path}")),
+            );
+        };
+        let resource = match &t.sub {
+            Some(sub) => format!("{}/{sub}", t.resource),
+            None => t.resource.clone(),
+        };
+        let verb = match (&method, &t.name) {
+            (&Method::GET, None) if query.contains("watch=true") => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::GET, Some(_)) => "get",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, _) => "delete",
+            _ => "unknown",
+        };
+        let mut injected = None;
+        for inj in s.injections.iter_mut() {
+            if inj.times > 0 && inj.method == method && path.ends_with(&inj.path_suffix) {
+                inj.times -= 1;
+                injected = Some(inj.code);
+                break;
+            }
+        }
+        let (code, out) = match injected {
+            Some(409) => (409, status_body(409, "Conflict", "injected conflict")),
+            Some(404) => (404, status_body(404, "NotFound", "injected not found")),
+            Some(c) => (c, status_body(c, "InternalError", "injected error")),
+            None => Self::serve(&mut s, &method, &t, ct, body.clone()),
+        };
+        s.log.push(Logged {
+            method,
+            path: path.into(),
+            query: query.into(),
+            content_type: ct.into(),
+            body,
+            group: t.group,
+            resource,
+            verb: verb.into(),
+            status: code,
+        });
+        (code, out)
+    }
+
+    fn serve(s: &mut State, method: &Method, t: &Target, ct: &str, body: Value) -> (u16, Value) {
+        let Some(name) = t.name.clone().or_else(|| {
+            (method == Method::POST).then(|| {
+                body["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        }) else {
+            // Collection GET.
+            let items: Vec<Value> = s
+                .objects
+                .iter()
+                .filter(|((g, r, ns, _), _)| {
+                    *g == t.group
+                        && *r == t.resource
+                        && (t.namespace.is_empty() || *ns == t.namespace)
+                })
+                .map(|(_, v)| v.clone())
+                .collect();
+            return (
+                200,
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": s.rv.to_string()}, "items": items}),
+            );
+        };
+        let key = FakeApi::key(&t.group, &t.resource, &t.namespace, &name);
+        let existing = s.objects.get(&key).cloned();
+        let not_found = || {
+            (
+                404,
+                status_body(404, "NotFound", &format!("{} {name} not found", t.resource)),
+            )
+        };
+        let status_sub = t.sub.as_deref() == Some("status");
+        match *method {
+            Method::GET => existing.map(|o| (200, o)).unwrap_or_else(not_found),
+            Method::POST => {
+                if existing.is_some() {
+                    return (
+                        409,
+                        status_body(409, "AlreadyExists", &format!("{name} already exists")),
+                    );
+                }
+                let mut obj = body;
+                s.uid += 1;
+                obj["metadata"]["uid"] = json!(format!("uid-{}", s.uid));
+                obj["metadata"]["generation"] = json!(1);
+                obj["metadata"]["namespace"] = json!(t.namespace);
+                Self::store(s, key, obj)
+            }
+            Method::PUT => {
+                let Some(old) = existing else {
+                    return not_found();
+                };
+                if body["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
+                    return (
+                        409,
+                        status_body(409, "Conflict", "the object has been modified"),
+                    );
+                }
+                let mut obj = body;
+                Self::keep_subresource(&old, &mut obj, status_sub);
+                Self::finish_write(s, key, &old, obj)
+            }
+            Method::PATCH => {
+                let apply = ct.starts_with("application/apply-patch");
+                let Some(old) = existing else {
+                    if apply {
+                        let mut obj = body;
+                        s.uid += 1;
+                        obj["metadata"]["uid"] = json!(format!("uid-{}", s.uid));
+                        obj["metadata"]["generation"] = json!(1);
+                        return Self::store(s, key, obj);
+                    }
+                    return not_found();
+                };
+                let mut obj = old.clone();
+                if ct.starts_with("application/json-patch") {
+                    // As the API server does (evanphx/json-patch): `test` for null passes
+                    // when the path does not exist.
+                    let ops: Vec<Value> = body
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|op| {
+                            !(op["op"] == "test"
+                                && op["value"].is_null()
+                                && op["path"]
+                                    .as_str()
+                                    .is_some_and(|p| obj.pointer(p).is_none()))
+                        })
+                        .collect();
+                    let patch: json_patch::Patch = match serde_json::from_value(Value::Array(ops)) {
+                        Ok(p) => p,
+                        Err(e) => return (400, status_body(400, "BadRequest", &e.to_string())),
+                    };
+                    if let Err(e) = json_patch::patch(&mut obj, &patch) {
+                        return (422, status_body(422, "Invalid", &e.to_string()));
+                    }
+                } else {
+                    let rv = &body["metadata"]["resourceVersion"];
+                    if !rv.is_null() && *rv != old["metadata"]["resourceVersion"] {
+                        return (
+                            409,
+                            status_body(409, "Conflict", "the object has been modified"),
+                        );
+                    }
+                    merge(&mut obj, &body);
+                }
+                Self::keep_subresource(&old, &mut obj, status_sub);
+                Self::finish_write(s, key, &old, obj)
+            }
+            Method::DELETE => {
+                let Some(mut obj) = existing else {
+                    return not_found();
+                };
+                let has_finalizers = obj["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty());
+                if has_finalizers {
+                    obj["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                    return Self::store(s, key, obj);
+                }
+                s.objects.remove(&key);
+                (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                )
+            }
+            _ => (405, status_body(405, "MethodNotAllowed", "")),
+        }
+    }
+
+    /// Status subresource semantics: `/status` writes change only `.status`; other writes never do.
+    fn keep_subresource(old: &Value, new: &mut Value, status_sub: bool) {
+        if status_sub {
+            let status = new["status"].clone();
+            *new = old.clone();
+            new["status"] = status;
+        } else if !old["status"].is_null() {
+            new["status"] = old["status"].clone();
+        } else if let Some(o) = new.as_object_mut() {
+            o.remove("status");
+        }
+    }
+
+    fn finish_write(
+        s: &mut State,
+        key: (String, String, String, String),
+        old: &Value,
+        mut obj: Value,
+    ) -> (u16, Value) {
+        obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        obj["metadata"]["generation"] = json!(if obj["spec"] != old["spec"] {
+            generation + 1
+        } else {
+            generation
+        });
+        let deleting = !old["metadata"]["deletionTimestamp"].is_null();
+        let no_finalizers = obj["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
+        if deleting && no_finalizers {
+            s.objects.remove(&key);
+            return (200, obj);
+        }
+        Self::store(s, key, obj)
+    }
+
+    fn store(s: &mut State, key: (String, String, String, String), mut obj: Value) -> (u16, Value) {
+        s.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        s.objects.insert(key, obj.clone());
+        (200, obj)
+    }
+}
+
+impl tower::Service<Request<Body>> for FakeApi {
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+            };
+            let ct = parts
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let (code, out) = this.handle(
+                parts.method,
+                parts.uri.path(),
+                parts.uri.query().unwrap_or_default(),
+                &ct,
+                body,
+            );
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&out).unwrap_or_default()))
+                .expect("response");
+            Ok(resp)
+        })
+    }
+}

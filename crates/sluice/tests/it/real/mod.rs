@@ -1,0 +1,5 @@
+//! Tests against real processes, started on free ports of 127.0.0.1 and killed on drop.
+
+mod e2e_standalone;
+mod envoy_cli;
+mod ui_browser;
