@@ -112,9 +112,12 @@ pub enum TokenError {
     Empty(String),
 }
 
-/// The API token: from `file` when given (surrounding whitespace trimmed), else from the
-/// [`TOKEN_ENV`] environment variable, else `None` (mutating calls disabled).
-pub fn load_token(file: Option<&Path>) -> Result<Option<String>, TokenError> {
+/// The API token: from `file` when given (surrounding whitespace trimmed), else `from_env`
+/// (the value of [`TOKEN_ENV`], which the binary reads), else `None` (mutating calls disabled).
+pub fn load_token(
+    file: Option<&Path>,
+    from_env: Option<String>,
+) -> Result<Option<String>, TokenError> {
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
             path: path.display().to_string(),
@@ -126,8 +129,7 @@ pub fn load_token(file: Option<&Path>) -> Result<Option<String>, TokenError> {
         }
         return Ok(Some(t.to_string()));
     }
-    Ok(std::env::var(TOKEN_ENV)
-        .ok()
+    Ok(from_env
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty()))
 }

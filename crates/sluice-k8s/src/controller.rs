@@ -1,7 +1,10 @@
-//! `sluice controller`: wiring of clients, leader election, the kube-runtime Controller(s)
-//! and the probe endpoints.
+//! The controller loop: clients, leader election and the kube-runtime Controller(s).
+//!
+//! The binary joins it with the web API and the probe endpoints (as kube-rs's controller-rs
+//! does): [`Controller::new`] builds the clients and the leader channel, [`Controller::leader`]
+//! and [`Controller::backend`] are what the HTTP side needs, [`Controller::run`] runs until
+//! SIGTERM / ctrl-c.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -10,10 +13,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::client::ClientBuilder;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller as KubeController, watcher};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
+use super::backend::KubeBackend;
 use super::gate::LeaderGateLayer;
 use super::leader::{self, LeaseConfig};
 use super::reconcile::{self, Context};
@@ -22,77 +26,18 @@ use super::{Error, names};
 use sluice_core::exec::{Analyzer, Webhooks};
 use sluice_core::spec::Rollout;
 
-/// `sluice controller` flags.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Args {
-    /// Namespaces to watch (comma-separated); default: all.
-    #[arg(long, value_delimiter = ',', env = "SLUICE_NAMESPACES")]
-    pub namespaces: Vec<String>,
-    /// Namespace of the leader-election Lease (default: the pod's namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
-    pub lease_namespace: String,
-    #[arg(long, default_value = "sluice-controller")]
-    pub lease_name: String,
-    /// This replica's identity in the Lease (default: the pod name).
-    #[arg(long, env = "POD_NAME", default_value = "sluice-local")]
-    pub identity: String,
-    /// Address of `/healthz`, `/readyz` and `/leader`.
-    #[arg(long, default_value = "0.0.0.0:8081")]
-    pub probe_addr: SocketAddr,
-    /// Serve the web API/UI here (every replica can; commands go through the annotation).
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-}
-
-/// Builds the web API's router over a backend (the web module's `router`); kept as a
-/// function so this module does not depend on the web layer.
-pub type WebRouter = Box<dyn FnOnce(Arc<dyn sluice_core::backend::Backend>) -> axum::Router + Send>;
-
-impl Args {
-    pub fn into_options(
-        self,
-        analyzer: Arc<dyn Analyzer>,
-        webhooks: Arc<dyn Webhooks>,
-        telemetry: Option<sluice_notify::Telemetry>,
-        web: Option<WebRouter>,
-    ) -> Options {
-        if self.listen.is_some() && web.is_none() {
-            tracing::warn!("--listen given, but this build has no web API wired in: not serving");
-        }
-        Options {
-            web: self.listen.zip(web),
-            namespaces: self
-                .namespaces
-                .into_iter()
-                .filter(|n| !n.is_empty())
-                .collect(),
-            lease_namespace: self.lease_namespace,
-            lease_name: self.lease_name,
-            identity: self.identity,
-            probe_addr: self.probe_addr,
-            analyzer,
-            webhooks,
-            telemetry,
-        }
-    }
-}
-
 pub struct Options {
     /// Namespaces to watch; empty: all.
     pub namespaces: Vec<String>,
     /// Namespace and name of the leader Lease.
     pub lease_namespace: String,
     pub lease_name: String,
-    /// This replica's identity (the pod name).
+    /// This replica's identity (the pod name): the Lease holder and the Events' instance.
     pub identity: String,
-    /// `/healthz` and `/readyz`.
-    pub probe_addr: SocketAddr,
     pub analyzer: Arc<dyn Analyzer>,
     pub webhooks: Arc<dyn Webhooks>,
     /// Metrics and notifications around the executors.
     pub telemetry: Option<sluice_notify::Telemetry>,
-    /// Address and router of the web API, if served.
-    pub web: Option<(SocketAddr, WebRouter)>,
 }
 
 /// Clients of a controller replica: `read` for watches, the backend and the lease; `write`
@@ -131,155 +76,138 @@ fn rollouts_for(store: &Store<Rollout>, d: &Deployment) -> Vec<ObjectRef<Rollout
         .collect()
 }
 
-/// Runs the controller until SIGTERM/ctrl-c.
-pub async fn run(opts: Options, live: Arc<Live>) -> Result<(), Error> {
-    let (tx, rx) = watch::channel(false);
-    let clients = clients(rx.clone()).await?;
-    let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
-    let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
-    let election = tokio::spawn(leader::run(lease_api.clone(), lease_cfg.clone(), tx));
-    let metrics = opts.telemetry.as_ref().map(|t| Arc::clone(&t.metrics));
-    tokio::spawn(probes(opts.probe_addr, rx.clone(), metrics));
-    if let Some((addr, router)) = opts.web {
-        // The backend reads with the ungated client: followers serve the API too.
-        let backend: Arc<dyn sluice_core::backend::Backend> =
-            Arc::new(super::backend::KubeBackend::new(
-                clients.read.clone(),
-                opts.namespaces.clone(),
-                live.clone(),
-            ));
-        let app = router(backend);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::Invalid(format!("cannot listen on {addr}: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "web API stopped");
-            }
-        });
-    }
-
-    let mut ctx = Context::new(
-        clients.write.clone(),
-        opts.analyzer.clone(),
-        opts.webhooks.clone(),
-        live,
-        Arc::new(chrono::Utc::now),
-    );
-    if let Some(tel) = &opts.telemetry {
-        ctx = ctx.with_telemetry(tel);
-        // The leader gauge follows the election.
-        let metrics = Arc::clone(&tel.metrics);
-        let mut leader_rx = rx.clone();
-        tokio::spawn(async move {
-            loop {
-                metrics.set_leader(*leader_rx.borrow_and_update());
-                if leader_rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    let ctx = Arc::new(ctx);
-    let scopes: Vec<(Api<Rollout>, Api<Deployment>)> = if opts.namespaces.is_empty() {
-        vec![(
-            Api::all(clients.read.clone()),
-            Api::all(clients.read.clone()),
-        )]
-    } else {
-        opts.namespaces
-            .iter()
-            .map(|n| {
-                (
-                    Api::namespaced(clients.read.clone(), n),
-                    Api::namespaced(clients.read.clone(), n),
-                )
-            })
-            .collect()
-    };
-    let mut runs = Vec::new();
-    for (rollouts, deployments) in scopes {
-        let controller = Controller::new(rollouts, watcher::Config::default());
-        let store = controller.store();
-        let leader = rx.clone();
-        let ctx = ctx.clone();
-        let run = controller
-            .watches(deployments, watcher::Config::default(), move |d| {
-                rollouts_for(&store, &d)
-            })
-            .shutdown_on_signal()
-            .run(
-                move |r, ctx: Arc<Context>| {
-                    let leader = leader.clone();
-                    async move {
-                        // Followers keep their caches warm and do nothing else.
-                        if !*leader.borrow() {
-                            return Ok(kube::runtime::controller::Action::requeue(
-                                std::time::Duration::from_secs(5),
-                            ));
-                        }
-                        reconcile::reconcile(r, ctx).await
-                    }
-                },
-                reconcile::error_policy,
-                ctx,
-            )
-            .for_each(|res| async move {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "controller");
-                }
-            });
-        runs.push(run);
-    }
-    futures::future::join_all(runs).await;
-    // Shutting down (SIGTERM): stop renewing, stop writing, hand the lease over.
-    election.abort();
-    if let Err(e) = leader::release(&lease_api, &lease_cfg).await {
-        tracing::warn!(error = %e, "could not release the lease; it expires on its own");
-    }
-    Ok(())
+/// A controller replica, built but not yet running.
+pub struct Controller {
+    opts: Options,
+    clients: Clients,
+    leader_tx: watch::Sender<bool>,
+    leader_rx: watch::Receiver<bool>,
+    live: Arc<Live>,
 }
 
-/// `/healthz`: the process runs. `/readyz`: also answers on followers (they serve the web API
-/// and stand by), so readiness does not depend on leadership; `/leader` tells which one leads.
-async fn probes(
-    addr: SocketAddr,
-    leader: watch::Receiver<bool>,
-    metrics: Option<Arc<sluice_telemetry::Metrics>>,
-) {
-    use axum::{Router, routing::get};
-    // `/metrics` sits next to the probes so every replica can be scraped, with or without
-    // `--listen`.
-    let metrics_route = get(move || {
-        let body = metrics.as_ref().map(|m| m.encode()).unwrap_or_default();
-        async move {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    sluice_telemetry::metrics::CONTENT_TYPE,
-                )],
-                body,
-            )
+impl Controller {
+    /// Clients from the kubeconfig / in-cluster config; the write client is gated by the
+    /// leader channel (false until this replica holds the Lease).
+    pub async fn new(opts: Options) -> Result<Self, Error> {
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let clients = clients(leader_rx.clone()).await?;
+        Ok(Controller {
+            opts,
+            clients,
+            leader_tx,
+            leader_rx,
+            live: Arc::default(),
+        })
+    }
+
+    /// True while this replica leads (for `/leader`, the metrics gauge).
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.leader_rx.clone()
+    }
+
+    /// What the web API serves in this mode. It reads with the ungated client: followers
+    /// serve the API too (commands go through the Rollout annotation).
+    pub fn backend(&self) -> KubeBackend {
+        KubeBackend::new(
+            self.clients.read.clone(),
+            self.opts.namespaces.clone(),
+            self.live.clone(),
+        )
+    }
+
+    /// Runs until SIGTERM / ctrl-c, then releases the Lease.
+    pub async fn run(self) -> Result<(), Error> {
+        let Controller {
+            opts,
+            clients,
+            leader_tx,
+            leader_rx: rx,
+            live,
+        } = self;
+        let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
+        let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
+        let election = tokio::spawn(leader::run(lease_api.clone(), lease_cfg.clone(), leader_tx));
+
+        let mut ctx = Context::new(
+            clients.write.clone(),
+            opts.analyzer.clone(),
+            opts.webhooks.clone(),
+            live,
+            Arc::new(sluice_core::clock::SystemClock),
+        )
+        .with_identity(&opts.identity);
+        if let Some(tel) = &opts.telemetry {
+            ctx = ctx.with_telemetry(tel);
+            // The leader gauge follows the election.
+            let metrics = Arc::clone(&tel.metrics);
+            let mut leader_rx = rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    metrics.set_leader(*leader_rx.borrow_and_update());
+                    if leader_rx.changed().await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
-    });
-    let app = Router::new()
-        .route("/metrics", metrics_route)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .route(
-            "/leader",
-            get(move || {
-                let leader = *leader.borrow();
-                async move { if leader { "leader" } else { "follower" } }
-            }),
-        );
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!(error = %e, "probe server stopped");
-            }
+        let ctx = Arc::new(ctx);
+        let scopes: Vec<(Api<Rollout>, Api<Deployment>)> = if opts.namespaces.is_empty() {
+            vec![(
+                Api::all(clients.read.clone()),
+                Api::all(clients.read.clone()),
+            )]
+        } else {
+            opts.namespaces
+                .iter()
+                .map(|n| {
+                    (
+                        Api::namespaced(clients.read.clone(), n),
+                        Api::namespaced(clients.read.clone(), n),
+                    )
+                })
+                .collect()
+        };
+        let mut runs = Vec::new();
+        for (rollouts, deployments) in scopes {
+            let controller = KubeController::new(rollouts, watcher::Config::default());
+            let store = controller.store();
+            let leader = rx.clone();
+            let ctx = ctx.clone();
+            let run = controller
+                .watches(deployments, watcher::Config::default(), move |d| {
+                    rollouts_for(&store, &d)
+                })
+                .shutdown_on_signal()
+                .run(
+                    move |r, ctx: Arc<Context>| {
+                        let leader = leader.clone();
+                        async move {
+                            // Followers keep their caches warm and do nothing else.
+                            if !*leader.borrow() {
+                                return Ok(kube::runtime::controller::Action::requeue(
+                                    std::time::Duration::from_secs(5),
+                                ));
+                            }
+                            reconcile::reconcile(r, ctx).await
+                        }
+                    },
+                    reconcile::error_policy,
+                    ctx,
+                )
+                .for_each(|res| async move {
+                    if let Err(e) = res {
+                        tracing::debug!(error = %e, "controller");
+                    }
+                });
+            runs.push(run);
         }
-        Err(e) => tracing::error!(%addr, error = %e, "cannot bind probe address"),
+        futures::future::join_all(runs).await;
+        // Shutting down (SIGTERM): stop renewing, stop writing, hand the lease over.
+        election.abort();
+        if let Err(e) = leader::release(&lease_api, &lease_cfg).await {
+            tracing::warn!(error = %e, "could not release the lease; it expires on its own");
+        }
+        Ok(())
     }
 }
 

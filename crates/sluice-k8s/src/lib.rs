@@ -71,8 +71,8 @@ impl Error {
     }
 }
 
-/// Where "now" comes from (tests drive it by hand).
-pub type Clock = std::sync::Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>;
+/// Where "now" comes from (tests drive it by hand; any `Fn() -> DateTime<Utc>` is a clock).
+pub type Clock = std::sync::Arc<dyn sluice_core::clock::Clock>;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

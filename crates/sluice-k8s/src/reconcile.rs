@@ -50,6 +50,7 @@ impl Context {
             client.clone(),
             live.clone(),
             clock.clone(),
+            None,
         ));
         let executors = Executors {
             router: router.clone(),
@@ -68,6 +69,20 @@ impl Context {
             clock,
             metrics: None,
         }
+    }
+
+    /// Names this replica in the Events it records (`reportingInstance`, e.g. the pod name).
+    /// Call before [`Context::with_telemetry`], which wraps the recorder.
+    pub fn with_identity(mut self, identity: &str) -> Self {
+        let recorder = Arc::new(KubeRecorder::new(
+            self.client.clone(),
+            self.live.clone(),
+            self.clock.clone(),
+            Some(identity.to_string()),
+        ));
+        self.executors.recorder = recorder.clone();
+        self.recorder = recorder;
+        self
     }
 
     /// Adds analysis timing, event/verdict metrics and notifications around the executors.
@@ -124,7 +139,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     let name = objects::name(rollout)?;
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
     let old = rollout.status.clone().unwrap_or_default();
-    let now = (ctx.clock)();
+    let now = ctx.clock.now();
 
     let pending = commands::pending(rollout);
     let mut command = None;

@@ -107,10 +107,16 @@ pub struct KubeRecorder {
 }
 
 impl KubeRecorder {
-    pub fn new(client: Client, live: std::sync::Arc<Live>, clock: super::Clock) -> Self {
+    /// `instance` names the replica in the Events (`reportingInstance`).
+    pub fn new(
+        client: Client,
+        live: std::sync::Arc<Live>,
+        clock: super::Clock,
+        instance: Option<String>,
+    ) -> Self {
         let reporter = Reporter {
             controller: "sluice".into(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance,
         };
         KubeRecorder {
             events: EventRecorder::new(client, reporter),
@@ -139,7 +145,7 @@ impl Recorder for KubeRecorder {
         push(
             &self.live.events,
             &key,
-            [EventRecord::of((self.clock)(), status, event)],
+            [EventRecord::of(self.clock.now(), status, event)],
         );
         self.live.notify(rollout, status, "event");
         let ev = KubeEvent {

@@ -1,96 +1,29 @@
 //! Runner + backend over the real store and engine, with a fake data plane and metric source.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 
 use super::backend::StandaloneBackend;
 use super::runner::{Deps, Runner, Timing};
 use super::store::{Retention, Store};
 use sluice_core::backend::{Backend, BackendError};
-use sluice_core::engine::{Command, GateAnswer};
-use sluice_core::exec::{Analyzer, BoxError, TrafficRouter, Webhooks};
-use sluice_core::spec::{CheckResult, Phase, Reason, Rollout, RolloutStatus, Verdict, WebhookKind};
+use sluice_core::engine::Command;
+use sluice_core::spec::{Phase, Reason, Rollout, RolloutStatus, Verdict};
 use sluice_core::traffic::TrafficPlan;
-
-#[derive(Default)]
-struct FakeRouter {
-    /// (stable address, canary address, plan) per apply.
-    applied: Mutex<Vec<(String, String, TrafficPlan)>>,
-}
-
-impl FakeRouter {
-    fn log(&self) -> Vec<(String, String, TrafficPlan)> {
-        self.applied.lock().unwrap().clone()
-    }
-}
-
-#[async_trait::async_trait]
-impl TrafficRouter for FakeRouter {
-    async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
-        plan.check()?;
-        let up = rollout.spec.upstreams.as_ref().ok_or("no upstreams")?;
-        self.applied
-            .lock()
-            .unwrap()
-            .push((up.stable.clone(), up.canary.clone(), plan.clone()));
-        Ok(())
-    }
-}
-
-const PASS: u8 = 0;
-const FAIL: u8 = 1;
-const INCONCLUSIVE: u8 = 2;
-
-/// Answers every analysis with the verdict it is set to.
-struct ScriptedAnalyzer(AtomicU8);
-
-#[async_trait::async_trait]
-impl Analyzer for ScriptedAnalyzer {
-    async fn analyze(&self, _rollout: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
-        let verdict = match self.0.load(Ordering::SeqCst) {
-            PASS => Verdict::Pass,
-            FAIL => Verdict::Fail,
-            _ => Verdict::Inconclusive,
-        };
-        vec![CheckResult {
-            metric: "success-rate".into(),
-            verdict,
-            value: (verdict != Verdict::Inconclusive).then_some(99.5),
-            min: Some(99.0),
-            max: None,
-            reason: verdict.as_str().into(),
-            at: now,
-        }]
-    }
-}
-
-struct NoWebhooks;
-
-#[async_trait::async_trait]
-impl Webhooks for NoWebhooks {
-    async fn call(&self, _: &Rollout, _: &RolloutStatus, _: WebhookKind) -> Option<GateAnswer> {
-        None
-    }
-    async fn checks(&self, _: &Rollout, _: &RolloutStatus, _: DateTime<Utc>) -> Vec<CheckResult> {
-        Vec::new()
-    }
-}
+use sluice_testkit::fakes::{FakeAnalyzer, FakeRouter, NoWebhooks};
 
 struct Setup {
     _dir: tempfile::TempDir,
     store_path: std::path::PathBuf,
     router: Arc<FakeRouter>,
-    analyzer: Arc<ScriptedAnalyzer>,
+    analyzer: Arc<FakeAnalyzer>,
     // Keep the upstreams listening so the readiness probes succeed.
     _upstreams: Vec<tokio::net::TcpListener>,
     stable: String,
     canary: String,
 }
 
-async fn setup(verdict: u8) -> Setup {
+async fn setup(verdict: Verdict) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,7 +31,7 @@ async fn setup(verdict: u8) -> Setup {
         store_path: dir.path().join("sluice.redb"),
         _dir: dir,
         router: Arc::new(FakeRouter::default()),
-        analyzer: Arc::new(ScriptedAnalyzer(AtomicU8::new(verdict))),
+        analyzer: Arc::new(FakeAnalyzer::new(verdict)),
         stable: a.local_addr().unwrap().to_string(),
         canary: b.local_addr().unwrap().to_string(),
         _upstreams: vec![a, b],
@@ -187,7 +120,7 @@ async fn wait_for(
 
 #[tokio::test]
 async fn canary_walks_every_step_then_stable_points_at_the_canary() {
-    let s = setup(PASS).await;
+    let s = setup(Verdict::Pass).await;
     let runner = s.runner();
     let backend = StandaloneBackend {
         runner: runner.clone(),
@@ -254,7 +187,7 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
 
 #[tokio::test]
 async fn failing_canary_is_rolled_back_to_all_stable() {
-    let s = setup(FAIL).await;
+    let s = setup(Verdict::Fail).await;
     let runner = s.runner();
     let backend = StandaloneBackend {
         runner: runner.clone(),
@@ -270,7 +203,7 @@ async fn failing_canary_is_rolled_back_to_all_stable() {
 
 #[tokio::test]
 async fn restart_resumes_at_the_same_step_with_history() {
-    let s = setup(PASS).await;
+    let s = setup(Verdict::Pass).await;
     let runner = s.runner();
     let backend = StandaloneBackend {
         runner: runner.clone(),
@@ -278,7 +211,7 @@ async fn restart_resumes_at_the_same_step_with_history() {
     runner.upsert(s.rollout("[20, 50, 80]"), None);
     // Hold at the second step: inconclusive checks never advance.
     wait_for(&backend, "step 2", |st| st.step_index == 1).await;
-    s.analyzer.0.store(INCONCLUSIVE, Ordering::SeqCst);
+    s.analyzer.set(Verdict::Inconclusive);
     tokio::time::sleep(Duration::from_millis(150)).await;
     let before = backend.get("shop", "reviews").await.unwrap();
     let history_before = backend.events("shop", "reviews").await.unwrap();
@@ -321,7 +254,7 @@ async fn restart_resumes_at_the_same_step_with_history() {
 
 #[tokio::test]
 async fn commands_are_checked_then_applied_on_an_immediate_tick() {
-    let s = setup(INCONCLUSIVE).await;
+    let s = setup(Verdict::Inconclusive).await;
     let runner = s.runner();
     let backend = StandaloneBackend {
         runner: runner.clone(),
@@ -353,7 +286,7 @@ async fn commands_are_checked_then_applied_on_an_immediate_tick() {
 
 #[tokio::test]
 async fn spec_edits_restart_and_removal_leaves_all_stable() {
-    let s = setup(INCONCLUSIVE).await;
+    let s = setup(Verdict::Inconclusive).await;
     let runner = s.runner();
     let backend = StandaloneBackend {
         runner: runner.clone(),
@@ -411,7 +344,7 @@ async fn spec_edits_restart_and_removal_leaves_all_stable() {
 async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
     use super::loader::DirLoader;
     use super::server;
-    let s = setup(INCONCLUSIVE).await;
+    let s = setup(Verdict::Inconclusive).await;
     let dir = tempfile::tempdir().unwrap();
     let reviews = s.rollout("[20, 50]");
     let mut other = s.rollout("[30]");
@@ -506,7 +439,7 @@ async fn the_web_api_drives_the_standalone_backend() {
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
-    let s = setup(INCONCLUSIVE).await;
+    let s = setup(Verdict::Inconclusive).await;
     let runner = s.runner();
     let backend: Arc<dyn Backend> = Arc::new(StandaloneBackend {
         runner: runner.clone(),
@@ -573,7 +506,7 @@ async fn reasons(backend: &StandaloneBackend) -> Vec<String> {
 /// two sides agree starts nothing, a new label rolls out, and a restart keeps them.
 #[tokio::test]
 async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
-    let s = setup(PASS).await;
+    let s = setup(Verdict::Pass).await;
     let runner = s.runner();
     let backend = StandaloneBackend {
         runner: runner.clone(),
@@ -671,7 +604,7 @@ async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
 /// rollouts an edit of the stable side reaches the engine (no rollout of a name change).
 #[tokio::test]
 async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
-    let s = setup(INCONCLUSIVE).await;
+    let s = setup(Verdict::Inconclusive).await;
     let (a, b) = (s.stable.as_str(), s.canary.as_str());
     let runner = s.runner();
     let backend = StandaloneBackend {

@@ -28,11 +28,12 @@ pub enum LoggingError {
     AlreadySet,
 }
 
-/// `RUST_LOG` when set (an invalid value is an error, not silently ignored), else `info`.
-pub fn env_filter() -> Result<EnvFilter, LoggingError> {
-    match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => {
-            EnvFilter::try_new(&v).map_err(|e| LoggingError::Filter(format!("{v:?}: {e}")))
+/// The filter from `RUST_LOG`'s value (read by the binary) when set and not blank (an invalid
+/// value is an error, not silently ignored), else `info`.
+pub fn env_filter(rust_log: Option<&str>) -> Result<EnvFilter, LoggingError> {
+    match rust_log {
+        Some(v) if !v.trim().is_empty() => {
+            EnvFilter::try_new(v).map_err(|e| LoggingError::Filter(format!("{v:?}: {e}")))
         }
         _ => Ok(EnvFilter::new("info")),
     }
@@ -64,11 +65,12 @@ where
     }
 }
 
-/// Install the process-wide subscriber (stderr). Call once, at the start of `main`.
-pub fn init(format: LogFormat) -> Result<(), LoggingError> {
+/// Install the process-wide subscriber (stderr). Call once, at the start of `main`, with the
+/// value of `RUST_LOG`.
+pub fn init(format: LogFormat, rust_log: Option<&str>) -> Result<(), LoggingError> {
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal();
-    let sub = subscriber(format, env_filter()?, std::io::stderr, ansi);
+    let sub = subscriber(format, env_filter(rust_log)?, std::io::stderr, ansi);
     tracing::subscriber::set_global_default(sub).map_err(|_| LoggingError::AlreadySet)
 }
 

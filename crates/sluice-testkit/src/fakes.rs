@@ -116,14 +116,26 @@ pub fn closed_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Records every plan it is asked to apply (after checking the plan's invariants, as a real
+/// router would refuse a broken one), with the rollout's upstream addresses when it has them.
 #[derive(Default)]
 pub struct FakeRouter {
     pub plans: Mutex<Vec<TrafficPlan>>,
+    /// (stable, canary) upstream addresses per apply; empty strings without `upstreams`.
+    pub upstreams: Mutex<Vec<(String, String)>>,
 }
 
 #[async_trait::async_trait]
 impl TrafficRouter for FakeRouter {
-    async fn apply(&self, _: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+    async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+        plan.check()?;
+        let up = rollout
+            .spec
+            .upstreams
+            .as_ref()
+            .map(|u| (u.stable.clone(), u.canary.clone()))
+            .unwrap_or_default();
+        self.upstreams.lock().unwrap().push(up);
         self.plans.lock().unwrap().push(plan.clone());
         Ok(())
     }
@@ -140,6 +152,15 @@ impl FakeRouter {
     }
     pub fn max_weight(&self) -> u32 {
         self.weights().into_iter().max().unwrap_or(0)
+    }
+    /// (stable address, canary address, plan) per apply, in order.
+    pub fn log(&self) -> Vec<(String, String, TrafficPlan)> {
+        let ups = self.upstreams.lock().unwrap().clone();
+        let plans = self.plans.lock().unwrap().clone();
+        ups.into_iter()
+            .zip(plans)
+            .map(|((s, c), p)| (s, c, p))
+            .collect()
     }
 }
 
@@ -185,7 +206,8 @@ impl Workloads for FakeWorkloads {
     }
 }
 
-/// One metric whose verdict the test sets.
+/// One `success-rate` check whose verdict the test sets (and may change with [`FakeAnalyzer::set`]);
+/// an Inconclusive check carries no value, as a real one without data does.
 pub struct FakeAnalyzer {
     pub verdict: Mutex<Verdict>,
 }
@@ -209,7 +231,11 @@ impl Analyzer for FakeAnalyzer {
         vec![CheckResult {
             metric: "success-rate".into(),
             verdict: v,
-            value: Some(if v == Verdict::Pass { 99.9 } else { 80.0 }),
+            value: match v {
+                Verdict::Pass => Some(99.9),
+                Verdict::Fail => Some(80.0),
+                Verdict::Inconclusive => None,
+            },
             min: Some(99.0),
             max: None,
             reason: format!("fake {}", v.as_str()),

@@ -76,7 +76,7 @@ enum Cmd {
     /// After a promotion, put the previous stable revision back.
     Undo(cli::control::CommandArgs),
     /// Run the Kubernetes controller (Rollouts drive Deployments and Istio VirtualServices).
-    Controller(sluice_k8s::controller::Args),
+    Controller(cli::kube::ControllerArgs),
     /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
     Standalone(cli::standalone::StandaloneArgs),
     /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a healthy
@@ -124,12 +124,22 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { cli::exit::USAGE } else { 0 });
         }
     };
-    if let Err(e) = sluice_telemetry::logging::init(cli.log_format.into()) {
+    if let Err(e) = sluice_telemetry::logging::init(
+        cli.log_format.into(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    ) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    // Two rustls back ends are compiled in; HTTP clients need one chosen (MACHINE_NOTES).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Two rustls back ends are compiled in (kube: ring, reqwest: aws-lc-rs); kube clients need
+    // one chosen for the process (MACHINE_NOTES). Installed once, here; no library does it.
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("error: a rustls crypto provider was already installed");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
         Cmd::Crd => {

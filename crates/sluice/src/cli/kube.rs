@@ -1,26 +1,120 @@
-//! `sluice controller`: executors (Prometheus analysis, HTTP webhooks, telemetry), then the
-//! controller loop of `sluice_k8s`. Logging is set up by `main`.
+//! `sluice controller`: the executors (Prometheus analysis, HTTP webhooks, telemetry), the
+//! controller loop of `sluice_k8s`, and — joined here, as kube-rs's controller-rs does — the
+//! probe endpoints and the web API over the controller's backend. Logging is set up by `main`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sluice_k8s::controller::{self, Args};
+use sluice_k8s::controller::{Controller, Options};
+use sluice_telemetry::Metrics;
+use tokio::sync::watch;
 
-pub async fn controller(args: Args, notify: &crate::cli::notify::NotifyArgs) -> anyhow::Result<()> {
+/// `sluice controller` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ControllerArgs {
+    /// Namespaces to watch (comma-separated); default: all.
+    #[arg(long, value_delimiter = ',', env = "SLUICE_NAMESPACES")]
+    pub namespaces: Vec<String>,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "sluice-system")]
+    pub lease_namespace: String,
+    #[arg(long, default_value = "sluice-controller")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease and its Events (default: the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "sluice-local")]
+    pub identity: String,
+    /// Address of `/healthz`, `/readyz`, `/leader` and `/metrics`.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub probe_addr: SocketAddr,
+    /// Serve the web API/UI here (every replica can; commands go through the annotation).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+}
+
+pub async fn controller(
+    args: ControllerArgs,
+    notify: &crate::cli::notify::NotifyArgs,
+) -> anyhow::Result<()> {
     let telemetry = sluice_notify::Telemetry::new(&notify.config()?)?;
     // No address override: each Rollout names its own Prometheus (spec.analysis.provider).
     let analyzer = Arc::new(sluice_analysis::PrometheusAnalyzer::new(None)?);
     let webhooks = Arc::new(telemetry.webhooks()?);
-    // The web UI/API on `--listen`. Commands need SLUICE_API_TOKEN (e.g. from a Secret);
-    // without it they are refused.
-    let token = sluice_api::load_token(None)?;
-    let metrics = telemetry.metrics.encoder();
-    let web: controller::WebRouter = Box::new(move |backend| {
-        sluice_api::router(sluice_api::ApiState::new(backend, token).with_metrics(metrics))
-    });
-    controller::run(
-        args.into_options(analyzer, webhooks, Some(telemetry), Some(web)),
-        Default::default(),
-    )
+    let metrics = Arc::clone(&telemetry.metrics);
+    let controller = Controller::new(Options {
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect(),
+        lease_namespace: args.lease_namespace,
+        lease_name: args.lease_name,
+        identity: args.identity,
+        analyzer,
+        webhooks,
+        telemetry: Some(telemetry),
+    })
     .await?;
+
+    tokio::spawn(probes(
+        args.probe_addr,
+        controller.leader(),
+        Arc::clone(&metrics),
+    ));
+    if let Some(addr) = args.listen {
+        // Commands need SLUICE_API_TOKEN (e.g. from a Secret); without it they are refused.
+        let token = sluice_api::load_token(None, crate::cli::api_token_env())?;
+        let backend: Arc<dyn sluice_core::backend::Backend> = Arc::new(controller.backend());
+        let app = sluice_api::router(
+            sluice_api::ApiState::new(backend, token).with_metrics(metrics.encoder()),
+        );
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "web API stopped");
+            }
+        });
+    }
+    controller.run().await?;
     Ok(())
+}
+
+/// `/healthz`: the process runs. `/readyz`: also answers on followers (they serve the web API
+/// and stand by), so readiness does not depend on leadership; `/leader` tells which one leads.
+/// `/metrics` sits next to the probes so every replica can be scraped, with or without
+/// `--listen`.
+async fn probes(addr: SocketAddr, leader: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    use axum::{Router, routing::get};
+    let metrics_route = get(move || {
+        let body = metrics.encode();
+        async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    sluice_telemetry::metrics::CONTENT_TYPE,
+                )],
+                body,
+            )
+        }
+    });
+    let app = Router::new()
+        .route("/metrics", metrics_route)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/leader",
+            get(move || {
+                let leader = *leader.borrow();
+                async move { if leader { "leader" } else { "follower" } }
+            }),
+        );
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "probe server stopped");
+            }
+        }
+        Err(e) => tracing::error!(%addr, error = %e, "cannot bind probe address"),
+    }
 }

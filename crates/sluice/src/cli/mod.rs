@@ -14,3 +14,8 @@ pub mod control;
 pub mod exit;
 mod render;
 pub mod wait;
+
+/// The API token from the environment ([`sluice_api::TOKEN_ENV`]); the library never reads it.
+pub fn api_token_env() -> Option<String> {
+    std::env::var(sluice_api::TOKEN_ENV).ok()
+}

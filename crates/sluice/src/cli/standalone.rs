@@ -63,7 +63,7 @@ pub async fn standalone(
     notify: &crate::cli::notify::NotifyArgs,
 ) -> anyhow::Result<()> {
     let telemetry = Telemetry::new(&notify.config()?)?;
-    let token = sluice_api::load_token(args.token_file.as_deref())?;
+    let token = sluice_api::load_token(args.token_file.as_deref(), crate::cli::api_token_env())?;
     if token.is_none() {
         eprintln!(
             "sluice standalone: no API token (--token-file or {}): commands over HTTP are refused",
