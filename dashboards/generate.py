@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generates the Grafana dashboards in this directory (sluice-overview.json, sluice-rollout.json).
 
-Edit here, run `python3 dashboards/generate.py`, commit both. tests/dashboards.rs checks the
+Edit here, run `python3 dashboards/generate.py`, commit both. crates/sluice-notify/tests/it/dashboards.rs checks the
 JSON and that every sluice_* name in the queries is one sluice exports.
 """
 import os

@@ -3,8 +3,8 @@
 #
 # THIS CANNOT RUN ON THE PROJECT'S BUILD MACHINES: they have no container engine and no
 # Kubernetes API server. Run it on a workstation with docker, kind (or k3d), istioctl, kubectl
-# and helm. The controller tests in tests/k8s_controller.rs cover the same flow against an
-# in-memory API server.
+# and helm. The controller tests in crates/sluice-k8s/tests/it/k8s_controller.rs cover the same
+# flow against an in-memory API server.
 #
 # What it checks:
 #   1. install Istio (demo profile + Prometheus addon) and Bookinfo with reviews v1 only;
