@@ -1,9 +1,11 @@
 //! [`PrometheusAnalyzer`]: the [`sluice_core::exec::Analyzer`] both modes use.
 //!
-//! The Prometheus address comes from each rollout's `spec.analysis.provider.prometheus`, unless
-//! the analyzer was built with an override (standalone/demo point every rollout at their own
-//! Prometheus; `sluice analyze --prometheus URL`). Auth, headers and timeout still come from the
-//! spec. One HTTP client (connection pool) serves all rollouts.
+//! Which Prometheus each rollout's queries go to is an [`AddressPolicy`]: normally the rollout's
+//! own `spec.analysis.provider.prometheus.address`, with a default for rollouts that name none
+//! (`sluice standalone --prometheus`, the demo's own Prometheus); an override for every rollout
+//! only where a user asks for it (`sluice analyze --prometheus URL`, to debug queries against
+//! another server). Auth, headers and timeout still come from the spec. One HTTP client
+//! (connection pool) serves all rollouts.
 
 use chrono::{DateTime, Utc};
 
@@ -12,18 +14,27 @@ use super::run::{MetricRun, RunOptions, all_inconclusive, run_all};
 use super::source::SourceError;
 use sluice_core::spec::{CheckResult, Rollout};
 
+/// Where a rollout's queries go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressPolicy {
+    /// The rollout's own `provider.prometheus.address`; for a rollout without a provider, this
+    /// default (none: its checks are Inconclusive with the reason).
+    SpecOrDefault(Option<String>),
+    /// This address for every rollout, whatever its spec says.
+    Override(String),
+}
+
 pub struct PrometheusAnalyzer {
     client: reqwest::Client,
-    address_override: Option<String>,
+    addresses: AddressPolicy,
     options: RunOptions,
 }
 
 impl PrometheusAnalyzer {
-    /// `address_override`: use this Prometheus for every rollout instead of the spec's address.
-    pub fn new(address_override: Option<String>) -> Result<Self, SourceError> {
+    pub fn new(addresses: AddressPolicy) -> Result<Self, SourceError> {
         Ok(PrometheusAnalyzer {
             client: default_client()?,
-            address_override,
+            addresses,
             options: RunOptions::default(),
         })
     }
@@ -42,10 +53,16 @@ impl PrometheusAnalyzer {
             .provider
             .as_ref()
             .map(|p| &p.prometheus);
-        let cfg = match (provider, &self.address_override) {
-            (Some(p), over) => PrometheusConfig::from_provider(p, over.as_deref()),
-            (None, Some(address)) => Ok(PrometheusConfig::new(address.clone())),
-            (None, None) => {
+        let cfg = match (provider, &self.addresses) {
+            (Some(p), AddressPolicy::Override(address)) => {
+                PrometheusConfig::from_provider(p, Some(address))
+            }
+            (Some(p), AddressPolicy::SpecOrDefault(_)) => PrometheusConfig::from_provider(p, None),
+            (None, AddressPolicy::Override(address))
+            | (None, AddressPolicy::SpecOrDefault(Some(address))) => {
+                Ok(PrometheusConfig::new(address.clone()))
+            }
+            (None, AddressPolicy::SpecOrDefault(None)) => {
                 return Err(
                     "no Prometheus: set spec.analysis.provider.prometheus.address".to_string(),
                 );

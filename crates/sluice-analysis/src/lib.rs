@@ -25,7 +25,7 @@ pub mod run;
 pub mod source;
 pub mod verdict;
 
-pub use analyzer::PrometheusAnalyzer;
+pub use analyzer::{AddressPolicy, PrometheusAnalyzer};
 pub use names::envoy_cluster;
 pub use prometheus::{PrometheusConfig, PrometheusSource};
 pub use run::{MetricRun, QueryRun, RunOptions};

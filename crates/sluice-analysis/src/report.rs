@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::analyzer::PrometheusAnalyzer;
+use super::analyzer::{AddressPolicy, PrometheusAnalyzer};
 use super::builtin::fmt;
 use super::run::RunOptions;
 use sluice_core::spec::{Rollout, Verdict};
@@ -49,7 +49,12 @@ pub async fn analyze(
     out: &mut dyn Write,
 ) -> Result<bool, CliError> {
     let rollouts = load_rollouts(file)?;
-    let analyzer = PrometheusAnalyzer::new(prometheus)
+    // `--prometheus` is an explicit override here: "run my queries against this server".
+    let addresses = match prometheus {
+        Some(address) => AddressPolicy::Override(address),
+        None => AddressPolicy::SpecOrDefault(None),
+    };
+    let analyzer = PrometheusAnalyzer::new(addresses)
         .map_err(|e| CliError::Setup(e.to_string()))?
         .with_options(RunOptions { scrape_interval });
     let mut all_pass = true;

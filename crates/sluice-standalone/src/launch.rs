@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_analysis::{PrometheusAnalyzer, RunOptions};
+use sluice_analysis::{AddressPolicy, PrometheusAnalyzer, RunOptions};
 use sluice_core::backend::Backend;
 use sluice_core::exec::{Analyzer, TrafficRouter, Webhooks};
 use sluice_envoy::admin::EnvoyAdmin;
@@ -98,9 +98,10 @@ impl Standalone {
         }
         let router: Arc<dyn TrafficRouter> = Arc::new(router);
         let analyzer: Arc<dyn Analyzer> = Arc::new(
-            PrometheusAnalyzer::new(opts.prometheus.clone())?.with_options(RunOptions {
-                scrape_interval: opts.scrape_interval,
-            }),
+            PrometheusAnalyzer::new(AddressPolicy::SpecOrDefault(opts.prometheus.clone()))?
+                .with_options(RunOptions {
+                    scrape_interval: opts.scrape_interval,
+                }),
         );
         let webhooks: Arc<dyn Webhooks> = Arc::new(match &telemetry {
             Some(t) => t.webhooks()?,

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 
 use super::*;
+use sluice_core::spec::Verdict;
 
 #[derive(Clone)]
 struct Reply {
@@ -378,4 +379,81 @@ fn rejects_bad_addresses_without_echoing_secrets() {
     let mut cfg = PrometheusConfig::new("http://x");
     cfg.headers.insert("Bad Header".into(), "v".into());
     assert!(PrometheusSource::new(cfg).is_err());
+}
+
+/// A rollout with one custom query metric, and (optionally) its own Prometheus address.
+fn rollout_asking(name: &str, address: Option<&str>) -> sluice_core::spec::Rollout {
+    let provider = address
+        .map(|a| format!("    provider: {{prometheus: {{address: '{a}'}}}}\n"))
+        .unwrap_or_default();
+    serde_yaml::from_str(&format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: {name}}}\nspec:\n  \
+         upstreams: {{stable: '127.0.0.1:1', canary: '127.0.0.1:2'}}\n  service: {{port: 80}}\n  \
+         strategy: {{canary: {{steps: [10]}}}}\n  analysis:\n{provider}    metrics:\n      - \
+         {{name: q, query: 'probe_{name}', thresholds: {{min: 1}}}}\n"
+    ))
+    .expect("rollout")
+}
+
+const ONE: &str = r#"{"status":"success","data":{"resultType":"vector","result":[
+  {"metric":{},"value":[1700000000.5,"1"]}]}}"#;
+
+fn queries_seen(stub: &Stub) -> Vec<String> {
+    stub.seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|s| s.form.get("query").cloned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_rollouts_own_prometheus_is_asked_and_the_default_only_serves_rollouts_without_one() {
+    let own = stub(vec![ok(ONE)]).await;
+    let default = stub(vec![ok(ONE)]).await;
+    let analyzer = crate::PrometheusAnalyzer::new(crate::AddressPolicy::SpecOrDefault(Some(
+        default.url.clone(),
+    )))
+    .expect("analyzer");
+    let with_own = rollout_asking("with-own", Some(&own.url));
+    let without = rollout_asking("without", None);
+    for r in [&with_own, &without] {
+        let checks = sluice_core::exec::Analyzer::analyze(&analyzer, r, now()).await;
+        assert_eq!(
+            checks[0].verdict,
+            Verdict::Pass,
+            "{}: {:?}",
+            r.key(),
+            checks
+        );
+    }
+    assert_eq!(queries_seen(&own), ["probe_with-own"]);
+    assert_eq!(queries_seen(&default), ["probe_without"]);
+}
+
+#[tokio::test]
+async fn an_explicit_override_sends_every_rollout_to_one_prometheus() {
+    let own = stub(vec![ok(ONE)]).await;
+    let other = stub(vec![ok(ONE)]).await;
+    let analyzer =
+        crate::PrometheusAnalyzer::new(crate::AddressPolicy::Override(other.url.clone()))
+            .expect("analyzer");
+    let with_own = rollout_asking("with-own", Some(&own.url));
+    let checks = sluice_core::exec::Analyzer::analyze(&analyzer, &with_own, now()).await;
+    assert_eq!(checks[0].verdict, Verdict::Pass, "{checks:?}");
+    assert!(queries_seen(&own).is_empty());
+    assert_eq!(queries_seen(&other), ["probe_with-own"]);
+}
+
+#[tokio::test]
+async fn without_any_address_every_check_is_inconclusive_with_the_reason() {
+    let analyzer = crate::PrometheusAnalyzer::new(crate::AddressPolicy::SpecOrDefault(None))
+        .expect("analyzer");
+    let checks =
+        sluice_core::exec::Analyzer::analyze(&analyzer, &rollout_asking("x", None), now()).await;
+    assert_eq!(checks[0].verdict, Verdict::Inconclusive);
+    assert!(
+        checks[0].reason.contains("provider.prometheus.address"),
+        "{checks:?}"
+    );
 }

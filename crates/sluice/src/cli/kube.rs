@@ -37,7 +37,9 @@ pub async fn controller(
 ) -> anyhow::Result<()> {
     let telemetry = sluice_notify::Telemetry::new(&notify.config()?)?;
     // No address override: each Rollout names its own Prometheus (spec.analysis.provider).
-    let analyzer = Arc::new(sluice_analysis::PrometheusAnalyzer::new(None)?);
+    let analyzer = Arc::new(sluice_analysis::PrometheusAnalyzer::new(
+        sluice_analysis::AddressPolicy::SpecOrDefault(None),
+    )?);
     let webhooks = Arc::new(telemetry.webhooks()?);
     let metrics = Arc::clone(&telemetry.metrics);
     let controller = Controller::new(Options {

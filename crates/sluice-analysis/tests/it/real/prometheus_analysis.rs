@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use sluice_analysis::run::RunOptions;
 use sluice_analysis::{
-    MetricSource, PrometheusAnalyzer, PrometheusConfig, PrometheusSource, QueryValue,
+    AddressPolicy, MetricSource, PrometheusAnalyzer, PrometheusConfig, PrometheusSource, QueryValue,
 };
 use sluice_core::spec::{CheckResult, Rollout, Verdict};
 use sluice_testkit::procs::Prometheus;
@@ -253,7 +253,7 @@ async fn verdicts_against_a_real_prometheus() {
     )
     .await;
 
-    let analyzer = PrometheusAnalyzer::new(Some(prom.url().to_string()))
+    let analyzer = PrometheusAnalyzer::new(AddressPolicy::Override(prom.url().to_string()))
         .expect("analyzer")
         .with_options(RunOptions {
             scrape_interval: Duration::from_secs(1),
