@@ -22,6 +22,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Condition type recording the last processed command, so a retried status write never runs
 /// a command twice.
 pub const COMMAND_CONDITION: &str = "CommandProcessed";
+/// Present (False, reason [`INVALID_SPEC`]) while the spec breaks a validation rule.
+pub const READY_CONDITION: &str = "Ready";
+pub const INVALID_SPEC: &str = "InvalidSpec";
 
 pub fn primary(name: &str) -> String {
     format!("{name}-primary")

@@ -126,12 +126,87 @@ pub fn error_policy(rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) ->
     }
 }
 
-async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
+/// The rules `sluice validate` applies, plus what only Kubernetes mode needs: every problem as
+/// `field path: message`.
+pub fn spec_problems(rollout: &Rollout) -> Vec<String> {
+    let mut out: Vec<String> = sluice_core::validate::check_rollout(rollout, "")
+        .into_iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
     if rollout.spec.target_ref.is_none() {
-        return Err(Error::Invalid(format!(
-            "{}: spec.targetRef is required on Kubernetes (spec.upstreams is for standalone mode)",
-            rollout.key()
-        )));
+        out.push(
+            "spec.targetRef: required on Kubernetes (spec.upstreams is for standalone mode)"
+                .to_string(),
+        );
+    }
+    out
+}
+
+/// An invalid spec stops the rollout where it is: no object is created or changed, no engine
+/// step runs, traffic stays as it was. The status says why (`Ready=False`, reason
+/// `InvalidSpec`, the first problem's field path) and one Warning Event per generation does
+/// too; a spec edit wakes the controller again.
+async fn refuse_invalid_spec(
+    rollout: &Rollout,
+    ctx: &Context,
+    problems: &[String],
+) -> Result<Action> {
+    let name = objects::name(rollout)?;
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
+    let old = rollout.status.clone().unwrap_or_default();
+    let now = ctx.clock.now();
+    let more = match problems.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let message = format!(
+        "invalid spec: {}{more}",
+        problems.first().map_or("", String::as_str)
+    );
+    let already_told = old.observed_generation == rollout.metadata.generation
+        && old.conditions.iter().any(|c| {
+            c.kind == names::READY_CONDITION
+                && c.reason == names::INVALID_SPEC
+                && c.message == message
+        });
+    let mut status = old.clone();
+    status.observed_generation = rollout.metadata.generation;
+    status.message = Some(message.clone());
+    let since = old
+        .conditions
+        .iter()
+        .find(|c| c.kind == names::READY_CONDITION && c.status == "False")
+        .map_or(now, |c| c.last_transition_time);
+    status
+        .conditions
+        .retain(|c| c.kind != names::READY_CONDITION);
+    status.conditions.push(Condition {
+        kind: names::READY_CONDITION.into(),
+        status: "False".into(),
+        reason: names::INVALID_SPEC.into(),
+        message: message.clone(),
+        last_transition_time: since,
+    });
+    if status != old {
+        write_status(&api, name, &old, &status).await?;
+        ctx.live.notify(rollout, &status, "status");
+    }
+    if !already_told {
+        let ev = Event {
+            reason: names::INVALID_SPEC.into(),
+            message,
+            warning: true,
+        };
+        ctx.recorder.event(rollout, &status, &ev).await;
+    }
+    tracing::warn!(rollout = %rollout.key(), problems = ?problems, "invalid spec: not acting on it");
+    Ok(Action::await_change())
+}
+
+async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
+    let problems = spec_problems(rollout);
+    if !problems.is_empty() {
+        return refuse_invalid_spec(rollout, ctx, &problems).await;
     }
     ctx.workloads.ensure(rollout).await?;
     ctx.router.ensure(rollout).await?;
