@@ -97,6 +97,9 @@ impl Context {
 pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action> {
     let ns = objects::namespace(&rollout)?.to_string();
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(rollout) = current_while_deleting(&api, rollout).await? else {
+        return Ok(Action::await_change());
+    };
     finalizer(&api, names::FINALIZER, rollout, |event| async {
         match event {
             Finalizer::Apply(r) => apply(&r, &ctx).await,
@@ -109,6 +112,28 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     })
+}
+
+/// A Rollout being deleted, as the API server has it now, or `None` when its cleanup already
+/// ran (gone, or our finalizer removed). The reflector cache can lag: a reconcile queued by a
+/// related object's event may carry a copy whose finalizer was removed a moment ago, and
+/// running cleanup on it again would re-point traffic and send `Finalized` twice.
+async fn current_while_deleting(
+    api: &Api<Rollout>,
+    rollout: Arc<Rollout>,
+) -> Result<Option<Arc<Rollout>>> {
+    if rollout.metadata.deletion_timestamp.is_none() {
+        return Ok(Some(rollout));
+    }
+    let fresh = api.get_opt(objects::name(&rollout)?).await?;
+    Ok(fresh
+        .filter(|r| {
+            r.metadata
+                .finalizers
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|f| f == names::FINALIZER))
+        })
+        .map(Arc::new))
 }
 
 /// Requeue after an error: cleanup waiting for the target comes back soon, real errors a bit
@@ -380,8 +405,10 @@ pub async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     if rollout.spec.target_ref.is_none() {
         return Ok(Action::await_change());
     }
+    // Never creates the VirtualService on the way out (a Rollout deleted before its first
+    // reconcile has none; one whose cleanup already ran has had it removed).
     ctx.router
-        .apply_plan(rollout, &TrafficPlan::stable_only())
+        .apply_plan_if_present(rollout, &TrafficPlan::stable_only())
         .await?;
     if !ctx.workloads.restore_target(rollout).await? {
         return Err(Error::Waiting(format!(

@@ -8,7 +8,7 @@
 
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::objects;
 use super::recorder::Live;
@@ -108,6 +108,25 @@ impl IstioRouter {
         let vs = virtual_service_object(rollout, plan)?;
         self.apply_object(rollout, &virtual_service_resource(), vs)
             .await?;
+        self.live.set_plan(&rollout.key(), plan.clone());
+        Ok(())
+    }
+
+    /// For the finalizer: `plan` on the VirtualService only if it exists. A JSON merge patch of
+    /// a missing object is a 404 (ignored), where a server-side apply would create one pointing
+    /// at hosts that may never have existed or are about to go.
+    pub async fn apply_plan_if_present(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        plan.check()
+            .map_err(|e| Error::Invalid(format!("refusing to apply an invalid plan: {e}")))?;
+        let vs = virtual_service_object(rollout, plan)?;
+        let api = self.api(rollout, &virtual_service_resource())?;
+        let name = objects::name(rollout)?;
+        let params = PatchParams {
+            field_manager: Some(names::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = Patch::Merge(json!({"spec": vs["spec"]}));
+        ignore_not_found(api.patch(name, &params, &patch).await)?;
         self.live.set_plan(&rollout.key(), plan.clone());
         Ok(())
     }

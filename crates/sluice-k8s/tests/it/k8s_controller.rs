@@ -856,3 +856,65 @@ async fn an_invalid_edit_mid_rollout_leaves_traffic_where_it_is() {
     assert_eq!(h.ready_condition().expect("Ready").reason, "InvalidSpec");
     assert_eq!(h.invalid_spec_events(), 1);
 }
+
+#[tokio::test]
+async fn a_stale_copy_of_a_deleted_rollout_changes_nothing() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.edit_rollout(|r| r["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:05:00Z"));
+    // First round: traffic to primary, the target scaled back up; cleanup waits for it.
+    assert!(h.reconcile().await.is_err());
+    h.api.roll_out_deployments();
+    // What the reflector cache may still hold when the finalizer has already run.
+    let stale = h.rollout().expect("rollout");
+    h.ok().await;
+    assert!(h.rollout().is_none(), "finalizer ran, object gone");
+    let finalized = |h: &Harness| {
+        h.api
+            .log()
+            .into_iter()
+            .filter(|l| l.group == "events.k8s.io" && l.body["reason"] == "Finalized")
+            .count()
+    };
+    assert_eq!(finalized(&h), 1);
+    h.api.clear_log();
+
+    // A reconcile queued by a related object's event, acting on the cached copy.
+    reconcile(Arc::new(stale), h.ctx.clone())
+        .await
+        .expect("nothing to do is not an error");
+    let writes: Vec<String> = h
+        .api
+        .log()
+        .into_iter()
+        .filter(|l| l.verb != "get" && l.verb != "list" && l.verb != "watch")
+        .map(|l| format!("{} {}", l.method, l.path))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "no request after the finalizer is gone: {writes:?}"
+    );
+    assert!(
+        h.api
+            .get("networking.istio.io", "virtualservices", NS, "reviews")
+            .is_none(),
+        "the VirtualService is not re-created"
+    );
+    assert_eq!(finalized(&h), 0, "Finalized is not sent again");
+}
+
+#[tokio::test]
+async fn deleting_a_rollout_that_never_ran_creates_no_routing() {
+    let h = Harness::new();
+    h.ok().await; // the finalizer only
+    h.edit_rollout(|r| r["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:05:00Z"));
+    h.ok().await;
+    assert!(h.rollout().is_none());
+    assert!(
+        h.api
+            .get("networking.istio.io", "virtualservices", NS, "reviews")
+            .is_none(),
+        "no VirtualService pointing at a primary that never existed"
+    );
+    h.assert_rbac_covers_requests();
+}
