@@ -140,7 +140,13 @@ impl KubeWorkloads {
         Ok(true)
     }
 
-    /// For the finalizer: the target back at the primary's scale. Returns whether it is Ready.
+    /// For the finalizer: the target running what the primary runs (the stable, promoted
+    /// template), at the primary's scale. Returns whether it is Ready.
+    ///
+    /// Traffic leaves the primary for the target's pods next, so a target that holds a version
+    /// which never passed its steps (a deletion mid-rollout) gets the stable template back
+    /// first (a JSON patch that replaces `spec.template` exactly, guarded by the template it
+    /// replaces); until that rollout is Ready, traffic stays on the primary.
     pub async fn restore_target(&self, rollout: &Rollout) -> Result<bool> {
         let target = match self.target(rollout).await {
             Ok(t) => t,
@@ -148,8 +154,17 @@ impl KubeWorkloads {
             Err(Error::NotFound(_)) => return Ok(true),
             Err(e) => return Err(e),
         };
-        let want = match self.primary(rollout).await? {
-            Some(p) => objects::replicas(&p).max(1),
+        let primary = self.primary(rollout).await?;
+        if let Some(p) = &primary
+            && let (Some(stable), Some(stable_revision)) =
+                (objects::source_template(p), objects::primary_revision(p))
+            && objects::target_revision(&target) != stable_revision
+        {
+            self.set_target_template(rollout, &target, &stable).await?;
+            return Ok(false);
+        }
+        let want = match &primary {
+            Some(p) => objects::replicas(p).max(1),
             None => objects::replicas(&target).max(1),
         };
         if objects::replicas(&target) < want {
@@ -157,6 +172,30 @@ impl KubeWorkloads {
             return Ok(false);
         }
         Ok(deployment_ready(&target))
+    }
+
+    async fn set_target_template(
+        &self,
+        rollout: &Rollout,
+        target: &Deployment,
+        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+    ) -> Result<()> {
+        let name = objects::target_name(rollout)?;
+        let api = self.deployments(rollout)?;
+        let resource_version = target.metadata.resource_version.clone().unwrap_or_default();
+        let stable = serde_json::to_value(template)
+            .map_err(|e| Error::Invalid(format!("stable template: {e}")))?;
+        // `test` first: if the Deployment changed since it was read, the patch fails (422) and
+        // the next reconcile looks again instead of overwriting an edit it has not seen.
+        let ops: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "replace", "path": "/spec/template", "value": stable},
+        ]))
+        .map_err(|e| Error::Invalid(format!("template patch: {e}")))?;
+        api.patch(name, &PatchParams::default(), &Patch::<()>::Json(ops))
+            .await?;
+        tracing::info!(rollout = %rollout.key(), "deleting: target restored to the stable template");
+        Ok(())
     }
 
     /// For the finalizer: point `<name>` (when sluice created it) at the target's pods, then

@@ -435,17 +435,41 @@ async fn deletion_runs_the_finalizer() {
     h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
         r["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:05:00Z");
     });
-    // First round: 100% primary, target scaled back up, waits for it.
+    // First round: 100% primary; the target still holds v2, which never passed its steps.
     let err = h.reconcile().await.expect_err("waits for the target");
     assert!(matches!(err, sluice_k8s::Error::Waiting(_)), "{err}");
     assert_eq!(h.weight("reviews-primary"), 100);
-    assert_eq!(h.replicas("reviews"), 2);
     assert!(
         h.deployment("reviews-primary").is_some(),
         "nothing removed yet"
     );
-    h.api.roll_out_deployments();
-    h.ok().await;
+    // Then, round by round: the target gets the stable template back, is scaled up and
+    // becomes Ready; only then does the apex Service select its pods.
+    let target_image = |h: &Harness| {
+        h.deployment("reviews").expect("target")["spec"]["template"]["spec"]["containers"][0]
+            ["image"]
+            .clone()
+    };
+    for _ in 0..5 {
+        let apex = h.api.get("", "services", NS, "reviews").expect("apex");
+        if apex["spec"]["selector"] == json!({"app": "reviews"}) {
+            assert_eq!(
+                target_image(&h),
+                "reviews:v1",
+                "the apex never selects unpromoted pods"
+            );
+        }
+        if h.rollout().is_none() {
+            break;
+        }
+        h.api.roll_out_deployments();
+        let _ = h.reconcile().await;
+    }
+    assert_eq!(
+        target_image(&h),
+        "reviews:v1",
+        "the target runs the stable template again"
+    );
     assert!(h.rollout().is_none(), "finalizer removed, object gone");
     assert!(h.deployment("reviews-primary").is_none());
     assert!(
