@@ -76,6 +76,65 @@ fn rollouts_for(store: &Store<Rollout>, d: &Deployment) -> Vec<ObjectRef<Rollout
         .collect()
 }
 
+/// Whether this replica can serve: every watch has listed once (caches synced) and no watch
+/// has failed recently. A failing watch (API server unreachable, the Rollout CRD missing, RBAC
+/// forbidding the list) retries with a backoff of at most ~30 s, so an error within
+/// [`Readiness::FAILING_WINDOW`] means it is still failing.
+#[derive(Debug)]
+pub struct Readiness {
+    scopes: usize,
+    state: std::sync::Mutex<ReadinessState>,
+}
+
+#[derive(Debug, Default)]
+struct ReadinessState {
+    synced: usize,
+    last_error: Option<(std::time::Instant, String)>,
+}
+
+impl Readiness {
+    pub const FAILING_WINDOW: std::time::Duration = std::time::Duration::from_secs(45);
+
+    fn new(scopes: usize) -> Self {
+        Readiness {
+            scopes,
+            state: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReadinessState> {
+        // A panic while holding this lock cannot leave the counters inconsistent.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn synced(&self) {
+        self.lock().synced += 1;
+    }
+
+    fn failed(&self, at: std::time::Instant, error: String) {
+        self.lock().last_error = Some((at, error));
+    }
+
+    /// `Ok` when ready, else why not (what `/readyz` answers).
+    pub fn check(&self, now: std::time::Instant) -> Result<(), String> {
+        let s = self.lock();
+        if let Some((at, e)) = &s.last_error
+            && now.saturating_duration_since(*at) < Self::FAILING_WINDOW
+        {
+            return Err(format!("watching Rollouts/Deployments fails: {e}"));
+        }
+        if s.synced < self.scopes {
+            return Err(format!(
+                "caches not synced yet ({} of {} watch scopes listed)",
+                s.synced, self.scopes
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A controller replica, built but not yet running.
 pub struct Controller {
     opts: Options,
@@ -83,6 +142,7 @@ pub struct Controller {
     leader_tx: watch::Sender<bool>,
     leader_rx: watch::Receiver<bool>,
     live: Arc<Live>,
+    readiness: Arc<Readiness>,
 }
 
 impl Controller {
@@ -91,13 +151,20 @@ impl Controller {
     pub async fn new(opts: Options) -> Result<Self, Error> {
         let (leader_tx, leader_rx) = watch::channel(false);
         let clients = clients(leader_rx.clone()).await?;
+        let scopes = opts.namespaces.len().max(1);
         Ok(Controller {
             opts,
             clients,
             leader_tx,
             leader_rx,
             live: Arc::default(),
+            readiness: Arc::new(Readiness::new(scopes)),
         })
+    }
+
+    /// Cache sync and watch health, for `/readyz`.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        Arc::clone(&self.readiness)
     }
 
     /// True while this replica leads (for `/leader`, the metrics gauge).
@@ -123,6 +190,7 @@ impl Controller {
             leader_tx,
             leader_rx: rx,
             live,
+            readiness,
         } = self;
         let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
         let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
@@ -171,6 +239,13 @@ impl Controller {
         for (rollouts, deployments) in scopes {
             let controller = KubeController::new(rollouts, watcher::Config::default());
             let store = controller.store();
+            let synced = store.clone();
+            let ready = Arc::clone(&readiness);
+            tokio::spawn(async move {
+                if synced.wait_until_ready().await.is_ok() {
+                    ready.synced();
+                }
+            });
             let leader = rx.clone();
             let ctx = ctx.clone();
             let run = controller
@@ -194,9 +269,27 @@ impl Controller {
                     reconcile::error_policy,
                     ctx,
                 )
-                .for_each(|res| async move {
-                    if let Err(e) = res {
-                        tracing::debug!(error = %e, "controller");
+                .for_each({
+                    let readiness = Arc::clone(&readiness);
+                    move |res| {
+                        let readiness = Arc::clone(&readiness);
+                        async move {
+                            match res {
+                                // The watches themselves fail: nothing reconciles until they
+                                // recover, and the user must hear it (WARN, `/readyz` false).
+                                Err(kube::runtime::controller::Error::QueueError(e)) => {
+                                    tracing::warn!(
+                                        error = %e,
+                                        watching = "rollouts.sluice.dev/v1alpha1, deployments.apps/v1",
+                                        "watch failed (API server unreachable, CRD missing or RBAC?)"
+                                    );
+                                    readiness.failed(std::time::Instant::now(), e.to_string());
+                                }
+                                // Reconcile errors were logged by the error policy.
+                                Err(e) => tracing::debug!(error = %e, "controller"),
+                                Ok(_) => {}
+                            }
+                        }
                     }
                 });
             runs.push(run);
@@ -214,6 +307,29 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn ready_only_once_every_scope_listed_and_while_no_watch_fails() {
+        let r = Readiness::new(2);
+        let t0 = Instant::now();
+        assert!(r.check(t0).expect_err("nothing listed").contains("0 of 2"));
+        r.synced();
+        assert!(r.check(t0).is_err(), "one scope of two");
+        r.synced();
+        assert_eq!(r.check(t0), Ok(()));
+        r.failed(
+            t0,
+            "the server could not find the requested resource".into(),
+        );
+        let e = r.check(t0 + Duration::from_secs(10)).expect_err("failing");
+        assert!(e.contains("could not find the requested resource"), "{e}");
+        assert_eq!(
+            r.check(t0 + Readiness::FAILING_WINDOW + Duration::from_secs(1)),
+            Ok(()),
+            "no error for a whole window: recovered"
+        );
+    }
     use kube::runtime::reflector::store::Writer;
 
     fn rollout(ns: &str, name: &str, target: &str) -> Rollout {

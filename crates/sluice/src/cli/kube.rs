@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use sluice_k8s::controller::{Controller, Options};
+use sluice_k8s::controller::{Controller, Options, Readiness};
 use sluice_telemetry::Metrics;
 use tokio::sync::watch;
 
@@ -60,6 +60,7 @@ pub async fn controller(
     tokio::spawn(probes(
         args.probe_addr,
         controller.leader(),
+        controller.readiness(),
         Arc::clone(&metrics),
     ));
     if let Some(addr) = args.listen {
@@ -82,11 +83,17 @@ pub async fn controller(
     Ok(())
 }
 
-/// `/healthz`: the process runs. `/readyz`: also answers on followers (they serve the web API
-/// and stand by), so readiness does not depend on leadership; `/leader` tells which one leads.
+/// `/healthz`: the process runs. `/readyz`: the watches have listed once and none is failing
+/// (503 with the reason otherwise); followers are ready too (they serve the web API and stand
+/// by), so readiness does not depend on leadership; `/leader` tells which one leads.
 /// `/metrics` sits next to the probes so every replica can be scraped, with or without
 /// `--listen`.
-async fn probes(addr: SocketAddr, leader: watch::Receiver<bool>, metrics: Arc<Metrics>) {
+async fn probes(
+    addr: SocketAddr,
+    leader: watch::Receiver<bool>,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+) {
     use axum::{Router, routing::get};
     let metrics_route = get(move || {
         let body = metrics.encode();
@@ -103,7 +110,16 @@ async fn probes(addr: SocketAddr, leader: watch::Receiver<bool>, metrics: Arc<Me
     let app = Router::new()
         .route("/metrics", metrics_route)
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let answer = match readiness.check(std::time::Instant::now()) {
+                    Ok(()) => (axum::http::StatusCode::OK, "ok".to_string()),
+                    Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why),
+                };
+                async move { answer }
+            }),
+        )
         .route(
             "/leader",
             get(move || {
