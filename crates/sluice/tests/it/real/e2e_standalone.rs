@@ -404,7 +404,11 @@ fn canary_weight_on_disk(xds_dir: &Path, name: &str) -> Option<u64> {
 }
 
 fn spawn_sluice(w: &World) -> std::process::Child {
-    let o = w.stack.options("127.0.0.1:0");
+    spawn_sluice_on(w, "127.0.0.1:0")
+}
+
+fn spawn_sluice_on(w: &World, listen: &str) -> std::process::Child {
+    let o = w.stack.options(listen);
     std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("standalone")
         .args(["--dir", &o.dir.display().to_string()])
@@ -412,7 +416,7 @@ fn spawn_sluice(w: &World) -> std::process::Child {
         .args(["--store", &o.store.display().to_string()])
         .args(["--prometheus", o.prometheus.as_deref().unwrap_or_default()])
         .args(["--scrape-interval", "1s"])
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .args(["--envoy-admin", &w.stack.envoy_admin()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
@@ -450,7 +454,11 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
         )
         .unwrap();
     let client = load::client().unwrap();
-    let mut sluice = Killed(spawn_sluice(&w));
+    let api = format!(
+        "127.0.0.1:{}",
+        sluice_testkit::procs::free_port().expect("free port")
+    );
+    let mut sluice = Killed(spawn_sluice_on(&w, &api));
     let deadline = Instant::now() + Duration::from_secs(60);
     while canary_weight_on_disk(&w.stack.xds_dir, "reviews").is_none() {
         assert!(
@@ -463,6 +471,22 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
     let bg = LoadGen::start(client.clone(), w.target("reviews"), 40);
     while canary_weight_on_disk(&w.stack.xds_dir, "reviews") != Some(50) {
         assert!(Instant::now() < deadline, "never reached the 50% step");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The routes are written before the step is committed to the store: kill only once the
+    // step is recorded (what the API reports comes from the store), so the kill lands mid-step
+    // rather than between the two writes.
+    let url = format!("http://{api}/api/v1/rollouts/default/reviews");
+    loop {
+        let step = match client.get(&url).send().await {
+            Ok(r) => r.json::<serde_json::Value>().await.ok(),
+            Err(_) => None,
+        }
+        .and_then(|v| v["status"]["stepIndex"].as_u64());
+        if step == Some(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the API never reported step 2");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // kill -9 mid-step.
