@@ -5,3 +5,4 @@ mod istio_schema;
 mod k8s_controller;
 mod k8s_golden;
 mod k8s_manifests;
+mod k8s_objects;
