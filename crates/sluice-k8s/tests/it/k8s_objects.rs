@@ -72,7 +72,8 @@ pub fn problems(objs: &[Value]) -> Vec<String> {
             }
             (Some("apiextensions.k8s.io/v1"), Some("CustomResourceDefinition")) => {
                 let mut p = strict::<CustomResourceDefinition>(obj);
-                if obj["metadata"]["name"] == "rollouts.sluice.dev" && *obj != generated_crd() {
+                if obj["metadata"]["name"] == "rollouts.sluice.dev" && !same(obj, &generated_crd())
+                {
                     p.push(
                         "differs from the CRD generated from the Rust types (`sluice crd`)".into(),
                     );
@@ -125,8 +126,23 @@ fn dropped(orig: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
                 dropped(x, y, &format!("{path}[{i}]"), out);
             }
         }
-        (o, b) if o != b => out.push(format!("{path}: {o} reads back as {b}")),
+        (o, b) if !same(o, b) => out.push(format!("{path}: {o} reads back as {b}")),
         _ => {}
+    }
+}
+
+/// Equal as the API server sees JSON: numbers by value (`0` and `0.0` are the same number;
+/// kustomize writes the CRD's `minimum: 0.0` as `0`).
+pub fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
     }
 }
 
