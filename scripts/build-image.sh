@@ -114,6 +114,6 @@ LABEL org.opencontainers.image.title="sluice" \\
       dev.sluice.build="scripts/build-image.sh from $(basename "$(dirname "$bin")")/sluice (scratch + ldd)"
 EOF
 
-echo "building $tag from $bin ($version); libraries: $(echo $libs)" >&2
-$SUDO podman build --pull=never -q -t "$tag" -f "$ctx/Containerfile" "$ctx" >&2
+echo "building $tag from $bin ($version); libraries: ${libs//$'\n'/ }" >&2
+$SUDO podman build --pull=never -t "$tag" -f "$ctx/Containerfile" "$ctx" >&2
 echo "$tag"

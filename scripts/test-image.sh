@@ -50,7 +50,7 @@ echo "ok: entrypoint $entrypoint, user $user"
 work=$(mktemp -d)
 cid=""
 cleanup() {
-  [ -n "$cid" ] && podman rm -f "$cid" >/dev/null 2>&1
+  if [ -n "$cid" ]; then podman rm -f "$cid" >/dev/null 2>&1 || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -69,7 +69,7 @@ cmp -s /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates
   fail "the image's CA bundle differs from this machine's"
 grep -qx 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' "$rootfs/etc/passwd" ||
   fail "/etc/passwd has no nonroot user 65532: $(cat "$rootfs/etc/passwd")"
-echo "ok: files: $(echo $actual)"
+echo "ok: files: ${actual//$'\n'/ }"
 
 # --- it runs, as the non-root user, with nothing of this machine's environment
 run() { env -i /usr/sbin/chroot --userspec=65532:65532 "$rootfs" /sluice "$@"; }
