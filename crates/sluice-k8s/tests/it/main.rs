@@ -1,7 +1,9 @@
-//! Integration tests of `sluice-k8s` (all in-process).
+//! Integration tests of `sluice-k8s`: in-process, except `real::` (real `helm` and `kubectl`).
 
 mod crd;
 mod istio_schema;
 mod k8s_controller;
 mod k8s_golden;
 mod k8s_manifests;
+mod k8s_objects;
+mod real;
