@@ -426,6 +426,7 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
             f.add(&p.field(k), "must not be empty");
         } else {
             long |= f.too_long(v, max, &p.field(k));
+            check_header_value(v, &p.field(k), f);
         }
     }
     if let Some(re) = &sm.regex
@@ -503,6 +504,7 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
             }
             let hp = pp.field("headers").field(name);
             f.too_long(value, MAX_HEADER_VALUE_LEN, &hp);
+            check_header_value(value, &hp, f);
             if name.eq_ignore_ascii_case("authorization") {
                 // Secrets stay out of specs (and so out of status, logs and the UI).
                 f.add(
@@ -614,18 +616,37 @@ fn check_schedule(s: &Schedule, p: &FieldPath, f: &mut Findings) {
             "needs at least one window (or remove `schedule` to allow any time)",
         );
     }
-    f.too_many(s.windows.len(), MAX_WINDOWS, "windows", &p.field("windows"));
-    for (i, w) in s.windows.iter().enumerate().take(MAX_WINDOWS) {
-        if f.too_long(w, MAX_STRING_LEN, &p.field("windows").index(i)) {
-        } else if let Err(e) = crate::schedule::parse_window(w) {
-            f.add(&p.field("windows").index(i), e);
+    let mut tz = chrono_tz::Tz::UTC;
+    if let Some(name) = &s.time_zone
+        && !f.too_long(name, MAX_STRING_LEN, &p.field("timeZone"))
+    {
+        match crate::schedule::parse_time_zone(name) {
+            Ok(zone) => tz = zone,
+            Err(e) => f.add(&p.field("timeZone"), e),
         }
     }
-    if let Some(tz) = &s.time_zone
-        && !f.too_long(tz, MAX_STRING_LEN, &p.field("timeZone"))
-        && let Err(e) = crate::schedule::parse_time_zone(tz)
-    {
-        f.add(&p.field("timeZone"), e);
+    // "Never" is judged from now: a window whose only year has passed can no longer open.
+    let now = chrono::Utc::now();
+    f.too_many(s.windows.len(), MAX_WINDOWS, "windows", &p.field("windows"));
+    for (i, w) in s.windows.iter().enumerate().take(MAX_WINDOWS) {
+        let wp = p.field("windows").index(i);
+        if f.too_long(w, MAX_STRING_LEN, &wp) {
+            continue;
+        }
+        match crate::schedule::parse_window(w) {
+            Err(e) => f.add(&wp, e),
+            Ok(window) => {
+                if crate::schedule::next_opening(&window, tz, now).is_none() {
+                    f.add(
+                        &wp,
+                        format!(
+                            "window {w:?} never opens: no time matches it from now until 2100 \
+                             (an impossible date such as February 30, or a year that has passed)"
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -688,6 +709,22 @@ fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
                 "set at most one of `tokenFromEnv` or `tokenFromFile`",
             );
         }
+    }
+}
+
+/// No HTTP request can carry a header value with CR, LF, NUL or another control character
+/// (tab is allowed): a match on one never matches, a Prometheus header with one fails every
+/// query. Escapes in a regex (`\n`) are fine; the raw characters are not.
+fn check_header_value(v: &str, p: &FieldPath, f: &mut Findings) {
+    if let Some(c) = v.chars().find(|&c| c.is_ascii_control() && c != '\t') {
+        f.add(
+            p,
+            format!(
+                "contains the control character U+{:04X}; header values cannot hold CR, LF, \
+                 NUL or other control characters",
+                c as u32
+            ),
+        );
     }
 }
 

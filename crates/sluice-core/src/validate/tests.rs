@@ -671,3 +671,143 @@ fn the_limits_section_of_the_docs_states_every_value() {
     stated("`schedule.windows`", MAX_WINDOWS);
     stated("`service.hosts`", MAX_ENTRIES);
 }
+
+// ---- Values that are well-formed but can never work.
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    // With the mark kept, libyaml counts it as a column: `---` would not start a document.
+    for text in [
+        format!("\u{feff}{VALID}"),
+        format!("\u{feff}---\n{VALID}"),
+        format!(
+            "\u{feff}# a comment\n---\n{VALID}---\n{}",
+            VALID.replace("reviews,", "ratings,")
+        ),
+    ] {
+        let got = load_str(&text, "bom.yaml");
+        assert!(got.is_ok(), "{:?}: {got:#?}", &text[..20]);
+    }
+}
+
+#[test]
+fn windows_that_never_open_are_refused() {
+    let with_windows = |windows: &str, tz: &str| {
+        problems(&format!("{VALID}  schedule: {{windows: {windows}{tz}}}\n"))
+    };
+    // Open some time: a leap day, a future year, the usual business hours in a zone.
+    for ok in [
+        r#"["* * 29 2 *"]"#,
+        r#"["0 0 12 * * * 2099"]"#,
+        r#"["* 9-17 * * Mon-Fri"]"#,
+    ] {
+        assert_eq!(
+            with_windows(ok, ", timeZone: Europe/Berlin"),
+            Vec::<String>::new(),
+            "{ok}"
+        );
+    }
+    assert_eq!(
+        with_windows(r#"["* 9-17 * * Mon-Fri", "* * 30 2 *"]"#, ""),
+        [
+            "f.yaml: spec.schedule.windows[1]: window \"* * 30 2 *\" never opens: no time \
+             matches it from now until 2100 (an impossible date such as February 30, or a \
+             year that has passed)"
+        ]
+    );
+    for never in [
+        r#"["* * 31 4 *"]"#,
+        r#"["0 0 0 * * * 2020"]"#,
+        r#"["0 0 0 * * * 1999-2021"]"#,
+    ] {
+        let got = with_windows(never, ", timeZone: Europe/Berlin");
+        assert_eq!(got.len(), 1, "{never}: {got:?}");
+        assert!(
+            got[0].starts_with("f.yaml: spec.schedule.windows[0]: window")
+                && got[0].contains("never opens"),
+            "{got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_next_opening_is_found_or_none() {
+    use chrono::TimeZone;
+    let now = chrono::Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    let at = |w: &str| {
+        crate::schedule::next_opening(
+            &crate::schedule::parse_window(w).expect("parses"),
+            chrono_tz::Tz::UTC,
+            now,
+        )
+    };
+    assert_eq!(at("0 0 0 * * * 2029"), None);
+    assert_eq!(at("* * 30 2 *"), None);
+    assert_eq!(
+        at("0 0 12 1 3 * 2031"),
+        Some(chrono::Utc.with_ymd_and_hms(2031, 3, 1, 12, 0, 0).unwrap())
+    );
+    assert_eq!(
+        at("* * 29 2 *"),
+        Some(chrono::Utc.with_ymd_and_hms(2032, 2, 29, 0, 0, 0).unwrap())
+    );
+}
+
+#[test]
+fn control_characters_in_headers_are_refused_with_their_path() {
+    let ab = |headers: &str| {
+        problems(&VALID.replace(
+            "canary: {steps: [10, 25, 50]}",
+            &format!("abTest: {{match: [{{headers: {headers}}}]}}"),
+        ))
+    };
+    for (headers, path, char) in [
+        (r#"{x-user: {exact: "a\r\nb"}}"#, "x-user.exact", "U+000D"),
+        (
+            r#"{x-user: {prefix: "a\u0000"}}"#,
+            "x-user.prefix",
+            "U+0000",
+        ),
+        (r#"{x-user: {regex: "a\nb"}}"#, "x-user.regex", "U+000A"),
+        (r#"{x-user: {exact: "a\u001bb"}}"#, "x-user.exact", "U+001B"),
+        (r#"{x-user: {exact: "a\u007f"}}"#, "x-user.exact", "U+007F"),
+    ] {
+        let got = ab(headers);
+        assert_eq!(got.len(), 1, "{headers}: {got:?}");
+        assert!(
+            got[0].starts_with(&format!(
+                "f.yaml: spec.strategy.abTest.match[0].headers.{path}: contains the control \
+                 character {char}"
+            )),
+            "{got:?}"
+        );
+    }
+    // A tab is a legal header-value character; an escaped `\n` in a regex is no control
+    // character.
+    assert_eq!(ab(r#"{x-user: {exact: "a\tb"}}"#), Vec::<String>::new());
+    assert_eq!(ab(r#"{x-user: {regex: "a\\nb"}}"#), Vec::<String>::new());
+    // Names: only lowercase letters, digits and `-`.
+    let got = ab(r#"{"x-user\r": {exact: a}}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("f.yaml: spec.strategy.abTest.match[0].headers[\"x-user\\r\"]: "));
+    // Prometheus headers: values checked the same way, names must be HTTP tokens.
+    let prom = |headers: &str| {
+        problems(&VALID.replace(
+            r#"{prometheus: {address: "http://prometheus:9090"}}"#,
+            &format!(
+                r#"{{prometheus: {{address: "http://prometheus:9090", headers: {headers}}}}}"#
+            ),
+        ))
+    };
+    let got = prom(r#"{X-Scope-OrgID: "a\nb"}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("prometheus.headers.X-Scope-OrgID: contains the control character U+000A")
+    );
+    let got = prom(r#"{"X-Org\r": "a"}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("is not a valid HTTP header name"),
+        "{got:?}"
+    );
+}
