@@ -44,6 +44,20 @@ pub fn parse_window(expr: &str) -> Result<cron::Schedule, String> {
     })
 }
 
+/// The first time `window` opens after `after` (seen in `tz`), or `None` when it never will:
+/// an impossible date (`* * 30 2 *`, February 30) or only years that have passed. The `cron`
+/// crate looks ahead to the year 2100, month by month, so this is quick either way.
+pub fn next_opening(
+    window: &cron::Schedule,
+    tz: Tz,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    window
+        .after(&after.with_timezone(&tz))
+        .next()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
     name.parse::<Tz>()
         .map_err(|_| format!("unknown time zone {name:?} (use an IANA name like Europe/Berlin)"))

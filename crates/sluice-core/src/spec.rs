@@ -774,3 +774,121 @@ impl Rollout {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every reason as the API and the CRD send it (camelCase). The `match` makes a new
+    /// variant a compile error here until it is listed.
+    fn all_reasons() -> Vec<String> {
+        let all = [
+            Reason::PausedByUser,
+            Reason::Inconclusive,
+            Reason::AwaitingPromotion,
+            Reason::AwaitingWebhook,
+            Reason::OutsideWindow,
+            Reason::WaitingForReady,
+            Reason::AnalysisFailed,
+            Reason::PreRolloutFailed,
+            Reason::Aborted,
+            Reason::Undone,
+        ];
+        all.iter()
+            .map(|r| {
+                match r {
+                    Reason::PausedByUser
+                    | Reason::Inconclusive
+                    | Reason::AwaitingPromotion
+                    | Reason::AwaitingWebhook
+                    | Reason::OutsideWindow
+                    | Reason::WaitingForReady
+                    | Reason::AnalysisFailed
+                    | Reason::PreRolloutFailed
+                    | Reason::Aborted
+                    | Reason::Undone => {}
+                }
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// docs/engine.md's table of `status.reason` lists exactly the reasons, spelled as sent.
+    #[test]
+    fn the_engine_docs_spell_every_reason_as_the_api_sends_it() {
+        let doc = include_str!("../../../docs/engine.md");
+        let section = doc
+            .split("\n## Phases and reasons\n")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("a Phases and reasons section");
+        let mut documented: Vec<String> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .filter(|name| *name != "status.reason")
+            .map(String::from)
+            .collect();
+        documented.sort();
+        let mut sent = all_reasons();
+        sent.sort();
+        assert_eq!(documented, sent);
+    }
+
+    /// Nowhere in the docs is a reason written the Rust way (`Paused/Inconclusive`, "reason
+    /// `OutsideWindow`"): the API, the CRD and `kubectl` show `inconclusive`, `outsideWindow`.
+    #[test]
+    fn no_doc_spells_a_reason_in_pascal_case() {
+        let docs = [
+            ("README.md", include_str!("../../../README.md")),
+            ("docs/engine.md", include_str!("../../../docs/engine.md")),
+            ("docs/api.md", include_str!("../../../docs/api.md")),
+            ("docs/ci.md", include_str!("../../../docs/ci.md")),
+            (
+                "docs/standalone.md",
+                include_str!("../../../docs/standalone.md"),
+            ),
+            (
+                "docs/observability.md",
+                include_str!("../../../docs/observability.md"),
+            ),
+            (
+                "docs/analysis.md",
+                include_str!("../../../docs/analysis.md"),
+            ),
+            ("docs/envoy.md", include_str!("../../../docs/envoy.md")),
+            (
+                "docs/kubernetes.md",
+                include_str!("../../../docs/kubernetes.md"),
+            ),
+            (
+                "docs/rollout-spec.md",
+                include_str!("../../../docs/rollout-spec.md"),
+            ),
+        ];
+        for camel in all_reasons() {
+            let pascal = format!("{}{}", camel[..1].to_uppercase(), &camel[1..]);
+            for (name, text) in docs {
+                for wrong in [
+                    format!("Paused/{pascal}"),
+                    format!("Failed/{pascal}"),
+                    format!("Progressing/{pascal}"),
+                    format!("reason `{pascal}`"),
+                    format!("reason: {pascal}"),
+                    format!("\"reason\": \"{pascal}\""),
+                    format!("| `{pascal}` | Paused"),
+                    format!("| `{pascal}` | Failed"),
+                    format!("| `{pascal}` | Progressing"),
+                ] {
+                    assert!(
+                        !text.contains(&wrong),
+                        "{name} says {wrong:?}; the API sends {camel}"
+                    );
+                }
+            }
+        }
+    }
+}

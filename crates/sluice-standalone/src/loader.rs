@@ -105,8 +105,14 @@ impl DirLoader {
             if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
                 continue;
             }
-            let parsed = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read: {e}"))
+            // Bounded read: a file over the size limit is refused without loading it.
+            let parsed = sluice_core::validate::read_file(&path)
+                .map_err(|p| {
+                    p.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
                 .and_then(|text| parse(&text, &path.display().to_string()))
                 .and_then(|rollouts| self.unique(&path, rollouts));
             let previous = self.files.remove(&path);

@@ -337,6 +337,10 @@ async fn rollout_task(
         if let Err(e) = router.apply(&record.rollout, &plan).await {
             tracing::warn!(rollout = %key, error = %e, "re-applying the stored traffic plan failed");
         }
+    }
+    // Only a rollout in flight resumes: a finished (Succeeded, Failed) or never started (Idle)
+    // one would gain a `Resumed` entry on every restart and nothing else.
+    if resumed && !record.status.phase.is_terminal() {
         buffer.push_event(
             &record.status,
             &Event {

@@ -252,6 +252,89 @@ async fn restart_resumes_at_the_same_step_with_history() {
     assert_eq!(now.status.phase, Phase::Progressing);
 }
 
+/// Restarts the runner over the same store once `done` holds, and returns the reasons of the
+/// history after the restart has re-applied the stored plan and ticked a few times.
+async fn reasons_after_restart(
+    s: &Setup,
+    rollout: Rollout,
+    what: &str,
+    done: impl Fn(&RolloutStatus) -> bool,
+) -> (Phase, Vec<String>) {
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(rollout.clone(), None);
+    let phase = wait_for(&backend, what, done).await.phase;
+    // Let the final state reach the store.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(backend);
+    runner.shutdown();
+    drop(runner);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let applies_before_restart = s.router.log().len();
+
+    let runner = s.runner();
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(rollout, None);
+    // The stored plan is served again first (that part of resuming stays)...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while s.router.log().len() == applies_before_restart {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: the stored plan was not re-applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ... then several ticks, in which a `Resumed` entry would have been written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = backend.get("shop", "reviews").await.unwrap().status;
+    assert_eq!(status.phase, phase, "{what}: the restart changed the phase");
+    let events = backend.events("shop", "reviews").await.unwrap();
+    (phase, events.into_iter().map(|e| e.reason).collect())
+}
+
+#[tokio::test]
+async fn restart_records_resumed_only_for_rollouts_in_flight() {
+    // Finished: promoted, rolled back, and never started (stable = canary).
+    let s = setup(Verdict::Pass).await;
+    let (phase, reasons) = reasons_after_restart(&s, s.rollout("[50]"), "promotion", |st| {
+        st.phase == Phase::Succeeded
+    })
+    .await;
+    assert_eq!(phase, Phase::Succeeded);
+    assert!(!reasons.iter().any(|r| r == "Resumed"), "{reasons:?}");
+
+    let s = setup(Verdict::Fail).await;
+    let (_, reasons) = reasons_after_restart(&s, s.rollout("[50]"), "rollback", |st| {
+        st.phase == Phase::Failed
+    })
+    .await;
+    assert!(!reasons.iter().any(|r| r == "Resumed"), "{reasons:?}");
+
+    let s = setup(Verdict::Pass).await;
+    let idle = labelled(&s.stable, &s.stable, "v1", None);
+    let (phase, reasons) =
+        reasons_after_restart(&s, idle, "idle", |st| st.phase == Phase::Idle).await;
+    assert_eq!(phase, Phase::Idle);
+    assert!(!reasons.iter().any(|r| r == "Resumed"), "{reasons:?}");
+
+    // In flight (held at a step by inconclusive checks): resumed, and it says so.
+    let s = setup(Verdict::Inconclusive).await;
+    let (phase, reasons) = reasons_after_restart(&s, s.rollout("[20, 50]"), "progressing", |st| {
+        st.phase == Phase::Progressing
+    })
+    .await;
+    assert_eq!(phase, Phase::Progressing);
+    assert_eq!(
+        reasons.iter().filter(|r| *r == "Resumed").count(),
+        1,
+        "{reasons:?}"
+    );
+}
+
 #[tokio::test]
 async fn commands_are_checked_then_applied_on_an_immediate_tick() {
     let s = setup(Verdict::Inconclusive).await;

@@ -1,6 +1,9 @@
 //! Loading and checking Rollout files: every document, every problem, each with its field path.
 //!
 //! ## Flow
+//! 0. File-level [`limits`] first: size, then nesting depth by a linear pre-scan
+//!    ([`nesting`]) so the YAML parser never walks a pathologically nested input; a leading
+//!    UTF-8 byte-order mark is dropped.
 //! 1. [`yaml::documents`] splits a YAML stream into documents and converts each to JSON
 //!    (syntax errors come back with line and column; YAML-only values with their path).
 //! 2. The envelope (`apiVersion`, `kind`, `metadata`) is checked here; `spec` and `status` are
@@ -14,6 +17,8 @@
 //! `sluice plan` all load through [`load_str`] / [`load_file`] / [`load_files`]: one definition
 //! of "a valid Rollout". Nothing here panics on any input.
 
+pub mod limits;
+pub mod nesting;
 pub mod rules;
 pub mod schema;
 pub mod yaml;
@@ -40,6 +45,14 @@ pub struct Problem {
     /// Position of YAML syntax errors.
     pub line: Option<usize>,
     pub column: Option<usize>,
+    /// On the last line of a file's problems when there were more than
+    /// [`limits::MAX_PROBLEMS`]: how many were left out (the line stands for them).
+    pub omitted: usize,
+}
+
+/// How many problems `problems` stands for, counting the ones a capped list left out.
+pub fn count(problems: &[Problem]) -> usize {
+    problems.iter().map(|p| p.omitted.max(1)).sum()
 }
 
 impl fmt::Display for Problem {
@@ -100,6 +113,57 @@ impl fmt::Display for FieldPath {
 /// Parses and checks every document of `text`. `source` names it in problems (a file path).
 /// All problems of all documents come back together.
 pub fn load_str(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
+    // Editors on Windows write a byte-order mark; libyaml would keep the column it takes, so a
+    // `---` on the first line would not start a document.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.len() > limits::MAX_FILE_BYTES {
+        return Err(vec![too_large(source, text.len() as u64)]);
+    }
+    if let Err(at) = nesting::check(text, limits::MAX_NESTING) {
+        return Err(vec![Problem {
+            line: Some(at.line),
+            column: Some(at.column),
+            ..problem(
+                source,
+                None,
+                "",
+                &format!(
+                    "nested deeper than {} levels; a Rollout needs about 10 \
+                     (refused before parsing)",
+                    limits::MAX_NESTING
+                ),
+            )
+        }]);
+    }
+    load_checked(text, source).map_err(|problems| capped(problems, source))
+}
+
+fn too_large(source: &str, len: u64) -> Problem {
+    problem(
+        source,
+        None,
+        "",
+        &format!(
+            "file is {len} bytes; at most {} (1 MiB) are accepted",
+            limits::MAX_FILE_BYTES
+        ),
+    )
+}
+
+/// At most [`limits::MAX_PROBLEMS`], then one line for the rest.
+fn capped(mut problems: Vec<Problem>, source: &str) -> Vec<Problem> {
+    if problems.len() > limits::MAX_PROBLEMS {
+        let more = problems.len() - limits::MAX_PROBLEMS;
+        problems.truncate(limits::MAX_PROBLEMS);
+        problems.push(Problem {
+            omitted: more,
+            ..problem(source, None, "", &format!("… and {more} more problems"))
+        });
+    }
+    problems
+}
+
+fn load_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
     let (docs, yaml_problems) = yaml::documents(text);
     let multi = docs.len() + yaml_problems.len() > 1
         || docs.iter().any(|d| d.index > 1)
@@ -114,6 +178,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> 
             message: p.message,
             line: p.line,
             column: p.column,
+            omitted: 0,
         })
         .collect();
     if docs.is_empty() && problems.is_empty() {
@@ -173,10 +238,37 @@ pub fn check_rollout(rollout: &Rollout, source: &str) -> Vec<Problem> {
 pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Rollout>, Vec<Problem>> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &name),
-        Err(e) => Err(vec![problem(&name, None, "", &format!("cannot read: {e}"))]),
+    let text = read_file(path)?;
+    load_str(&text, &name)
+}
+
+/// Reads a Rollout file, refusing one larger than [`limits::MAX_FILE_BYTES`] without reading
+/// more than that (a 10 GB file is not loaded into memory to be refused). The error is one
+/// problem.
+pub fn read_file(path: &Path) -> Result<String, Vec<Problem>> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let cannot = |e: std::io::Error| vec![problem(&name, None, "", &format!("cannot read: {e}"))];
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(limits::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > limits::MAX_FILE_BYTES {
+        let len = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(vec![too_large(&name, len)]);
     }
+    String::from_utf8(bytes).map_err(|e| {
+        vec![problem(
+            &name,
+            None,
+            "",
+            &format!(
+                "cannot read: not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )]
+    })
 }
 
 /// Checks files and directories (searched recursively for `*.yaml` / `*.yml`). Returns each
@@ -272,6 +364,7 @@ fn problem(file: &str, document: Option<usize>, path: &str, message: &str) -> Pr
         message: message.to_string(),
         line: None,
         column: None,
+        omitted: 0,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::spec::{
 };
 
 use super::FieldPath;
+use super::limits::*;
 
 /// Collected problems: (path, message).
 #[derive(Default)]
@@ -17,6 +18,26 @@ pub struct Findings(pub Vec<(String, String)>);
 impl Findings {
     fn add(&mut self, path: &FieldPath, message: impl Into<String>) {
         self.0.push((path.to_string(), message.into()));
+    }
+
+    /// Reports `s` when it is longer than `max` bytes; `true` when it was (callers then skip
+    /// parsing it).
+    fn too_long(&mut self, s: &str, max: usize, path: &FieldPath) -> bool {
+        let long = s.len() > max;
+        if long {
+            self.add(
+                path,
+                format!("is {} bytes long; at most {max} are allowed", s.len()),
+            );
+        }
+        long
+    }
+
+    /// Reports a list or map with more than `max` entries. Callers check the first `max` only.
+    fn too_many(&mut self, n: usize, max: usize, what: &str, path: &FieldPath) {
+        if n > max {
+            self.add(path, format!("has {n} {what}; at most {max} are allowed"));
+        }
     }
 }
 
@@ -77,16 +98,22 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
     if let Some(u) = &s.upstreams {
         let p = spec.field("upstreams");
         for (field, addr) in [("stable", &u.stable), ("canary", &u.canary)] {
+            if f.too_long(addr, MAX_STRING_LEN, &p.field(field)) {
+                continue;
+            }
             if let Err(e) = host_port(addr) {
                 f.add(&p.field(field), e);
             }
         }
-        if let Some(label) = &u.stable_revision {
+        if let Some(label) = &u.stable_revision
+            && !f.too_long(label, MAX_REVISION_LEN, &p.field("stableRevision"))
+        {
             check_stable_revision(label, u.stable == u.canary, s, &p, f);
         }
     }
     if let Some(rev) = &s.revision {
-        if rev.trim().is_empty() {
+        if f.too_long(rev, MAX_REVISION_LEN, &spec.field("revision")) {
+        } else if rev.trim().is_empty() {
             f.add(&spec.field("revision"), "must not be empty");
         } else if s.target_ref.is_some() {
             // On Kubernetes the revision is the Deployment's pod template; a label here would
@@ -106,8 +133,10 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
         ("hosts", &s.service.hosts),
         ("gateways", &s.service.gateways),
     ] {
-        for (i, h) in list.iter().enumerate() {
-            if h.trim().is_empty() || h.chars().any(char::is_whitespace) {
+        f.too_many(list.len(), MAX_ENTRIES, "names", &svc.field(field));
+        for (i, h) in list.iter().enumerate().take(MAX_ENTRIES) {
+            if f.too_long(h, MAX_STRING_LEN, &svc.field(field).index(i)) {
+            } else if h.trim().is_empty() || h.chars().any(char::is_whitespace) {
                 f.add(
                     &svc.field(field).index(i),
                     format!("{h:?} is not a valid name"),
@@ -122,12 +151,27 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
         check_schedule(sched, &spec.field("schedule"), f);
     }
     check_webhooks(s, &spec.field("webhooks"), f);
-    for (i, n) in s.notifications.iter().enumerate() {
+    let np = spec.field("notifications");
+    f.too_many(
+        s.notifications.len(),
+        MAX_NOTIFICATIONS,
+        "notifications",
+        &np,
+    );
+    for (i, n) in s.notifications.iter().enumerate().take(MAX_NOTIFICATIONS) {
         if n.url_from_env.is_some() == n.url_from_file.is_some() {
             f.add(
-                &spec.field("notifications").index(i),
+                &np.index(i),
                 "set exactly one of `urlFromEnv` or `urlFromFile`",
             );
+        }
+        for (field, v) in [
+            ("urlFromEnv", &n.url_from_env),
+            ("urlFromFile", &n.url_from_file),
+        ] {
+            if let Some(v) = v {
+                f.too_long(v, MAX_STRING_LEN, &np.index(i).field(field));
+            }
         }
     }
 }
@@ -249,6 +293,7 @@ fn check_canary(c: &CanaryStrategy, p: &FieldPath, f: &mut Findings) {
             if steps.is_empty() {
                 f.add(&sp, "needs at least one weight");
             }
+            f.too_many(steps.len(), MAX_STEPS, "steps", &sp);
             if c.max_weight.is_some() {
                 f.add(
                     &p.field("maxWeight"),
@@ -256,7 +301,7 @@ fn check_canary(c: &CanaryStrategy, p: &FieldPath, f: &mut Findings) {
                 );
             }
             let mut prev: Option<u32> = None;
-            for (i, &w) in steps.iter().enumerate() {
+            for (i, &w) in steps.iter().enumerate().take(MAX_STEPS) {
                 if !(1..=100).contains(&w) {
                     f.add(
                         &sp.index(i),
@@ -307,8 +352,10 @@ fn check_matches(matches: &[HttpMatch], p: &FieldPath, f: &mut Findings) {
             "needs at least one match (e.g. headers: {x-user: {exact: beta}})",
         );
     }
-    for (i, m) in matches.iter().enumerate() {
+    f.too_many(matches.len(), MAX_MATCHES, "matches", p);
+    for (i, m) in matches.iter().enumerate().take(MAX_MATCHES) {
         let mp = p.index(i).field("headers");
+        f.too_many(m.headers.len(), MAX_MATCH_HEADERS, "headers", &mp);
         if m.headers.is_empty() {
             // An empty match selects every request: the whole service would go to the canary.
             f.add(
@@ -316,7 +363,17 @@ fn check_matches(matches: &[HttpMatch], p: &FieldPath, f: &mut Findings) {
                 "needs at least one header; an empty match selects every request",
             );
         }
-        for (name, sm) in &m.headers {
+        for (name, sm) in m.headers.iter().take(MAX_MATCH_HEADERS) {
+            if name.len() > MAX_HEADER_NAME_LEN {
+                f.add(
+                    &mp,
+                    format!(
+                        "a header name is {} bytes long; at most {MAX_HEADER_NAME_LEN} are allowed",
+                        name.len()
+                    ),
+                );
+                continue;
+            }
             let hp = mp.field(name);
             if !valid_header_name(name) {
                 f.add(
@@ -358,13 +415,23 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
             format!("set exactly one of `exact`, `prefix`, `regex`; {found}"),
         );
     }
+    let mut long = false;
     for (k, v) in set {
+        let max = if k == "regex" {
+            MAX_REGEX_LEN
+        } else {
+            MAX_HEADER_VALUE_LEN
+        };
         if v.is_empty() {
             f.add(&p.field(k), "must not be empty");
+        } else {
+            long |= f.too_long(v, max, &p.field(k));
+            check_header_value(v, &p.field(k), f);
         }
     }
     if let Some(re) = &sm.regex
         && !re.is_empty()
+        && !long
         && let Err(e) = regex::Regex::new(re)
     {
         f.add(
@@ -385,7 +452,8 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
     if let Some(prov) = &a.provider {
         let pp = p.field("provider").field("prometheus");
         let prom = &prov.prometheus;
-        if let Err(e) = http_url(&prom.address) {
+        if f.too_long(&prom.address, MAX_URL_LEN, &pp.field("address")) {
+        } else if let Err(e) = http_url(&prom.address) {
             f.add(&pp.field("address"), e);
         }
         if let Some(t) = &prom.timeout {
@@ -394,12 +462,16 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
         if prom.bearer_token_file.is_some() && prom.basic_auth.is_some() {
             f.add(&pp, "set at most one of `bearerTokenFile` and `basicAuth`");
         }
-        if let Some(path) = &prom.bearer_token_file
-            && path.trim().is_empty()
-        {
-            f.add(&pp.field("bearerTokenFile"), "must not be empty");
+        if let Some(path) = &prom.bearer_token_file {
+            if path.trim().is_empty() {
+                f.add(&pp.field("bearerTokenFile"), "must not be empty");
+            }
+            f.too_long(path, MAX_STRING_LEN, &pp.field("bearerTokenFile"));
         }
         if let Some(b) = &prom.basic_auth {
+            let bp = pp.field("basicAuth");
+            f.too_long(&b.username, MAX_STRING_LEN, &bp.field("username"));
+            f.too_long(&b.password_file, MAX_STRING_LEN, &bp.field("passwordFile"));
             if b.username.is_empty() {
                 f.add(
                     &pp.field("basicAuth").field("username"),
@@ -413,8 +485,26 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
                 );
             }
         }
-        for name in prom.headers.keys() {
+        f.too_many(
+            prom.headers.len(),
+            MAX_ENTRIES,
+            "headers",
+            &pp.field("headers"),
+        );
+        for (name, value) in prom.headers.iter().take(MAX_ENTRIES) {
+            if name.len() > MAX_HEADER_NAME_LEN {
+                f.add(
+                    &pp.field("headers"),
+                    format!(
+                        "a header name is {} bytes long; at most {MAX_HEADER_NAME_LEN} are allowed",
+                        name.len()
+                    ),
+                );
+                continue;
+            }
             let hp = pp.field("headers").field(name);
+            f.too_long(value, MAX_HEADER_VALUE_LEN, &hp);
+            check_header_value(value, &hp, f);
             if name.eq_ignore_ascii_case("authorization") {
                 // Secrets stay out of specs (and so out of status, logs and the UI).
                 f.add(
@@ -427,9 +517,11 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
         }
     }
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, m) in a.metrics.iter().enumerate() {
+    f.too_many(a.metrics.len(), MAX_METRICS, "metrics", &p.field("metrics"));
+    for (i, m) in a.metrics.iter().enumerate().take(MAX_METRICS) {
         let mp = p.field("metrics").index(i);
-        if m.name.trim().is_empty() {
+        if f.too_long(&m.name, MAX_ITEM_NAME_LEN, &mp.field("name")) {
+        } else if m.name.trim().is_empty() {
             f.add(&mp.field("name"), "must not be empty");
         } else if let Some(first) = seen.get(m.name.as_str()) {
             f.add(
@@ -450,7 +542,8 @@ fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
         _ => {}
     }
     if let Some(q) = &m.query {
-        if q.trim().is_empty() {
+        if f.too_long(q, MAX_QUERY_LEN, &p.field("query")) {
+        } else if q.trim().is_empty() {
             f.add(&p.field("query"), "must not be empty");
         } else if let Err(e) = crate::template::variables(q) {
             f.add(&p.field("query"), e);
@@ -523,23 +616,47 @@ fn check_schedule(s: &Schedule, p: &FieldPath, f: &mut Findings) {
             "needs at least one window (or remove `schedule` to allow any time)",
         );
     }
-    for (i, w) in s.windows.iter().enumerate() {
-        if let Err(e) = crate::schedule::parse_window(w) {
-            f.add(&p.field("windows").index(i), e);
+    let mut tz = chrono_tz::Tz::UTC;
+    if let Some(name) = &s.time_zone
+        && !f.too_long(name, MAX_STRING_LEN, &p.field("timeZone"))
+    {
+        match crate::schedule::parse_time_zone(name) {
+            Ok(zone) => tz = zone,
+            Err(e) => f.add(&p.field("timeZone"), e),
         }
     }
-    if let Some(tz) = &s.time_zone
-        && let Err(e) = crate::schedule::parse_time_zone(tz)
-    {
-        f.add(&p.field("timeZone"), e);
+    // "Never" is judged from now: a window whose only year has passed can no longer open.
+    let now = chrono::Utc::now();
+    f.too_many(s.windows.len(), MAX_WINDOWS, "windows", &p.field("windows"));
+    for (i, w) in s.windows.iter().enumerate().take(MAX_WINDOWS) {
+        let wp = p.field("windows").index(i);
+        if f.too_long(w, MAX_STRING_LEN, &wp) {
+            continue;
+        }
+        match crate::schedule::parse_window(w) {
+            Err(e) => f.add(&wp, e),
+            Ok(window) => {
+                if crate::schedule::next_opening(&window, tz, now).is_none() {
+                    f.add(
+                        &wp,
+                        format!(
+                            "window {w:?} never opens: no time matches it from now until 2100 \
+                             (an impossible date such as February 30, or a year that has passed)"
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
 fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, w) in s.webhooks.iter().enumerate() {
+    f.too_many(s.webhooks.len(), MAX_WEBHOOKS, "webhooks", p);
+    for (i, w) in s.webhooks.iter().enumerate().take(MAX_WEBHOOKS) {
         let wp = p.index(i);
-        if w.name.trim().is_empty() {
+        if f.too_long(&w.name, MAX_ITEM_NAME_LEN, &wp.field("name")) {
+        } else if w.name.trim().is_empty() {
             f.add(&wp.field("name"), "must not be empty");
         } else if let Some(first) = seen.get(w.name.as_str()) {
             f.add(
@@ -552,7 +669,8 @@ fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
         } else {
             seen.insert(&w.name, i);
         }
-        if let Err(e) = http_url(&w.url) {
+        if f.too_long(&w.url, MAX_URL_LEN, &wp.field("url")) {
+        } else if let Err(e) = http_url(&w.url) {
             f.add(&wp.field("url"), e);
         } else if url::Url::parse(&w.url)
             .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
@@ -566,6 +684,25 @@ fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
         if let Some(t) = &w.timeout {
             check_duration(t, &wp.field("timeout"), f);
         }
+        f.too_many(
+            w.metadata.len(),
+            MAX_ENTRIES,
+            "entries",
+            &wp.field("metadata"),
+        );
+        for (k, v) in w.metadata.iter().take(MAX_ENTRIES) {
+            if !f.too_long(k, MAX_STRING_LEN, &wp.field("metadata")) {
+                f.too_long(v, MAX_STRING_LEN, &wp.field("metadata").field(k));
+            }
+        }
+        for (field, v) in [
+            ("tokenFromEnv", &w.token_from_env),
+            ("tokenFromFile", &w.token_from_file),
+        ] {
+            if let Some(v) = v {
+                f.too_long(v, MAX_STRING_LEN, &wp.field(field));
+            }
+        }
         if w.token_from_env.is_some() && w.token_from_file.is_some() {
             f.add(
                 &wp.field("tokenFromEnv"),
@@ -575,8 +712,27 @@ fn check_webhooks(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
     }
 }
 
+/// No HTTP request can carry a header value with CR, LF, NUL or another control character
+/// (tab is allowed): a match on one never matches, a Prometheus header with one fails every
+/// query. Escapes in a regex (`\n`) are fine; the raw characters are not.
+fn check_header_value(v: &str, p: &FieldPath, f: &mut Findings) {
+    if let Some(c) = v.chars().find(|&c| c.is_ascii_control() && c != '\t') {
+        f.add(
+            p,
+            format!(
+                "contains the control character U+{:04X}; header values cannot hold CR, LF, \
+                 NUL or other control characters",
+                c as u32
+            ),
+        );
+    }
+}
+
 /// A Go-style duration longer than zero (a zero interval or timeout would spin or never wait).
 fn check_duration(s: &str, p: &FieldPath, f: &mut Findings) {
+    if f.too_long(s, MAX_STRING_LEN, p) {
+        return;
+    }
     match crate::duration::parse(s) {
         Err(e) => f.add(p, e),
         Ok(d) if d.is_zero() => f.add(p, "must be longer than 0s"),

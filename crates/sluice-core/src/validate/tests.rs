@@ -249,3 +249,565 @@ fn stable_revision_labels_are_checked_against_the_addresses() {
         "{got:?}"
     );
 }
+
+// ---- Limits (docs/rollout-spec.md#limits): each one just over, with its path and message.
+
+use super::limits::*;
+
+fn typed() -> Rollout {
+    load_str(VALID, "f.yaml").expect("valid").remove(0)
+}
+
+/// The rules' problems of `r` as (path, message).
+fn rule_problems(r: &Rollout) -> Vec<(String, String)> {
+    check_rollout(r, "f.yaml")
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect()
+}
+
+fn assert_one(r: &Rollout, path: &str, message: &str) {
+    let got = rule_problems(r);
+    assert!(
+        got.iter().any(|(p, m)| p == path && m.contains(message)),
+        "no {path:?} containing {message:?} in {got:#?}"
+    );
+}
+
+#[test]
+fn files_over_the_size_limit_are_refused_before_parsing() {
+    let text = format!("{VALID}#{}\n", "x".repeat(MAX_FILE_BYTES));
+    let got = load_str(&text, "big.yaml").unwrap_err();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].to_string(),
+        format!(
+            "big.yaml: file is {} bytes; at most 1048576 (1 MiB) are accepted",
+            text.len()
+        )
+    );
+    // Just under: the comment does not matter.
+    let under = format!("{VALID}#{}\n", "x".repeat(MAX_FILE_BYTES - VALID.len() - 3));
+    assert!(load_str(&under, "ok.yaml").is_ok());
+}
+
+#[test]
+fn read_file_refuses_a_huge_file_without_reading_it() {
+    let path = std::env::temp_dir().join(format!("sluice-huge-{}.yaml", std::process::id()));
+    // Sparse: 10 GiB that take no disk and would take minutes to read.
+    let f = std::fs::File::create(&path).expect("create");
+    f.set_len(10 << 30).expect("set_len");
+    let started = std::time::Instant::now();
+    let got = load_file(&path).unwrap_err();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0]
+            .message
+            .starts_with("file is 10737418240 bytes; at most 1048576"),
+        "{}",
+        got[0]
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn documents_over_the_limit_are_refused() {
+    let just_over = "---\n".repeat(MAX_DOCUMENTS + 1);
+    let got = problems(&just_over);
+    assert!(
+        got.iter().any(|g| g.contains(
+            "(document 101): more than 100 YAML documents in one file; split it into several files"
+        )),
+        "{got:#?}"
+    );
+    // At the limit: only the usual "empty" problem.
+    let at = "---\n".repeat(MAX_DOCUMENTS);
+    assert_eq!(
+        problems(&at),
+        ["f.yaml: no Rollout in this file (it is empty)"]
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_by_the_prescan_not_the_parser() {
+    // 200 KB of `[` took about a minute in the YAML parser; the pre-scan stops at level 65.
+    let text = format!("spec: {}", "[".repeat(200_000));
+    let got = load_str(&text, "deep.yaml").unwrap_err();
+    assert_eq!(got.len(), 1);
+    // The parser's own message would be "recursion limit exceeded": this one is the pre-scan's.
+    assert_eq!(
+        got[0].to_string(),
+        "deep.yaml: line 1, column 70: nested deeper than 64 levels; a Rollout needs about 10 \
+         (refused before parsing)"
+    );
+    // Just over and at the limit (the brackets close: only the nesting differs).
+    let nested = |n: usize| format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
+    assert!(
+        problems(&nested(MAX_NESTING))
+            .iter()
+            .any(|g| g.contains("nested deeper"))
+    );
+    assert!(
+        !problems(&nested(MAX_NESTING - 1))
+            .iter()
+            .any(|g| g.contains("nested deeper"))
+    );
+    // Brackets in strings, comments and block scalars are not nesting.
+    let quoted = VALID.replace(
+        "interval: 30s",
+        &format!(
+            "interval: 30s # {b}\n    failureLimit: 2 # '{b}'\n",
+            b = "[".repeat(100)
+        ),
+    );
+    assert!(load_str(&quoted, "f.yaml").is_ok());
+}
+
+#[test]
+fn at_most_max_problems_are_listed_then_one_line_for_the_rest() {
+    let labels: Vec<String> = (0..150).map(|i| format!("l{i}: {i}")).collect();
+    let text = VALID.replace(
+        "metadata: {name: reviews, namespace: bookinfo}",
+        &format!(
+            "metadata: {{name: reviews, labels: {{{}}}}}",
+            labels.join(", ")
+        ),
+    );
+    let got = load_str(&text, "f.yaml").unwrap_err();
+    assert_eq!(got.len(), MAX_PROBLEMS + 1);
+    assert_eq!(
+        got[MAX_PROBLEMS].to_string(),
+        "f.yaml: … and 50 more problems"
+    );
+    assert_eq!(count(&got), 150);
+}
+
+#[test]
+fn strings_over_their_limits_are_refused_with_their_path() {
+    let over = |n: usize| "a".repeat(n + 1);
+    let mut r = typed();
+    r.spec.analysis.metrics[0].builtin = None;
+    r.spec.analysis.metrics[0].query = Some(over(MAX_QUERY_LEN));
+    assert_one(
+        &r,
+        "spec.analysis.metrics[0].query",
+        "is 4097 bytes long; at most 4096 are allowed",
+    );
+
+    let mut r = typed();
+    r.spec.analysis.metrics[0].name = over(MAX_ITEM_NAME_LEN);
+    assert_one(&r, "spec.analysis.metrics[0].name", "at most 63");
+
+    let mut r = typed();
+    r.spec.analysis.interval = over(MAX_STRING_LEN);
+    assert_one(&r, "spec.analysis.interval", "at most 4096");
+
+    let mut r = typed();
+    if let Some(p) = r.spec.analysis.provider.as_mut() {
+        p.prometheus.address = format!("http://{}", over(MAX_URL_LEN));
+        p.prometheus
+            .headers
+            .insert("x-scope-orgid".into(), over(MAX_HEADER_VALUE_LEN));
+    }
+    assert_one(
+        &r,
+        "spec.analysis.provider.prometheus.address",
+        "at most 2048",
+    );
+    assert_one(
+        &r,
+        "spec.analysis.provider.prometheus.headers.x-scope-orgid",
+        "at most 1024",
+    );
+
+    let mut r = typed();
+    r.spec.strategy.canary = None;
+    r.spec.strategy.ab_test = Some(crate::spec::AbTestStrategy {
+        matches: vec![crate::spec::HttpMatch {
+            headers: [
+                (
+                    "x-a".to_string(),
+                    crate::spec::StringMatch {
+                        regex: Some(over(MAX_REGEX_LEN)),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "x-b".to_string(),
+                    crate::spec::StringMatch {
+                        exact: Some(over(MAX_HEADER_VALUE_LEN)),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    over(MAX_HEADER_NAME_LEN),
+                    crate::spec::StringMatch {
+                        prefix: Some("x".into()),
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into(),
+        }],
+        iterations: 1,
+    });
+    assert_one(
+        &r,
+        "spec.strategy.abTest.match[0].headers.x-a.regex",
+        "is 1025 bytes long; at most 1024",
+    );
+    assert_one(
+        &r,
+        "spec.strategy.abTest.match[0].headers.x-b.exact",
+        "at most 1024",
+    );
+    assert_one(
+        &r,
+        "spec.strategy.abTest.match[0].headers",
+        "a header name is 257 bytes long; at most 256",
+    );
+
+    let mut r = typed();
+    r.spec.target_ref = None;
+    r.spec.upstreams = Some(crate::spec::Upstreams {
+        stable: "127.0.0.1:1".into(),
+        canary: "127.0.0.1:2".into(),
+        stable_revision: Some(over(MAX_REVISION_LEN)),
+    });
+    r.spec.revision = Some(over(MAX_REVISION_LEN));
+    assert_one(&r, "spec.revision", "at most 128");
+    assert_one(&r, "spec.upstreams.stableRevision", "at most 128");
+}
+
+fn webhook(name: &str) -> crate::spec::Webhook {
+    serde_json::from_value(serde_json::json!({
+        "name": name, "type": "event", "url": "http://hooks:8080/x"
+    }))
+    .expect("webhook")
+}
+
+#[test]
+fn lists_over_their_limits_are_refused_with_their_path() {
+    let mut r = typed();
+    r.spec.strategy.canary = Some(crate::spec::CanaryStrategy {
+        steps: Some((1..=101).collect()),
+        ..Default::default()
+    });
+    // 101 weights cannot all lie in 1..100 and increase: one problem for the list (the
+    // 101st weight is not checked on its own).
+    assert_eq!(
+        rule_problems(&r),
+        [(
+            "spec.strategy.canary.steps".to_string(),
+            "has 101 steps; at most 100 are allowed".to_string()
+        )]
+    );
+
+    let mut r = typed();
+    let m = r.spec.analysis.metrics[0].clone();
+    r.spec.analysis.metrics = (0..=MAX_METRICS)
+        .map(|i| crate::spec::Metric {
+            name: format!("m{i}"),
+            ..m.clone()
+        })
+        .collect();
+    assert_one(
+        &r,
+        "spec.analysis.metrics",
+        "has 21 metrics; at most 20 are allowed",
+    );
+
+    let mut r = typed();
+    r.spec.webhooks = (0..=MAX_WEBHOOKS)
+        .map(|i| webhook(&format!("w{i}")))
+        .collect();
+    assert_one(&r, "spec.webhooks", "has 21 webhooks; at most 20");
+
+    let mut r = typed();
+    r.spec.webhooks = vec![webhook("w")];
+    r.spec.webhooks[0].metadata = (0..=MAX_ENTRIES)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    assert_one(
+        &r,
+        "spec.webhooks[0].metadata",
+        "has 33 entries; at most 32",
+    );
+
+    let mut r = typed();
+    let n: crate::spec::Notification =
+        serde_json::from_value(serde_json::json!({"type": "slack", "urlFromEnv": "HOOK"}))
+            .expect("notification");
+    r.spec.notifications = vec![n; MAX_NOTIFICATIONS + 1];
+    assert_one(&r, "spec.notifications", "has 11 notifications; at most 10");
+
+    let mut r = typed();
+    r.spec.schedule = Some(crate::spec::Schedule {
+        windows: vec!["* 9-17 * * Mon-Fri".into(); MAX_WINDOWS + 1],
+        time_zone: None,
+    });
+    assert_one(&r, "spec.schedule.windows", "has 17 windows; at most 16");
+
+    let mut r = typed();
+    r.spec.service.hosts = (0..=MAX_ENTRIES).map(|i| format!("h{i}")).collect();
+    assert_one(&r, "spec.service.hosts", "has 33 names; at most 32");
+
+    let mut r = typed();
+    if let Some(p) = r.spec.analysis.provider.as_mut() {
+        p.prometheus.headers = (0..=MAX_ENTRIES)
+            .map(|i| (format!("x-h{i}"), "v".to_string()))
+            .collect();
+    }
+    assert_one(
+        &r,
+        "spec.analysis.provider.prometheus.headers",
+        "has 33 headers; at most 32",
+    );
+
+    let header = |i: usize| {
+        (
+            format!("x-h{i}"),
+            crate::spec::StringMatch {
+                exact: Some("v".into()),
+                ..Default::default()
+            },
+        )
+    };
+    let mut r = typed();
+    r.spec.strategy.canary = None;
+    r.spec.strategy.dark_launch = Some(crate::spec::DarkLaunchStrategy {
+        matches: (0..=MAX_MATCHES)
+            .map(|i| crate::spec::HttpMatch {
+                headers: [header(i)].into(),
+            })
+            .chain(std::iter::once(crate::spec::HttpMatch {
+                headers: (0..=MAX_MATCH_HEADERS).map(header).collect(),
+            }))
+            .collect(),
+        iterations: 1,
+        ..Default::default()
+    });
+    assert_one(
+        &r,
+        "spec.strategy.darkLaunch.match",
+        "has 18 matches; at most 16",
+    );
+    // The 18th match is past the limit and not checked on its own; within it:
+    r.spec.strategy.dark_launch.as_mut().expect("set").matches[0].headers =
+        (0..=MAX_MATCH_HEADERS).map(header).collect();
+    assert_one(
+        &r,
+        "spec.strategy.darkLaunch.match[0].headers",
+        "has 17 headers; at most 16",
+    );
+}
+
+/// Run with `cargo test -p sluice-core -- --ignored timing`: the pre-scan's speed on the
+/// inputs that used to take a minute, and on a full-size file at the nesting limit.
+#[test]
+#[ignore]
+fn timing_of_hostile_files() {
+    let cases = [
+        ("200 KB of [", "[".repeat(200_000)),
+        (
+            "spec: + 200 KB of [",
+            format!("spec: {}", "[".repeat(200_000)),
+        ),
+        ("160 KB of {a: ", "{a: ".repeat(40_000)),
+        (
+            "1 MiB at depth 63",
+            format!(
+                "a: {}{}{}",
+                "[".repeat(62),
+                "1, ".repeat((MAX_FILE_BYTES - 200) / 3),
+                "]".repeat(62)
+            ),
+        ),
+    ];
+    for (name, text) in cases {
+        let started = std::time::Instant::now();
+        let _ = load_str(&text, "t.yaml");
+        let took = started.elapsed();
+        eprintln!("{name}: {took:?}");
+        assert!(took < std::time::Duration::from_secs(2), "{name}: {took:?}");
+    }
+}
+
+/// docs/rollout-spec.md#limits states every limit's value (a changed constant fails here until
+/// the documentation says so too).
+#[test]
+fn the_limits_section_of_the_docs_states_every_value() {
+    let doc = include_str!("../../../../docs/rollout-spec.md");
+    let section = doc.split("\n## Limits\n").nth(1).expect("a Limits section");
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with('|')).collect();
+    let stated = |what: &str, value: usize| {
+        assert!(
+            rows.iter()
+                .any(|r| r.contains(what) && r.contains(&format!(" {value} "))),
+            "the Limits table has no row for {what} saying {value}"
+        );
+    };
+    stated("file size", 1);
+    assert!(section.contains(&format!("({MAX_FILE_BYTES} bytes)")));
+    stated("nesting", MAX_NESTING);
+    stated("documents", MAX_DOCUMENTS);
+    stated("entries in any list or map", MAX_COLLECTION_ITEMS);
+    stated("problems listed", MAX_PROBLEMS);
+    stated("`spec.analysis.metrics[i].query`", MAX_QUERY_LEN);
+    stated(".regex` (matches)", MAX_REGEX_LEN);
+    stated("`.prefix`", MAX_HEADER_VALUE_LEN);
+    stated("header names", MAX_HEADER_NAME_LEN);
+    stated("`webhooks[i].url`", MAX_URL_LEN);
+    stated("`webhooks[i].name`", MAX_ITEM_NAME_LEN);
+    stated("`revision`", MAX_REVISION_LEN);
+    stated("every other string", MAX_STRING_LEN);
+    stated("`strategy.canary.steps`", MAX_STEPS);
+    stated("`analysis.metrics`", MAX_METRICS);
+    stated("`abTest.match`", MAX_MATCHES);
+    stated("headers in one match", MAX_MATCH_HEADERS);
+    stated("| `webhooks` |", MAX_WEBHOOKS);
+    stated("`notifications`", MAX_NOTIFICATIONS);
+    stated("`schedule.windows`", MAX_WINDOWS);
+    stated("`service.hosts`", MAX_ENTRIES);
+}
+
+// ---- Values that are well-formed but can never work.
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    // With the mark kept, libyaml counts it as a column: `---` would not start a document.
+    for text in [
+        format!("\u{feff}{VALID}"),
+        format!("\u{feff}---\n{VALID}"),
+        format!(
+            "\u{feff}# a comment\n---\n{VALID}---\n{}",
+            VALID.replace("reviews,", "ratings,")
+        ),
+    ] {
+        let got = load_str(&text, "bom.yaml");
+        assert!(got.is_ok(), "{:?}: {got:#?}", &text[..20]);
+    }
+}
+
+#[test]
+fn windows_that_never_open_are_refused() {
+    let with_windows = |windows: &str, tz: &str| {
+        problems(&format!("{VALID}  schedule: {{windows: {windows}{tz}}}\n"))
+    };
+    // Open some time: a leap day, a future year, the usual business hours in a zone.
+    for ok in [
+        r#"["* * 29 2 *"]"#,
+        r#"["0 0 12 * * * 2099"]"#,
+        r#"["* 9-17 * * Mon-Fri"]"#,
+    ] {
+        assert_eq!(
+            with_windows(ok, ", timeZone: Europe/Berlin"),
+            Vec::<String>::new(),
+            "{ok}"
+        );
+    }
+    assert_eq!(
+        with_windows(r#"["* 9-17 * * Mon-Fri", "* * 30 2 *"]"#, ""),
+        [
+            "f.yaml: spec.schedule.windows[1]: window \"* * 30 2 *\" never opens: no time \
+             matches it from now until 2100 (an impossible date such as February 30, or a \
+             year that has passed)"
+        ]
+    );
+    for never in [
+        r#"["* * 31 4 *"]"#,
+        r#"["0 0 0 * * * 2020"]"#,
+        r#"["0 0 0 * * * 1999-2021"]"#,
+    ] {
+        let got = with_windows(never, ", timeZone: Europe/Berlin");
+        assert_eq!(got.len(), 1, "{never}: {got:?}");
+        assert!(
+            got[0].starts_with("f.yaml: spec.schedule.windows[0]: window")
+                && got[0].contains("never opens"),
+            "{got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_next_opening_is_found_or_none() {
+    use chrono::TimeZone;
+    let now = chrono::Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+    let at = |w: &str| {
+        crate::schedule::next_opening(
+            &crate::schedule::parse_window(w).expect("parses"),
+            chrono_tz::Tz::UTC,
+            now,
+        )
+    };
+    assert_eq!(at("0 0 0 * * * 2029"), None);
+    assert_eq!(at("* * 30 2 *"), None);
+    assert_eq!(
+        at("0 0 12 1 3 * 2031"),
+        Some(chrono::Utc.with_ymd_and_hms(2031, 3, 1, 12, 0, 0).unwrap())
+    );
+    assert_eq!(
+        at("* * 29 2 *"),
+        Some(chrono::Utc.with_ymd_and_hms(2032, 2, 29, 0, 0, 0).unwrap())
+    );
+}
+
+#[test]
+fn control_characters_in_headers_are_refused_with_their_path() {
+    let ab = |headers: &str| {
+        problems(&VALID.replace(
+            "canary: {steps: [10, 25, 50]}",
+            &format!("abTest: {{match: [{{headers: {headers}}}]}}"),
+        ))
+    };
+    for (headers, path, char) in [
+        (r#"{x-user: {exact: "a\r\nb"}}"#, "x-user.exact", "U+000D"),
+        (
+            r#"{x-user: {prefix: "a\u0000"}}"#,
+            "x-user.prefix",
+            "U+0000",
+        ),
+        (r#"{x-user: {regex: "a\nb"}}"#, "x-user.regex", "U+000A"),
+        (r#"{x-user: {exact: "a\u001bb"}}"#, "x-user.exact", "U+001B"),
+        (r#"{x-user: {exact: "a\u007f"}}"#, "x-user.exact", "U+007F"),
+    ] {
+        let got = ab(headers);
+        assert_eq!(got.len(), 1, "{headers}: {got:?}");
+        assert!(
+            got[0].starts_with(&format!(
+                "f.yaml: spec.strategy.abTest.match[0].headers.{path}: contains the control \
+                 character {char}"
+            )),
+            "{got:?}"
+        );
+    }
+    // A tab is a legal header-value character; an escaped `\n` in a regex is no control
+    // character.
+    assert_eq!(ab(r#"{x-user: {exact: "a\tb"}}"#), Vec::<String>::new());
+    assert_eq!(ab(r#"{x-user: {regex: "a\\nb"}}"#), Vec::<String>::new());
+    // Names: only lowercase letters, digits and `-`.
+    let got = ab(r#"{"x-user\r": {exact: a}}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("f.yaml: spec.strategy.abTest.match[0].headers[\"x-user\\r\"]: "));
+    // Prometheus headers: values checked the same way, names must be HTTP tokens.
+    let prom = |headers: &str| {
+        problems(&VALID.replace(
+            r#"{prometheus: {address: "http://prometheus:9090"}}"#,
+            &format!(
+                r#"{{prometheus: {{address: "http://prometheus:9090", headers: {headers}}}}}"#
+            ),
+        ))
+    };
+    let got = prom(r#"{X-Scope-OrgID: "a\nb"}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("prometheus.headers.X-Scope-OrgID: contains the control character U+000A")
+    );
+    let got = prom(r#"{"X-Org\r": "a"}"#);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].contains("is not a valid HTTP header name"),
+        "{got:?}"
+    );
+}

@@ -6,6 +6,7 @@ use serde_json::{Map, Number, Value};
 use serde_yaml::Value as Yaml;
 
 use super::FieldPath;
+use super::limits::{MAX_COLLECTION_ITEMS, MAX_DOCUMENTS};
 
 /// A document's position in its stream (1-based) and its content.
 pub struct Document {
@@ -29,6 +30,18 @@ pub fn documents(text: &str) -> (Vec<Document>, Vec<YamlProblem>) {
     let mut problems = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = i + 1;
+        if index > MAX_DOCUMENTS {
+            problems.push(YamlProblem {
+                document: index,
+                path: String::new(),
+                message: format!(
+                    "more than {MAX_DOCUMENTS} YAML documents in one file; split it into several files"
+                ),
+                line: None,
+                column: None,
+            });
+            break;
+        }
         let mut yaml = match Yaml::deserialize(de) {
             Ok(v) => v,
             Err(e) => {
@@ -81,6 +94,10 @@ fn strip_location(msg: &str) -> String {
     }
 }
 
+fn too_many(n: usize) -> String {
+    format!("has {n} entries; at most {MAX_COLLECTION_ITEMS} are allowed in any list or map")
+}
+
 fn to_json(y: &Yaml, path: &FieldPath, problems: &mut Vec<(String, String)>) -> Value {
     match y {
         Yaml::Null => Value::Null,
@@ -101,6 +118,14 @@ fn to_json(y: &Yaml, path: &FieldPath, problems: &mut Vec<(String, String)>) -> 
             }
         }
         Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Sequence(items) if items.len() > MAX_COLLECTION_ITEMS => {
+            problems.push((path.to_string(), too_many(items.len())));
+            Value::Null
+        }
+        Yaml::Mapping(m) if m.len() > MAX_COLLECTION_ITEMS => {
+            problems.push((path.to_string(), too_many(m.len())));
+            Value::Null
+        }
         Yaml::Sequence(items) => Value::Array(
             items
                 .iter()
@@ -169,5 +194,30 @@ mod tests {
         assert_eq!(got[0].0, "spec.x");
         assert_eq!(got[1].0, "spec.m");
         assert_eq!(got[2].0, "spec.t");
+    }
+
+    #[test]
+    fn collections_over_the_limit_are_one_problem() {
+        let many = |n: usize| format!("spec:\n  list: [{}]\n", "x, ".repeat(n));
+        let (docs, problems) = documents(&many(MAX_COLLECTION_ITEMS + 1));
+        assert!(docs.is_empty());
+        let got: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(
+                "spec.list",
+                "has 1001 entries; at most 1000 are allowed in any list or map"
+            )]
+        );
+        assert!(documents(&many(MAX_COLLECTION_ITEMS)).1.is_empty());
+        let map: Vec<String> = (0..=MAX_COLLECTION_ITEMS)
+            .map(|i| format!("k{i}: 1"))
+            .collect();
+        let (_, problems) = documents(&format!("metadata: {{labels: {{{}}}}}", map.join(", ")));
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "metadata.labels");
     }
 }

@@ -23,7 +23,10 @@ pub fn validate(files: &[std::path::PathBuf]) -> ExitCode {
             for p in &problems {
                 println!("{p}");
             }
-            eprintln!("{} problem(s) found", problems.len());
+            eprintln!(
+                "{} problem(s) found",
+                sluice_core::validate::count(&problems)
+            );
             ExitCode::FAILURE
         }
     }

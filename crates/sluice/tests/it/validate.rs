@@ -127,6 +127,20 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
         &[("spec.analysis.failureLimit", "at least 1")],
     ),
     (
+        "header-name-control-char",
+        &[(
+            "spec.strategy.abTest.match[0].headers[\"end-user\\0\"]",
+            "must be lowercase letters, digits and `-`",
+        )],
+    ),
+    (
+        "header-value-control-char",
+        &[(
+            "spec.strategy.abTest.match[0].headers.end-user.exact",
+            "contains the control character U+000D; header values cannot hold CR, LF",
+        )],
+    ),
+    (
         "inconclusive-limit-zero",
         &[("spec.analysis.inconclusiveLimit", "at least 1")],
     ),
@@ -205,6 +219,13 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
     (
         "revision-with-target-ref",
         &[("spec.revision", "applies to `upstreams` only")],
+    ),
+    (
+        "prometheus-header-control-char",
+        &[(
+            "spec.analysis.provider.prometheus.headers.X-Scope-OrgID",
+            "contains the control character U+000A",
+        )],
     ),
     (
         "query-unknown-variable",
@@ -301,6 +322,17 @@ const CASES: &[(&str, &[(&str, &str)])] = &[
             "spec.service.port",
             "expected a whole number, found the string \"http\"",
         )],
+    ),
+    (
+        "window-never-opens",
+        &[(
+            "spec.schedule.windows[0]",
+            "window \"* 9-17 30 2 *\" never opens: no time matches it from now until 2100",
+        )],
+    ),
+    (
+        "window-past-year",
+        &[("spec.schedule.windows[0]", "a year that has passed")],
     ),
     ("yaml-syntax", &[("", "invalid YAML")]),
     (
