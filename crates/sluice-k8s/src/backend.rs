@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 
 use super::recorder::Live;
 use super::{commands, is_not_found};
@@ -166,7 +166,7 @@ impl Backend for KubeBackend {
         let value = commands::annotation_value(command, chrono::Utc::now());
         let patch = commands::request_patch(&value, None);
         let api: Api<Rollout> = Api::namespaced(self.client.clone(), namespace);
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        api.patch(name, &super::names::patch_params(), &Patch::Merge(&patch))
             .await
             .map_err(unavailable)?;
         Ok(())

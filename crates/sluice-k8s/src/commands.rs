@@ -15,7 +15,7 @@
 //! condition and only cleared (exactly once); without a nonce it runs again (at least once), so
 //! tools should always add one — `sluice`'s own backend does.
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use serde_json::json;
 
 use super::{names, retry_on_conflict};
@@ -113,7 +113,7 @@ pub async fn clear(api: &Api<Rollout>, name: &str, raw: &str) -> Result<(), kube
                 names::COMMAND_ACK_ANNOTATION: raw,
             }
         }});
-        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        api.patch(name, &super::names::patch_params(), &Patch::Merge(&patch))
             .await
             .map(|_| ())
     })

@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use tokio::sync::watch;
 
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ pub async fn try_acquire_or_renew(
             },
             spec: Some(lease_spec(cfg, None, now)),
         };
-        return match api.create(&PostParams::default(), &lease).await {
+        return match api.create(&super::names::post_params(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
             Err(e) => Err(e),
@@ -117,7 +117,10 @@ pub async fn try_acquire_or_renew(
     }
     lease.spec = Some(lease_spec(cfg, lease.spec.as_ref(), now));
     // `lease.metadata.resourceVersion` is the one we read: a concurrent writer makes this 409.
-    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+    match api
+        .replace(&cfg.name, &super::names::post_params(), &lease)
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) if super::is_conflict(&e) => Ok(false),
         Err(e) => Err(e),
@@ -142,7 +145,10 @@ pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), kube::Er
         spec.holder_identity = None;
         spec.renew_time = None;
     }
-    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+    match api
+        .replace(&cfg.name, &super::names::post_params(), &lease)
+        .await
+    {
         Ok(_) => Ok(()),
         // Someone else already changed it: nothing of ours to release.
         Err(e) if super::is_conflict(&e) => Ok(()),

@@ -2,8 +2,25 @@
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-/// Field manager for every server-side apply sluice makes.
+/// Field manager of every write sluice makes (server-side applies, merge and JSON patches,
+/// creates, replaces), so `kubectl get -o yaml --show-managed-fields` names it.
 pub const FIELD_MANAGER: &str = "sluice";
+
+/// Parameters of every non-apply patch sluice sends.
+pub fn patch_params() -> kube::api::PatchParams {
+    kube::api::PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
+/// Parameters of every create and replace sluice sends.
+pub fn post_params() -> kube::api::PostParams {
+    kube::api::PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
 /// Finalizer on Rollouts: traffic back to primary and cleanup before deletion.
 pub const FINALIZER: &str = "sluice.dev/cleanup";
 /// Command annotation on a Rollout (`promote`, or `promote@<nonce>`).

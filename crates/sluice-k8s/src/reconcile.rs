@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use serde_json::{Value, json};
@@ -301,7 +301,7 @@ pub async fn write_status(
     new: &RolloutStatus,
 ) -> Result<()> {
     let body = status_patch(old, new)?;
-    let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+    let (params, patch) = (super::names::patch_params(), Patch::Merge(&body));
     retry_on_conflict("write status", || api.patch_status(name, &params, &patch)).await?;
     Ok(())
 }

@@ -121,10 +121,7 @@ impl IstioRouter {
         let vs = virtual_service_object(rollout, plan)?;
         let api = self.api(rollout, &virtual_service_resource())?;
         let name = objects::name(rollout)?;
-        let params = PatchParams {
-            field_manager: Some(names::FIELD_MANAGER.into()),
-            ..Default::default()
-        };
+        let params = names::patch_params();
         let patch = Patch::Merge(json!({"spec": vs["spec"]}));
         ignore_not_found(api.patch(name, &params, &patch).await)?;
         self.live.set_plan(&rollout.key(), plan.clone());

@@ -5,7 +5,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::objects::{self, deployment_ready};
@@ -95,7 +95,7 @@ impl KubeWorkloads {
         let apex = objects::apex_service(rollout, &target)?;
         let apex_name = apex.metadata.name.clone().unwrap_or_default();
         if services.get_opt(&apex_name).await?.is_none() {
-            match services.create(&PostParams::default(), &apex).await {
+            match services.create(&super::names::post_params(), &apex).await {
                 Ok(_) => {}
                 // Someone created it between our read and our create: theirs wins.
                 Err(kube::Error::Api(s)) if s.is_already_exists() => {}
@@ -109,7 +109,7 @@ impl KubeWorkloads {
         let name = objects::target_name(rollout)?;
         let api = self.deployments(rollout)?;
         let body = json!({"spec": {"replicas": replicas}});
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let (params, patch) = (super::names::patch_params(), Patch::Merge(&body));
         retry_on_conflict("scale target", || api.patch(name, &params, &patch)).await?;
         Ok(())
     }
@@ -192,7 +192,7 @@ impl KubeWorkloads {
             {"op": "replace", "path": "/spec/template", "value": stable},
         ]))
         .map_err(|e| Error::Invalid(format!("template patch: {e}")))?;
-        api.patch(name, &PatchParams::default(), &Patch::<()>::Json(ops))
+        api.patch(name, &super::names::patch_params(), &Patch::<()>::Json(ops))
             .await?;
         tracing::info!(rollout = %rollout.key(), "deleting: target restored to the stable template");
         Ok(())
@@ -214,7 +214,7 @@ impl KubeWorkloads {
             if ours && let Ok(target) = self.target(rollout).await {
                 let patch = json!({"spec": {"selector": objects::target_selector(&target)?}});
                 services
-                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(name, &super::names::patch_params(), &Patch::Merge(&patch))
                     .await?;
             }
         }

@@ -942,3 +942,45 @@ async fn deleting_a_rollout_that_never_ran_creates_no_routing() {
     );
     h.assert_rbac_covers_requests();
 }
+
+#[tokio::test]
+async fn every_write_names_sluice_as_its_field_manager() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    for _ in 0..4 {
+        h.ok().await;
+        h.api.roll_out_deployments();
+        h.advance(70);
+    }
+    h.edit_rollout(|r| r["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:05:00Z"));
+    for _ in 0..10 {
+        if h.rollout().is_none() {
+            break;
+        }
+        let _ = h.reconcile().await;
+        h.api.roll_out_deployments();
+    }
+    assert!(h.rollout().is_none(), "cleanup finished");
+    let writes: Vec<_> = h
+        .api
+        .log()
+        .into_iter()
+        .filter(|l| !matches!(l.verb.as_str(), "get" | "list" | "watch" | "delete"))
+        // kube-runtime's own writes: its event recorder and its finalizer helper.
+        .filter(|l| l.group != "events.k8s.io")
+        .filter(|l| {
+            !(l.resource == "rollouts" && l.content_type.starts_with("application/json-patch"))
+        })
+        .collect();
+    assert!(writes.len() > 10, "the lifecycle wrote: {}", writes.len());
+    for w in writes {
+        assert!(
+            w.query.split('&').any(|kv| kv == "fieldManager=sluice"),
+            "{} {}?{} has no fieldManager=sluice",
+            w.method,
+            w.path,
+            w.query
+        );
+    }
+}
