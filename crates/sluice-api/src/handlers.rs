@@ -78,7 +78,9 @@ pub struct CommandState {
 }
 
 impl From<RolloutView> for RolloutResponse {
-    fn from(view: RolloutView) -> Self {
+    /// Every rollout the API answers goes through here: credentials in URLs are masked.
+    fn from(mut view: RolloutView) -> Self {
+        view.spec = view.spec.redacted();
         let commands = Command::ALL
             .into_iter()
             .map(|c| {

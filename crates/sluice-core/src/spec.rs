@@ -764,6 +764,36 @@ pub mod plain {
     }
 }
 
+/// `url` with any credentials in it (`user:password@`) replaced by `***`, for every output a
+/// person or another program reads (API, UI, CLI, logs). Only the authority's userinfo is
+/// touched; a string that is not a URL is returned as it is unless it carries `…://x@`.
+pub fn redact_url_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+impl RolloutSpec {
+    /// The spec as it may be shown: credentials in the Prometheus address and webhook URLs
+    /// masked (the spec itself keeps them; queries and calls use the real values).
+    pub fn redacted(&self) -> RolloutSpec {
+        let mut spec = self.clone();
+        if let Some(p) = spec.analysis.provider.as_mut() {
+            p.prometheus.address = redact_url_credentials(&p.prometheus.address);
+        }
+        for w in &mut spec.webhooks {
+            w.url = redact_url_credentials(&w.url);
+        }
+        spec
+    }
+}
+
 impl Rollout {
     /// `namespace/name`, with `default` for objects without a namespace (standalone files).
     pub fn key(&self) -> String {
@@ -778,6 +808,47 @@ impl Rollout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_masked_and_nothing_else_changes() {
+        for (url, shown) in [
+            (
+                "http://user:s3cret@prom:9090/x?q=1",
+                "http://***@prom:9090/x?q=1",
+            ),
+            (
+                "https://s3cret@hooks.example/a@b",
+                "https://***@hooks.example/a@b",
+            ),
+            ("http://u:p@ss@host", "http://***@host"),
+            (
+                "http://prometheus.istio-system:9090",
+                "http://prometheus.istio-system:9090",
+            ),
+            (
+                "http://host/path@not-userinfo",
+                "http://host/path@not-userinfo",
+            ),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url_credentials(url), shown, "{url}");
+        }
+        let spec: RolloutSpec = serde_yaml::from_str(
+            "service: {port: 80}\nstrategy: {canary: {steps: [10]}}\nanalysis:\n  provider: \
+             {prometheus: {address: 'http://u:pw@prom:9090'}}\nwebhooks:\n  - {name: g, type: \
+             confirm-rollout, url: 'https://tok@hooks/x'}\n",
+        )
+        .expect("spec");
+        let shown = serde_json::to_string(&spec.redacted()).expect("json");
+        assert!(!shown.contains("pw") && !shown.contains("tok@"), "{shown}");
+        assert!(shown.contains("http://***@prom:9090") && shown.contains("https://***@hooks/x"));
+        assert!(
+            serde_json::to_string(&spec)
+                .expect("json")
+                .contains("u:pw@"),
+            "spec kept"
+        );
+    }
 
     /// Every reason as the API and the CRD send it (camelCase). The `match` makes a new
     /// variant a compile error here until it is listed.

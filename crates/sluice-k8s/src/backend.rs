@@ -38,7 +38,8 @@ pub fn rollout_view(r: Rollout, traffic: Option<sluice_core::traffic::TrafficPla
             .collect(),
         traffic,
         status: r.status.clone().unwrap_or_default(),
-        spec: r.spec,
+        // Shown by the API, the UI and `sluice status`: never with credentials in URLs.
+        spec: r.spec.redacted(),
     }
 }
 

@@ -616,3 +616,36 @@ async fn ui_is_served_without_external_resources() {
         );
     }
 }
+
+#[tokio::test]
+async fn credentials_in_urls_never_leave_the_api() {
+    let b = MemoryBackend::new(64);
+    let mut r = sluice_testkit::web::rollout("shop", "checkout", false, "1s");
+    r.spec.analysis.provider = Some(
+        serde_json::from_value(serde_json::json!(
+            {"prometheus": {"address": "http://reader:hunter2@prom:9090"}}
+        ))
+        .unwrap(),
+    );
+    b.insert(r, "v1");
+    let app = app(&b);
+    for uri in [
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/shop/checkout",
+        "/api/v1/rollouts/shop/checkout/events",
+    ] {
+        let (st, body) = call(&app, Method::GET, uri, None, "").await;
+        assert_eq!(st, StatusCode::OK, "{uri}");
+        let text = body.to_string();
+        assert!(
+            !text.contains("hunter2"),
+            "{uri} leaked the password: {text}"
+        );
+        if uri.ends_with("checkout") {
+            assert_eq!(
+                body["spec"]["analysis"]["provider"]["prometheus"]["address"],
+                "http://***@prom:9090"
+            );
+        }
+    }
+}
