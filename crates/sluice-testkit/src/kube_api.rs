@@ -499,3 +499,38 @@ impl tower::Service<Request<Body>> for FakeApi {
         })
     }
 }
+
+/// The Bookinfo `reviews` world the controller and `sluice --kube` tests start from.
+pub mod fixtures {
+    use serde_json::{Value, json};
+
+    /// The user's Deployment `reviews` in `ns`, running `image`.
+    pub fn reviews_deployment(ns: &str, image: &str, replicas: i64) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "reviews", "namespace": ns},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "reviews"}},
+                "template": {
+                    "metadata": {"labels": {"app": "reviews"}},
+                    "spec": {"containers": [{"name": "reviews", "image": image, "ports": [{"containerPort": 9080}]}]}
+                }
+            }
+        })
+    }
+
+    /// A canary Rollout (10% then 50%, one failure rolls back) targeting `reviews`.
+    pub fn reviews_rollout(ns: &str) -> Value {
+        json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "reviews", "namespace": ns},
+            "spec": {
+                "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews"},
+                "service": {"port": 9080},
+                "strategy": {"canary": {"steps": [10, 50]}},
+                "analysis": {"interval": "1m", "failureLimit": 1}
+            }
+        })
+    }
+}

@@ -11,7 +11,7 @@ use sluice_k8s::api_calls;
 use sluice_k8s::reconcile::{Context, reconcile};
 use sluice_k8s::recorder::Live;
 use sluice_testkit::fakes::{FakeAnalyzer, NoWebhooks};
-use sluice_testkit::kube_api::FakeApi;
+use sluice_testkit::kube_api::{FakeApi, fixtures};
 
 const NS: &str = "bookinfo";
 
@@ -23,31 +23,11 @@ struct Harness {
 }
 
 fn deployment(image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "reviews", "namespace": NS},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "reviews"}},
-            "template": {
-                "metadata": {"labels": {"app": "reviews"}},
-                "spec": {"containers": [{"name": "reviews", "image": image, "ports": [{"containerPort": 9080}]}]}
-            }
-        }
-    })
+    fixtures::reviews_deployment(NS, image, replicas)
 }
 
 fn rollout() -> Value {
-    json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "reviews", "namespace": NS},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews"},
-            "service": {"port": 9080},
-            "strategy": {"canary": {"steps": [10, 50]}},
-            "analysis": {"interval": "1m", "failureLimit": 1}
-        }
-    })
+    fixtures::reviews_rollout(NS)
 }
 
 impl Harness {

@@ -21,19 +21,11 @@ use sluice_core::spec::{Phase, Reason, Rollout, RolloutStatus, Verdict};
 use sluice_k8s::reconcile::{Context, reconcile};
 use sluice_k8s::recorder::Live;
 use sluice_testkit::fakes::{FakeAnalyzer, NoWebhooks};
-use sluice_testkit::kube_api::FakeApi;
+use sluice_testkit::kube_api::{FakeApi, fixtures};
 
 const NS: &str = "bookinfo";
 
-/// The documented exit codes (docs/ci.md), spelled out: the numbers are the contract.
-mod exit {
-    pub const OK: u8 = 0;
-    pub const ROLLED_BACK: u8 = 2;
-    pub const ABORTED: u8 = 3;
-    pub const TIMEOUT: u8 = 4;
-    pub const UNREACHABLE: u8 = 5;
-    pub const REFUSED: u8 = 7;
-}
+use crate::exit;
 
 /// The fake API server on a socket, a kubeconfig for it, and the controller's reconcile.
 struct Cluster {
@@ -88,31 +80,11 @@ fn kubeconfig(server: &str) -> String {
 }
 
 fn rollout() -> Value {
-    json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": "reviews", "namespace": NS},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reviews"},
-            "service": {"port": 9080},
-            "strategy": {"canary": {"steps": [10, 50]}},
-            "analysis": {"interval": "1m", "failureLimit": 1}
-        }
-    })
+    fixtures::reviews_rollout(NS)
 }
 
 fn deployment(image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "reviews", "namespace": NS},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "reviews"}},
-            "template": {
-                "metadata": {"labels": {"app": "reviews"}},
-                "spec": {"containers": [{"name": "reviews", "image": image}]}
-            }
-        }
-    })
+    fixtures::reviews_deployment(NS, image, 2)
 }
 
 struct Run {

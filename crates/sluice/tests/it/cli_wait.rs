@@ -12,17 +12,7 @@ use sluice_api::{ApiState, router};
 use sluice_testkit::memory::{Health, MemoryBackend};
 use sluice_testkit::web::{TOKEN, canary};
 
-/// The documented exit codes (docs/ci.md): the numbers are the contract, so they are spelled
-/// out here rather than imported.
-mod exit {
-    pub const OK: u8 = 0;
-    pub const ROLLED_BACK: u8 = 2;
-    pub const ABORTED: u8 = 3;
-    pub const TIMEOUT: u8 = 4;
-    pub const UNREACHABLE: u8 = 5;
-    pub const REFUSED: u8 = 7;
-    pub const USAGE: u8 = 64;
-}
+use crate::exit;
 
 struct Server {
     url: String,
