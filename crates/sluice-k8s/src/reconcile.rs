@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::recorder::{KubeRecorder, Live};
 use super::router::IstioRouter;
 use super::workloads::KubeWorkloads;
-use super::{Error, Result, commands, names, objects, retry_on_conflict};
+use super::{Error, ObjectError, Result, commands, names, objects, retry_on_conflict};
 use sluice_core::engine::Event;
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, Webhooks};
 use sluice_core::spec::{Condition, Phase, Rollout, RolloutStatus};
@@ -176,10 +176,6 @@ async fn refuse_invalid_spec(
     ctx: &Context,
     problems: &[String],
 ) -> Result<Action> {
-    let name = objects::name(rollout)?;
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
-    let old = rollout.status.clone().unwrap_or_default();
-    let now = ctx.clock.now();
     let more = match problems.len() {
         0 | 1 => String::new(),
         n => format!(" (and {} more)", n - 1),
@@ -188,15 +184,83 @@ async fn refuse_invalid_spec(
         "invalid spec: {}{more}",
         problems.first().map_or("", String::as_str)
     );
+    report_blocked(rollout, ctx, names::INVALID_SPEC, &message).await?;
+    tracing::warn!(rollout = %rollout.key(), problems = ?problems, "invalid spec: not acting on it");
+    Ok(Action::await_change())
+}
+
+/// What stops a rollout before any decision, as the condition reason and message a user reads
+/// in `kubectl describe rollout`; `None` for errors that are not about this Rollout's world
+/// (a conflict, a timeout: retried without a word).
+fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> {
+    match (e, step) {
+        (Error::NotFound(what), SetupStep::Workloads) => Some((
+            "TargetNotFound",
+            format!("{what}; create it or fix spec.targetRef"),
+        )),
+        (Error::Object(ObjectError::NoSelector(d)), _) => Some((
+            "UnsupportedSelector",
+            format!(
+                "target Deployment {d} selects its pods with matchExpressions only; sluice needs \
+                 spec.selector.matchLabels"
+            ),
+        )),
+        (Error::Kube(kube::Error::Api(s)), SetupStep::Istio) if s.code == 404 => Some((
+            "IstioAPIMissing",
+            format!(
+                "networking.istio.io/v1 destinationrules/virtualservices not served by this \
+                 cluster (Istio >= 1.22 installs them): {}",
+                s.message
+            ),
+        )),
+        (Error::Kube(kube::Error::Api(s)), step) if s.code == 403 => Some((
+            "Forbidden",
+            format!(
+                "{}: {} (check the ClusterRole in deploy/rbac)",
+                step.what(),
+                s.message
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The setup steps before the engine runs, for naming what failed.
+#[derive(Clone, Copy, Debug)]
+enum SetupStep {
+    Workloads,
+    Istio,
+}
+
+impl SetupStep {
+    fn what(self) -> &'static str {
+        match self {
+            SetupStep::Workloads => "creating <name>-primary and its Services",
+            SetupStep::Istio => "applying the DestinationRules",
+        }
+    }
+}
+
+/// Writes `Ready=False` with `reason` and `message` (also `status.message`) and sends one
+/// Warning Event per distinct cause: not again while the same message stands for the same
+/// generation. Nothing else in the status changes (traffic stays as it is).
+async fn report_blocked(
+    rollout: &Rollout,
+    ctx: &Context,
+    reason: &str,
+    message: &str,
+) -> Result<()> {
+    let name = objects::name(rollout)?;
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
+    let old = rollout.status.clone().unwrap_or_default();
+    let now = ctx.clock.now();
     let already_told = old.observed_generation == rollout.metadata.generation
         && old.conditions.iter().any(|c| {
-            c.kind == names::READY_CONDITION
-                && c.reason == names::INVALID_SPEC
-                && c.message == message
+            c.kind == names::READY_CONDITION && c.reason == reason && c.message == message
         });
     let mut status = old.clone();
     status.observed_generation = rollout.metadata.generation;
-    status.message = Some(message.clone());
+    status.message = Some(message.to_string());
     let since = old
         .conditions
         .iter()
@@ -208,8 +272,8 @@ async fn refuse_invalid_spec(
     status.conditions.push(Condition {
         kind: names::READY_CONDITION.into(),
         status: "False".into(),
-        reason: names::INVALID_SPEC.into(),
-        message: message.clone(),
+        reason: reason.into(),
+        message: message.to_string(),
         last_transition_time: since,
     });
     if status != old {
@@ -218,14 +282,29 @@ async fn refuse_invalid_spec(
     }
     if !already_told {
         let ev = Event {
-            reason: names::INVALID_SPEC.into(),
-            message,
+            reason: reason.into(),
+            message: message.to_string(),
             warning: true,
         };
         ctx.recorder.event(rollout, &status, &ev).await;
     }
-    tracing::warn!(rollout = %rollout.key(), problems = ?problems, "invalid spec: not acting on it");
-    Ok(Action::await_change())
+    Ok(())
+}
+
+/// Runs a setup step; an error that blocks the rollout is also written where the user looks.
+async fn setup<T>(
+    rollout: &Rollout,
+    ctx: &Context,
+    step: SetupStep,
+    result: Result<T>,
+) -> Result<T> {
+    if let Err(e) = &result
+        && let Some((reason, message)) = blocking_cause(e, step)
+    {
+        tracing::warn!(rollout = %rollout.key(), %reason, %message, "blocked");
+        report_blocked(rollout, ctx, reason, &message).await?;
+    }
+    result
 }
 
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
@@ -233,8 +312,20 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     if !problems.is_empty() {
         return refuse_invalid_spec(rollout, ctx, &problems).await;
     }
-    ctx.workloads.ensure(rollout).await?;
-    ctx.router.ensure(rollout).await?;
+    setup(
+        rollout,
+        ctx,
+        SetupStep::Workloads,
+        ctx.workloads.ensure(rollout).await,
+    )
+    .await?;
+    setup(
+        rollout,
+        ctx,
+        SetupStep::Istio,
+        ctx.router.ensure(rollout).await,
+    )
+    .await?;
 
     let name = objects::name(rollout)?;
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);

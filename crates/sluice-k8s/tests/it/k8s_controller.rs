@@ -725,9 +725,68 @@ async fn a_missing_target_is_an_error_that_names_it() {
     h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
         r["spec"]["targetRef"]["name"] = json!("reviewz");
     });
-    let err = h.reconcile().await.expect_err("no target");
-    assert!(err.to_string().contains("bookinfo/reviewz"), "{err}");
+    for _ in 0..3 {
+        let err = h.reconcile().await.expect_err("no target");
+        assert!(err.to_string().contains("bookinfo/reviewz"), "{err}");
+    }
     assert!(h.deployment("reviews-primary").is_none(), "nothing created");
+    // Where the user looks: the condition, the message, one Event (not one per retry).
+    let ready = h.ready_condition().expect("Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "TargetNotFound")
+    );
+    assert!(
+        ready.message.contains("bookinfo/reviewz"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(h.events_with_reason("TargetNotFound"), 1);
+    // The Deployment appears: the rollout starts and the condition goes.
+    let mut d = deployment("reviews:v1", 2);
+    d["metadata"]["name"] = json!("reviewz");
+    h.api.seed("apps", "deployments", d);
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert!(h.ready_condition().is_none(), "{:?}", h.status().conditions);
+    assert!(
+        h.deployment("reviews-primary").is_some(),
+        "the primary is made from reviewz"
+    );
+}
+
+#[tokio::test]
+async fn a_target_selected_only_by_match_expressions_is_reported() {
+    let h = Harness::new();
+    h.ok().await; // finalizer
+    h.api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["selector"] = json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["reviews"]}]});
+    });
+    assert!(h.reconcile().await.is_err());
+    let ready = h.ready_condition().expect("Ready condition");
+    assert_eq!(ready.reason, "UnsupportedSelector");
+    assert!(ready.message.contains("matchLabels"), "{}", ready.message);
+    assert_eq!(h.events_with_reason("UnsupportedSelector"), 1);
+}
+
+#[tokio::test]
+async fn a_cluster_without_istio_networking_v1_is_reported_by_name() {
+    let h = Harness::new();
+    h.ok().await; // finalizer
+    h.api
+        .inject(Method::PATCH, "/destinationrules/reviews-primary", 404, 100);
+    for _ in 0..2 {
+        assert!(h.reconcile().await.is_err());
+    }
+    let ready = h.ready_condition().expect("Ready condition");
+    assert_eq!(ready.reason, "IstioAPIMissing");
+    assert!(
+        ready.message.contains("networking.istio.io/v1"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(h.events_with_reason("IstioAPIMissing"), 1);
+    h.assert_rbac_covers_requests();
 }
 
 #[tokio::test]
@@ -762,6 +821,16 @@ impl Harness {
             .conditions
             .into_iter()
             .find(|c| c.kind == "Ready")
+    }
+
+    /// Warning Events with `reason` sent (created, or repeated as a series patch).
+    fn events_with_reason(&self, reason: &str) -> usize {
+        self.api
+            .log()
+            .into_iter()
+            .filter(|l| l.group == "events.k8s.io" && (l.verb == "create" || l.verb == "patch"))
+            .filter(|l| l.body["reason"] == reason)
+            .count()
     }
 
     /// InvalidSpec Events sent: the first is created, repeats within kube's series window are
