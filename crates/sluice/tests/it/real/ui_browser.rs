@@ -212,9 +212,10 @@ async fn promote_at_the_manual_gate_updates_the_page_live() {
     })
     .await;
     assert_eq!(gate.phase, Phase::Paused);
-    // 10 s per iteration: its dark phase (checked near the end) must outlast the walk through
-    // the other pages even on a loaded machine (2 s made it finish first under load).
-    backend.insert(dark_launch("shop", "checkout", "10s"), "2024.11.1");
+    // 30 s per iteration: its dark phase (checked near the end) must outlast the walk through
+    // the other pages even on a loaded machine (2 s, then 10 s, made it finish first under
+    // load). Nothing here needs it to move on.
+    backend.insert(dark_launch("shop", "checkout", "30s"), "2024.11.1");
     backend.deploy("shop", "checkout", "2024.11.2");
     let _ticker = backend.spawn_ticker(Duration::from_millis(200));
 
