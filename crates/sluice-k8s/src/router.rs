@@ -65,6 +65,14 @@ pub fn virtual_service_object(rollout: &Rollout, plan: &TrafficPlan) -> Result<V
     owned(rollout, istio::virtual_service(rollout, plan))
 }
 
+/// [`virtual_service_object`] for a plan that keeps the invariants (weights add up to 100, ...);
+/// a broken plan is refused before anything is sent.
+fn checked_virtual_service(rollout: &Rollout, plan: &TrafficPlan) -> Result<Value> {
+    plan.check()
+        .map_err(|e| Error::Invalid(format!("refusing to apply an invalid plan: {e}")))?;
+    virtual_service_object(rollout, plan)
+}
+
 /// The DestinationRules the controller applies.
 pub fn destination_rule_objects(rollout: &Rollout) -> Result<Vec<Value>> {
     istio::destination_rules(rollout)
@@ -103,9 +111,7 @@ impl IstioRouter {
     }
 
     pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
-        plan.check()
-            .map_err(|e| Error::Invalid(format!("refusing to apply an invalid plan: {e}")))?;
-        let vs = virtual_service_object(rollout, plan)?;
+        let vs = checked_virtual_service(rollout, plan)?;
         self.apply_object(rollout, &virtual_service_resource(), vs)
             .await?;
         self.live.set_plan(&rollout.key(), plan.clone());
@@ -116,9 +122,7 @@ impl IstioRouter {
     /// a missing object is a 404 (ignored), where a server-side apply would create one pointing
     /// at hosts that may never have existed or are about to go.
     pub async fn apply_plan_if_present(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
-        plan.check()
-            .map_err(|e| Error::Invalid(format!("refusing to apply an invalid plan: {e}")))?;
-        let vs = virtual_service_object(rollout, plan)?;
+        let vs = checked_virtual_service(rollout, plan)?;
         let api = self.api(rollout, &virtual_service_resource())?;
         let name = objects::name(rollout)?;
         let params = names::patch_params();
