@@ -94,10 +94,13 @@ impl Harness {
             .expect("replicas")
     }
 
-    fn virtual_service(&self) -> Value {
+    fn virtual_service_opt(&self) -> Option<Value> {
         self.api
             .get("networking.istio.io", "virtualservices", NS, "reviews")
-            .expect("VirtualService exists")
+    }
+
+    fn virtual_service(&self) -> Value {
+        self.virtual_service_opt().expect("VirtualService exists")
     }
 
     /// Weight of `host` in the VirtualService's default (last) route.
@@ -452,11 +455,7 @@ async fn deletion_runs_the_finalizer() {
     );
     assert!(h.rollout().is_none(), "finalizer removed, object gone");
     assert!(h.deployment("reviews-primary").is_none());
-    assert!(
-        h.api
-            .get("networking.istio.io", "virtualservices", NS, "reviews")
-            .is_none()
-    );
+    assert!(h.virtual_service_opt().is_none());
     assert!(
         h.api
             .get(
@@ -869,9 +868,7 @@ async fn an_invalid_spec_is_refused_with_its_field_path_and_nothing_is_created()
         "no primary for an invalid spec"
     );
     assert!(
-        h.api
-            .get("networking.istio.io", "virtualservices", NS, "reviews")
-            .is_none(),
+        h.virtual_service_opt().is_none(),
         "no routing for an invalid spec"
     );
     assert_eq!(h.replicas("reviews"), 2, "the user's Deployment untouched");
@@ -968,9 +965,7 @@ async fn a_stale_copy_of_a_deleted_rollout_changes_nothing() {
         "no request after the finalizer is gone: {writes:?}"
     );
     assert!(
-        h.api
-            .get("networking.istio.io", "virtualservices", NS, "reviews")
-            .is_none(),
+        h.virtual_service_opt().is_none(),
         "the VirtualService is not re-created"
     );
     assert_eq!(finalized(&h), 0, "Finalized is not sent again");
@@ -984,9 +979,7 @@ async fn deleting_a_rollout_that_never_ran_creates_no_routing() {
     h.ok().await;
     assert!(h.rollout().is_none());
     assert!(
-        h.api
-            .get("networking.istio.io", "virtualservices", NS, "reviews")
-            .is_none(),
+        h.virtual_service_opt().is_none(),
         "no VirtualService pointing at a primary that never existed"
     );
     h.assert_rbac_covers_requests();
