@@ -831,17 +831,6 @@ impl Harness {
             .filter(|l| l.body["reason"] == reason)
             .count()
     }
-
-    /// InvalidSpec Events sent: the first is created, repeats within kube's series window are
-    /// patches of it (the series count `kubectl describe` shows as `(x2)`).
-    fn invalid_spec_events(&self) -> usize {
-        self.api
-            .log()
-            .into_iter()
-            .filter(|l| l.group == "events.k8s.io" && (l.verb == "create" || l.verb == "patch"))
-            .filter(|l| l.body["reason"] == "InvalidSpec")
-            .count()
-    }
 }
 
 #[tokio::test]
@@ -873,7 +862,7 @@ async fn an_invalid_spec_is_refused_with_its_field_path_and_nothing_is_created()
     );
     assert_eq!(h.replicas("reviews"), 2, "the user's Deployment untouched");
     assert_eq!(
-        h.invalid_spec_events(),
+        h.events_with_reason("InvalidSpec"),
         1,
         "one Warning Event per generation, not per retry"
     );
@@ -883,7 +872,7 @@ async fn an_invalid_spec_is_refused_with_its_field_path_and_nothing_is_created()
     h.edit_rollout(|r| r["spec"]["strategy"]["canary"]["steps"] = json!([50, 150]));
     h.ok().await;
     h.ok().await;
-    assert_eq!(h.invalid_spec_events(), 2);
+    assert_eq!(h.events_with_reason("InvalidSpec"), 2);
     assert!(
         h.ready_condition()
             .expect("Ready")
@@ -924,7 +913,7 @@ async fn an_invalid_edit_mid_rollout_leaves_traffic_where_it_is() {
     let st = h.status();
     assert_eq!(st.phase, phase_before);
     assert_eq!(h.ready_condition().expect("Ready").reason, "InvalidSpec");
-    assert_eq!(h.invalid_spec_events(), 1);
+    assert_eq!(h.events_with_reason("InvalidSpec"), 1);
 }
 
 #[tokio::test]
