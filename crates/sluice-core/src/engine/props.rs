@@ -12,7 +12,10 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::tests::{ab_spec, canary_spec, dark_spec, report, step_weight_spec, webhook};
+use super::tests::{
+    ab_spec, canary_spec, dark_spec, report, stages, step, step_weight_spec, webhook,
+};
+// `step` and `stages` from the tests shadow the engine's: they take the spec and run its plan.
 use super::*;
 use crate::spec::{Reason, RolloutSpec, Schedule, Verdict};
 
@@ -68,8 +71,8 @@ fn schedule() -> impl Strategy<Value = Option<Schedule>> {
 fn spec() -> impl Strategy<Value = RolloutSpec> {
     (
         strategy_spec(),
-        0u32..=3,
-        0u32..=3,
+        1u32..=3,
+        1u32..=3,
         any::<bool>(),
         proptest::sample::subsequence(GATES.to_vec(), 0..=4),
         schedule(),

@@ -353,7 +353,7 @@ fn example_rollouts_are_valid_objects() {
 #[test]
 fn generated_istio_objects_are_valid_objects() {
     let r = &sluice_testkit::files::load(&root().join("rollouts/reviews-canary.yaml"))[0];
-    let plan = &sluice_core::plan::steps(r)[1].traffic;
+    let plan = &sluice_core::plan::steps(&sluice_testkit::plan_of(r))[1].traffic;
     let mut objs = vec![sluice_k8s::istio::virtual_service(r, plan)];
     objs.extend(sluice_k8s::istio::destination_rules(r));
     let p = problems(&objs);
