@@ -19,6 +19,8 @@
 
 pub mod backend;
 pub mod clock;
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod duration;
 pub mod engine;
 pub mod exec;
