@@ -48,6 +48,10 @@ pub struct AnalysisPlan {
     pub failure_limit: NonZeroU32,
     /// Inconclusive checks in a row before the rollout pauses.
     pub inconclusive_limit: NonZeroU32,
+    /// The spec declares checks (metrics or `rollout` webhooks). Then a report without any
+    /// check result is no evidence (Inconclusive); without declared checks an empty report
+    /// passes, each step lasting one interval (`sluice validate` warns about such a spec).
+    pub has_checks: bool,
 }
 
 /// What must happen after the last stage passed before stable takes the new version.
@@ -273,6 +277,8 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
             interval_std: interval?.1,
             failure_limit: failure_limit?,
             inconclusive_limit: inconclusive_limit?,
+            has_checks: !a.metrics.is_empty()
+                || spec.webhooks.iter().any(|w| w.kind == WebhookKind::Rollout),
         },
         schedule,
         promotion: PromotionPlan {

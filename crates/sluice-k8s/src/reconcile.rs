@@ -448,7 +448,7 @@ pub fn conditions(
     let message = new.message.clone().unwrap_or_default();
     let progressing = matches!(
         new.phase,
-        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack
+        Phase::Progressing | Phase::Paused | Phase::Promoting
     );
     let healthy = new.phase != Phase::Failed;
     let mut out = Vec::new();
@@ -490,7 +490,7 @@ pub fn requeue_after(plan: &RolloutPlan, status: &RolloutStatus, now: DateTime<U
         return interval.min(Duration::from_secs(5)).max(floor);
     }
     match status.phase {
-        Phase::Progressing | Phase::Promoting | Phase::RollingBack => status
+        Phase::Progressing | Phase::Promoting => status
             .next_analysis_at
             .and_then(|t| (t - now).to_std().ok())
             .unwrap_or(interval)

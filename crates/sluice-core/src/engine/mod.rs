@@ -327,9 +327,6 @@ impl Engine<'_> {
             Phase::Progressing => self.progress(),
             Phase::Paused => self.paused(),
             Phase::Promoting => self.promoting(),
-            // RollingBack is transient inside `rollback`; recover to Failed if a status was
-            // ever persisted in it.
-            Phase::RollingBack => self.rollback(Reason::Aborted, "rollback resumed".into()),
             Phase::Idle | Phase::Succeeded | Phase::Failed => {}
         }
     }
@@ -610,7 +607,14 @@ impl Engine<'_> {
         self.s.last_verdicts = report.checks.clone();
         self.s.next_analysis_at = Some(report.at + self.interval());
         let a = &self.plan.analysis;
-        let verdict = report.verdict();
+        // A report with no results at all, for a rollout that declares checks, says nothing
+        // about the canary (an executor lost them): never a pass.
+        let empty = report.checks.is_empty() && a.has_checks;
+        let verdict = if empty {
+            Verdict::Inconclusive
+        } else {
+            report.verdict()
+        };
         match verdict {
             Verdict::Pass => {
                 self.s.passed_checks += 1;
@@ -636,7 +640,11 @@ impl Engine<'_> {
             Verdict::Inconclusive => {
                 // Not a pass, and not a reason to forget earlier failures either.
                 self.s.consecutive_inconclusive += 1;
-                let why = summarize(report, Verdict::Inconclusive);
+                let why = if empty {
+                    "no check results, although the rollout declares checks".to_string()
+                } else {
+                    summarize(report, Verdict::Inconclusive)
+                };
                 if self.s.consecutive_inconclusive >= a.inconclusive_limit.get() {
                     self.transition(
                         Phase::Paused,
@@ -872,7 +880,8 @@ impl Engine<'_> {
         self.effects
             .push(Effect::CallWebhooks(WebhookKind::Rollback));
         self.reset_step();
-        self.s.phase = Phase::RollingBack;
+        // Rollback starts only from a phase in flight, so the transition to Failed is a change
+        // and records `RolledBack` exactly once.
         self.transition(
             Phase::Failed,
             Some(reason),

@@ -686,6 +686,46 @@ fn an_empty_or_stale_report_never_passes() {
     assert_eq!(r.verdict(), Verdict::Fail);
 }
 
+/// An empty report (no check results at all) is decided on purpose: for a rollout that declares
+/// metrics it is no evidence and never passes; for one that declares none, it is what every
+/// report looks like, and the step passes after its interval (`sluice validate` warns).
+#[test]
+fn an_empty_report_passes_only_when_no_checks_are_declared() {
+    let empty = |at| AnalysisReport { at, checks: vec![] };
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.metrics = vec![Metric {
+        name: "success-rate".into(),
+        builtin: Some(BuiltinMetric::RequestSuccessRate),
+        query: None,
+        thresholds: Thresholds {
+            min: Some(99.0),
+            max: None,
+        },
+        min_requests: None,
+        interval: None,
+        compare: None,
+    }];
+    let mut sim = Sim::new(spec);
+    sim.tick();
+    sim.now += Duration::seconds(30);
+    let mut o = sim.obs();
+    o.analysis = Some(empty(sim.now));
+    sim.run(o);
+    assert_eq!((sim.s.step_index, sim.s.passed_checks), (0, 0));
+    assert_eq!(sim.s.consecutive_inconclusive, 1);
+
+    let mut sim = Sim::new(canary_spec(&[10, 50]));
+    sim.tick();
+    sim.now += Duration::seconds(30);
+    let mut o = sim.obs();
+    o.analysis = Some(empty(sim.now));
+    sim.run(o);
+    assert_eq!(
+        sim.s.step_index, 1,
+        "no metrics declared: the empty report passes"
+    );
+}
+
 /// Regression: a report stamped in the future (clock skew, a bug in an executor) used to be
 /// judged and to push the next analysis into the future.
 #[test]

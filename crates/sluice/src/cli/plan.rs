@@ -16,6 +16,11 @@ pub enum Output {
 pub fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     match sluice_core::validate::load_files(files) {
         Ok(rollouts) => {
+            for (file, r) in &rollouts {
+                for w in sluice_core::validate::warnings(r) {
+                    eprintln!("warning: {}: {w}", file.display());
+                }
+            }
             eprintln!("ok: {} rollout(s) valid", rollouts.len());
             ExitCode::SUCCESS
         }
