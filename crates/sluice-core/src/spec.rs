@@ -631,6 +631,11 @@ pub struct RolloutStatus {
     /// `canaryWeight` alone cannot tell: header-matched and mirror-only plans have weight 0.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary_traffic: bool,
+    /// The traffic plan the data plane last confirmed (written after the router applied it):
+    /// what each version gets right now, in both modes and on every controller replica.
+    /// `canaryWeight` is what the engine decided; this is what is served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_traffic: Option<crate::traffic::TrafficPlan>,
     /// Since when the rollout waits without progress (for the canary, or a wait
     /// `progressDeadline.covers`); cleared when it moves on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

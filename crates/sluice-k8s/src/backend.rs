@@ -26,9 +26,11 @@ fn unavailable(e: kube::Error) -> BackendError {
     BackendError::Unavailable(e.to_string())
 }
 
-/// What the API, UI and CLI show of a Rollout read from the cluster. `traffic`: the plan this
-/// process applied, if it knows one (the CLI does not: it shows the status' weights).
-pub fn rollout_view(r: Rollout, traffic: Option<sluice_core::traffic::TrafficPlan>) -> RolloutView {
+/// What the API, UI and CLI show of a Rollout read from the cluster; the traffic split is the
+/// status' `appliedTraffic`.
+pub fn rollout_view(r: Rollout) -> RolloutView {
+    // From the status, which every replica and the CLI read alike (not a replica's memory).
+    let traffic = r.status.as_ref().and_then(|s| s.applied_traffic.clone());
     RolloutView {
         namespace: r.metadata.namespace.clone().unwrap_or_default(),
         name: r.metadata.name.clone().unwrap_or_default(),
@@ -50,8 +52,7 @@ impl KubeBackend {
     }
 
     fn view(&self, r: Rollout) -> RolloutView {
-        let traffic = self.live.plan(&r.key());
-        rollout_view(r, traffic)
+        rollout_view(r)
     }
 
     async fn fetch(&self, namespace: &str, name: &str) -> Result<Rollout, BackendError> {

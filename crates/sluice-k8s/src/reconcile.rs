@@ -376,6 +376,10 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         None => exec::tick(&ctx.executors, rollout, &plan, &old, command, now).await,
     };
     let mut status = out.status;
+    if let Some(plan) = out.applied {
+        // Only after the router confirmed it: the status says what is served.
+        status.applied_traffic = Some(plan);
+    }
     status.observed_generation = rollout.metadata.generation;
     status.conditions = conditions(&old, &status, now, processed);
     // An unchanged status is not written: every write is a watch event that wakes us again.

@@ -227,17 +227,13 @@ impl RolloutClient for KubeClient {
             .list(&ListParams::default())
             .await
             .map_err(|e| self.error(e, namespace.unwrap_or("*"), "*"))?;
-        let mut out: Vec<RolloutView> = list
-            .items
-            .into_iter()
-            .map(|r| rollout_view(r, None))
-            .collect();
+        let mut out: Vec<RolloutView> = list.items.into_iter().map(rollout_view).collect();
         out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Ok(out)
     }
 
     async fn get(&self, ns: &str, name: &str) -> Result<RolloutView, ClientError> {
-        Ok(rollout_view(self.fetch(ns, name).await?, None))
+        Ok(rollout_view(self.fetch(ns, name).await?))
     }
 
     /// `reason` has nowhere to go on the object (the controller does not read one); it is
