@@ -12,8 +12,19 @@
 //!
 //! Failure of an executor never panics and never loses state: the status computed so far is
 //! returned with the error, and the caller persists it.
+//!
+//! ## Preemption
+//! [`tick_interruptible`] takes a future that yields a command arriving meanwhile (`abort`,
+//! `pause`: [`Command::preempts`]). While the tick waits on an analysis or a webhook, that
+//! command cuts it short: the call in flight is dropped (its result would be discarded anyway),
+//! an `AnalysisCancelled` / `WebhookCancelled` event says so, the round's other effects still
+//! run, and the engine steps again at once with the command. A 30 s-slow Prometheus therefore
+//! delays an abort by one poll, not by 30 s.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 
@@ -109,6 +120,29 @@ pub struct TickOutcome {
     pub error: Option<ExecError>,
     /// Traffic plan applied during this tick, if any.
     pub applied: Option<TrafficPlan>,
+    /// A preempting command that interrupted this tick but that the engine did not see (an
+    /// executor failed before it could): the caller queues it again.
+    pub unhandled_command: Option<Command>,
+}
+
+/// What [`tick_interruptible`] races analyses and webhook calls against: resolves with a
+/// command that must not wait for them (see [`Command::preempts`]).
+pub type Interrupt<'a> = Pin<&'a mut (dyn Future<Output = Command> + Send)>;
+
+/// Runs `work` unless `interrupt` resolves first; then `work` is dropped (cancelled).
+async fn race<T>(
+    work: impl Future<Output = T>,
+    interrupt: &mut Interrupt<'_>,
+) -> Result<T, Command> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        // The command first: when both are ready, the person's decision wins.
+        if let Poll::Ready(c) = interrupt.as_mut().poll(cx) {
+            return Poll::Ready(Err(c));
+        }
+        work.as_mut().poll(cx).map(Ok)
+    })
+    .await
 }
 
 /// Rounds of step → execute within one tick. Each round answers one request of the engine
@@ -122,6 +156,20 @@ pub async fn tick(
     status: &RolloutStatus,
     command: Option<Command>,
     now: DateTime<Utc>,
+) -> TickOutcome {
+    tick_interruptible(ex, rollout, status, command, now, None).await
+}
+
+/// [`tick`], cut short by a command from `interrupt` while it waits on an analysis or a
+/// webhook (module docs, Preemption). `interrupt` is polled only during those waits and at most
+/// once to completion.
+pub async fn tick_interruptible(
+    ex: &Executors,
+    rollout: &Rollout,
+    status: &RolloutStatus,
+    command: Option<Command>,
+    now: DateTime<Utc>,
+    mut interrupt: Option<Interrupt<'_>>,
 ) -> TickOutcome {
     let key = rollout.key();
     let mut status = status.clone();
@@ -137,6 +185,7 @@ pub async fn tick(
                     source,
                 }),
                 applied,
+                unhandled_command: None,
             };
         }
     };
@@ -145,7 +194,11 @@ pub async fn tick(
         // Fills the `revision` field of the caller's tick span (no-op without one).
         tracing::Span::current().record("revision", tracing::field::display(rev));
     }
-    for _ in 0..MAX_ROUNDS {
+    // A preempting command that arrived during this round, for the next one.
+    let mut preempted: Option<Command> = None;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
         let (next, effects) = engine::step(&rollout.spec, &status, &obs, now);
         // Answers are consumed by the step that saw them.
         obs.command = None;
@@ -154,6 +207,11 @@ pub async fn tick(
         let mut again = false;
         let mut error = None;
         for effect in &effects {
+            let blocking = matches!(effect, Effect::RunAnalysis | Effect::CallWebhooks(_));
+            if blocking && preempted.is_some() {
+                // The command already decided; waiting on this call would only delay it.
+                continue;
+            }
             let result: Result<(), (&'static str, BoxError)> = match effect {
                 Effect::ApplyTraffic(plan) => match ex.router.apply(rollout, plan).await {
                     Ok(()) => {
@@ -163,20 +221,41 @@ pub async fn tick(
                     Err(e) => Err(("apply traffic", e)),
                 },
                 Effect::RunAnalysis => {
-                    let mut checks = ex.analyzer.analyze(rollout, now).await;
-                    checks.extend(ex.webhooks.checks(rollout, &next, now).await);
-                    let report = AnalysisReport { at: now, checks };
-                    ex.recorder.analysis(rollout, &report).await;
-                    obs.analysis = Some(report);
-                    again = true;
+                    let run = async {
+                        let mut checks = ex.analyzer.analyze(rollout, now).await;
+                        checks.extend(ex.webhooks.checks(rollout, &next, now).await);
+                        checks
+                    };
+                    match interruptible(run, &mut interrupt).await {
+                        Ok(checks) => {
+                            let report = AnalysisReport { at: now, checks };
+                            ex.recorder.analysis(rollout, &report).await;
+                            obs.analysis = Some(report);
+                            again = true;
+                        }
+                        Err(c) => {
+                            preempted = Some(c);
+                            let ev = cancelled("AnalysisCancelled", "the analysis", c);
+                            ex.recorder.event(rollout, &next, &ev).await;
+                        }
+                    }
                     Ok(())
                 }
                 Effect::CallWebhooks(kind) => {
-                    if let Some(answer) = ex.webhooks.call(rollout, &next, *kind).await
-                        && kind.is_gate()
+                    match interruptible(ex.webhooks.call(rollout, &next, *kind), &mut interrupt)
+                        .await
                     {
-                        obs.webhooks.push(answer);
-                        again = true;
+                        Ok(Some(answer)) if kind.is_gate() => {
+                            obs.webhooks.push(answer);
+                            again = true;
+                        }
+                        Ok(_) => {}
+                        Err(c) => {
+                            preempted = Some(c);
+                            let what = format!("the {} webhooks", kind.as_str());
+                            let ev = cancelled("WebhookCancelled", &what, c);
+                            ex.recorder.event(rollout, &next, &ev).await;
+                        }
                     }
                     Ok(())
                 }
@@ -221,10 +300,17 @@ pub async fn tick(
                 status,
                 error: Some(error),
                 applied,
+                unhandled_command: preempted,
             };
         }
         status = next;
-        if !again {
+        if let Some(c) = preempted.take() {
+            // The engine steps again from what was carried out, now with the command.
+            obs.command = Some(c);
+            again = true;
+        }
+        // One round more than usual at most: a preemption arrives once per tick.
+        if !again || (rounds >= MAX_ROUNDS && obs.command.is_none()) {
             break;
         }
         // Promotion and scaling change what runs: observe again before the next round.
@@ -232,9 +318,11 @@ pub async fn tick(
             Ok(fresh) => {
                 let analysis = obs.analysis.take();
                 let webhooks = std::mem::take(&mut obs.webhooks);
+                let command = obs.command.take();
                 obs = fresh;
                 obs.analysis = analysis;
                 obs.webhooks = webhooks;
+                obs.command = command;
             }
             Err(source) => {
                 return TickOutcome {
@@ -245,6 +333,7 @@ pub async fn tick(
                         source,
                     }),
                     applied,
+                    unhandled_command: obs.command,
                 };
             }
         }
@@ -253,5 +342,32 @@ pub async fn tick(
         status,
         error: None,
         applied,
+        unhandled_command: None,
+    }
+}
+
+/// `work`, raced against the interrupt while there is one that has not fired yet.
+async fn interruptible<T>(
+    work: impl Future<Output = T>,
+    interrupt: &mut Option<Interrupt<'_>>,
+) -> Result<T, Command> {
+    match interrupt {
+        Some(i) => {
+            let out = race(work, i).await;
+            if out.is_err() {
+                // A future is not polled again after it completed.
+                *interrupt = None;
+            }
+            out
+        }
+        None => Ok(work.await),
+    }
+}
+
+fn cancelled(reason: &str, what: &str, command: Command) -> Event {
+    Event {
+        reason: reason.into(),
+        message: format!("{command} arrived while {what} ran: cancelled, its result discarded"),
+        warning: false,
     }
 }

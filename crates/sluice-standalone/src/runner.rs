@@ -4,7 +4,9 @@
 //! A rollout's task loops: read its current spec → [`exec::tick`] → write status, stable
 //! pointer, applied plan and the tick's history in one store transaction → broadcast what
 //! changed → sleep `min(analysis.interval, 1s)`, or less when a command arrives (commands
-//! trigger an immediate tick) or the spec changes.
+//! trigger an immediate tick) or the spec changes. `abort` and `pause` do not wait for the
+//! tick in flight: they cut short an analysis or webhook it waits on
+//! ([`exec::tick_interruptible`]).
 //!
 //! ## Guarantees
 //! - A kill at any point loses at most the tick in flight: the next start reads the last
@@ -26,7 +28,7 @@ use sluice_core::engine::{AnalysisReport, Command, Event};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
 use sluice_core::traffic::TrafficPlan;
-use {sluice_notify::Telemetry, sluice_telemetry::observed_tick};
+use {sluice_notify::Telemetry, sluice_telemetry::observed_tick_interruptible};
 
 use super::store::{RolloutRecord, Store, spec_hash};
 use super::workloads::{
@@ -423,10 +425,46 @@ async fn rollout_task(
 
         let command = queue.pop_front();
         let now = Utc::now();
-        let outcome = match &shared.deps.telemetry {
-            Some(t) => observed_tick(&ex, &t.metrics, &rollout, &record.status, command, now).await,
-            None => exec::tick(&ex, &rollout, &record.status, command, now).await,
+        let outcome = {
+            // `abort` / `pause` arriving while the tick waits on an analysis or a webhook cut
+            // it short; other messages are kept for after the tick, in order.
+            let noted = record.status.clone();
+            let (queue, msgs, buffer) = (&mut queue, &mut msgs, &buffer);
+            let interrupt = async move {
+                loop {
+                    match msgs.recv().await {
+                        Some(Msg::Command(c)) if c.preempts() => return c,
+                        Some(Msg::Command(c)) => queue.push_back(c),
+                        Some(Msg::Note(ev)) => buffer.push_event(&noted, &ev),
+                        // The runner let go of this rollout: the select below sees it.
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            let interrupt = std::pin::pin!(interrupt);
+            let (st, interrupt): (&RolloutStatus, exec::Interrupt<'_>) =
+                (&record.status, interrupt);
+            match &shared.deps.telemetry {
+                Some(t) => {
+                    observed_tick_interruptible(
+                        &ex,
+                        &t.metrics,
+                        &rollout,
+                        st,
+                        command,
+                        now,
+                        Some(interrupt),
+                    )
+                    .await
+                }
+                None => {
+                    exec::tick_interruptible(&ex, &rollout, st, command, now, Some(interrupt)).await
+                }
+            }
         };
+        if let Some(c) = outcome.unhandled_command {
+            queue.push_front(c);
+        }
         match &outcome.error {
             Some(e) => {
                 let msg = e.to_string();

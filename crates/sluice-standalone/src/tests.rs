@@ -367,6 +367,50 @@ async fn commands_are_checked_then_applied_on_an_immediate_tick() {
     assert_eq!(s.router.log().last().unwrap().2, TrafficPlan::stable_only());
 }
 
+/// Issue 15: `abort` and `pause` used to wait behind a 30 s-slow Prometheus (19.8 s measured).
+#[tokio::test]
+async fn abort_and_pause_cut_short_a_slow_analysis() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for (command, phase) in [
+        (Command::Abort, Phase::Failed),
+        (Command::Pause, Phase::Paused),
+    ] {
+        let s = setup(Verdict::Pass).await;
+        s.analyzer.set_delay(Duration::from_secs(30));
+        let runner = s.runner();
+        let backend = StandaloneBackend {
+            runner: runner.clone(),
+        };
+        runner.upsert(s.rollout("[20, 50]"), None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while s.analyzer.started.load(SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no analysis started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let sent = std::time::Instant::now();
+        backend.command("shop", "reviews", command).await.unwrap();
+        let st = wait_for(&backend, "the command", |st| st.phase == phase).await;
+        let took = sent.elapsed();
+        assert!(took < Duration::from_secs(1), "{command} took {took:?}");
+        assert_eq!(
+            s.analyzer.finished.load(SeqCst),
+            0,
+            "the analysis was not cancelled"
+        );
+        let rs = reasons(&backend).await;
+        assert!(rs.contains(&"AnalysisCancelled".to_string()), "{rs:?}");
+        if command == Command::Abort {
+            assert_eq!(st.reason, Some(Reason::Aborted));
+            assert_eq!(s.router.log().last().unwrap().2, TrafficPlan::stable_only());
+        } else {
+            assert_eq!(st.reason, Some(Reason::PausedByUser));
+        }
+    }
+}
+
 #[tokio::test]
 async fn spec_edits_restart_and_removal_leaves_all_stable() {
     let s = setup(Verdict::Inconclusive).await;

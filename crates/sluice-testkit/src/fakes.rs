@@ -210,23 +210,42 @@ impl Workloads for FakeWorkloads {
 /// an Inconclusive check carries no value, as a real one without data does.
 pub struct FakeAnalyzer {
     pub verdict: Mutex<Verdict>,
+    /// How long every later analysis takes (a slow Prometheus).
+    pub delay: Mutex<std::time::Duration>,
+    /// Analyses started, and finished (not cancelled).
+    pub started: std::sync::atomic::AtomicUsize,
+    pub finished: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeAnalyzer {
     pub fn new(v: Verdict) -> Self {
         FakeAnalyzer {
             verdict: Mutex::new(v),
+            delay: Mutex::new(std::time::Duration::ZERO),
+            started: Default::default(),
+            finished: Default::default(),
         }
     }
     /// The verdict of every later check.
     pub fn set(&self, v: Verdict) {
         *self.verdict.lock().unwrap() = v;
     }
+    /// Every later analysis answers after `d`.
+    pub fn set_delay(&self, d: std::time::Duration) {
+        *self.delay.lock().unwrap() = d;
+    }
 }
 
 #[async_trait::async_trait]
 impl Analyzer for FakeAnalyzer {
     async fn analyze(&self, _: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.started.fetch_add(1, SeqCst);
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.finished.fetch_add(1, SeqCst);
         let v = *self.verdict.lock().unwrap();
         vec![CheckResult {
             metric: "success-rate".into(),
