@@ -29,7 +29,7 @@ use std::task::Poll;
 use chrono::{DateTime, Utc};
 
 use crate::engine::{self, AnalysisReport, Command, Effect, Event, GateAnswer, Observations};
-use crate::spec::{CheckResult, Rollout, RolloutStatus, WebhookKind};
+use crate::spec::{CheckResult, Condition, Rollout, RolloutStatus, WebhookKind};
 use crate::traffic::TrafficPlan;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -206,6 +206,7 @@ pub async fn tick_interruptible(
         obs.webhooks.clear();
         let mut again = false;
         let mut error = None;
+        let mut events: Vec<&Event> = Vec::new();
         for effect in &effects {
             let blocking = matches!(effect, Effect::RunAnalysis | Effect::CallWebhooks(_));
             if blocking && preempted.is_some() {
@@ -218,7 +219,7 @@ pub async fn tick_interruptible(
                         applied = Some(plan.clone());
                         Ok(())
                     }
-                    Err(e) => Err(("apply traffic", e)),
+                    Err(e) => Err((APPLY_TRAFFIC, e)),
                 },
                 Effect::RunAnalysis => {
                     let run = async {
@@ -280,7 +281,10 @@ pub async fn tick_interruptible(
                     .await
                     .map_err(|e| ("restore stable", e)),
                 Effect::Event(ev) => {
-                    ex.recorder.event(rollout, &next, ev).await;
+                    // Recorded once the round's effects succeeded: a round that fails keeps the
+                    // previous status and is decided again, so its events would repeat every
+                    // tick (a refused plan sent one "started" notification per second).
+                    events.push(ev);
                     Ok(())
                 }
             };
@@ -296,12 +300,22 @@ pub async fn tick_interruptible(
         if let Some(error) = error {
             // Traffic could not be applied: keep the *previous* status so the engine retries
             // the same decision next tick instead of believing the data plane moved.
+            if error.action == APPLY_TRAFFIC {
+                refused(ex, rollout, &mut status, &error, now).await;
+            }
             return TickOutcome {
                 status,
                 error: Some(error),
                 applied,
                 unhandled_command: preempted,
             };
+        }
+        let mut next = next;
+        for ev in events {
+            ex.recorder.event(rollout, &next, ev).await;
+        }
+        if applied.is_some() {
+            accepted(ex, rollout, &mut next, now).await;
         }
         status = next;
         if let Some(c) = preempted.take() {
@@ -343,6 +357,67 @@ pub async fn tick_interruptible(
         error: None,
         applied,
         unhandled_command: None,
+    }
+}
+
+/// [`ExecError::action`] of a plan the router did not apply.
+pub const APPLY_TRAFFIC: &str = "apply traffic";
+
+/// Condition kind saying whether the data plane took the last traffic plan. `False` (reason
+/// [`ROUTER_REFUSED`], the router's error as message) while a plan is refused or the data plane
+/// is unreachable; removed once a plan is applied.
+pub const TRAFFIC_CONDITION: &str = "TrafficApplied";
+/// Reason of the `TrafficApplied=False` condition and of the event that announces it.
+pub const ROUTER_REFUSED: &str = "RouterRefused";
+
+/// A refused plan is a state, not a loop: the condition carries the cause, and an event (hence
+/// one notification) leaves only when the cause is new, not on every retry.
+async fn refused(
+    ex: &Executors,
+    rollout: &Rollout,
+    status: &mut RolloutStatus,
+    error: &ExecError,
+    now: DateTime<Utc>,
+) {
+    let cause = error.source.to_string();
+    let same = status
+        .conditions
+        .iter()
+        .find(|c| c.kind == TRAFFIC_CONDITION)
+        .filter(|c| c.status == "False" && c.message == cause)
+        .map(|c| c.last_transition_time);
+    status.conditions.retain(|c| c.kind != TRAFFIC_CONDITION);
+    status.conditions.push(Condition {
+        kind: TRAFFIC_CONDITION.into(),
+        status: "False".into(),
+        reason: ROUTER_REFUSED.into(),
+        message: cause.clone(),
+        last_transition_time: same.unwrap_or(now),
+    });
+    if same.is_none() {
+        let ev = Event {
+            reason: ROUTER_REFUSED.into(),
+            message: format!(
+                "the data plane did not take the traffic plan: {cause}; nothing changed, \
+                 retrying with backoff"
+            ),
+            warning: true,
+        };
+        ex.recorder.event(rollout, status, &ev).await;
+    }
+}
+
+/// A plan went through: a refusal recorded earlier is over.
+async fn accepted(ex: &Executors, rollout: &Rollout, status: &mut RolloutStatus, _: DateTime<Utc>) {
+    let before = status.conditions.len();
+    status.conditions.retain(|c| c.kind != TRAFFIC_CONDITION);
+    if status.conditions.len() != before {
+        let ev = Event {
+            reason: "RouterAccepted".into(),
+            message: "the data plane took the traffic plan again".into(),
+            warning: false,
+        };
+        ex.recorder.event(rollout, status, &ev).await;
     }
 }
 

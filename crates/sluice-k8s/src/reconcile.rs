@@ -532,6 +532,13 @@ pub fn conditions(
             last_transition_time: since,
         });
     }
+    // The tick's own: whether Istio took the last plan (see `exec::TRAFFIC_CONDITION`).
+    out.extend(
+        new.conditions
+            .iter()
+            .filter(|c| c.kind == exec::TRAFFIC_CONDITION)
+            .cloned(),
+    );
     match processed {
         Some((raw, outcome)) => out.push(commands::processed_condition(&raw, outcome, now)),
         None => out.extend(

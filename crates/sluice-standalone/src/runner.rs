@@ -247,6 +247,20 @@ fn period(rollout: &Rollout, timing: &Timing) -> Duration {
         .clamp(timing.min_period, timing.max_period)
 }
 
+/// Longest wait between two attempts at a plan the data plane refuses.
+pub const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The period, doubled for each consecutive refusal (1 s, 2 s, 4 s … 30 s). Commands and spec
+/// edits still wake the rollout at once.
+fn backoff(period: Duration, refusals: u32) -> Duration {
+    if refusals == 0 {
+        return period;
+    }
+    period
+        .saturating_mul(1u32 << refusals.min(16))
+        .min(MAX_REFUSAL_BACKOFF.max(period))
+}
+
 fn new_record(rollout: &Rollout, source: Option<&PathBuf>) -> RolloutRecord {
     RolloutRecord {
         rollout: rollout.clone(),
@@ -359,6 +373,8 @@ async fn rollout_task(
 
     let mut queue: VecDeque<Command> = VecDeque::new();
     let mut last_error: Option<String> = None;
+    // Consecutive ticks whose plan the data plane refused: the wait doubles with each.
+    let mut refusals: u32 = 0;
     // Whether the record differs from what the store holds: idle ticks write nothing.
     let mut dirty = true;
     loop {
@@ -465,6 +481,10 @@ async fn rollout_task(
         if let Some(c) = outcome.unhandled_command {
             queue.push_front(c);
         }
+        refusals = match &outcome.error {
+            Some(e) if e.action == exec::APPLY_TRAFFIC => refusals.saturating_add(1),
+            _ => 0,
+        };
         match &outcome.error {
             Some(e) => {
                 let msg = e.to_string();
@@ -472,8 +492,9 @@ async fn rollout_task(
                     // observed_tick logs it otherwise.
                     tracing::warn!(rollout = %key, error = %msg, "tick failed");
                 }
-                // Once per distinct error, not once per second.
-                if last_error.as_ref() != Some(&msg) {
+                // Once per distinct error, not once per second. A refused plan is recorded
+                // by the tick itself (`RouterRefused`, with a condition).
+                if last_error.as_ref() != Some(&msg) && e.action != exec::APPLY_TRAFFIC {
                     buffer.push_event(
                         &outcome.status,
                         &Event {
@@ -539,7 +560,7 @@ async fn rollout_task(
         if !queue.is_empty() {
             continue;
         }
-        let sleep = tokio::time::sleep(period(&rollout, &shared.timing));
+        let sleep = tokio::time::sleep(backoff(period(&rollout, &shared.timing), refusals));
         tokio::select! {
             msg = msgs.recv() => match msg {
                 Some(Msg::Command(c)) => queue.push_back(c),

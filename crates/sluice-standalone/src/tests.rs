@@ -40,6 +40,10 @@ async fn setup(verdict: Verdict) -> Setup {
 
 impl Setup {
     fn runner(&self) -> Arc<Runner> {
+        self.runner_with(None)
+    }
+
+    fn runner_with(&self, telemetry: Option<sluice_notify::Telemetry>) -> Arc<Runner> {
         let store = Store::open(&self.store_path, Retention::default()).unwrap();
         Runner::new(
             store,
@@ -47,7 +51,7 @@ impl Setup {
                 router: self.router.clone(),
                 analyzer: self.analyzer.clone(),
                 webhooks: Arc::new(NoWebhooks),
-                telemetry: None,
+                telemetry,
             },
             Timing {
                 max_period: Duration::from_millis(40),
@@ -409,6 +413,74 @@ async fn abort_and_pause_cut_short_a_slow_analysis() {
             assert_eq!(st.reason, Some(Reason::PausedByUser));
         }
     }
+}
+
+/// Issue 15: a plan the data plane refuses used to loop: 29 "started" notifications and 87
+/// history entries in 30 s, the status `Idle` with no reason.
+#[tokio::test]
+async fn a_refused_plan_is_a_condition_with_one_notification_and_backoff() {
+    use sluice_core::exec::{ROUTER_REFUSED, TRAFFIC_CONDITION};
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = setup(Verdict::Pass).await;
+    let rx = sluice_testkit::fakes::Receiver::start().await;
+    let sink = s._dir.path().join("sink-url");
+    std::fs::write(&sink, format!("{}/sink", rx.base)).unwrap();
+    let telemetry = sluice_notify::Telemetry::new(&sluice_notify::notify::NotifyConfig {
+        sinks: vec![sluice_core::spec::Notification {
+            kind: sluice_core::spec::NotificationKind::Json,
+            url_from_env: None,
+            url_from_file: Some(sink.display().to_string()),
+        }],
+        ui_base_url: None,
+    })
+    .unwrap();
+    let why = "Envoy rejected routes (rds) version 1a2b (its update_rejected counter moved)";
+    s.router.refuse(Some(why));
+    let runner = s.runner_with(Some(telemetry));
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let cond = |st: &RolloutStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.kind == TRAFFIC_CONDITION)
+            .cloned()
+    };
+    let st = wait_for(&backend, "the condition", |st| cond(st).is_some()).await;
+    let c = cond(&st).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", ROUTER_REFUSED)
+    );
+    assert_eq!(c.message, why);
+    // A second of retries at a 40 ms period: backoff keeps them few, and they add nothing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let tries = s.router.refused.load(SeqCst);
+    assert!((3..=8).contains(&tries), "{tries} attempts in 1.2 s");
+    let rs = reasons(&backend).await;
+    assert_eq!(
+        rs.iter().filter(|r| *r == ROUTER_REFUSED).count(),
+        1,
+        "{rs:?}"
+    );
+    assert!(rs.len() <= 2, "history grew while refused: {rs:?}");
+    let hits = rx.hits("/sink");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].body["topic"], "routerRefused", "{:?}", hits[0].body);
+    let v = backend.get("shop", "reviews").await.unwrap();
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(json.contains(why), "the API shows the cause: {json}");
+
+    // Accepted again: the rollout goes on and the condition goes away.
+    s.router.refuse(None);
+    let st = wait_for(&backend, "promotion", |st| st.phase == Phase::Succeeded).await;
+    assert!(cond(&st).is_none(), "{st:?}");
+    assert!(
+        reasons(&backend)
+            .await
+            .contains(&"RouterAccepted".to_string())
+    );
 }
 
 #[tokio::test]

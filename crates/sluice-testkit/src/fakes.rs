@@ -123,11 +123,20 @@ pub struct FakeRouter {
     pub plans: Mutex<Vec<TrafficPlan>>,
     /// (stable, canary) upstream addresses per apply; empty strings without `upstreams`.
     pub upstreams: Mutex<Vec<(String, String)>>,
+    /// When set, every apply fails with this text (a data plane that refuses the plan).
+    pub refusal: Mutex<Option<String>>,
+    /// Applies refused so far.
+    pub refused: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
 impl TrafficRouter for FakeRouter {
     async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+        if let Some(why) = self.refusal.lock().unwrap().clone() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(why.into());
+        }
         plan.check()?;
         let up = rollout
             .spec
@@ -142,6 +151,10 @@ impl TrafficRouter for FakeRouter {
 }
 
 impl FakeRouter {
+    /// Every later apply fails with `why`; `None` accepts again.
+    pub fn refuse(&self, why: Option<&str>) {
+        *self.refusal.lock().unwrap() = why.map(str::to_string);
+    }
     pub fn weights(&self) -> Vec<u32> {
         self.plans
             .lock()
