@@ -811,3 +811,26 @@ fn control_characters_in_headers_are_refused_with_their_path() {
         "{got:?}"
     );
 }
+
+/// Issue 15: a regex Rust accepts but Envoy's RE2 refuses (program size over 100) used to pass
+/// validation and then make Envoy reject every plan of the rollout.
+#[test]
+fn header_regexes_envoy_would_refuse_are_refused_with_their_path() {
+    let ab = |re: &str| {
+        problems(&VALID.replace(
+            "canary: {steps: [10, 25, 50]}",
+            &format!("abTest: {{match: [{{headers: {{x-user: {{regex: \"{re}\"}}}}}}]}}"),
+        ))
+    };
+    let got = ab("(?:ab|cd){30}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("f.yaml: spec.strategy.abTest.match[0].headers.x-user.regex: compiles to about 124 RE2 instructions; Envoy refuses regexes over 100"),
+        "{got:?}"
+    );
+    let got = ab("(a{50}){50}");
+    assert!(got.len() == 1 && got[0].contains("above 1000"), "{got:?}");
+    // The same shape under the limit, and the usual cookie match, pass.
+    assert_eq!(ab("(?:ab|cd){24}"), Vec::<String>::new());
+    assert_eq!(ab("^(.*?;)?(user=jason)(;.*)?$"), Vec::<String>::new());
+}
