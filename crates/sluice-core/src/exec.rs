@@ -370,6 +370,9 @@ pub const TRAFFIC_CONDITION: &str = "TrafficApplied";
 /// Reason of the `TrafficApplied=False` condition and of the event that announces it.
 pub const ROUTER_REFUSED: &str = "RouterRefused";
 
+/// How `status.message` starts while a plan is refused.
+const REFUSED_PREFIX: &str = "traffic plan refused by the data plane: ";
+
 /// A refused plan is a state, not a loop: the condition carries the cause, and an event (hence
 /// one notification) leaves only when the cause is new, not on every retry.
 async fn refused(
@@ -387,6 +390,8 @@ async fn refused(
         .filter(|c| c.status == "False" && c.message == cause)
         .map(|c| c.last_transition_time);
     status.conditions.retain(|c| c.kind != TRAFFIC_CONDITION);
+    // Also the message: what the UI, `sluice status` and the list show first.
+    status.message = Some(format!("{REFUSED_PREFIX}{cause}"));
     status.conditions.push(Condition {
         kind: TRAFFIC_CONDITION.into(),
         status: "False".into(),
@@ -411,6 +416,13 @@ async fn refused(
 async fn accepted(ex: &Executors, rollout: &Rollout, status: &mut RolloutStatus, _: DateTime<Utc>) {
     let before = status.conditions.len();
     status.conditions.retain(|c| c.kind != TRAFFIC_CONDITION);
+    if status
+        .message
+        .as_deref()
+        .is_some_and(|m| m.starts_with(REFUSED_PREFIX))
+    {
+        status.message = None;
+    }
     if status.conditions.len() != before {
         let ev = Event {
             reason: "RouterAccepted".into(),

@@ -177,8 +177,8 @@ pub async fn serve_http(
     if let (Some(tx), Ok(addr)) = (bound, listener.local_addr()) {
         let _ = tx.send(addr);
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    // With header-size, header-read-timeout, connection and body limits (`sluice_api::server`).
+    sluice_api::server::serve(listener, app, shutdown)
         .await
         .map_err(ServeError::Http)
 }
