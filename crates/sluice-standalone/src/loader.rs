@@ -24,7 +24,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use sluice_core::backend::FileProblem;
 use sluice_core::spec::Rollout;
+use sluice_core::validate::Problem;
 
 /// What changed in the directory since the last scan.
 #[derive(Clone, Debug)]
@@ -49,6 +51,8 @@ struct FileState {
     stamp: (Option<SystemTime>, u64),
     /// The file's last good rollouts, by key.
     good: BTreeMap<String, Rollout>,
+    /// Why the file's current content could not be loaded (empty when it loaded).
+    problems: Vec<FileProblem>,
 }
 
 pub struct DirLoader {
@@ -145,15 +149,13 @@ impl DirLoader {
                 continue;
             }
             // Bounded read: a file over the size limit is refused without loading it.
+            let shown = path.display().to_string();
             let parsed = sluice_core::validate::read_file(&path)
-                .map_err(|p| {
-                    p.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .and_then(|text| parse(&text, &path.display().to_string()))
-                .and_then(|rollouts| self.unique(&path, rollouts));
+                .and_then(|text| parse_checked(&text, &shown))
+                .and_then(|rollouts| {
+                    self.unique(&path, rollouts)
+                        .map_err(|e| vec![whole_file(&shown, "metadata", e)])
+                });
             let previous = self.files.remove(&path);
             let old = previous.map(|f| f.good).unwrap_or_default();
             match parsed {
@@ -173,21 +175,43 @@ impl DirLoader {
                             path: path.clone(),
                         });
                     }
-                    self.files.insert(path, FileState { stamp, good: new });
+                    self.files.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            good: new,
+                            problems: Vec::new(),
+                        },
+                    );
                 }
-                Err(error) => {
+                Err(problems) => {
                     out.push(LoadEvent::Invalid {
                         path: path.clone(),
                         keeps: old.keys().cloned().collect(),
-                        error,
+                        error: joined(&problems),
                     });
                     // Remember the stamp so the same bad content is reported once, but keep
                     // the previous good rollouts.
-                    self.files.insert(path, FileState { stamp, good: old });
+                    self.files.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            good: old,
+                            problems: problems.iter().map(FileProblem::from).collect(),
+                        },
+                    );
                 }
             }
         }
         out
+    }
+
+    /// Every problem of every file that could not be loaded as it is now, by file.
+    pub fn problems(&self) -> Vec<FileProblem> {
+        self.files
+            .values()
+            .flat_map(|f| f.problems.iter().cloned())
+            .collect()
     }
 
     /// Rejects rollouts another file already defines (the first file keeps it).
@@ -251,22 +275,51 @@ fn list(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
 /// Parses and validates one file (every problem of every document, with field paths, from
 /// [`sluice_core::validate`]); every Rollout in it must have standalone `upstreams`.
 pub fn parse(text: &str, source: &str) -> Result<Vec<Rollout>, String> {
-    let rollouts = sluice_core::validate::load_str(text, source).map_err(|problems| {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
-    for r in &rollouts {
-        if r.spec.upstreams.is_none() {
-            return Err(format!(
-                "{source}: {}: spec.upstreams: required in standalone mode (stable and canary addresses)",
-                r.key()
-            ));
-        }
+    parse_checked(text, source).map_err(|p| joined(&p))
+}
+
+/// [`parse`] with the problems as values (file, document, field path, position).
+pub fn parse_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
+    let rollouts = sluice_core::validate::load_str(text, source)?;
+    let missing: Vec<Problem> = rollouts
+        .iter()
+        .filter(|r| r.spec.upstreams.is_none())
+        .map(|r| {
+            whole_file(
+                source,
+                "spec.upstreams",
+                format!(
+                    "required in standalone mode (stable and canary addresses) for rollout {}",
+                    r.key()
+                ),
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(rollouts)
+    } else {
+        Err(missing)
     }
-    Ok(rollouts)
+}
+
+fn whole_file(file: &str, path: &str, message: String) -> Problem {
+    Problem {
+        file: file.to_string(),
+        document: None,
+        path: path.to_string(),
+        message,
+        line: None,
+        column: None,
+        omitted: 0,
+    }
+}
+
+fn joined(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

@@ -89,6 +89,8 @@ struct Shared {
 pub struct Runner {
     shared: Arc<Shared>,
     tasks: Mutex<HashMap<String, Handle>>,
+    /// Problems of the rollout files that could not be loaded, from the last scan.
+    problems: Mutex<Vec<sluice_core::backend::FileProblem>>,
 }
 
 impl Runner {
@@ -102,7 +104,17 @@ impl Runner {
                 changes,
             }),
             tasks: Mutex::new(HashMap::new()),
+            problems: Mutex::new(Vec::new()),
         })
+    }
+
+    /// What the API lists as `GET /api/v1/problems` (the loader's view after each scan).
+    pub fn set_problems(&self, problems: Vec<sluice_core::backend::FileProblem>) {
+        *lock(&self.problems) = problems;
+    }
+
+    pub fn problems(&self) -> Vec<sluice_core::backend::FileProblem> {
+        lock(&self.problems).clone()
     }
 
     pub fn store(&self) -> &Store {

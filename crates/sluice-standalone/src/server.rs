@@ -82,6 +82,7 @@ pub async fn start(runner: &Runner, loader: &mut DirLoader) -> Result<(), ServeE
     .await
     .map_err(|e| ServeError::Http(std::io::Error::other(format!("directory scan: {e}"))))?;
     *loader = taken;
+    runner.set_problems(loader.problems());
     let invalid: BTreeSet<String> = events
         .iter()
         .filter_map(|e| match e {
@@ -165,6 +166,7 @@ pub async fn watch(runner: Arc<Runner>, mut loader: DirLoader) {
             }
         };
         loader = l;
+        runner.set_problems(loader.problems());
         apply_events(&runner, events).await;
     }
 }

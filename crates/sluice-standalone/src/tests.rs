@@ -630,6 +630,58 @@ async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
     let other = runner.store().get("shop/other").unwrap().unwrap();
     assert!(other.retired);
     assert_eq!(other.applied, Some(TrafficPlan::stable_only()));
+
+    // The invalid file is listed by the API with its position (issue 15: bad files reached
+    // only the log), and leaves the list once fixed.
+    let app = sluice_api::router(sluice_api::ApiState::new(
+        Arc::new(StandaloneBackend {
+            runner: runner.clone(),
+        }),
+        None,
+    ));
+    let problems = get_json(&app, "/api/v1/problems").await;
+    let list = problems.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{problems}");
+    assert_eq!(list[0]["file"], a.display().to_string());
+    assert!(list[0]["line"].as_u64().is_some(), "{problems}");
+    std::fs::write(&a, serde_yaml::to_string(&reviews).unwrap()).unwrap();
+    loader.scan();
+    runner.set_problems(loader.problems());
+    assert_eq!(
+        get_json(&app, "/api/v1/problems").await,
+        serde_json::json!([])
+    );
+    // A field path, for a file that parses but says something wrong.
+    std::fs::write(
+        &a,
+        serde_yaml::to_string(&reviews)
+            .unwrap()
+            .replace("interval: 40ms", "interval: soon"),
+    )
+    .unwrap();
+    loader.scan();
+    runner.set_problems(loader.problems());
+    let problems = get_json(&app, "/api/v1/problems").await;
+    assert_eq!(problems[0]["path"], "spec.analysis.interval", "{problems}");
+}
+
+async fn get_json(app: &axum::Router, uri: &str) -> serde_json::Value {
+    use tower::ServiceExt;
+    let resp = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), axum::http::StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&body).unwrap()
 }
 
 #[tokio::test]
