@@ -918,3 +918,145 @@ async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
             .any(|r| r == "StableRelabelled")
     );
 }
+
+/// A `tracing` writer into a shared buffer: the logs a test can grep.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 15: a password in a Prometheus or webhook URL appears in no output: API JSON (list,
+/// rollout, events, analysis, problems), `/metrics`, the logs (debug level, JSON), history
+/// events and notifications, while both URLs fail and are retried.
+#[tokio::test]
+async fn a_password_in_a_prometheus_or_webhook_url_reaches_no_output() {
+    const SECRET: &str = "hunter2-s3cret";
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = setup(Verdict::Pass).await;
+    // Closed ports: both calls fail, so their errors (where a URL could leak) are exercised.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let rx = sluice_testkit::fakes::Receiver::start().await;
+    let sink = s._dir.path().join("sink-url");
+    std::fs::write(&sink, format!("{}/sink", rx.base)).unwrap();
+    let telemetry = sluice_notify::Telemetry::new(&sluice_notify::notify::NotifyConfig {
+        sinks: vec![sluice_core::spec::Notification {
+            kind: sluice_core::spec::NotificationKind::Json,
+            url_from_env: None,
+            url_from_file: Some(sink.display().to_string()),
+        }],
+        ui_base_url: None,
+    })
+    .unwrap();
+    let metrics = telemetry.metrics.clone();
+    let analyzer = sluice_analysis::PrometheusAnalyzer::new(
+        sluice_analysis::AddressPolicy::SpecOrDefault(None),
+    )
+    .unwrap();
+    let webhooks = telemetry.webhooks().unwrap();
+    let store = Store::open(&s.store_path, Retention::default()).unwrap();
+    let runner = Runner::new(
+        store,
+        Deps {
+            router: s.router.clone(),
+            analyzer: Arc::new(analyzer),
+            webhooks: Arc::new(webhooks),
+            telemetry: Some(telemetry),
+        },
+        Timing {
+            max_period: Duration::from_millis(40),
+            min_period: Duration::from_millis(10),
+            probe_timeout: Duration::from_millis(300),
+        },
+    );
+    let rollout: Rollout = serde_yaml::from_str(&format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  upstreams: {{stable: "{}", canary: "{}"}}
+  service: {{port: 8080}}
+  strategy: {{canary: {{steps: [20, 50]}}}}
+  analysis:
+    interval: 1s
+    failureLimit: 1
+    inconclusiveLimit: 1000
+    provider: {{prometheus: {{address: "http://sluice:{SECRET}@127.0.0.1:{closed}", timeout: 1s}}}}
+    metrics: [{{name: up, query: "up", thresholds: {{min: 1}}}}]
+  webhooks:
+    - {{name: check, type: rollout, url: "http://hook:{SECRET}@127.0.0.1:{closed}/check?token={SECRET}"}}
+"#,
+        s.stable, s.canary
+    ))
+    .unwrap();
+    runner.upsert(rollout, None);
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    // Failed checks (the webhook) roll the rollout back: every path has run by then.
+    let st = wait_for(&backend, "the rollback", |st| st.phase == Phase::Failed).await;
+    assert_eq!(st.phase, Phase::Failed);
+
+    let app = sluice_api::router(
+        sluice_api::ApiState::new(Arc::new(StandaloneBackend { runner }), None)
+            .with_metrics(metrics.encoder()),
+    );
+    let mut outputs = Vec::new();
+    for uri in [
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/shop/reviews",
+        "/api/v1/rollouts/shop/reviews/events",
+        "/api/v1/rollouts/shop/reviews/analysis",
+        "/api/v1/problems",
+    ] {
+        outputs.push((uri.to_string(), get_json(&app, uri).await.to_string()));
+    }
+    outputs.push(("metrics".into(), metrics.encode()));
+    let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    outputs.push(("logs".into(), log_text));
+    let hits = rx.hits("/sink");
+    outputs.push((
+        "notifications".into(),
+        format!("{:?}", hits.iter().map(|h| &h.body).collect::<Vec<_>>()),
+    ));
+
+    // The surfaces did see the failures (else the grep proves nothing)...
+    let analysis = &outputs[3].1;
+    assert!(
+        analysis.contains("127.0.0.1") && analysis.contains("check"),
+        "{analysis}"
+    );
+    assert!(outputs[5].1.contains("sluice_"), "metrics");
+    assert!(
+        outputs[6].1.contains("webhook failed"),
+        "logs: {}",
+        outputs[6].1
+    );
+    assert!(!hits.is_empty(), "no notification");
+    // ...and the password appears in none of them.
+    for (surface, text) in &outputs {
+        assert!(
+            !text.contains(SECRET),
+            "{surface} leaks the password: {text}"
+        );
+    }
+}
