@@ -29,6 +29,7 @@ use std::task::Poll;
 use chrono::{DateTime, Utc};
 
 use crate::engine::{self, AnalysisReport, Command, Effect, Event, GateAnswer, Observations};
+use crate::rollout_plan::RolloutPlan;
 use crate::spec::{CheckResult, Condition, Rollout, RolloutStatus, WebhookKind};
 use crate::traffic::TrafficPlan;
 
@@ -149,15 +150,17 @@ async fn race<T>(
 /// (gates, then analysis, then the next stage's gates); more would hide a loop bug.
 const MAX_ROUNDS: usize = 6;
 
-/// One reconcile of one rollout.
+/// One reconcile of one rollout. `plan` is the rollout's spec parsed once
+/// (`RolloutPlan::try_from(&rollout.spec)`), held by the caller across ticks.
 pub async fn tick(
     ex: &Executors,
     rollout: &Rollout,
+    plan: &RolloutPlan,
     status: &RolloutStatus,
     command: Option<Command>,
     now: DateTime<Utc>,
 ) -> TickOutcome {
-    tick_interruptible(ex, rollout, status, command, now, None).await
+    tick_interruptible(ex, rollout, plan, status, command, now, None).await
 }
 
 /// [`tick`], cut short by a command from `interrupt` while it waits on an analysis or a
@@ -166,6 +169,7 @@ pub async fn tick(
 pub async fn tick_interruptible(
     ex: &Executors,
     rollout: &Rollout,
+    plan: &RolloutPlan,
     status: &RolloutStatus,
     command: Option<Command>,
     now: DateTime<Utc>,
@@ -199,7 +203,7 @@ pub async fn tick_interruptible(
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let (next, effects) = engine::step(&rollout.spec, &status, &obs, now);
+        let (next, effects) = engine::step(plan, &status, &obs, now);
         // Answers are consumed by the step that saw them.
         obs.command = None;
         obs.analysis = None;
