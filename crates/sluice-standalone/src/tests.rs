@@ -1003,7 +1003,7 @@ spec:
     provider: {{prometheus: {{address: "http://sluice:{SECRET}@127.0.0.1:{closed}", timeout: 1s}}}}
     metrics: [{{name: up, query: "up", thresholds: {{min: 1}}}}]
   webhooks:
-    - {{name: check, type: rollout, url: "http://hook:{SECRET}@127.0.0.1:{closed}/check?token={SECRET}"}}
+    - {{name: check, type: rollout, url: "http://127.0.0.1:{closed}/check?token={SECRET}"}}
 "#,
         s.stable, s.canary
     ))
