@@ -24,6 +24,11 @@ use sluice_core::spec::PrometheusProvider;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ATTEMPTS: u32 = 3;
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(200);
+/// Largest Prometheus answer read, in bytes; a larger one is an error (the check is
+/// Inconclusive, never a pass). A rollout's queries return a few series of a few samples.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// Most series accepted in one answer (vector or matrix).
+pub const MAX_SERIES: usize = 1000;
 
 /// How to reach one Prometheus.
 #[derive(Clone, Debug)]
@@ -278,23 +283,65 @@ impl PrometheusSource {
             }
         };
         let status = resp.status().as_u16();
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.is_timeout() => return Err(Attempt::Final(self.timeout_error())),
-            Err(e) => {
-                return Err(Attempt::Final(SourceError::BadResponse {
-                    address: self.shown.clone(),
-                    detail: format!("reading the body failed: {}", describe(&e)),
-                }));
-            }
+        let too_big = || {
+            Attempt::Final(SourceError::BadResponse {
+                address: self.shown.clone(),
+                detail: format!(
+                    "the answer is larger than {MAX_ANSWER_BYTES} bytes: aggregate the query \
+                     (e.g. `sum by (...)`) so it returns a few series"
+                ),
+            })
         };
-        parse_response(&self.shown, status, &bytes).map_err(|e| {
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+        {
+            return Err(too_big());
+        }
+        // Read chunk by chunk, so an endless or huge answer stops at the cap instead of
+        // growing the process (a 30 MB answer took it from 35 to 428 MB).
+        let mut resp = resp;
+        let mut bytes = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                        return Err(too_big());
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return Err(Attempt::Final(self.timeout_error())),
+                Err(e) => {
+                    return Err(Attempt::Final(SourceError::BadResponse {
+                        address: self.shown.clone(),
+                        detail: format!("reading the body failed: {}", describe(&e)),
+                    }));
+                }
+            }
+        }
+        let data = parse_response(&self.shown, status, &bytes).map_err(|e| {
             if status >= 500 {
                 Attempt::Retryable(e)
             } else {
                 Attempt::Final(e)
             }
-        })
+        })?;
+        let series = match &data {
+            Data::Vector(v) => v.len(),
+            Data::Matrix(m) => m.len(),
+            _ => 1,
+        };
+        if series > MAX_SERIES {
+            return Err(Attempt::Final(SourceError::BadResponse {
+                address: self.shown.clone(),
+                detail: format!(
+                    "{series} series in the answer, more than {MAX_SERIES}: aggregate the query \
+                     (e.g. `sum by (...)`)"
+                ),
+            }));
+        }
+        Ok(data)
     }
 
     fn timeout_error(&self) -> SourceError {

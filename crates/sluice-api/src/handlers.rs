@@ -25,6 +25,7 @@ pub(crate) fn method_router(def: &RouteDef) -> MethodRouter<ApiState> {
         Op::GetRollout => on(filter, get_one),
         Op::GetAnalysis => on(filter, analysis),
         Op::GetEvents => on(filter, events),
+        Op::ListProblems => on(filter, problems),
         Op::Command(cmd) => on(
             filter,
             move |st: State<ApiState>,
@@ -94,6 +95,12 @@ impl From<RolloutView> for RolloutResponse {
             .collect();
         RolloutResponse { view, commands }
     }
+}
+
+async fn problems(
+    State(st): State<ApiState>,
+) -> Result<Json<Vec<sluice_core::backend::FileProblem>>, ApiError> {
+    Ok(Json(st.backend.problems().await?))
 }
 
 async fn list(State(st): State<ApiState>) -> Result<Json<Vec<RolloutResponse>>, ApiError> {

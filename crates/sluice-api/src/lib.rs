@@ -23,6 +23,7 @@ mod handlers;
 #[doc(hidden)]
 pub mod openapi;
 pub mod routes;
+pub mod server;
 mod sse;
 mod ui;
 
@@ -54,7 +55,13 @@ pub struct ApiState {
     pub(crate) metrics: Option<MetricsFn>,
     /// Open SSE streams are bounded: each holds a connection and a broadcast receiver.
     pub(crate) streams: Arc<tokio::sync::Semaphore>,
+    /// Host names (no port) the API and UI answer to; `None`: any (`--allowed-host '*'`).
+    pub(crate) hosts: Option<Arc<[String]>>,
 }
+
+/// Host names the API and UI always answer to: a page on another name that resolves to
+/// 127.0.0.1 (DNS rebinding) must not read rollouts or send commands through a browser.
+pub const LOOPBACK_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "::1"];
 
 /// Default bound on concurrent `/api/v1/events/stream` clients.
 pub const MAX_STREAMS: usize = 256;
@@ -72,7 +79,21 @@ impl ApiState {
             token,
             metrics: None,
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            hosts: Some(LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect()),
         }
+    }
+
+    /// Answer to these host names too (besides [`LOOPBACK_HOSTS`]), e.g. the name of an
+    /// Ingress or Service in front of sluice. `*` among them turns the check off.
+    pub fn with_allowed_hosts(mut self, extra: &[String]) -> Self {
+        if extra.iter().any(|h| h == "*") {
+            self.hosts = None;
+        } else {
+            let mut all: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+            all.extend(extra.iter().map(|h| h.trim().to_ascii_lowercase()));
+            self.hosts = Some(all.into());
+        }
+        self
     }
 
     /// At most `n` concurrent SSE clients; more get 503 until one leaves.
@@ -95,9 +116,61 @@ pub fn router(state: ApiState) -> Router {
     for def in routes::routes() {
         r = r.route(def.path, handlers::method_router(&def));
     }
+    let hosts = state.hosts.clone();
     r.merge(ui::router())
         .fallback(handlers::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(server::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            check_host(hosts.clone(), req, next)
+        }))
         .with_state(state)
+}
+
+/// Refuses a request whose `Host` is not allowed (421), except the probes and `/metrics`,
+/// which kubelets and Prometheus reach by pod IP and which hold nothing secret. A request
+/// without `Host` (HTTP/1.0, in-process tests) is no browser's and passes.
+async fn check_host(
+    hosts: Option<Arc<[String]>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let open = matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics");
+    if let (Some(hosts), false) = (hosts, open)
+        && let Some(host) = req.headers().get(http::header::HOST)
+    {
+        let host = host.to_str().unwrap_or_default().to_ascii_lowercase();
+        let name = host_name(&host);
+        if !hosts.iter().any(|h| h == name) {
+            return (
+                http::StatusCode::MISDIRECTED_REQUEST,
+                axum::Json(ErrorBody {
+                    error: "misdirected".into(),
+                    message: format!(
+                        "host {name:?} is not served here (DNS rebinding protection); \
+                         allowed: {}; add it with --allowed-host",
+                        hosts.join(", ")
+                    ),
+                    field: None,
+                }),
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// `name` of `name:port`, `[v6]` of `[v6]:port`.
+fn host_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_inclusive(']').next().unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

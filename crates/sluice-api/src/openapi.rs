@@ -95,6 +95,18 @@ fn operation(def: &RouteDef, g: &mut SchemaGenerator, error: &Value) -> Value {
     } else if def.path.starts_with("/api/v1/") {
         responses.insert("503".into(), err("the backend does not answer"));
     }
+    if def.path.starts_with("/api/") {
+        responses.insert(
+            "421".into(),
+            err("the Host header names no allowed host (DNS rebinding protection; --allowed-host)"),
+        );
+    }
+    if def.auth {
+        responses.insert(
+            "413".into(),
+            json!({"description": format!("body over {} bytes", crate::server::MAX_BODY_BYTES)}),
+        );
+    }
     op["responses"] = Value::Object(responses);
     op
 }
@@ -112,6 +124,11 @@ fn response_for(op: Op, g: &mut SchemaGenerator) -> (u16, &'static str, Value) {
         Op::GetRollout => (200, "the rollout", json_of(schema::<RolloutResponse>(g))),
         Op::GetAnalysis => (200, "checks", json_of(schema::<Vec<CheckResult>>(g))),
         Op::GetEvents => (200, "events", json_of(schema::<Vec<EventRecord>>(g))),
+        Op::ListProblems => (
+            200,
+            "problems of files that could not be loaded",
+            json_of(schema::<Vec<sluice_core::backend::FileProblem>>(g)),
+        ),
         Op::Command(_) => (
             202,
             "queued; takes effect on the next tick",
@@ -135,6 +152,7 @@ fn response_for(op: Op, g: &mut SchemaGenerator) -> (u16, &'static str, Value) {
 fn tag(op: Op) -> &'static str {
     match op {
         Op::ListRollouts | Op::GetRollout | Op::GetAnalysis | Op::GetEvents => "rollouts",
+        Op::ListProblems => "rollouts",
         Op::Command(_) => "commands",
         Op::EventStream => "live",
         Op::OpenApi | Op::Healthz | Op::Readyz | Op::Metrics => "server",

@@ -12,6 +12,7 @@ pub enum Op {
     GetRollout,
     GetAnalysis,
     GetEvents,
+    ListProblems,
     Command(Command),
     EventStream,
     OpenApi,
@@ -75,6 +76,15 @@ pub fn routes() -> Vec<RouteDef> {
             Op::GetEvents,
             "getEvents",
             "The rollout's event history, oldest first",
+        ),
+        def(
+            Method::GET,
+            "/api/v1/problems",
+            Op::ListProblems,
+            "listProblems",
+            "Rollout files that could not be loaded, every problem with its file, document, \
+             field path and (for YAML syntax) line and column; their rollouts keep their last \
+             good spec",
         ),
     ];
     for cmd in Command::ALL {

@@ -44,5 +44,10 @@ pub(crate) async fn stream(
             }
         }
     });
+    // A slot is not held forever by a client that never leaves (see `server`).
+    let events = futures::StreamExt::take_until(
+        events,
+        tokio::time::sleep(super::server::MAX_STREAM_LIFETIME),
+    );
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

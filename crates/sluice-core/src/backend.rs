@@ -72,6 +72,46 @@ pub struct Change {
     pub kind: String,
 }
 
+/// One problem of a rollout file (or object) that could not be loaded: what `sluice validate`
+/// prints, for the API and the UI. The rollouts it defined before keep their last good spec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileProblem {
+    /// The file as sluice reads it (standalone), or `namespace/name` (Kubernetes).
+    pub file: String,
+    /// 1-based document index in a multi-document file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    /// Field path, e.g. `spec.strategy.canary.steps[1]`; empty for whole-file problems.
+    pub path: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// Problems this entry stands for beyond itself (a capped list's last line).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl From<&crate::validate::Problem> for FileProblem {
+    fn from(p: &crate::validate::Problem) -> Self {
+        FileProblem {
+            file: p.file.clone(),
+            document: p.document,
+            path: p.path.clone(),
+            message: p.message.clone(),
+            line: p.line,
+            column: p.column,
+            omitted: p.omitted,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("rollout {0} not found")]
@@ -101,4 +141,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<(), BackendError>;
     /// Live changes. Slow receivers lag and lose messages; they never slow the engine.
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change>;
+    /// Rollout files that could not be loaded, each problem with its field path (empty when
+    /// the mode has no such files).
+    async fn problems(&self) -> Result<Vec<FileProblem>, BackendError> {
+        Ok(Vec::new())
+    }
 }

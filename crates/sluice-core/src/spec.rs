@@ -812,19 +812,38 @@ pub mod plain {
     }
 }
 
-/// `url` with any credentials in it (`user:password@`) replaced by `***`, for every output a
-/// person or another program reads (API, UI, CLI, logs). Only the authority's userinfo is
-/// touched; a string that is not a URL is returned as it is unless it carries `…://x@`.
+/// `url` with any credentials in it replaced by `***`, for every output a person or another
+/// program reads (API, UI, CLI, logs): the authority's userinfo (`user:password@`) and every
+/// query value (`?token=…`, a common way to pass a secret); parameter names stay. A string
+/// that is not a URL is returned as it is.
 pub fn redact_url_credentials(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}{tail}", &authority[at + 1..]),
-        None => url.to_string(),
-    }
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
+    };
+    let (tail, fragment) = match tail.find('#') {
+        Some(i) => tail.split_at(i),
+        None => (tail, ""),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, v)) if !v.is_empty() => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", masked.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}{fragment}")
 }
 
 impl RolloutSpec {
@@ -862,7 +881,11 @@ mod tests {
         for (url, shown) in [
             (
                 "http://user:s3cret@prom:9090/x?q=1",
-                "http://***@prom:9090/x?q=1",
+                "http://***@prom:9090/x?q=***",
+            ),
+            (
+                "https://hooks.example/c?token=s3cret&flag&empty=#frag",
+                "https://hooks.example/c?token=***&flag&empty=#frag",
             ),
             (
                 "https://s3cret@hooks.example/a@b",

@@ -15,7 +15,12 @@ use crate::translate::{ROUTE_CONFIG_NAME, STAT_PREFIX};
 pub enum AdminError {
     #[error("Envoy admin {url}: {reason}")]
     Http { url: String, reason: String },
-    #[error("Envoy rejected {what} version {version} (update_rejected went {before} -> {after})")]
+    // No counters in the text: it is the cause shown in the rollout's condition and compared
+    // between retries (one notification per distinct cause). File-based xDS reports no reason
+    // through the admin API (not even in /config_dump on Envoy 1.40): Envoy's log has it.
+    #[error(
+        "Envoy rejected {what} version {version} (its update_rejected counter moved; Envoy's log says why)"
+    )]
     Rejected {
         what: &'static str,
         version: String,
@@ -23,7 +28,8 @@ pub enum AdminError {
         after: u64,
     },
     #[error(
-        "Envoy did not apply {what} version {version} within {waited:?} (it serves {current:?})"
+        "Envoy did not apply {what} version {version} within {}s (it serves {current:?})",
+        waited.as_secs()
     )]
     Timeout {
         what: &'static str,

@@ -339,6 +339,14 @@ fn header_matchers(key: &str, path: &str, m: &HttpMatch) -> Result<Vec<Value>, E
                     path: at.clone(),
                     reason: e.to_string().lines().last().unwrap_or("invalid").to_string(),
                 })?;
+                // What RE2 refuses though Rust's regex takes it (program size, repeat count).
+                if let Some(reason) = sluice_core::validate::re2::envoy_refusal(re) {
+                    return Err(Error::BadRegex {
+                        rollout: key.to_string(),
+                        path: at,
+                        reason,
+                    });
+                }
             }
             string_match(sm)
                 .map(|string_match| json!({"name": name.to_ascii_lowercase(), "string_match": string_match}))

@@ -368,13 +368,54 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         }
     }
 
-    let out = match &ctx.metrics {
-        Some(m) => {
-            sluice_telemetry::observed_tick(&ctx.executors, m, rollout, &plan, &old, command, now)
+    // A command annotated while the tick waits on a slow analysis or webhook: `abort` and
+    // `pause` cut it short instead of waiting for the next reconcile.
+    let caught: std::sync::Mutex<Option<commands::Pending>> = std::sync::Mutex::new(None);
+    let out = {
+        let seen = pending.as_ref().map(|p| p.raw.clone());
+        let interrupt = watch_for_preempting_command(&api, name, &old, seen, &caught);
+        let interrupt: exec::Interrupt<'_> = std::pin::pin!(interrupt);
+        match &ctx.metrics {
+            Some(m) => {
+                sluice_telemetry::observed_tick_interruptible(
+                    &ctx.executors,
+                    m,
+                    rollout,
+                    &plan,
+                    &old,
+                    command,
+                    now,
+                    Some(interrupt),
+                )
                 .await
+            }
+            None => {
+                exec::tick_interruptible(
+                    &ctx.executors,
+                    rollout,
+                    &plan,
+                    &old,
+                    command,
+                    now,
+                    Some(interrupt),
+                )
+                .await
+            }
         }
-        None => exec::tick(&ctx.executors, rollout, &plan, &old, command, now).await,
     };
+    let caught = caught.into_inner().unwrap_or_else(|e| e.into_inner());
+    // The engine saw the caught command unless an executor failed first: then the annotation
+    // stays, and the next reconcile runs it.
+    let caught = caught.filter(|_| out.unhandled_command.is_none());
+    if let Some(c) = &caught
+        && let Ok(cmd) = c.command
+    {
+        let outcome = match sluice_core::engine::command_allowed(&old, cmd) {
+            Ok(()) => "Accepted",
+            Err(_) => "Rejected",
+        };
+        processed = Some((c.raw.clone(), outcome));
+    }
     let mut status = out.status;
     if let Some(plan) = out.applied {
         // Only after the router confirmed it: the status says what is served.
@@ -387,7 +428,8 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         write_status(&api, name, &old, &status).await?;
         ctx.live.notify(rollout, &status, "status");
     }
-    if let Some(p) = &pending {
+    for p in pending.iter().chain(caught.iter()) {
+        // Clears only what the annotation still says: the caught command replaced the first.
         commands::clear(&api, name, &p.raw).await?;
     }
     if let Some(e) = out.error {
@@ -396,6 +438,40 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     }
     ctx.workloads.settle(rollout, &status).await?;
     Ok(Action::requeue(requeue_after(&plan, &status, now)))
+}
+
+/// How often a reconcile waiting on an analysis or a webhook re-reads its Rollout for a
+/// preempting command (`abort`, `pause`): the bound on how late such a command lands.
+pub const COMMAND_POLL: Duration = Duration::from_millis(250);
+
+/// Resolves with a preempting command annotated on the Rollout after this reconcile read it
+/// (`seen`), storing the annotation in `caught`. Reads start after one [`COMMAND_POLL`]: a
+/// quick tick costs no extra request.
+async fn watch_for_preempting_command(
+    api: &Api<Rollout>,
+    name: &str,
+    status: &RolloutStatus,
+    seen: Option<String>,
+    caught: &std::sync::Mutex<Option<commands::Pending>>,
+) -> sluice_core::engine::Command {
+    loop {
+        tokio::time::sleep(COMMAND_POLL).await;
+        let Ok(fresh) = api.get(name).await else {
+            continue;
+        };
+        let Some(p) = commands::pending(&fresh) else {
+            continue;
+        };
+        if Some(&p.raw) == seen.as_ref() || commands::already_processed(status, &p.raw) {
+            continue;
+        }
+        if let Ok(c) = p.command
+            && c.preempts()
+        {
+            *caught.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+            return c;
+        }
+    }
 }
 
 /// Patches the status subresource with `new`. A merge patch, with explicit nulls for fields
@@ -472,6 +548,13 @@ pub fn conditions(
             last_transition_time: since,
         });
     }
+    // The tick's own: whether Istio took the last plan (see `exec::TRAFFIC_CONDITION`).
+    out.extend(
+        new.conditions
+            .iter()
+            .filter(|c| c.kind == exec::TRAFFIC_CONDITION)
+            .cloned(),
+    );
     match processed {
         Some((raw, outcome)) => out.push(commands::processed_condition(&raw, outcome, now)),
         None => out.extend(

@@ -40,6 +40,8 @@ pub enum Topic {
     Promoted,
     RolledBack,
     Failed,
+    /// The data plane refused a traffic plan (or could not be reached): once per cause.
+    RouterRefused,
 }
 
 impl Topic {
@@ -52,6 +54,7 @@ impl Topic {
             Topic::Promoted => "Promoted",
             Topic::RolledBack => "Rolled back",
             Topic::Failed => "Analysis failed",
+            Topic::RouterRefused => "Traffic plan refused",
         }
     }
     fn emoji(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Topic {
             Topic::Promoted => ":white_check_mark:",
             Topic::RolledBack => ":rotating_light:",
             Topic::Failed => ":warning:",
+            Topic::RouterRefused => ":no_entry:",
         }
     }
 }
@@ -82,6 +86,8 @@ pub fn classify(event: &Event) -> Option<Topic> {
         "Succeeded" => Topic::Promoted,
         "RolledBack" | "Undone" => Topic::RolledBack,
         "AnalysisFailed" => Topic::Failed,
+        // The tick emits it once per distinct cause (`exec::ROUTER_REFUSED`), not per retry.
+        sluice_core::exec::ROUTER_REFUSED => Topic::RouterRefused,
         _ => return None,
     })
 }

@@ -108,4 +108,8 @@ impl Backend for StandaloneBackend {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.runner.changes()
     }
+
+    async fn problems(&self) -> Result<Vec<sluice_core::backend::FileProblem>, BackendError> {
+        Ok(self.runner.problems())
+    }
 }

@@ -117,9 +117,18 @@ impl Standalone {
             },
             opts.timing,
         );
-        let mut loader = DirLoader::new(&opts.dir);
-        server::start(&runner, &mut loader).await?;
-        let watch = tokio::spawn(server::watch(runner.clone(), loader));
+        // HTTP first: the first scan runs in the background (on a blocking thread), so the API
+        // answers at once however many or large the files are.
+        let mut loader = DirLoader::new(&opts.dir).with_settle(super::loader::SETTLE);
+        let watch = tokio::spawn({
+            let runner = runner.clone();
+            async move {
+                if let Err(e) = server::start(&runner, &mut loader).await {
+                    tracing::error!(error = %e, "first scan of the rollout directory failed");
+                }
+                server::watch(runner, loader).await;
+            }
+        });
 
         let backend = Arc::new(StandaloneBackend {
             runner: runner.clone(),

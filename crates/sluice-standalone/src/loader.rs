@@ -11,12 +11,22 @@
 //!
 //! Polling (not inotify) keeps this portable and simple; a second of delay is far below any
 //! analysis interval. A file may hold several YAML documents, one Rollout each.
+//!
+//! ## Isolation
+//! - A changed file is read only once it has not been modified for the settle time
+//!   ([`SETTLE`] in `sluice standalone`): an editor or `cp` still writing it is not read
+//!   half-way; the next scan picks it up.
+//! - Reading is bounded before any parser runs (`sluice_core::validate::limits`: size, then a
+//!   linear nesting pre-scan), so one file costs milliseconds, never minutes; scans run on a
+//!   blocking thread, off the async runtime that serves HTTP and ticks rollouts.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use sluice_core::backend::FileProblem;
 use sluice_core::spec::Rollout;
+use sluice_core::validate::Problem;
 
 /// What changed in the directory since the last scan.
 #[derive(Clone, Debug)]
@@ -41,19 +51,33 @@ struct FileState {
     stamp: (Option<SystemTime>, u64),
     /// The file's last good rollouts, by key.
     good: BTreeMap<String, Rollout>,
+    /// Why the file's current content could not be loaded (empty when it loaded).
+    problems: Vec<FileProblem>,
 }
 
 pub struct DirLoader {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    settle: Duration,
 }
 
+/// How long a file must be left alone after its last modification before it is read.
+pub const SETTLE: Duration = Duration::from_millis(500);
+
 impl DirLoader {
+    /// Reads changed files at once (see [`DirLoader::with_settle`]).
     pub fn new(dir: &Path) -> DirLoader {
         DirLoader {
             dir: dir.to_path_buf(),
             files: BTreeMap::new(),
+            settle: Duration::ZERO,
         }
+    }
+
+    /// Leaves a changed file unread until it was not modified for `settle`.
+    pub fn with_settle(mut self, settle: Duration) -> DirLoader {
+        self.settle = settle;
+        self
     }
 
     /// Treats `rollout` as the last good content of `path` (used at start-up when the file is
@@ -63,6 +87,16 @@ impl DirLoader {
         if let Some(f) = self.files.get_mut(path) {
             f.good.insert(rollout.key(), rollout);
         }
+    }
+
+    /// A scan that reads every changed file, settled or not: the first scan at start-up, where
+    /// a file left unread would count as gone (its stored rollout retired). A file read
+    /// half-way there is only `Invalid`: its stored rollout keeps its last good spec.
+    pub fn scan_all(&mut self) -> Vec<LoadEvent> {
+        let settle = std::mem::replace(&mut self.settle, Duration::ZERO);
+        let out = self.scan();
+        self.settle = settle;
+        out
     }
 
     /// One poll of the directory. An unreadable directory is one `Invalid` event for the
@@ -101,20 +135,27 @@ impl DirLoader {
                 }
             }
         }
+        let now = SystemTime::now();
         for (path, stamp) in listed {
             if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
                 continue;
             }
+            // Still being written (modified within the settle time): next scan. A clock
+            // behind the file's time counts as just modified.
+            let fresh = stamp
+                .0
+                .is_some_and(|m| now.duration_since(m).map_or(true, |age| age < self.settle));
+            if fresh && !self.settle.is_zero() {
+                continue;
+            }
             // Bounded read: a file over the size limit is refused without loading it.
+            let shown = path.display().to_string();
             let parsed = sluice_core::validate::read_file(&path)
-                .map_err(|p| {
-                    p.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .and_then(|text| parse(&text, &path.display().to_string()))
-                .and_then(|rollouts| self.unique(&path, rollouts));
+                .and_then(|text| parse_checked(&text, &shown))
+                .and_then(|rollouts| {
+                    self.unique(&path, rollouts)
+                        .map_err(|e| vec![whole_file(&shown, "metadata", e)])
+                });
             let previous = self.files.remove(&path);
             let old = previous.map(|f| f.good).unwrap_or_default();
             match parsed {
@@ -134,21 +175,43 @@ impl DirLoader {
                             path: path.clone(),
                         });
                     }
-                    self.files.insert(path, FileState { stamp, good: new });
+                    self.files.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            good: new,
+                            problems: Vec::new(),
+                        },
+                    );
                 }
-                Err(error) => {
+                Err(problems) => {
                     out.push(LoadEvent::Invalid {
                         path: path.clone(),
                         keeps: old.keys().cloned().collect(),
-                        error,
+                        error: joined(&problems),
                     });
                     // Remember the stamp so the same bad content is reported once, but keep
                     // the previous good rollouts.
-                    self.files.insert(path, FileState { stamp, good: old });
+                    self.files.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            good: old,
+                            problems: problems.iter().map(FileProblem::from).collect(),
+                        },
+                    );
                 }
             }
         }
         out
+    }
+
+    /// Every problem of every file that could not be loaded as it is now, by file.
+    pub fn problems(&self) -> Vec<FileProblem> {
+        self.files
+            .values()
+            .flat_map(|f| f.problems.iter().cloned())
+            .collect()
     }
 
     /// Rejects rollouts another file already defines (the first file keeps it).
@@ -212,22 +275,51 @@ fn list(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Stamp>> {
 /// Parses and validates one file (every problem of every document, with field paths, from
 /// [`sluice_core::validate`]); every Rollout in it must have standalone `upstreams`.
 pub fn parse(text: &str, source: &str) -> Result<Vec<Rollout>, String> {
-    let rollouts = sluice_core::validate::load_str(text, source).map_err(|problems| {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
-    for r in &rollouts {
-        if r.spec.upstreams.is_none() {
-            return Err(format!(
-                "{source}: {}: spec.upstreams: required in standalone mode (stable and canary addresses)",
-                r.key()
-            ));
-        }
+    parse_checked(text, source).map_err(|p| joined(&p))
+}
+
+/// [`parse`] with the problems as values (file, document, field path, position).
+pub fn parse_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
+    let rollouts = sluice_core::validate::load_str(text, source)?;
+    let missing: Vec<Problem> = rollouts
+        .iter()
+        .filter(|r| r.spec.upstreams.is_none())
+        .map(|r| {
+            whole_file(
+                source,
+                "spec.upstreams",
+                format!(
+                    "required in standalone mode (stable and canary addresses) for rollout {}",
+                    r.key()
+                ),
+            )
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(rollouts)
+    } else {
+        Err(missing)
     }
-    Ok(rollouts)
+}
+
+fn whole_file(file: &str, path: &str, message: String) -> Problem {
+    Problem {
+        file: file.to_string(),
+        document: None,
+        path: path.to_string(),
+        message,
+        line: None,
+        column: None,
+        omitted: 0,
+    }
+}
+
+fn joined(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
@@ -405,5 +497,61 @@ spec:
         assert!(parse("", "a.yaml").is_err());
         let ok = parse(&doc("a", "127.0.0.1:9002"), "a.yaml").unwrap();
         assert_eq!(ok[0].key(), "default/a");
+    }
+
+    /// Issue 15: a 200 KB file of nested `[` took 63 s to reject and held up every other
+    /// edit meanwhile. Now it is refused in well under a second in the same scan that
+    /// applies the other file's edit.
+    #[test]
+    fn a_nested_bracket_file_is_refused_fast_while_another_edit_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), doc("a", "127.0.0.1:9002")).unwrap();
+        let mut l = DirLoader::new(dir.path());
+        assert_eq!(keys(&l.scan()), BTreeSet::from(["default/a".to_string()]));
+        std::fs::write(dir.path().join("bomb.yaml"), "[".repeat(200 * 1024)).unwrap();
+        std::fs::write(dir.path().join("a.yaml"), doc("a", "127.0.0.1:9003")).unwrap();
+        let start = std::time::Instant::now();
+        let events = l.scan();
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(1), "scan took {took:?}");
+        assert_eq!(keys(&events), BTreeSet::from(["default/a".to_string()]));
+        let refused = events.iter().find_map(|e| match e {
+            LoadEvent::Invalid { path, error, .. } if path.ends_with("bomb.yaml") => Some(error),
+            _ => None,
+        });
+        assert!(refused.is_some_and(|e| e.contains("nest")), "{events:?}");
+    }
+
+    /// A file modified within the settle time is left for a later scan (it may be half
+    /// written); the first scan at start-up reads it anyway.
+    #[test]
+    fn a_file_still_being_written_is_read_once_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let settle = Duration::from_millis(300);
+        let mut l = DirLoader::new(dir.path()).with_settle(settle);
+        let text = doc("a", "127.0.0.1:9002");
+        // Half a file, just written.
+        std::fs::write(dir.path().join("a.yaml"), &text[..text.len() / 2]).unwrap();
+        assert!(l.scan().is_empty(), "read while being written");
+        std::fs::write(dir.path().join("a.yaml"), &text).unwrap();
+        assert!(l.scan().is_empty());
+        std::thread::sleep(settle + Duration::from_millis(50));
+        let events = l.scan();
+        assert_eq!(
+            keys(&events),
+            BTreeSet::from(["default/a".to_string()]),
+            "{events:?}"
+        );
+        assert_eq!(
+            events.len(),
+            1,
+            "no Invalid for the half-written state: {events:?}"
+        );
+
+        let mut first = DirLoader::new(dir.path()).with_settle(Duration::from_secs(3600));
+        assert_eq!(
+            keys(&first.scan_all()),
+            BTreeSet::from(["default/a".to_string()])
+        );
     }
 }

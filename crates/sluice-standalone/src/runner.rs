@@ -4,7 +4,9 @@
 //! A rollout's task loops: read its current spec → [`exec::tick`] → write status, stable
 //! pointer, applied plan and the tick's history in one store transaction → broadcast what
 //! changed → sleep `min(analysis.interval, 1s)`, or less when a command arrives (commands
-//! trigger an immediate tick) or the spec changes.
+//! trigger an immediate tick) or the spec changes. `abort` and `pause` do not wait for the
+//! tick in flight: they cut short an analysis or webhook it waits on
+//! ([`exec::tick_interruptible`]).
 //!
 //! ## Guarantees
 //! - A kill at any point loses at most the tick in flight: the next start reads the last
@@ -27,7 +29,7 @@ use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webh
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
 use sluice_core::traffic::TrafficPlan;
-use {sluice_notify::Telemetry, sluice_telemetry::observed_tick};
+use {sluice_notify::Telemetry, sluice_telemetry::observed_tick_interruptible};
 
 use super::store::{RolloutRecord, Store, spec_hash};
 use super::workloads::{
@@ -88,6 +90,8 @@ struct Shared {
 pub struct Runner {
     shared: Arc<Shared>,
     tasks: Mutex<HashMap<String, Handle>>,
+    /// Problems of the rollout files that could not be loaded, from the last scan.
+    problems: Mutex<Vec<sluice_core::backend::FileProblem>>,
 }
 
 impl Runner {
@@ -101,7 +105,17 @@ impl Runner {
                 changes,
             }),
             tasks: Mutex::new(HashMap::new()),
+            problems: Mutex::new(Vec::new()),
         })
+    }
+
+    /// What the API lists as `GET /api/v1/problems` (the loader's view after each scan).
+    pub fn set_problems(&self, problems: Vec<sluice_core::backend::FileProblem>) {
+        *lock(&self.problems) = problems;
+    }
+
+    pub fn problems(&self) -> Vec<sluice_core::backend::FileProblem> {
+        lock(&self.problems).clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -246,6 +260,20 @@ fn period(plan: &RolloutPlan, timing: &Timing) -> Duration {
         .clamp(timing.min_period, timing.max_period)
 }
 
+/// Longest wait between two attempts at a plan the data plane refuses.
+pub const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The period, doubled for each consecutive refusal (1 s, 2 s, 4 s … 30 s). Commands and spec
+/// edits still wake the rollout at once.
+fn backoff(period: Duration, refusals: u32) -> Duration {
+    if refusals == 0 {
+        return period;
+    }
+    period
+        .saturating_mul(1u32 << refusals.min(16))
+        .min(MAX_REFUSAL_BACKOFF.max(period))
+}
+
 fn new_record(rollout: &Rollout, source: Option<&PathBuf>) -> RolloutRecord {
     RolloutRecord {
         rollout: rollout.clone(),
@@ -358,6 +386,8 @@ async fn rollout_task(
 
     let mut queue: VecDeque<Command> = VecDeque::new();
     let mut last_error: Option<String> = None;
+    // Consecutive ticks whose plan the data plane refused: the wait doubles with each.
+    let mut refusals: u32 = 0;
     // Whether the record differs from what the store holds: idle ticks write nothing.
     let mut dirty = true;
     // The spec parsed once per version (its hash): what the engine runs.
@@ -448,20 +478,59 @@ async fn rollout_task(
 
         let command = queue.pop_front();
         let now = Utc::now();
-        let outcome = match &shared.deps.telemetry {
-            Some(t) => {
-                observed_tick(
-                    &ex,
-                    &t.metrics,
-                    &rollout,
-                    &plan,
-                    &record.status,
-                    command,
-                    now,
-                )
-                .await
+        let outcome = {
+            // `abort` / `pause` arriving while the tick waits on an analysis or a webhook cut
+            // it short; other messages are kept for after the tick, in order.
+            let noted = record.status.clone();
+            let (queue, msgs, buffer) = (&mut queue, &mut msgs, &buffer);
+            let interrupt = async move {
+                loop {
+                    match msgs.recv().await {
+                        Some(Msg::Command(c)) if c.preempts() => return c,
+                        Some(Msg::Command(c)) => queue.push_back(c),
+                        Some(Msg::Note(ev)) => buffer.push_event(&noted, &ev),
+                        // The runner let go of this rollout: the select below sees it.
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+            };
+            let interrupt = std::pin::pin!(interrupt);
+            let (st, interrupt): (&RolloutStatus, exec::Interrupt<'_>) =
+                (&record.status, interrupt);
+            match &shared.deps.telemetry {
+                Some(t) => {
+                    observed_tick_interruptible(
+                        &ex,
+                        &t.metrics,
+                        &rollout,
+                        &plan,
+                        st,
+                        command,
+                        now,
+                        Some(interrupt),
+                    )
+                    .await
+                }
+                None => {
+                    exec::tick_interruptible(
+                        &ex,
+                        &rollout,
+                        &plan,
+                        st,
+                        command,
+                        now,
+                        Some(interrupt),
+                    )
+                    .await
+                }
             }
-            None => exec::tick(&ex, &rollout, &plan, &record.status, command, now).await,
+        };
+        if let Some(c) = outcome.unhandled_command {
+            queue.push_front(c);
+        }
+        refusals = match &outcome.error {
+            Some(e) if e.action == exec::APPLY_TRAFFIC => refusals.saturating_add(1),
+            _ => 0,
         };
         match &outcome.error {
             Some(e) => {
@@ -470,8 +539,9 @@ async fn rollout_task(
                     // observed_tick logs it otherwise.
                     tracing::warn!(rollout = %key, error = %msg, "tick failed");
                 }
-                // Once per distinct error, not once per second.
-                if last_error.as_ref() != Some(&msg) {
+                // Once per distinct error, not once per second. A refused plan is recorded
+                // by the tick itself (`RouterRefused`, with a condition).
+                if last_error.as_ref() != Some(&msg) && e.action != exec::APPLY_TRAFFIC {
                     buffer.push_event(
                         &outcome.status,
                         &Event {
@@ -537,7 +607,7 @@ async fn rollout_task(
         if !queue.is_empty() {
             continue;
         }
-        let sleep = tokio::time::sleep(period(&plan, &shared.timing));
+        let sleep = tokio::time::sleep(backoff(period(&plan, &shared.timing), refusals));
         tokio::select! {
             msg = msgs.recv() => match msg {
                 Some(Msg::Command(c)) => queue.push_back(c),

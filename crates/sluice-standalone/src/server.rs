@@ -2,7 +2,8 @@
 //!
 //! ## Start-up
 //! 1. The store is opened (a file left by a killed process opens at its last commit).
-//! 2. The directory is scanned once. Every rollout in a valid file runs (resuming from the
+//! 2. The HTTP server starts, then the directory is scanned once in the background (on a
+//!    blocking thread). Every rollout in a valid file runs (resuming from the
 //!    store when it has a record). A stored rollout whose file is invalid now keeps running
 //!    with its last good spec from the store; one whose file is gone is retired (all traffic
 //!    to stable, record kept as retired).
@@ -72,7 +73,16 @@ pub async fn apply_events(runner: &Runner, events: Vec<LoadEvent>) {
 /// First scan: start what is in the directory, keep stored rollouts of invalid files on their
 /// last good spec, retire stored rollouts whose file is gone.
 pub async fn start(runner: &Runner, loader: &mut DirLoader) -> Result<(), ServeError> {
-    let events = loader.scan();
+    // Off the async runtime: parsing is bounded, but a directory of large files is still work.
+    let taken = std::mem::replace(loader, DirLoader::new(std::path::Path::new("")));
+    let (events, taken) = tokio::task::spawn_blocking(move || {
+        let mut l = taken;
+        (l.scan_all(), l)
+    })
+    .await
+    .map_err(|e| ServeError::Http(std::io::Error::other(format!("directory scan: {e}"))))?;
+    *loader = taken;
+    runner.set_problems(loader.problems());
     let invalid: BTreeSet<String> = events
         .iter()
         .filter_map(|e| match e {
@@ -156,6 +166,7 @@ pub async fn watch(runner: Arc<Runner>, mut loader: DirLoader) {
             }
         };
         loader = l;
+        runner.set_problems(loader.problems());
         apply_events(&runner, events).await;
     }
 }
@@ -177,8 +188,8 @@ pub async fn serve_http(
     if let (Some(tx), Ok(addr)) = (bound, listener.local_addr()) {
         let _ = tx.send(addr);
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    // With header-size, header-read-timeout, connection and body limits (`sluice_api::server`).
+    sluice_api::server::serve(listener, app, shutdown)
         .await
         .map_err(ServeError::Http)
 }

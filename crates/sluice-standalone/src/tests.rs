@@ -40,6 +40,10 @@ async fn setup(verdict: Verdict) -> Setup {
 
 impl Setup {
     fn runner(&self) -> Arc<Runner> {
+        self.runner_with(None)
+    }
+
+    fn runner_with(&self, telemetry: Option<sluice_notify::Telemetry>) -> Arc<Runner> {
         let store = Store::open(&self.store_path, Retention::default()).unwrap();
         Runner::new(
             store,
@@ -47,7 +51,7 @@ impl Setup {
                 router: self.router.clone(),
                 analyzer: self.analyzer.clone(),
                 webhooks: Arc::new(NoWebhooks),
-                telemetry: None,
+                telemetry,
             },
             Timing {
                 max_period: Duration::from_millis(40),
@@ -367,6 +371,118 @@ async fn commands_are_checked_then_applied_on_an_immediate_tick() {
     assert_eq!(s.router.log().last().unwrap().2, TrafficPlan::stable_only());
 }
 
+/// Issue 15: `abort` and `pause` used to wait behind a 30 s-slow Prometheus (19.8 s measured).
+#[tokio::test]
+async fn abort_and_pause_cut_short_a_slow_analysis() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for (command, phase) in [
+        (Command::Abort, Phase::Failed),
+        (Command::Pause, Phase::Paused),
+    ] {
+        let s = setup(Verdict::Pass).await;
+        s.analyzer.set_delay(Duration::from_secs(30));
+        let runner = s.runner();
+        let backend = StandaloneBackend {
+            runner: runner.clone(),
+        };
+        runner.upsert(s.rollout("[20, 50]"), None);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while s.analyzer.started.load(SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no analysis started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let sent = std::time::Instant::now();
+        backend.command("shop", "reviews", command).await.unwrap();
+        let st = wait_for(&backend, "the command", |st| st.phase == phase).await;
+        let took = sent.elapsed();
+        assert!(took < Duration::from_secs(1), "{command} took {took:?}");
+        assert_eq!(
+            s.analyzer.finished.load(SeqCst),
+            0,
+            "the analysis was not cancelled"
+        );
+        let rs = reasons(&backend).await;
+        assert!(rs.contains(&"AnalysisCancelled".to_string()), "{rs:?}");
+        if command == Command::Abort {
+            assert_eq!(st.reason, Some(Reason::Aborted));
+            assert_eq!(s.router.log().last().unwrap().2, TrafficPlan::stable_only());
+        } else {
+            assert_eq!(st.reason, Some(Reason::PausedByUser));
+        }
+    }
+}
+
+/// Issue 15: a plan the data plane refuses used to loop: 29 "started" notifications and 87
+/// history entries in 30 s, the status `Idle` with no reason.
+#[tokio::test]
+async fn a_refused_plan_is_a_condition_with_one_notification_and_backoff() {
+    use sluice_core::exec::{ROUTER_REFUSED, TRAFFIC_CONDITION};
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = setup(Verdict::Pass).await;
+    let rx = sluice_testkit::fakes::Receiver::start().await;
+    let sink = s._dir.path().join("sink-url");
+    std::fs::write(&sink, format!("{}/sink", rx.base)).unwrap();
+    let telemetry = sluice_notify::Telemetry::new(&sluice_notify::notify::NotifyConfig {
+        sinks: vec![sluice_core::spec::Notification {
+            kind: sluice_core::spec::NotificationKind::Json,
+            url_from_env: None,
+            url_from_file: Some(sink.display().to_string()),
+        }],
+        ui_base_url: None,
+    })
+    .unwrap();
+    let why = "Envoy rejected routes (rds) version 1a2b (its update_rejected counter moved)";
+    s.router.refuse(Some(why));
+    let runner = s.runner_with(Some(telemetry));
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    runner.upsert(s.rollout("[20, 50]"), None);
+    let cond = |st: &RolloutStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.kind == TRAFFIC_CONDITION)
+            .cloned()
+    };
+    let st = wait_for(&backend, "the condition", |st| cond(st).is_some()).await;
+    let c = cond(&st).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", ROUTER_REFUSED)
+    );
+    assert_eq!(c.message, why);
+    // A second of retries at a 40 ms period: backoff keeps them few, and they add nothing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let tries = s.router.refused.load(SeqCst);
+    assert!((3..=8).contains(&tries), "{tries} attempts in 1.2 s");
+    let rs = reasons(&backend).await;
+    assert_eq!(
+        rs.iter().filter(|r| *r == ROUTER_REFUSED).count(),
+        1,
+        "{rs:?}"
+    );
+    assert!(rs.len() <= 2, "history grew while refused: {rs:?}");
+    let hits = rx.hits("/sink");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].body["topic"], "routerRefused", "{:?}", hits[0].body);
+    let v = backend.get("shop", "reviews").await.unwrap();
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(json.contains(why), "the API shows the cause: {json}");
+
+    // Accepted again: the rollout goes on and the condition goes away.
+    s.router.refuse(None);
+    let st = wait_for(&backend, "promotion", |st| st.phase == Phase::Succeeded).await;
+    assert!(cond(&st).is_none(), "{st:?}");
+    assert!(
+        reasons(&backend)
+            .await
+            .contains(&"RouterAccepted".to_string())
+    );
+}
+
 #[tokio::test]
 async fn spec_edits_restart_and_removal_leaves_all_stable() {
     let s = setup(Verdict::Inconclusive).await;
@@ -514,6 +630,58 @@ async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
     let other = runner.store().get("shop/other").unwrap().unwrap();
     assert!(other.retired);
     assert_eq!(other.applied, Some(TrafficPlan::stable_only()));
+
+    // The invalid file is listed by the API with its position (issue 15: bad files reached
+    // only the log), and leaves the list once fixed.
+    let app = sluice_api::router(sluice_api::ApiState::new(
+        Arc::new(StandaloneBackend {
+            runner: runner.clone(),
+        }),
+        None,
+    ));
+    let problems = get_json(&app, "/api/v1/problems").await;
+    let list = problems.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{problems}");
+    assert_eq!(list[0]["file"], a.display().to_string());
+    assert!(list[0]["line"].as_u64().is_some(), "{problems}");
+    std::fs::write(&a, serde_yaml::to_string(&reviews).unwrap()).unwrap();
+    loader.scan();
+    runner.set_problems(loader.problems());
+    assert_eq!(
+        get_json(&app, "/api/v1/problems").await,
+        serde_json::json!([])
+    );
+    // A field path, for a file that parses but says something wrong.
+    std::fs::write(
+        &a,
+        serde_yaml::to_string(&reviews)
+            .unwrap()
+            .replace("interval: 40ms", "interval: soon"),
+    )
+    .unwrap();
+    loader.scan();
+    runner.set_problems(loader.problems());
+    let problems = get_json(&app, "/api/v1/problems").await;
+    assert_eq!(problems[0]["path"], "spec.analysis.interval", "{problems}");
+}
+
+async fn get_json(app: &axum::Router, uri: &str) -> serde_json::Value {
+    use tower::ServiceExt;
+    let resp = app
+        .clone()
+        .oneshot(
+            axum::http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), axum::http::StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    serde_json::from_slice(&body).unwrap()
 }
 
 #[tokio::test]
@@ -749,4 +917,146 @@ async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
             .iter()
             .any(|r| r == "StableRelabelled")
     );
+}
+
+/// A `tracing` writer into a shared buffer: the logs a test can grep.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 15: a password in a Prometheus or webhook URL appears in no output: API JSON (list,
+/// rollout, events, analysis, problems), `/metrics`, the logs (debug level, JSON), history
+/// events and notifications, while both URLs fail and are retried.
+#[tokio::test]
+async fn a_password_in_a_prometheus_or_webhook_url_reaches_no_output() {
+    const SECRET: &str = "hunter2-s3cret";
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s = setup(Verdict::Pass).await;
+    // Closed ports: both calls fail, so their errors (where a URL could leak) are exercised.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let rx = sluice_testkit::fakes::Receiver::start().await;
+    let sink = s._dir.path().join("sink-url");
+    std::fs::write(&sink, format!("{}/sink", rx.base)).unwrap();
+    let telemetry = sluice_notify::Telemetry::new(&sluice_notify::notify::NotifyConfig {
+        sinks: vec![sluice_core::spec::Notification {
+            kind: sluice_core::spec::NotificationKind::Json,
+            url_from_env: None,
+            url_from_file: Some(sink.display().to_string()),
+        }],
+        ui_base_url: None,
+    })
+    .unwrap();
+    let metrics = telemetry.metrics.clone();
+    let analyzer = sluice_analysis::PrometheusAnalyzer::new(
+        sluice_analysis::AddressPolicy::SpecOrDefault(None),
+    )
+    .unwrap();
+    let webhooks = telemetry.webhooks().unwrap();
+    let store = Store::open(&s.store_path, Retention::default()).unwrap();
+    let runner = Runner::new(
+        store,
+        Deps {
+            router: s.router.clone(),
+            analyzer: Arc::new(analyzer),
+            webhooks: Arc::new(webhooks),
+            telemetry: Some(telemetry),
+        },
+        Timing {
+            max_period: Duration::from_millis(40),
+            min_period: Duration::from_millis(10),
+            probe_timeout: Duration::from_millis(300),
+        },
+    );
+    let rollout: Rollout = serde_yaml::from_str(&format!(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  upstreams: {{stable: "{}", canary: "{}"}}
+  service: {{port: 8080}}
+  strategy: {{canary: {{steps: [20, 50]}}}}
+  analysis:
+    interval: 1s
+    failureLimit: 1
+    inconclusiveLimit: 1000
+    provider: {{prometheus: {{address: "http://sluice:{SECRET}@127.0.0.1:{closed}", timeout: 1s}}}}
+    metrics: [{{name: up, query: "up", thresholds: {{min: 1}}}}]
+  webhooks:
+    - {{name: check, type: rollout, url: "http://127.0.0.1:{closed}/check?token={SECRET}"}}
+"#,
+        s.stable, s.canary
+    ))
+    .unwrap();
+    runner.upsert(rollout, None);
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    // Failed checks (the webhook) roll the rollout back: every path has run by then.
+    let st = wait_for(&backend, "the rollback", |st| st.phase == Phase::Failed).await;
+    assert_eq!(st.phase, Phase::Failed);
+
+    let app = sluice_api::router(
+        sluice_api::ApiState::new(Arc::new(StandaloneBackend { runner }), None)
+            .with_metrics(metrics.encoder()),
+    );
+    let mut outputs = Vec::new();
+    for uri in [
+        "/api/v1/rollouts",
+        "/api/v1/rollouts/shop/reviews",
+        "/api/v1/rollouts/shop/reviews/events",
+        "/api/v1/rollouts/shop/reviews/analysis",
+        "/api/v1/problems",
+    ] {
+        outputs.push((uri.to_string(), get_json(&app, uri).await.to_string()));
+    }
+    outputs.push(("metrics".into(), metrics.encode()));
+    let log_text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    outputs.push(("logs".into(), log_text));
+    let hits = rx.hits("/sink");
+    outputs.push((
+        "notifications".into(),
+        format!("{:?}", hits.iter().map(|h| &h.body).collect::<Vec<_>>()),
+    ));
+
+    // The surfaces did see the failures (else the grep proves nothing)...
+    let analysis = &outputs[3].1;
+    assert!(
+        analysis.contains("127.0.0.1") && analysis.contains("check"),
+        "{analysis}"
+    );
+    assert!(outputs[5].1.contains("sluice_"), "metrics");
+    assert!(
+        outputs[6].1.contains("webhook failed"),
+        "logs: {}",
+        outputs[6].1
+    );
+    assert!(!hits.is_empty(), "no notification");
+    // ...and the password appears in none of them.
+    for (surface, text) in &outputs {
+        assert!(
+            !text.contains(SECRET),
+            "{surface} leaks the password: {text}"
+        );
+    }
 }

@@ -37,9 +37,26 @@ pub async fn observed_tick(
     command: Option<Command>,
     now: DateTime<Utc>,
 ) -> TickOutcome {
+    observed_tick_interruptible(ex, metrics, rollout, plan, status, command, now, None).await
+}
+
+/// [`observed_tick`] over [`exec::tick_interruptible`]: `abort` / `pause` from `interrupt`
+/// cut short an analysis or webhook in flight.
+// The tick's own inputs plus the metrics and the interrupt: a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
+pub async fn observed_tick_interruptible(
+    ex: &Executors,
+    metrics: &Metrics,
+    rollout: &Rollout,
+    plan: &RolloutPlan,
+    status: &RolloutStatus,
+    command: Option<Command>,
+    now: DateTime<Utc>,
+    interrupt: Option<exec::Interrupt<'_>>,
+) -> TickOutcome {
     let span = logging::tick_span(rollout);
     let start = Instant::now();
-    let out = exec::tick(ex, rollout, plan, status, command, now)
+    let out = exec::tick_interruptible(ex, rollout, plan, status, command, now, interrupt)
         .instrument(span.clone())
         .await;
     metrics.observe_tick(start.elapsed().as_secs_f64());

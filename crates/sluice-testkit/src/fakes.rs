@@ -123,11 +123,20 @@ pub struct FakeRouter {
     pub plans: Mutex<Vec<TrafficPlan>>,
     /// (stable, canary) upstream addresses per apply; empty strings without `upstreams`.
     pub upstreams: Mutex<Vec<(String, String)>>,
+    /// When set, every apply fails with this text (a data plane that refuses the plan).
+    pub refusal: Mutex<Option<String>>,
+    /// Applies refused so far.
+    pub refused: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait::async_trait]
 impl TrafficRouter for FakeRouter {
     async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+        if let Some(why) = self.refusal.lock().unwrap().clone() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(why.into());
+        }
         plan.check()?;
         let up = rollout
             .spec
@@ -142,6 +151,10 @@ impl TrafficRouter for FakeRouter {
 }
 
 impl FakeRouter {
+    /// Every later apply fails with `why`; `None` accepts again.
+    pub fn refuse(&self, why: Option<&str>) {
+        *self.refusal.lock().unwrap() = why.map(str::to_string);
+    }
     pub fn weights(&self) -> Vec<u32> {
         self.plans
             .lock()
@@ -210,23 +223,42 @@ impl Workloads for FakeWorkloads {
 /// an Inconclusive check carries no value, as a real one without data does.
 pub struct FakeAnalyzer {
     pub verdict: Mutex<Verdict>,
+    /// How long every later analysis takes (a slow Prometheus).
+    pub delay: Mutex<std::time::Duration>,
+    /// Analyses started, and finished (not cancelled).
+    pub started: std::sync::atomic::AtomicUsize,
+    pub finished: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeAnalyzer {
     pub fn new(v: Verdict) -> Self {
         FakeAnalyzer {
             verdict: Mutex::new(v),
+            delay: Mutex::new(std::time::Duration::ZERO),
+            started: Default::default(),
+            finished: Default::default(),
         }
     }
     /// The verdict of every later check.
     pub fn set(&self, v: Verdict) {
         *self.verdict.lock().unwrap() = v;
     }
+    /// Every later analysis answers after `d`.
+    pub fn set_delay(&self, d: std::time::Duration) {
+        *self.delay.lock().unwrap() = d;
+    }
 }
 
 #[async_trait::async_trait]
 impl Analyzer for FakeAnalyzer {
     async fn analyze(&self, _: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.started.fetch_add(1, SeqCst);
+        let delay = *self.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.finished.fetch_add(1, SeqCst);
         let v = *self.verdict.lock().unwrap();
         vec![CheckResult {
             metric: "success-rate".into(),

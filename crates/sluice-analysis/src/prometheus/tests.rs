@@ -457,3 +457,82 @@ async fn without_any_address_every_check_is_inconclusive_with_the_reason() {
         "{checks:?}"
     );
 }
+
+/// Issue 15: a 30 MB answer took the process from 35 to 428 MB. Over the cap it is an error
+/// (never a pass), read no further than the cap, with or without a Content-Length.
+#[tokio::test]
+async fn an_answer_over_the_byte_cap_is_refused_without_reading_it_all() {
+    let one = r#"{"metric":{"pod":"p"},"value":[1700000000,"1"]},"#;
+    let mut big = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+    while big.len() < 30 * 1024 * 1024 {
+        big.push_str(one);
+    }
+    big.pop();
+    big.push_str("]}}");
+    let s = stub(vec![ok(Box::leak(big.into_boxed_str()))]).await;
+    let p = PrometheusSource::new(fast(&s.url)).expect("source");
+    let e = p.query("up", now()).await.expect_err("too big");
+    assert!(
+        e.to_string()
+            .contains(&format!("larger than {MAX_ANSWER_BYTES} bytes")),
+        "{e}"
+    );
+
+    // Chunked, without a length: the reader stops at the cap and hangs up.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = sent.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut c, _) = listener.accept().await.expect("accept");
+        let mut buf = [0u8; 4096];
+        let _ = c.read(&mut buf).await;
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        if c.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = "x".repeat(64 * 1024);
+        let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+        for _ in 0..(30 * 16) {
+            if c.write_all(framed.as_bytes()).await.is_err() {
+                return;
+            }
+            counted.fetch_add(chunk.len(), std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let mut cfg = fast(&url);
+    cfg.max_attempts = 1;
+    let p = PrometheusSource::new(cfg).expect("source");
+    let e = p.query("up", now()).await.expect_err("too big");
+    assert!(e.to_string().contains("larger than"), "{e}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n < 12 * 1024 * 1024, "the server got to write {n} bytes");
+}
+
+#[tokio::test]
+async fn an_answer_with_too_many_series_is_refused() {
+    let one = r#"{"metric":{"pod":"p"},"value":[1700000000,"1"]}"#;
+    let result = vec![one; MAX_SERIES + 1].join(",");
+    let body =
+        format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{result}]}}}}"#);
+    let s = stub(vec![ok(Box::leak(body.into_boxed_str()))]).await;
+    let p = PrometheusSource::new(fast(&s.url)).expect("source");
+    let e = p.query("up", now()).await.expect_err("too many");
+    assert!(
+        e.to_string().contains(&format!(
+            "{} series in the answer, more than {MAX_SERIES}",
+            MAX_SERIES + 1
+        )),
+        "{e}"
+    );
+    let result = vec![one; MAX_SERIES].join(",");
+    let body =
+        format!(r#"{{"status":"success","data":{{"resultType":"vector","result":[{result}]}}}}"#);
+    let s = stub(vec![ok(Box::leak(body.into_boxed_str()))]).await;
+    let p = PrometheusSource::new(fast(&s.url)).expect("source");
+    assert!(p.query("up", now()).await.is_ok());
+}

@@ -145,7 +145,28 @@ function defaultRoute(view) {
 
 // ------------------------------------------------------------------ list view
 
-function renderList(views) {
+// Rollout files sluice could not load (GET /api/v1/problems): their rollouts keep their last
+// good spec, so without this card a typo would only show in the server's log.
+function renderProblems(problems) {
+  if (!problems || !problems.length) return null;
+  const where = (p) => {
+    const at = [p.document ? `document ${p.document}` : "", p.path || "",
+      p.line ? `line ${p.line}${p.column ? `:${p.column}` : ""}` : ""].filter(Boolean);
+    return at.join(" · ") || "whole file";
+  };
+  const rows = problems.map((p) => h("tr", { class: "problem-row" },
+    h("td", { class: "file" }, p.file),
+    h("td", { class: "path" }, h("code", {}, where(p))),
+    h("td", { class: "msg" }, p.message)));
+  return h("div", { class: "card error", id: "problems" },
+    h("h2", {}, `Files that could not be loaded (${problems.length})`),
+    h("p", {}, "The rollouts these files defined keep running with their last good version."),
+    h("table", { class: "problems" },
+      h("thead", {}, h("tr", {}, ["File", "Where", "Problem"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows)));
+}
+
+function renderList(views, problems) {
   const rows = views.map((v) => {
     const s = v.status;
     const route = defaultRoute(v);
@@ -176,6 +197,7 @@ function renderList(views) {
     : h("div", { class: "empty" }, "No rollouts yet. Add a Rollout and it appears here.");
   return h("section", { class: "page" },
     h("div", { class: "page-head" }, h("h1", {}, "Rollouts"), h("span", { class: "count" }, `${views.length}`)),
+    renderProblems(problems),
     h("div", { class: "card flush" }, table));
 }
 
@@ -467,7 +489,10 @@ async function refresh() {
       page = renderDetail(view, analysis, events);
       document.title = `${r.ns}/${r.name} · ${view.status.phase} — sluice`;
     } else {
-      page = renderList(await api("/api/v1/rollouts"));
+      // An older server without the endpoint still shows its rollouts.
+      const [views, problems] = await Promise.all([api("/api/v1/rollouts"),
+        api("/api/v1/problems").catch(() => [])]);
+      page = renderList(views, problems);
       document.title = "sluice — rollouts";
     }
     // Keep dialogs and focus stable: swap only the page content.

@@ -1,3 +1,4 @@
 //! Integration tests of `sluice-api` (all in-process).
 
 mod api;
+mod limits;

@@ -122,6 +122,13 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command cuts short an analysis or a webhook call in flight (see
+    /// [`crate::exec::tick_interruptible`]): stopping must not wait behind a slow Prometheus.
+    /// The others wait for the tick in flight, whose result they build on.
+    pub fn preempts(self) -> bool {
+        matches!(self, Command::Abort | Command::Pause)
+    }
+
     pub const ALL: [Command; 6] = [
         Command::Promote,
         Command::Pause,

@@ -19,6 +19,7 @@
 
 pub mod limits;
 pub mod nesting;
+pub mod re2;
 pub mod rules;
 pub mod schema;
 pub mod yaml;

@@ -449,6 +449,12 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
             &p.field("regex"),
             format!("invalid regex: {}", regex_reason(&e)),
         );
+    } else if let Some(re) = &sm.regex
+        && !long
+        && let Some(why) = super::re2::envoy_refusal(re)
+    {
+        // Rust accepts it, Envoy would not: it would refuse every plan of this rollout.
+        f.add(&p.field("regex"), why);
     }
 }
 

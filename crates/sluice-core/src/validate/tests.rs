@@ -811,3 +811,98 @@ fn control_characters_in_headers_are_refused_with_their_path() {
         "{got:?}"
     );
 }
+
+/// Issue 15: a regex Rust accepts but Envoy's RE2 refuses (program size over 100) used to pass
+/// validation and then make Envoy reject every plan of the rollout.
+#[test]
+fn header_regexes_envoy_would_refuse_are_refused_with_their_path() {
+    let ab = |re: &str| {
+        problems(&VALID.replace(
+            "canary: {steps: [10, 25, 50]}",
+            &format!("abTest: {{match: [{{headers: {{x-user: {{regex: \"{re}\"}}}}}}]}}"),
+        ))
+    };
+    let got = ab("(?:ab|cd){30}");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("f.yaml: spec.strategy.abTest.match[0].headers.x-user.regex: compiles to about 124 RE2 instructions; Envoy refuses regexes over 100"),
+        "{got:?}"
+    );
+    let got = ab("(a{50}){50}");
+    assert!(got.len() == 1 && got[0].contains("above 1000"), "{got:?}");
+    // The same shape under the limit, and the usual cookie match, pass.
+    assert_eq!(ab("(?:ab|cd){24}"), Vec::<String>::new());
+    assert_eq!(ab("^(.*?;)?(user=jason)(;.*)?$"), Vec::<String>::new());
+}
+
+/// A Rollout touching most rules (header regexes, webhooks, windows, templates), for the
+/// value-mutation property below.
+const RICH: &str = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: reviews, namespace: bookinfo, labels: {team: shop}}
+spec:
+  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}
+  service: {port: 9080, hosts: [reviews.local]}
+  strategy:
+    darkLaunch:
+      match:
+        - headers: {x-user: {regex: "^(beta|canary)-[0-9]{3}$"}, cookie: {prefix: "user=t"}}
+      mirrorPercent: 10
+  analysis:
+    interval: 30s
+    failureLimit: 2
+    provider: {prometheus: {address: "http://prometheus:9090", timeout: 5s}}
+    metrics:
+      - {name: success-rate, builtin: request-success-rate, thresholds: {min: 99}}
+      - {name: p99, query: "histogram_quantile(0.99, sum(rate(x_bucket{ns=\"{{ namespace }}\"}[{{ interval }}])) by (le))", thresholds: {max: 500}}
+  webhooks:
+    - {name: gate, type: pre-rollout, url: "http://127.0.0.1:9/gate", timeout: 2s}
+"#;
+
+proptest::proptest! {
+    // Issue 15: a bounded property run in every `cargo test` (and so in CI): any value in any
+    // position of a rich Rollout gives problems or a rollout, never a panic, and never an
+    // unbounded list of problems.
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 768,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_value_anywhere_never_panics(
+        slot in 0usize..64,
+        value in proptest::prop_oneof![
+            "\\PC{0,40}",
+            "[\\[\\]{}:,\"'|&*!%@` -]{0,60}",
+            proptest::strategy::Strategy::prop_map(proptest::prelude::any::<i64>(), |n| n.to_string()),
+            "[(a-z|){}0-9*+?^$.\\\\]{0,40}",
+            "\"[a-z\\\\r\\\\n\\\\t\\\\u0000]{0,20}\"",
+        ],
+    ) {
+        // The value replaces the `slot`-th scalar (what follows a `: `, up to `,` `}` or EOL).
+        let mut starts: Vec<usize> = RICH.match_indices(": ").map(|(i, _)| i + 2).collect();
+        starts.retain(|&i| !RICH[i..].starts_with('{') && !RICH[i..].starts_with('['));
+        let at = starts[slot % starts.len()];
+        let end = RICH[at..]
+            .find([',', '}', '\n'])
+            .map_or(RICH.len(), |n| at + n);
+        let text = format!("{}{}{}", &RICH[..at], value, &RICH[end..]);
+        if let Err(problems) = load_str(&text, "x") {
+            proptest::prop_assert!(!problems.is_empty());
+            proptest::prop_assert!(problems.len() <= limits::MAX_PROBLEMS + 1);
+        }
+    }
+
+    #[test]
+    fn the_re2_estimate_never_panics(re in "\\PC{0,80}", n in 0u32..5000) {
+        let _ = re2::envoy_refusal(&re);
+        let _ = re2::envoy_refusal(&format!("({re}){{{n}}}"));
+    }
+}
+
+#[test]
+fn the_rich_rollout_of_the_property_is_valid() {
+    assert_eq!(problems(RICH), Vec::<String>::new());
+}

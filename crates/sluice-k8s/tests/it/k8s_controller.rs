@@ -401,6 +401,56 @@ async fn command_annotation_is_run_once_acknowledged_and_cleared() {
     assert_eq!(h.weight("reviews-primary"), 100);
 }
 
+/// Issue 15: an `abort` annotated while the reconcile waits on a 30 s-slow analysis lands
+/// within a second, not after the analysis.
+#[tokio::test]
+async fn an_abort_annotated_during_a_slow_analysis_cuts_it_short() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10);
+    h.advance(61);
+    h.analyzer.set_delay(std::time::Duration::from_secs(30));
+    let annotate = async {
+        while h.analyzer.started.load(SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
+            r["metadata"]["annotations"] = json!({"sluice.dev/command": "abort@n9"});
+        });
+        std::time::Instant::now()
+    };
+    let run = tokio::time::timeout(std::time::Duration::from_secs(5), h.reconcile());
+    let (result, sent) = tokio::join!(run, annotate);
+    let took = sent.elapsed();
+    result
+        .expect("the reconcile waited for the analysis")
+        .expect("reconcile");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "abort took {took:?}"
+    );
+    assert_eq!(h.analyzer.finished.load(SeqCst), 0);
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed);
+    assert_eq!(h.weight("reviews-primary"), 100);
+    assert!(st.conditions.iter().any(|c| c.kind == "CommandProcessed"
+        && c.message == "abort@n9"
+        && c.reason == "Accepted"));
+    let ann = h
+        .rollout()
+        .expect("rollout")
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert_eq!(ann.get("sluice.dev/command"), None, "cleared");
+    h.assert_rbac_covers_requests();
+}
+
 #[tokio::test]
 async fn deletion_runs_the_finalizer() {
     let h = Harness::new();

@@ -29,6 +29,16 @@ pub struct ControllerArgs {
     /// Serve the web API/UI here (every replica can; commands go through the annotation).
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Another host name the web API/UI answer to, e.g. a Service or Ingress name (repeatable;
+    /// `*`: any). localhost, 127.0.0.1 and [::1] always work (`kubectl port-forward`); other
+    /// `Host` headers get 421 (DNS rebinding).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SLUICE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_host: Vec<String>,
 }
 
 pub async fn controller(
@@ -68,13 +78,16 @@ pub async fn controller(
         let token = sluice_api::load_token(None, crate::cli::api_token_env())?;
         let backend: Arc<dyn sluice_core::backend::Backend> = Arc::new(controller.backend());
         let app = sluice_api::router(
-            sluice_api::ApiState::new(backend, token).with_metrics(metrics.encoder()),
+            sluice_api::ApiState::new(backend, token)
+                .with_metrics(metrics.encoder())
+                .with_allowed_hosts(&args.allowed_host),
         );
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let forever = std::future::pending::<()>();
+            if let Err(e) = sluice_api::server::serve(listener, app, forever).await {
                 tracing::error!(error = %e, "web API stopped");
             }
         });

@@ -36,6 +36,15 @@ pub struct StandaloneArgs {
     /// either, promote/pause/... over HTTP are refused).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Another host name the API and UI answer to (repeatable; `*`: any). localhost,
+    /// 127.0.0.1 and [::1] always work; other `Host` headers get 421 (DNS rebinding).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SLUICE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_host: Vec<String>,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -81,8 +90,13 @@ pub async fn standalone(
         envoy_admin: args.envoy_admin,
         timing: Timing::default(),
     };
+    let hosts = args.allowed_host;
     let mut s = Standalone::launch(opts, Some(telemetry), move |backend| {
-        sluice_api::router(sluice_api::ApiState::new(backend, token).with_metrics(metrics))
+        sluice_api::router(
+            sluice_api::ApiState::new(backend, token)
+                .with_metrics(metrics)
+                .with_allowed_hosts(&hosts),
+        )
     })
     .await?;
     eprintln!("sluice standalone: HTTP on http://{}", s.http_addr);

@@ -552,6 +552,7 @@ async fn a_routes_file_envoy_rejects_is_reported_and_replaced_by_the_last_good_o
         .expect("applied");
     let rds = rig.router.dir().join(envoy::RDS_FILE);
     let good = std::fs::read_to_string(&rds).expect("rds");
+    // A regex known to be over RE2's program size is refused before any file is written.
     let huge = header_match(
         "x-user",
         StringMatch {
@@ -562,6 +563,22 @@ async fn a_routes_file_envoy_rejects_is_reported_and_replaced_by_the_last_good_o
     let err = rig
         .router
         .set(&r, &TrafficPlan::matched(&[huge], None))
+        .await
+        .expect_err("refused before Envoy sees it");
+    assert!(err.to_string().contains("RE2 instructions"), "{err}");
+    assert_eq!(std::fs::read_to_string(&rds).expect("rds"), good);
+    // `\s{33}` is just over the limit where sluice's estimate counts low (RE2's `\s` has one
+    // range more than Rust's): Envoy itself rejects it, and the last good file comes back.
+    let near = header_match(
+        "x-user",
+        StringMatch {
+            regex: Some("\\s{33}".into()),
+            ..Default::default()
+        },
+    );
+    let err = rig
+        .router
+        .set(&r, &TrafficPlan::matched(&[near], None))
         .await
         .expect_err("envoy rejects the regex");
     assert!(err.to_string().contains("rejected"), "{err}");

@@ -446,6 +446,14 @@ async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
         standalone_rollout(&v1.upstream(), &v2.upstream()),
     )
     .unwrap();
+    // A file that cannot be loaded: the page lists it with its field path (issue 15).
+    std::fs::write(
+        rollouts.join("broken.yaml"),
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {name: broken}\nspec:\n  \
+         upstreams: {stable: \"127.0.0.1:1\", canary: \"127.0.0.1:2\"}\n  service: {port: 8080}\n  \
+         strategy: {canary: {steps: [10]}}\n  analysis: {interval: soon}\n",
+    )
+    .unwrap();
     let opts = Options {
         dir: rollouts,
         xds_dir,
@@ -469,6 +477,8 @@ async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
     let row = r#"tr.rollout-row[data-key="default/web"]"#;
     let text = wait_text(&c, row, |t| t.contains("awaiting promotion")).await;
     assert!(text.contains("Paused"), "{text}");
+    let problems = wait_text(&c, "#problems", |t| t.contains("broken.yaml")).await;
+    assert!(problems.contains("spec.analysis.interval"), "{problems}");
     let gate = sluice.backend.get("default", "web").await.unwrap();
     assert_eq!(gate.status.phase, Phase::Paused);
     assert_eq!(gate.status.reason, Some(Reason::AwaitingPromotion));
