@@ -27,3 +27,4 @@ pub mod spec;
 pub mod template;
 pub mod traffic;
 pub mod validate;
+pub mod yaml;

@@ -198,7 +198,7 @@ pub fn objects_yaml(rollout: &Rollout, translate: Translate) -> Result<String, s
             None => "promoted: the new version is stable".to_string(),
         };
         let _ = writeln!(out, "---\n# {} {title}", rollout.key());
-        out.push_str(&serde_yaml::to_string(&vs)?);
+        out.push_str(&crate::yaml::to_string(&vs)?);
     }
     Ok(out)
 }

@@ -144,7 +144,7 @@ fn main() -> ExitCode {
         Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
         Cmd::Crd => {
             use kube::CustomResourceExt;
-            match serde_yaml::to_string(&sluice_core::spec::Rollout::crd()) {
+            match sluice_core::yaml::to_string(&sluice_core::spec::Rollout::crd()) {
                 Ok(y) => {
                     print!("{y}");
                     ExitCode::SUCCESS

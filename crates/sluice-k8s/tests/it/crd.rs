@@ -5,7 +5,7 @@ use kube::CustomResourceExt;
 #[test]
 fn checked_in_crd_matches_the_types() {
     let generated =
-        serde_yaml::to_string(&sluice_core::spec::Rollout::crd()).expect("serialize CRD");
+        sluice_core::yaml::to_string(&sluice_core::spec::Rollout::crd()).expect("serialize CRD");
     let path = sluice_testkit::files::root().join("deploy/crds/rollout.yaml");
     let checked_in = std::fs::read_to_string(&path).expect("read deploy/crds/rollout.yaml");
     assert!(
