@@ -203,16 +203,17 @@ pub fn objects_yaml(rollout: &Rollout, translate: Translate) -> Result<String, s
     Ok(out)
 }
 
-/// Everything as JSON: the steps with their traffic plans and routing objects (`translate`),
-/// each under `key` (e.g. `virtualService`).
-pub fn json(rollout: &Rollout, key: &str, translate: Translate) -> Value {
+/// Everything as JSON: the steps with their traffic plans and routing objects, each object
+/// under its key (e.g. `virtualService`, `httpRoute`) made by its translation.
+pub fn json(rollout: &Rollout, objects: &[(&str, Translate)]) -> Value {
     let steps: Vec<Value> = steps(rollout)
         .into_iter()
         .map(|s| {
-            let vs = translate(rollout, &s.traffic);
             let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
-                o.insert(key.into(), vs);
+                for (key, translate) in objects {
+                    o.insert((*key).into(), translate(rollout, &s.traffic));
+                }
             }
             v
         })

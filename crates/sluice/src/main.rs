@@ -99,7 +99,8 @@ enum Cmd {
     Plan {
         file: std::path::PathBuf,
         /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
-        /// (a YAML stream); json: steps, traffic plans and VirtualServices.
+        /// (a YAML stream); httproute / grpcroute: the Gateway API route of each step, for any
+        /// Rollout; json: steps, traffic plans, VirtualServices, HTTPRoutes and GRPCRoutes.
         #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
         output: cli::plan::Output,
     },

@@ -21,6 +21,7 @@ pub(crate) fn rollout(ns: Option<&str>, name: &str, hosts: &[&str]) -> Rollout {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 gateways: vec![],
             },
+            routing: Default::default(),
             strategy: Default::default(),
             analysis: Default::default(),
             schedule: None,

@@ -71,6 +71,7 @@ fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle)
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 gateways: vec![],
             },
+            routing: Default::default(),
             strategy: Default::default(),
             analysis: Default::default(),
             schedule: None,
