@@ -88,6 +88,42 @@ pub fn table(rollout: &Rollout) -> String {
         (None, None) => "no target".into(),
     };
     let _ = writeln!(out, "Rollout {} ({strategy}, {target})", rollout.key());
+    if let Some(g) = &spec.routing.gateway_api {
+        let parents: Vec<String> = g
+            .parent_refs
+            .iter()
+            .map(|p| {
+                let ns = p
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default();
+                let section = p
+                    .section_name
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {ns}{}{section}",
+                    p.kind.as_deref().unwrap_or("Gateway"),
+                    p.name
+                )
+            })
+            .collect();
+        let kind = match g.route_kind {
+            crate::spec::RouteKind::Http => "HTTPRoute",
+            crate::spec::RouteKind::Grpc => "GRPCRoute",
+        };
+        let parents = if parents.is_empty() {
+            format!(
+                "Service {} (mesh)",
+                rollout.metadata.name.as_deref().unwrap_or("")
+            )
+        } else {
+            parents.join(", ")
+        };
+        let _ = writeln!(out, "routing: Gateway API {kind} attached to {parents}");
+    }
     let a = &spec.analysis;
     if spec.skip_analysis {
         let _ = writeln!(

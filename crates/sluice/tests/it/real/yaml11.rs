@@ -104,7 +104,11 @@ spec:
 
 fn plan_outputs_read_the_same(file: &std::path::Path) -> usize {
     let mut checked = 0;
-    for (format, key) in [("virtualservice", "virtualService")] {
+    for (format, key) in [
+        ("virtualservice", "virtualService"),
+        ("httproute", "httpRoute"),
+        ("grpcroute", "grpcRoute"),
+    ] {
         let printed = sluice(&["plan", "-o", format], Some(file));
         let meant = json_objects(file, key);
         let read = read_yaml11(&printed);
@@ -141,7 +145,9 @@ fn plan_outputs_read_the_same_under_yaml_1_1() {
     let printed = sluice(&["plan", "-o", "virtualservice"], Some(&tricky));
     // The case, spelled out: the header value `yes` stays a string.
     assert!(printed.contains("exact: 'yes'"), "{printed}");
-    assert!(checked >= 15, "only {checked} documents checked");
+    let printed = sluice(&["plan", "-o", "httproute"], Some(&tricky));
+    assert!(printed.contains("value: 'yes'"), "{printed}");
+    assert!(checked >= 45, "only {checked} documents checked");
 }
 
 #[test]
