@@ -79,8 +79,8 @@ enum Cmd {
     Controller(cli::kube::ControllerArgs),
     /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
     Standalone(cli::standalone::StandaloneArgs),
-    /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a healthy
-    /// version promoted, a failing one rolled back.
+    /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a canary
+    /// promoted, a dark launch, an A/B test with its verdict, a failing canary rolled back.
     Demo(cli::standalone::DemoArgs),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
