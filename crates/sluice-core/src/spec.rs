@@ -594,8 +594,6 @@ pub enum Phase {
     Promoting,
     /// The new version is stable and takes all traffic.
     Succeeded,
-    /// Traffic is being returned to stable.
-    RollingBack,
     /// Rolled back (analysis, webhook or abort): all traffic on stable.
     Failed,
 }
@@ -608,7 +606,6 @@ impl Phase {
             Phase::Paused => "Paused",
             Phase::Promoting => "Promoting",
             Phase::Succeeded => "Succeeded",
-            Phase::RollingBack => "RollingBack",
             Phase::Failed => "Failed",
         }
     }

@@ -20,6 +20,7 @@
 
 use serde_json::{Map, Value, json};
 
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{HttpMatch, Rollout, RouteKind, StringMatch};
 use sluice_core::traffic::{Destination, TrafficPlan};
 
@@ -202,10 +203,14 @@ pub fn declared_route(rollout: &Rollout, plan: &TrafficPlan) -> Value {
 
 /// `sluice plan -o httproute` / `-o grpcroute`: the route of every step and of the promoted
 /// state, as one YAML stream.
-pub fn plan_yaml(rollout: &Rollout, kind: RouteKind) -> Result<String, serde_yaml::Error> {
+pub fn plan_yaml(
+    rollout: &Rollout,
+    plan: &RolloutPlan,
+    kind: RouteKind,
+) -> Result<String, serde_yaml::Error> {
     match kind {
-        RouteKind::Http => sluice_core::plan::objects_yaml(rollout, http_route),
-        RouteKind::Grpc => sluice_core::plan::objects_yaml(rollout, grpc_route),
+        RouteKind::Http => sluice_core::plan::objects_yaml(rollout, plan, http_route),
+        RouteKind::Grpc => sluice_core::plan::objects_yaml(rollout, plan, grpc_route),
     }
 }
 

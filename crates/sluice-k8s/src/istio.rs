@@ -14,6 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{HttpMatch, Rollout, StringMatch};
 use sluice_core::traffic::{Destination, TrafficPlan};
 
@@ -164,15 +165,16 @@ pub fn destination_rules(rollout: &Rollout) -> Vec<Value> {
 
 /// `sluice plan -o virtualservice`: the VirtualService of every step and of the promoted
 /// state, as one YAML stream.
-pub fn plan_yaml(rollout: &Rollout) -> Result<String, serde_yaml::Error> {
-    sluice_core::plan::objects_yaml(rollout, virtual_service)
+pub fn plan_yaml(rollout: &Rollout, plan: &RolloutPlan) -> Result<String, serde_yaml::Error> {
+    sluice_core::plan::objects_yaml(rollout, plan, virtual_service)
 }
 
 /// `sluice plan -o json`: the steps with their traffic plans, VirtualServices, HTTPRoutes and
 /// GRPCRoutes (every router's object, whichever the Rollout declares).
-pub fn plan_json(rollout: &Rollout) -> Value {
+pub fn plan_json(rollout: &Rollout, plan: &RolloutPlan) -> Value {
     sluice_core::plan::json(
         rollout,
+        plan,
         &[
             ("virtualService", virtual_service),
             ("httpRoute", crate::gateway_api::http_route),

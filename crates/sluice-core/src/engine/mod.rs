@@ -1,4 +1,7 @@
-//! The pure rollout engine: `step(spec, status, observations, now) -> (status, effects)`.
+//! The pure rollout engine: `step(plan, status, observations, now) -> (status, effects)`.
+//!
+//! The engine sees a [`RolloutPlan`] (the spec parsed once, see `crate::rollout_plan`), never
+//! the spec's strings: an interval, a limit or a window that does not parse never gets here.
 //!
 //! No I/O, no clock reads, no randomness: everything the engine knows arrives as
 //! [`Observations`], everything it wants done leaves as [`Effect`]s, which executors (the
@@ -6,7 +9,7 @@
 //! `step` again. `docs/engine.md` tells the whole story for users; this is the short version.
 //!
 //! ## Flow
-//! `Idle` → (new revision) → `Progressing` through the [`stages`] → (last stage passed, gates
+//! `Idle` → (new revision) → `Progressing` through the plan's stages → (last stage passed, gates
 //! open) → `Promoting` → (stable runs the new revision and is ready) → `Succeeded`.
 //! Failed analysis (`failureLimit` in a row), a failed pre-rollout webhook or `abort` →
 //! `Failed` with all traffic on stable. Inconclusive analysis (`inconclusiveLimit` in a row)
@@ -29,7 +32,6 @@
 
 #[cfg(test)]
 mod props;
-mod stages;
 #[cfg(test)]
 #[allow(clippy::type_complexity)] // table-driven cases are tuples, read row by row
 mod tests;
@@ -37,13 +39,9 @@ mod tests;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schedule;
-use crate::spec::{
-    CheckResult, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus, Verdict, WebhookKind,
-};
+use crate::rollout_plan::{RolloutPlan, Stage};
+use crate::spec::{CheckResult, PendingGate, Phase, Reason, RolloutStatus, Verdict, WebhookKind};
 use crate::traffic::TrafficPlan;
-
-pub use stages::{Stage, stages};
 
 /// What the executor saw since the last call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -264,18 +262,17 @@ pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), S
 
 /// One engine step. See the module docs for the flow and guarantees.
 pub fn step(
-    spec: &RolloutSpec,
+    plan: &RolloutPlan,
     status: &RolloutStatus,
     obs: &Observations,
     now: DateTime<Utc>,
 ) -> (RolloutStatus, Vec<Effect>) {
     let mut e = Engine {
-        spec,
+        plan,
         obs,
         now,
         s: status.clone(),
         effects: Vec::new(),
-        stages: stages(spec),
     };
     e.run();
     let Engine { s, effects, .. } = e;
@@ -283,12 +280,11 @@ pub fn step(
 }
 
 struct Engine<'a> {
-    spec: &'a RolloutSpec,
+    plan: &'a RolloutPlan,
     obs: &'a Observations,
     now: DateTime<Utc>,
     s: RolloutStatus,
     effects: Vec<Effect>,
-    stages: Vec<Stage>,
 }
 
 impl Engine<'_> {
@@ -331,9 +327,6 @@ impl Engine<'_> {
             Phase::Progressing => self.progress(),
             Phase::Paused => self.paused(),
             Phase::Promoting => self.promoting(),
-            // RollingBack is transient inside `rollback`; recover to Failed if a status was
-            // ever persisted in it.
-            Phase::RollingBack => self.rollback(Reason::Aborted, "rollback resumed".into()),
             Phase::Idle | Phase::Succeeded | Phase::Failed => {}
         }
     }
@@ -341,7 +334,7 @@ impl Engine<'_> {
     /// A spec edited mid-rollout may have fewer stages than `step_index` assumes: go on from
     /// the (new) last stage rather than holding for ever.
     fn clamp_step_index(&mut self) {
-        let n = self.stages.len();
+        let n = self.plan.stages.len();
         if n > 0 && self.s.step_index as usize >= n {
             let old = self.s.step_index;
             self.s.step_index = (n - 1) as u32;
@@ -372,7 +365,7 @@ impl Engine<'_> {
                 self.s.consecutive_inconclusive = 0;
                 // Check right away instead of waiting a full interval. Not with skipAnalysis:
                 // there the timer is the check, and resuming is no evidence.
-                if !self.spec.skip_analysis {
+                if !self.plan.analysis.skip {
                     self.s.next_analysis_at = Some(self.now);
                 }
                 self.transition(Phase::Progressing, None, "resumed by user");
@@ -393,7 +386,7 @@ impl Engine<'_> {
                 } else {
                     // Pass the current step now, whatever analysis said: a person decided, so
                     // earlier bad results do not count against the next step either.
-                    if let Some(stage) = self.stages.get(self.s.step_index as usize) {
+                    if let Some(stage) = self.plan.stages.get(self.s.step_index as usize) {
                         self.s.passed_checks = stage.checks;
                     }
                     self.s.consecutive_failures = 0;
@@ -494,9 +487,10 @@ impl Engine<'_> {
     // ------------------------------------------------------------------ progressing
 
     fn progress(&mut self) {
-        let Some(stage) = self.stages.get(self.s.step_index as usize).cloned() else {
-            // No stages (cannot happen for a valid spec): promoting would skip analysis, so
-            // hold instead.
+        let plan = self.plan;
+        let Some(stage) = plan.stages.get(self.s.step_index as usize) else {
+            // A plan has at least one stage, and `clamp_step_index` keeps the index inside;
+            // should either ever fail, promoting would skip analysis, so hold instead.
             self.s.message = Some("the strategy has no steps".into());
             return;
         };
@@ -512,17 +506,12 @@ impl Engine<'_> {
             if !self.window_open() {
                 return;
             }
-            let gates: &[WebhookKind] = if self.s.step_index == 0 {
-                &[WebhookKind::ConfirmRollout, WebhookKind::PreRollout]
-            } else {
-                &[WebhookKind::ConfirmTrafficIncrease]
-            };
-            for &gate in gates {
+            for &gate in &stage.gates {
                 if !self.gate_open(gate) {
                     return;
                 }
             }
-            self.start_stage(&stage);
+            self.start_stage(stage);
             return;
         }
 
@@ -530,7 +519,7 @@ impl Engine<'_> {
         // from before a window closed is no evidence about the canary now.
         let mut fresh_pass = false;
         let mut judged = false;
-        if self.spec.skip_analysis {
+        if plan.analysis.skip {
             if self.analysis_due() {
                 self.s.passed_checks += 1;
                 self.s.next_analysis_at = Some(self.now + self.interval());
@@ -544,7 +533,7 @@ impl Engine<'_> {
             }
         }
         self.s.passed_checks = self.s.passed_checks.min(stage.checks);
-        let run_analysis = !self.spec.skip_analysis && !judged && self.analysis_due();
+        let run_analysis = !plan.analysis.skip && !judged && self.analysis_due();
 
         if self
             .s
@@ -590,7 +579,7 @@ impl Engine<'_> {
             format!(
                 "step {}/{}: {}",
                 self.s.step_index + 1,
-                self.stages.len(),
+                self.plan.stages.len(),
                 stage.label
             ),
             false,
@@ -617,8 +606,15 @@ impl Engine<'_> {
     fn judge(&mut self, report: &AnalysisReport) -> Verdict {
         self.s.last_verdicts = report.checks.clone();
         self.s.next_analysis_at = Some(report.at + self.interval());
-        let a = &self.spec.analysis;
-        let verdict = report.verdict();
+        let a = &self.plan.analysis;
+        // A report with no results at all, for a rollout that declares checks, says nothing
+        // about the canary (an executor lost them): never a pass.
+        let empty = report.checks.is_empty() && a.has_checks;
+        let verdict = if empty {
+            Verdict::Inconclusive
+        } else {
+            report.verdict()
+        };
         match verdict {
             Verdict::Pass => {
                 self.s.passed_checks += 1;
@@ -629,7 +625,7 @@ impl Engine<'_> {
                 self.s.consecutive_failures += 1;
                 self.s.consecutive_inconclusive = 0;
                 let failed = summarize(report, Verdict::Fail);
-                if self.s.consecutive_failures >= a.failure_limit.max(1) {
+                if self.s.consecutive_failures >= a.failure_limit.get() {
                     self.rollback(
                         Reason::AnalysisFailed,
                         format!(
@@ -644,8 +640,12 @@ impl Engine<'_> {
             Verdict::Inconclusive => {
                 // Not a pass, and not a reason to forget earlier failures either.
                 self.s.consecutive_inconclusive += 1;
-                let why = summarize(report, Verdict::Inconclusive);
-                if self.s.consecutive_inconclusive >= a.inconclusive_limit.max(1) {
+                let why = if empty {
+                    "no check results, although the rollout declares checks".to_string()
+                } else {
+                    summarize(report, Verdict::Inconclusive)
+                };
+                if self.s.consecutive_inconclusive >= a.inconclusive_limit.get() {
                     self.transition(
                         Phase::Paused,
                         Some(Reason::Inconclusive),
@@ -671,9 +671,9 @@ impl Engine<'_> {
             );
             return false;
         }
-        let last = self.s.step_index as usize + 1 >= self.stages.len();
+        let last = self.s.step_index as usize + 1 >= self.plan.stages.len();
         if last {
-            if self.spec.promotion.manual && !forced {
+            if self.plan.promotion.manual && !forced {
                 self.transition(
                     Phase::Paused,
                     Some(Reason::AwaitingPromotion),
@@ -695,12 +695,14 @@ impl Engine<'_> {
     }
 
     fn start_promotion(&mut self) {
-        if !self.gate_open(WebhookKind::ConfirmPromotion) {
-            if self.s.phase == Phase::Paused {
-                // Stay paused on the webhook gate, not on the manual one.
-                self.s.reason = Some(Reason::AwaitingWebhook);
+        for &gate in &self.plan.promotion.gates {
+            if !self.gate_open(gate) {
+                if self.s.phase == Phase::Paused {
+                    // Stay paused on the webhook gate, not on the manual one.
+                    self.s.reason = Some(Reason::AwaitingWebhook);
+                }
+                return;
             }
-            return;
         }
         let Some(rev) = self.s.canary_revision.clone() else {
             return;
@@ -718,28 +720,25 @@ impl Engine<'_> {
 
     /// Whether the schedule allows moving traffic now; if not, says so in the status.
     fn window_open(&mut self) -> bool {
-        let Some(schedule) = &self.spec.schedule else {
+        let Some(windows) = &self.plan.schedule else {
             return true;
         };
-        let why = match schedule::Windows::parse(schedule) {
-            Ok(w) if w.contains(self.now) => return true,
-            Ok(_) => "waiting for a schedule window to move traffic".to_string(),
-            // Validation reports this; the engine must never move on a window it cannot read.
-            Err(e) => format!("schedule cannot be read ({e}); traffic does not move"),
-        };
+        if windows.contains(self.now) {
+            return true;
+        }
         if self.s.phase == Phase::Progressing {
             self.s.reason = Some(Reason::OutsideWindow);
         }
-        self.s.message = Some(why);
+        self.s.message = Some("waiting for a schedule window to move traffic".into());
         false
     }
 
     // ------------------------------------------------------------------ gates
 
-    /// Whether the gate of `kind` is open for the current stage; asks for it if not.
+    /// Whether the gate of `kind` (one the plan declares) is open for the current stage; asks
+    /// for it if not.
     fn gate_open(&mut self, kind: WebhookKind) -> bool {
-        if !self.spec.webhooks.iter().any(|w| w.kind == kind) || self.s.passed_gates.contains(&kind)
-        {
+        if self.s.passed_gates.contains(&kind) {
             return true;
         }
         let asked = self.s.pending_gate.as_ref().is_some_and(|p| p.kind == kind);
@@ -881,7 +880,8 @@ impl Engine<'_> {
         self.effects
             .push(Effect::CallWebhooks(WebhookKind::Rollback));
         self.reset_step();
-        self.s.phase = Phase::RollingBack;
+        // Rollback starts only from a phase in flight, so the transition to Failed is a change
+        // and records `RolledBack` exactly once.
         self.transition(
             Phase::Failed,
             Some(reason),
@@ -939,9 +939,7 @@ impl Engine<'_> {
     }
 
     fn interval(&self) -> Duration {
-        let d = crate::duration::parse(&self.spec.analysis.interval)
-            .unwrap_or(std::time::Duration::from_secs(60));
-        Duration::from_std(d).unwrap_or(Duration::seconds(60))
+        self.plan.analysis.interval
     }
 }
 

@@ -12,9 +12,12 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::tests::{ab_spec, canary_spec, dark_spec, report, step_weight_spec, webhook};
+use super::tests::{
+    ab_spec, canary_spec, dark_spec, report, stages, step, step_weight_spec, webhook,
+};
+// `step` and `stages` from the tests shadow the engine's: they take the spec and run its plan.
 use super::*;
-use crate::spec::{Reason, RolloutSpec, Schedule, Verdict};
+use crate::spec::{CheckResult, Metric, Reason, RolloutSpec, Schedule, Verdict};
 
 const GATES: [WebhookKind; 4] = [
     WebhookKind::ConfirmRollout,
@@ -68,16 +71,31 @@ fn schedule() -> impl Strategy<Value = Option<Schedule>> {
 fn spec() -> impl Strategy<Value = RolloutSpec> {
     (
         strategy_spec(),
-        0u32..=3,
-        0u32..=3,
+        1u32..=3,
+        1u32..=3,
         any::<bool>(),
         proptest::sample::subsequence(GATES.to_vec(), 0..=4),
         schedule(),
         proptest::bool::weighted(0.15),
         prop_oneof![Just("10s"), Just("30s"), Just("1m")],
+        any::<bool>(),
     )
         .prop_map(
-            |(mut spec, fl, il, manual, gates, schedule, skip, interval)| {
+            |(mut spec, fl, il, manual, gates, schedule, skip, interval, metric)| {
+                if metric {
+                    spec.analysis.metrics = vec![Metric {
+                        name: "success-rate".into(),
+                        builtin: Some(crate::spec::BuiltinMetric::RequestSuccessRate),
+                        query: None,
+                        thresholds: crate::spec::Thresholds {
+                            min: Some(99.0),
+                            max: None,
+                        },
+                        min_requests: None,
+                        interval: None,
+                        compare: None,
+                    }];
+                }
                 spec.analysis.failure_limit = fl;
                 spec.analysis.inconclusive_limit = il;
                 spec.analysis.interval = interval.into();
@@ -96,9 +114,9 @@ enum Op {
     /// Time passes (seconds), nothing else.
     Wait(i64),
     /// The analysis the engine asked for (if it did) comes back, `skew` seconds off `now`.
-    Analyze(Verdict, i64),
+    Analyze(Vec<Verdict>, i64),
     /// A report arrives whether or not it was asked for.
-    Report(Verdict, i64),
+    Report(Vec<Verdict>, i64),
     /// The pending gate answers.
     AnswerGate(bool),
     /// Some gate answers, asked or not.
@@ -120,6 +138,36 @@ fn verdict() -> impl Strategy<Value = Verdict> {
     ]
 }
 
+/// The checks of one report: usually one, sometimes several or none at all.
+fn verdicts() -> impl Strategy<Value = Vec<Verdict>> {
+    prop_oneof![
+        6 => verdict().prop_map(|v| vec![v]),
+        2 => proptest::collection::vec(verdict(), 2..=3),
+        1 => Just(Vec::new()),
+    ]
+}
+
+/// A report with one check per verdict.
+fn report_of(at: DateTime<Utc>, verdicts: &[Verdict]) -> AnalysisReport {
+    let mut r = report(at, Verdict::Pass);
+    let one = r.checks.pop().expect("one check");
+    r.checks = verdicts
+        .iter()
+        .map(|v| CheckResult {
+            verdict: *v,
+            ..one.clone()
+        })
+        .collect();
+    r
+}
+
+/// Whether a report is a pass, decided here and not by the engine's code: every check passed,
+/// and there is at least one when the spec declares metrics.
+fn passes(spec: &RolloutSpec, r: &AnalysisReport) -> bool {
+    r.checks.iter().all(|c| c.verdict == Verdict::Pass)
+        && (!r.checks.is_empty() || spec.analysis.metrics.is_empty())
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => prop_oneof![
@@ -128,9 +176,9 @@ fn op() -> impl Strategy<Value = Op> {
             1 => 3600i64..=3 * 86400,
         ]
         .prop_map(Op::Wait),
-        12 => (verdict(), prop_oneof![8 => Just(0i64), 1 => -90i64..=0, 1 => 1i64..=60])
+        12 => (verdicts(), prop_oneof![8 => Just(0i64), 1 => -90i64..=0, 1 => 1i64..=60])
             .prop_map(|(v, s)| Op::Analyze(v, s)),
-        2 => (verdict(), -300i64..=300).prop_map(|(v, s)| Op::Report(v, s)),
+        2 => (verdicts(), -300i64..=300).prop_map(|(v, s)| Op::Report(v, s)),
         5 => prop_oneof![4 => Just(true), 1 => Just(false)].prop_map(Op::AnswerGate),
         1 => (0..GATES.len(), any::<bool>()).prop_map(|(k, p)| Op::Gate(k, p)),
         3 => proptest::sample::select(Command::ALL.to_vec()).prop_map(Op::Command),
@@ -161,9 +209,14 @@ fn open_at(spec: &RolloutSpec, now: DateTime<Utc>) -> bool {
 }
 
 /// A Pass report the engine must accept as the answer to the analysis it asked for.
-fn fresh_pass(prev: &RolloutStatus, obs: &Observations, now: DateTime<Utc>) -> bool {
+fn fresh_pass(
+    spec: &RolloutSpec,
+    prev: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+) -> bool {
     obs.analysis.as_ref().is_some_and(|r| {
-        r.verdict() == Verdict::Pass
+        passes(spec, r)
             && prev.step_started_at.is_some_and(|s| r.at >= s)
             && prev.next_analysis_at.is_some_and(|d| r.at >= d)
             && r.at <= now
@@ -225,13 +278,20 @@ fn check_step(
         prop_assert_eq!(&w.plan, &TrafficPlan::stable_only());
         prop_assert_eq!(s.canary_weight, 0);
     }
+    // Entering Failed is announced exactly once (`RolledBack`, or `Undone` for undo); staying
+    // in it is not announced again.
+    let announced = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::Event(ev) if ev.reason == "RolledBack" || ev.reason == "Undone"))
+        .count();
+    let entered = s.phase == Phase::Failed && prev.phase != Phase::Failed;
+    prop_assert_eq!(announced, usize::from(entered), "entering Failed: {:?}", fx);
     if s.phase == Phase::Failed
         && s.reason == Some(Reason::PreRolloutFailed)
         && prev.phase != Phase::Failed
     {
         prop_assert!(!w.canary_touched, "pre-rollout failed after canary traffic");
     }
-    prop_assert!(s.phase != Phase::RollingBack, "RollingBack is transient");
 
     // Steps: within the stages, at most one forward per step, and only on a fresh pass (or
     // skipAnalysis's timer) inside a window, or on an accepted promote.
@@ -247,7 +307,7 @@ fn check_step(
         prop_assert_eq!(s.step_index, prev.step_index + 1);
         let skip_tick = spec.skip_analysis && prev.next_analysis_at.is_some_and(|d| now >= d);
         prop_assert!(
-            promoted || ((fresh_pass(prev, obs, now) || skip_tick) && open_at(spec, now)),
+            promoted || ((fresh_pass(spec, prev, obs, now) || skip_tick) && open_at(spec, now)),
             "advanced without a fresh pass in a window: {:?} -> {:?} with {:?}",
             prev,
             s,
@@ -257,7 +317,7 @@ fn check_step(
     if same_rollout && s.step_index == prev.step_index && s.passed_checks > prev.passed_checks {
         let skip_tick = spec.skip_analysis && prev.next_analysis_at.is_some_and(|d| now >= d);
         prop_assert!(
-            promoted || fresh_pass(prev, obs, now) || skip_tick,
+            promoted || fresh_pass(spec, prev, obs, now) || skip_tick,
             "passed_checks grew without a pass: {:?}",
             obs.analysis
         );
@@ -297,7 +357,7 @@ fn check_step(
         prop_assert!(
             promoted
                 || gate_yes
-                || ((fresh_pass(prev, obs, now) || skip_tick) && open_at(spec, now)),
+                || ((fresh_pass(spec, prev, obs, now) || skip_tick) && open_at(spec, now)),
             "promoted without a reason: {:?} with {:?}",
             prev,
             obs
@@ -389,10 +449,12 @@ fn run_ops(spec: &RolloutSpec, start: i64, ops: &[Op]) -> Result<(), TestCaseErr
                     w.now = due;
                 }
                 if asked_analysis {
-                    obs.analysis = Some(report(w.now + Duration::seconds(skew), v));
+                    obs.analysis = Some(report_of(w.now + Duration::seconds(skew), &v));
                 }
             }
-            Op::Report(v, skew) => obs.analysis = Some(report(w.now + Duration::seconds(skew), v)),
+            Op::Report(v, skew) => {
+                obs.analysis = Some(report_of(w.now + Duration::seconds(skew), &v))
+            }
             Op::AnswerGate(passed) => {
                 if let Some(g) = &status.pending_gate {
                     obs.webhooks.push(GateAnswer {
@@ -480,7 +542,7 @@ fn random_runs_reach_every_phase() {
                     {
                         now = d;
                     }
-                    obs.analysis = Some(report(now, v));
+                    obs.analysis = Some(report_of(now, &v));
                 }
                 Op::AnswerGate(p) => {
                     if let Some(g) = &status.pending_gate {

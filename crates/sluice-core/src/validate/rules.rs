@@ -47,6 +47,12 @@ impl Findings {
 pub const MAX_NAME_LEN: usize = 63 - "-primary".len();
 
 pub fn check_rollout(r: &Rollout, f: &mut Findings) {
+    check_metadata(r, f);
+    check_spec(&r.spec, f);
+}
+
+/// The rules of `metadata` alone: names sluice derives object names from.
+pub fn check_metadata(r: &Rollout, f: &mut Findings) {
     let meta = FieldPath::root("metadata");
     match r.metadata.name.as_deref() {
         None | Some("") => f.add(&meta.field("name"), "required field is missing"),
@@ -61,10 +67,10 @@ pub fn check_rollout(r: &Rollout, f: &mut Findings) {
     {
         f.add(&meta.field("namespace"), e);
     }
-    check_spec(&r.spec, f);
 }
 
-fn check_spec(s: &RolloutSpec, f: &mut Findings) {
+/// The rules of a spec alone (what [`crate::rollout_plan::RolloutPlan::try_from`] runs).
+pub fn check_spec(s: &RolloutSpec, f: &mut Findings) {
     let spec = FieldPath::root("spec");
     match (&s.target_ref, &s.upstreams) {
         (Some(_), Some(_)) => f.add(

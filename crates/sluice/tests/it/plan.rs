@@ -17,17 +17,23 @@ fn plan_outputs_match_golden_files() {
     assert!(files.len() >= 4, "expected the examples in rollouts/");
     for f in files {
         let rollouts = load(&f);
-        let table: Vec<String> = rollouts.iter().map(sluice_core::plan::table).collect();
+        let table: Vec<String> = rollouts
+            .iter()
+            .map(|r| sluice_core::plan::table(r, &sluice_testkit::plan_of(r)))
+            .collect();
         assert_golden(&golden_name(&f, "txt"), &table.join("\n"));
         let vs: Vec<String> = rollouts
             .iter()
-            .map(|r| sluice_k8s::istio::plan_yaml(r).expect("yaml"))
+            .map(|r| sluice_k8s::istio::plan_yaml(r, &sluice_testkit::plan_of(r)).expect("yaml"))
             .collect();
         assert_golden(&golden_name(&f, "virtualservice.yaml"), &vs.concat());
         for kind in [RouteKind::Http, RouteKind::Grpc] {
             let routes: Vec<String> = rollouts
                 .iter()
-                .map(|r| sluice_k8s::gateway_api::plan_yaml(r, kind).expect("yaml"))
+                .map(|r| {
+                    sluice_k8s::gateway_api::plan_yaml(r, &sluice_testkit::plan_of(r), kind)
+                        .expect("yaml")
+                })
                 .collect();
             let ext = match kind {
                 RouteKind::Http => "httproute.yaml",
@@ -46,11 +52,12 @@ fn every_step_route_adds_up_to_100() {
     for f in example_files() {
         for r in load(&f) {
             for kind in [RouteKind::Http, RouteKind::Grpc] {
-                let stream = sluice_k8s::gateway_api::plan_yaml(&r, kind).expect("yaml");
+                let plan = sluice_testkit::plan_of(&r);
+                let stream = sluice_k8s::gateway_api::plan_yaml(&r, &plan, kind).expect("yaml");
                 let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&stream)
                     .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
                     .collect();
-                assert_eq!(docs.len(), sluice_core::plan::steps(&r).len());
+                assert_eq!(docs.len(), sluice_core::plan::steps(&plan).len());
                 for (i, route) in docs.iter().enumerate() {
                     assert_eq!(route["kind"], sluice_k8s::gateway_api::kind_name(kind));
                     let rules = route["spec"]["rules"].as_array().expect("rules");
@@ -94,11 +101,12 @@ fn examples_cover_every_strategy() {
 fn every_step_routes_add_up_to_100() {
     for f in example_files() {
         for r in load(&f) {
-            let stream = sluice_k8s::istio::plan_yaml(&r).expect("yaml");
+            let stream =
+                sluice_k8s::istio::plan_yaml(&r, &sluice_testkit::plan_of(&r)).expect("yaml");
             let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&stream)
                 .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
                 .collect();
-            let steps = sluice_core::plan::steps(&r);
+            let steps = sluice_core::plan::steps(&sluice_testkit::plan_of(&r));
             assert_eq!(
                 docs.len(),
                 steps.len(),
@@ -146,7 +154,7 @@ fn cli_prints_the_same_stream() {
     );
     let expected: String = load(&file)
         .iter()
-        .map(|r| sluice_k8s::istio::plan_yaml(r).expect("yaml"))
+        .map(|r| sluice_k8s::istio::plan_yaml(r, &sluice_testkit::plan_of(r)).expect("yaml"))
         .collect();
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 
@@ -177,7 +185,10 @@ fn cli_prints_the_same_stream() {
         );
         let expected: String = load(&file)
             .iter()
-            .map(|r| sluice_k8s::gateway_api::plan_yaml(r, kind).expect("yaml"))
+            .map(|r| {
+                sluice_k8s::gateway_api::plan_yaml(r, &sluice_testkit::plan_of(r), kind)
+                    .expect("yaml")
+            })
             .collect();
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
         assert!(expected.contains("type: RequestMirror"), "{expected}");

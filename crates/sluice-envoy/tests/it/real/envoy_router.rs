@@ -491,13 +491,18 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
             .unwrap_or_else(|p| panic!("{}: {p:?}", file.display()));
         for mut r in rollouts {
             r.spec.target_ref = None;
+            // Kubernetes routing (Gateway API) has no meaning standalone.
+            r.spec.routing = Default::default();
             r.spec.upstreams.get_or_insert(Upstreams {
                 stable: "127.0.0.1:9081".into(),
                 canary: "reviews-canary.local:9082".into(),
                 stable_revision: None,
             });
             let name = r.metadata.name.clone().expect("name");
-            for (i, step) in sluice_core::plan::steps(&r).into_iter().enumerate() {
+            for (i, step) in sluice_core::plan::steps(&sluice_testkit::plan_of(&r))
+                .into_iter()
+                .enumerate()
+            {
                 let mut at = r.clone();
                 let unique = format!("{}-{name}-s{i}", file_stem(file));
                 at.metadata.name = Some(unique.clone());
