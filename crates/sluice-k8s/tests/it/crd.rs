@@ -225,6 +225,14 @@ fn kubernetes_refuses_up_front_what_the_controller_refuses() {
             "inconclusiveLimit",
         ),
         (
+            "Gateway API routing with Istio hosts",
+            |s| {
+                s["routing"] = json!({"gatewayAPI": {"parentRefs": [{"name": "public"}]}});
+                s["service"]["hosts"] = json!(["reviews.example.com"]);
+            },
+            "routing.gatewayAPI.hostnames",
+        ),
+        (
             "upstreams instead of targetRef",
             |s| {
                 s.as_object_mut().unwrap().remove("targetRef");
