@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use chrono::Duration;
 
 use crate::schedule::Windows;
-use crate::spec::{CanaryStrategy, RolloutSpec, WebhookKind};
+use crate::spec::{CanaryStrategy, DeadlineWait, RolloutSpec, WebhookKind};
 use crate::traffic::TrafficPlan;
 use crate::validate::FieldPath;
 use crate::validate::rules::{self, Findings};
@@ -54,6 +54,17 @@ pub struct AnalysisPlan {
     pub has_checks: bool,
 }
 
+/// How long a rollout may wait without progress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadlinePlan {
+    pub duration: Duration,
+    /// The duration as the spec wrote it, for messages.
+    pub text: String,
+    /// The deadline also covers waits for gate webhooks / schedule windows.
+    pub gates: bool,
+    pub windows: bool,
+}
+
 /// What must happen after the last stage passed before stable takes the new version.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PromotionPlan {
@@ -72,6 +83,7 @@ pub struct RolloutPlan {
     /// Traffic moves only inside these windows; `None`: always.
     pub schedule: Option<Windows>,
     pub promotion: PromotionPlan,
+    pub progress_deadline: DeadlinePlan,
 }
 
 /// One thing wrong with a spec, with its field path (`spec.strategy.canary.steps[1]`).
@@ -269,7 +281,34 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
         },
     };
 
+    let dp = root.field("progressDeadline").field("duration");
+    let deadline = &spec.progress_deadline;
+    let deadline_duration = match crate::duration::parse(&deadline.duration) {
+        Ok(d) if !d.is_zero() => match Duration::from_std(d) {
+            Ok(c) => Some(c),
+            Err(_) => {
+                p.add(&dp, "is too long");
+                None
+            }
+        },
+        Ok(_) => {
+            p.add(&dp, "must be longer than zero");
+            None
+        }
+        Err(e) => {
+            p.add(&dp, e);
+            None
+        }
+    };
+    let covers = |w: DeadlineWait| deadline.covers.contains(&w);
+
     Some(RolloutPlan {
+        progress_deadline: DeadlinePlan {
+            duration: deadline_duration?,
+            text: deadline.duration.clone(),
+            gates: covers(DeadlineWait::Gates),
+            windows: covers(DeadlineWait::Windows),
+        },
         stages,
         analysis: AnalysisPlan {
             skip: spec.skip_analysis,
@@ -328,6 +367,7 @@ mod tests {
             analysis: Default::default(),
             schedule: None,
             promotion: Default::default(),
+            progress_deadline: Default::default(),
             webhooks: Vec::new(),
             skip_analysis: false,
             notifications: Vec::new(),

@@ -205,6 +205,7 @@ mod tests {
                 analysis: Default::default(),
                 schedule: None,
                 promotion: Default::default(),
+                progress_deadline: Default::default(),
                 webhooks: Vec::new(),
                 skip_analysis: false,
                 notifications: Vec::new(),

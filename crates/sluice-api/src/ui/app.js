@@ -98,6 +98,7 @@ const REASONS = {
   preRolloutFailed: "pre-rollout webhook failed",
   aborted: "aborted",
   undone: "undone",
+  progressDeadlineExceeded: "progress deadline exceeded",
 };
 
 // The server says which commands apply now (engine::command_allowed) and why not.

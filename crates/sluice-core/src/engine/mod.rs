@@ -329,6 +329,40 @@ impl Engine<'_> {
             Phase::Promoting => self.promoting(),
             Phase::Idle | Phase::Succeeded | Phase::Failed => {}
         }
+        self.progress_deadline();
+    }
+
+    /// A rollout that waits without progress longer than `progressDeadline` fails, all traffic
+    /// on stable: for its canary's readiness always, for gates and windows when the spec's
+    /// `covers` says so. The clock starts when such a wait starts and stops when the rollout
+    /// moves on (or waits for something else, e.g. a person after `pause`).
+    fn progress_deadline(&mut self) {
+        let d = &self.plan.progress_deadline;
+        let what = match (self.s.phase, self.s.reason) {
+            (Phase::Progressing, Some(Reason::WaitingForReady)) => {
+                "waited for the canary to be ready"
+            }
+            (Phase::Progressing, Some(Reason::AwaitingWebhook)) if d.gates => {
+                "waited for a gate webhook"
+            }
+            (Phase::Progressing, Some(Reason::OutsideWindow)) if d.windows => {
+                "waited for a schedule window"
+            }
+            _ => {
+                self.s.waiting_since = None;
+                return;
+            }
+        };
+        let since = *self.s.waiting_since.get_or_insert(self.now);
+        if self.now - since >= d.duration {
+            let message = format!(
+                "{what} for {}, longer than the progress deadline ({})",
+                crate::duration::format((self.now - since).to_std().unwrap_or_default()),
+                d.text
+            );
+            self.s.waiting_since = None;
+            self.rollback(Reason::ProgressDeadlineExceeded, message);
+        }
     }
 
     /// A spec edited mid-rollout may have fewer stages than `step_index` assumes: go on from

@@ -79,9 +79,31 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
         proptest::bool::weighted(0.15),
         prop_oneof![Just("10s"), Just("30s"), Just("1m")],
         any::<bool>(),
+        prop_oneof![Just("2m"), Just("10m")],
+        proptest::sample::subsequence(
+            vec![
+                crate::spec::DeadlineWait::Gates,
+                crate::spec::DeadlineWait::Windows,
+            ],
+            0..=2,
+        ),
     )
         .prop_map(
-            |(mut spec, fl, il, manual, gates, schedule, skip, interval, metric)| {
+            |(
+                mut spec,
+                fl,
+                il,
+                manual,
+                gates,
+                schedule,
+                skip,
+                interval,
+                metric,
+                deadline,
+                covers,
+            )| {
+                spec.progress_deadline.duration = deadline.into();
+                spec.progress_deadline.covers = covers;
                 if metric {
                     spec.analysis.metrics = vec![Metric {
                         name: "success-rate".into(),
@@ -285,6 +307,16 @@ fn check_step(
         .filter(|e| matches!(e, Effect::Event(ev) if ev.reason == "RolledBack" || ev.reason == "Undone"))
         .count();
     let entered = s.phase == Phase::Failed && prev.phase != Phase::Failed;
+    // The progress deadline fails a rollout only after a wait of at least the deadline.
+    if entered && s.reason == Some(Reason::ProgressDeadlineExceeded) {
+        let deadline = crate::duration::parse(&spec.progress_deadline.duration).expect("valid");
+        let since = prev.waiting_since.unwrap_or(now);
+        prop_assert!(
+            (now - since).to_std().unwrap_or_default() >= deadline,
+            "failed after waiting {:?}",
+            now - since
+        );
+    }
     prop_assert_eq!(announced, usize::from(entered), "entering Failed: {:?}", fx);
     if s.phase == Phase::Failed
         && s.reason == Some(Reason::PreRolloutFailed)

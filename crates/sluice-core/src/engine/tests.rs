@@ -59,6 +59,7 @@ pub(crate) fn canary_spec(steps: &[u32]) -> RolloutSpec {
         },
         schedule: None,
         promotion: Promotion::default(),
+        progress_deadline: Default::default(),
         webhooks: vec![],
         skip_analysis: false,
         notifications: vec![],
@@ -1587,4 +1588,66 @@ fn regression_readiness_blip_cancels_a_pending_promotion_decision() {
     assert!(sim.has(&Effect::CallWebhooks(WebhookKind::ConfirmPromotion)));
     sim.gate(WebhookKind::ConfirmPromotion, true);
     assert_eq!(sim.s.phase, Phase::Promoting);
+}
+
+/// A canary that never becomes ready fails the rollout after `progressDeadline` (traffic on
+/// stable, `RolledBack` once); gates and windows count only when `covers` says so; a pause
+/// never does.
+#[test]
+fn progress_deadline_ends_waits_that_would_last_forever() {
+    // The canary is never ready.
+    let mut spec = canary_spec(&[10, 50]);
+    spec.progress_deadline.duration = "5m".into();
+    let mut sim = Sim::new(spec);
+    sim.canary_ready = false;
+    sim.tick();
+    assert_eq!(sim.s.reason, Some(Reason::WaitingForReady));
+    sim.now += Duration::minutes(4);
+    sim.tick();
+    assert_eq!(sim.s.phase, Phase::Progressing, "within the deadline");
+    sim.now += Duration::minutes(1);
+    sim.tick();
+    assert_eq!(sim.s.phase, Phase::Failed);
+    assert_eq!(sim.s.reason, Some(Reason::ProgressDeadlineExceeded));
+    assert!(!sim.canary_live());
+    assert!(
+        sim.s
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("progress deadline (5m)")
+    );
+
+    // A gate that keeps saying no: waits for ever unless covered.
+    for covered in [false, true] {
+        let mut spec = with_hooks(canary_spec(&[10, 50]), &[WebhookKind::ConfirmRollout]);
+        spec.progress_deadline.duration = "5m".into();
+        if covered {
+            spec.progress_deadline.covers = vec![DeadlineWait::Gates];
+        }
+        let mut sim = Sim::new(spec);
+        sim.tick();
+        for _ in 0..12 {
+            sim.now += Duration::minutes(1);
+            sim.gate(WebhookKind::ConfirmRollout, false);
+            sim.tick();
+        }
+        let expected = if covered {
+            Phase::Failed
+        } else {
+            Phase::Progressing
+        };
+        assert_eq!(sim.s.phase, expected, "gates covered: {covered}");
+    }
+
+    // A paused rollout is a person's decision: never failed by the deadline.
+    let mut spec = canary_spec(&[10, 50]);
+    spec.progress_deadline.duration = "5m".into();
+    let mut sim = Sim::new(spec);
+    sim.tick();
+    sim.cmd(Command::Pause);
+    sim.canary_ready = false;
+    sim.now += Duration::hours(2);
+    sim.tick();
+    assert_eq!(sim.s.phase, Phase::Paused);
 }

@@ -155,6 +155,11 @@ pub fn check_spec(s: &RolloutSpec, f: &mut Findings) {
     check_routing(s, &spec.field("routing"), f);
     check_strategy(s, &spec.field("strategy"), f);
     check_analysis(&s.analysis, &spec.field("analysis"), f);
+    check_duration(
+        &s.progress_deadline.duration,
+        &spec.field("progressDeadline").field("duration"),
+        f,
+    );
     if let Some(sched) = &s.schedule {
         check_schedule(sched, &spec.field("schedule"), f);
     }

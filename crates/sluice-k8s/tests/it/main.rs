@@ -8,4 +8,5 @@ mod k8s_gateway;
 mod k8s_golden;
 mod k8s_manifests;
 mod k8s_objects;
+mod k8s_wiring;
 mod real;

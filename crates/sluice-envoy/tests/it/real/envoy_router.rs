@@ -76,6 +76,7 @@ fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle)
             analysis: Default::default(),
             schedule: None,
             promotion: Default::default(),
+            progress_deadline: Default::default(),
             webhooks: vec![],
             skip_analysis: false,
             notifications: vec![],
