@@ -9,4 +9,8 @@ scripts/install-deps.sh --no-browser
 # with scripts/test.sh, so a newcomer running both builds once.
 # The demo prints its own progress lines; keep the log to warnings unless asked otherwise.
 export RUST_LOG="${RUST_LOG:-warn}"
+# The first build compiles every dependency (about ten minutes on a small machine): build in
+# the open so cargo's progress shows; on later runs this is one "Finished" line.
+echo "building sluice (cargo build; the first build takes a while)..." >&2
+cargo build
 exec cargo run --quiet -- demo "$@"

@@ -43,3 +43,9 @@ fi
 
 # Real kubectl 1.34 and helm 4.1 for crates/sluice-k8s/tests/it/real/k8s_rendered.rs.
 "$(dirname "$0")/install-k8s-tools.sh"
+
+# PyYAML: crates/sluice/tests/it/real/yaml11.rs reads every YAML sluice prints as YAML 1.1.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "installing PyYAML (pip)..." >&2
+  python3 -m pip install -q pyyaml
+fi

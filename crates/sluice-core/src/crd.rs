@@ -78,6 +78,16 @@ fn rules() -> Vec<Rule> {
             field_path: Some(".targetRef"),
         },
         Rule {
+            at: &[],
+            rule: "!has(self.routing) || !has(self.routing.gatewayAPI) || \
+                   ((!has(self.service.hosts) || size(self.service.hosts) == 0) && \
+                   (!has(self.service.gateways) || size(self.service.gateways) == 0))",
+            message: "`service.hosts` / `service.gateways` configure the Istio VirtualService, \
+                      which is not written with routing.gatewayAPI; use \
+                      routing.gatewayAPI.hostnames / parentRefs",
+            field_path: Some(".service"),
+        },
+        Rule {
             at: &["strategy"],
             rule: "(has(self.canary) ? 1 : 0) + (has(self.darkLaunch) ? 1 : 0) + \
                    (has(self.abTest) ? 1 : 0) == 1",

@@ -31,3 +31,4 @@ pub mod spec;
 pub mod template;
 pub mod traffic;
 pub mod validate;
+pub mod yaml;

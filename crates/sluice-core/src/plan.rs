@@ -75,6 +75,42 @@ pub fn table(rollout: &Rollout, plan: &RolloutPlan) -> String {
         (None, None) => "no target".into(),
     };
     let _ = writeln!(out, "Rollout {} ({strategy}, {target})", rollout.key());
+    if let Some(g) = &spec.routing.gateway_api {
+        let parents: Vec<String> = g
+            .parent_refs
+            .iter()
+            .map(|p| {
+                let ns = p
+                    .namespace
+                    .as_deref()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default();
+                let section = p
+                    .section_name
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default();
+                format!(
+                    "{} {ns}{}{section}",
+                    p.kind.as_deref().unwrap_or("Gateway"),
+                    p.name
+                )
+            })
+            .collect();
+        let kind = match g.route_kind {
+            crate::spec::RouteKind::Http => "HTTPRoute",
+            crate::spec::RouteKind::Grpc => "GRPCRoute",
+        };
+        let parents = if parents.is_empty() {
+            format!(
+                "Service {} (mesh)",
+                rollout.metadata.name.as_deref().unwrap_or("")
+            )
+        } else {
+            parents.join(", ")
+        };
+        let _ = writeln!(out, "routing: Gateway API {kind} attached to {parents}");
+    }
     let a = &spec.analysis;
     if spec.skip_analysis {
         let _ = writeln!(
@@ -189,21 +225,22 @@ pub fn objects_yaml(
             None => "promoted: the new version is stable".to_string(),
         };
         let _ = writeln!(out, "---\n# {} {title}", rollout.key());
-        out.push_str(&serde_yaml::to_string(&vs)?);
+        out.push_str(&crate::yaml::to_string(&vs)?);
     }
     Ok(out)
 }
 
-/// Everything as JSON: the steps with their traffic plans and routing objects (`translate`),
-/// each under `key` (e.g. `virtualService`).
-pub fn json(rollout: &Rollout, plan: &RolloutPlan, key: &str, translate: Translate) -> Value {
+/// Everything as JSON: the steps with their traffic plans and routing objects, each object
+/// under its key (e.g. `virtualService`, `httpRoute`) made by its translation.
+pub fn json(rollout: &Rollout, plan: &RolloutPlan, objects: &[(&str, Translate)]) -> Value {
     let steps: Vec<Value> = steps(plan)
         .into_iter()
         .map(|s| {
-            let vs = translate(rollout, &s.traffic);
             let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
             if let Some(o) = v.as_object_mut() {
-                o.insert(key.into(), vs);
+                for (key, translate) in objects {
+                    o.insert((*key).into(), translate(rollout, &s.traffic));
+                }
             }
             v
         })

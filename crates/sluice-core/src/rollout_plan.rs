@@ -362,6 +362,7 @@ mod tests {
                 port: 9080,
                 ..Default::default()
             },
+            routing: Default::default(),
             strategy: Strat::default(),
             analysis: Default::default(),
             schedule: None,

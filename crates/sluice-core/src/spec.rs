@@ -51,6 +51,10 @@ pub struct RolloutSpec {
     pub revision: Option<String>,
     /// Routing identity: port, hosts and gateways of the service.
     pub service: ServiceSpec,
+    /// Which Kubernetes routing API carries the traffic plan: an Istio VirtualService (the
+    /// default) or, with `gatewayAPI`, a Gateway API HTTPRoute or GRPCRoute.
+    #[serde(default, skip_serializing_if = "Routing::is_default")]
+    pub routing: Routing,
     /// Exactly one of `canary`, `darkLaunch`, `abTest`.
     pub strategy: Strategy,
     #[serde(default)]
@@ -115,6 +119,80 @@ pub struct ServiceSpec {
     /// VirtualService gateways; defaults to `mesh` (Istio's default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateways: Vec<String>,
+}
+
+/// `spec.routing`: the router of a Kubernetes Rollout. Empty: Istio.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Routing {
+    /// Route with a `gateway.networking.k8s.io/v1` HTTPRoute (or GRPCRoute) named like the
+    /// Rollout instead of an Istio VirtualService.
+    #[serde(
+        default,
+        rename = "gatewayAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_api: Option<GatewayApiRouting>,
+}
+
+impl Routing {
+    pub fn is_default(&self) -> bool {
+        self == &Routing::default()
+    }
+}
+
+/// Gateway API routing: the route's parents and hostnames, and which route kind carries it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayApiRouting {
+    /// Gateways (or Services) the route attaches to. Default: the Service `<name>` on
+    /// `service.port` (a GAMMA mesh route, for east-west traffic).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_refs: Vec<ParentRef>,
+    /// Host names the route answers for (Gateway listeners); default: every host the parent
+    /// accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    /// `HTTPRoute` (default) or `GRPCRoute`.
+    #[serde(default, skip_serializing_if = "RouteKind::is_http")]
+    pub route_kind: RouteKind,
+}
+
+/// The Gateway API route kind sluice writes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+pub enum RouteKind {
+    #[default]
+    #[serde(rename = "HTTPRoute")]
+    Http,
+    #[serde(rename = "GRPCRoute")]
+    Grpc,
+}
+
+impl RouteKind {
+    pub fn is_http(&self) -> bool {
+        *self == RouteKind::Http
+    }
+}
+
+/// A Gateway API `parentRef`: the fields mean what they mean there.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ParentRef {
+    /// API group of the parent; default `gateway.networking.k8s.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Kind of the parent; default `Gateway`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Namespace of the parent; default the Rollout's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// A listener of the Gateway (or a port name of a Service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]

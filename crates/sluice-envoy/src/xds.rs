@@ -348,7 +348,7 @@ fn values(map: &BTreeMap<String, Value>) -> Vec<Value> {
 /// A discovery-response YAML document for `resources`, versioned by content.
 fn render(resources: &[Value]) -> Result<String, XdsError> {
     let doc = discovery_response(&content_version(resources), resources);
-    serde_yaml::to_string(&doc).map_err(|e| XdsError::Render(e.to_string()))
+    sluice_core::yaml::to_string(&doc).map_err(|e| XdsError::Render(e.to_string()))
 }
 
 async fn write_blocking(path: &Path, text: &str) -> Result<(), XdsError> {

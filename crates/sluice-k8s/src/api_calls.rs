@@ -54,6 +54,18 @@ pub const CALLS: &[ApiCall] = &[
         why: "read, then server-side apply of the two hosts' rules when they differ; removed by the finalizer",
     },
     ApiCall {
+        group: "gateway.networking.k8s.io",
+        resource: "httproutes",
+        verbs: &["patch", "delete"],
+        why: "server-side apply of the routes of Rollouts with routing.gatewayAPI; removed by the finalizer",
+    },
+    ApiCall {
+        group: "gateway.networking.k8s.io",
+        resource: "grpcroutes",
+        verbs: &["patch", "delete"],
+        why: "the same for routeKind GRPCRoute",
+    },
+    ApiCall {
         group: "events.k8s.io",
         resource: "events",
         verbs: &["create", "patch"],

@@ -169,9 +169,18 @@ pub fn plan_yaml(rollout: &Rollout, plan: &RolloutPlan) -> Result<String, serde_
     sluice_core::plan::objects_yaml(rollout, plan, virtual_service)
 }
 
-/// `sluice plan -o json`: the steps with their traffic plans and VirtualServices.
+/// `sluice plan -o json`: the steps with their traffic plans, VirtualServices, HTTPRoutes and
+/// GRPCRoutes (every router's object, whichever the Rollout declares).
 pub fn plan_json(rollout: &Rollout, plan: &RolloutPlan) -> Value {
-    sluice_core::plan::json(rollout, plan, "virtualService", virtual_service)
+    sluice_core::plan::json(
+        rollout,
+        plan,
+        &[
+            ("virtualService", virtual_service),
+            ("httpRoute", crate::gateway_api::http_route),
+            ("grpcRoute", crate::gateway_api::grpc_route),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -191,6 +200,7 @@ mod tests {
                     hosts: hosts.iter().map(|h| h.to_string()).collect(),
                     gateways: Vec::new(),
                 },
+                routing: Default::default(),
                 strategy: Default::default(),
                 analysis: Default::default(),
                 schedule: None,

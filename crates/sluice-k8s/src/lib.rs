@@ -8,7 +8,7 @@
 //!    Services, `<name>` if missing, the DestinationRules.
 //! 3. A command annotation (`sluice.dev/command`) is read ([`commands`]).
 //! 4. [`sluice_core::exec::tick`] observes (revisions, readiness) → `engine::step` → executes the
-//!    effects through [`router::IstioRouter`], [`workloads::KubeWorkloads`],
+//!    effects through [`router::KubeRouter`] (Istio or Gateway API), [`workloads::KubeWorkloads`],
 //!    [`recorder::KubeRecorder`] and the analyzer/webhooks passed in.
 //! 5. The status subresource is patched (observedGeneration, conditions), then the command
 //!    annotation is acknowledged and cleared.
@@ -22,6 +22,8 @@ pub mod backend;
 pub mod commands;
 pub mod controller;
 pub mod gate;
+/// The translation from TrafficPlan to Gateway API HTTPRoute / GRPCRoute (also `sluice plan`).
+pub mod gateway_api;
 /// The translation from TrafficPlan to Istio objects (one code path with `sluice plan`).
 pub mod istio;
 pub mod leader;

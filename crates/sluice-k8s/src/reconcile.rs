@@ -12,7 +12,7 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use serde_json::{Value, json};
 
 use super::recorder::{KubeRecorder, Live};
-use super::router::IstioRouter;
+use super::router::KubeRouter;
 use super::workloads::KubeWorkloads;
 use super::{Error, ObjectError, Result, commands, names, objects, retry_on_conflict};
 use sluice_core::engine::Event;
@@ -27,7 +27,7 @@ pub use super::Clock;
 pub struct Context {
     pub client: Client,
     pub workloads: Arc<KubeWorkloads>,
-    pub router: Arc<IstioRouter>,
+    pub router: Arc<KubeRouter>,
     pub recorder: Arc<KubeRecorder>,
     pub executors: Executors,
     pub live: Arc<Live>,
@@ -46,7 +46,7 @@ impl Context {
         clock: Clock,
     ) -> Self {
         let workloads = Arc::new(KubeWorkloads::new(client.clone()));
-        let router = Arc::new(IstioRouter::new(client.clone(), live.clone()));
+        let router = Arc::new(KubeRouter::new(client.clone(), live.clone()));
         let recorder = Arc::new(KubeRecorder::new(
             client.clone(),
             live.clone(),

@@ -1,5 +1,7 @@
-//! [`sluice_core::exec::TrafficRouter`] for Istio: server-side apply of the VirtualService `<name>`
-//! (and the DestinationRules of the two hosts) with field manager `sluice`.
+//! [`sluice_core::exec::TrafficRouter`] for Kubernetes: [`KubeRouter`] picks, per Rollout, the
+//! [`IstioRouter`] (server-side apply of the VirtualService `<name>` and the DestinationRules of
+//! the two hosts) or, with `spec.routing.gatewayAPI`, the [`GatewayApiRouter`] (server-side
+//! apply of the HTTPRoute or GRPCRoute `<name>`), both with field manager `sluice`.
 //!
 //! The objects come from [`crate::istio`] — the same functions `sluice plan -o
 //! virtualservice` prints — plus an owner reference to the Rollout. Server-side apply means
@@ -13,9 +15,9 @@ use serde_json::{Value, json};
 use super::objects;
 use super::recorder::Live;
 use super::workloads::ignore_not_found;
-use super::{Error, Result, istio, names, retry_on_conflict};
+use super::{Error, Result, gateway_api, istio, names, retry_on_conflict};
 use sluice_core::exec::{BoxError, TrafficRouter};
-use sluice_core::spec::Rollout;
+use sluice_core::spec::{Rollout, RouteKind};
 use sluice_core::traffic::TrafficPlan;
 
 pub fn virtual_service_resource() -> ApiResource {
@@ -165,6 +167,159 @@ impl IstioRouter {
 
 #[async_trait::async_trait]
 impl TrafficRouter for IstioRouter {
+    async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+        self.apply_plan(rollout, plan)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)
+    }
+}
+
+/// The Gateway API route resource of `kind` (`httproutes` / `grpcroutes`).
+pub fn route_resource(kind: RouteKind) -> ApiResource {
+    let (k, plural) = match kind {
+        RouteKind::Http => ("HTTPRoute", "httproutes"),
+        RouteKind::Grpc => ("GRPCRoute", "grpcroutes"),
+    };
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(gateway_api::API_GROUP, "v1", k),
+        plural,
+    )
+}
+
+/// The route the controller applies for `plan` on a Gateway API Rollout:
+/// [`gateway_api::declared_route`] (what `sluice plan -o httproute` prints) plus the owner
+/// reference; a plan that breaks the invariants is refused before anything is sent.
+pub fn gateway_route_object(rollout: &Rollout, plan: &TrafficPlan) -> Result<Value> {
+    plan.check()
+        .map_err(|e| Error::Invalid(format!("refusing to apply an invalid plan: {e}")))?;
+    owned(rollout, gateway_api::declared_route(rollout, plan))
+}
+
+/// Gateway API routing: the HTTPRoute or GRPCRoute `<name>` (its kind from
+/// `routing.gatewayAPI.routeKind`). No other object is needed: the backends are the
+/// `-primary`/`-canary` Services the workloads create.
+pub struct GatewayApiRouter {
+    client: Client,
+    live: std::sync::Arc<Live>,
+}
+
+impl GatewayApiRouter {
+    pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
+        GatewayApiRouter { client, live }
+    }
+
+    fn api(&self, rollout: &Rollout, kind: RouteKind) -> Result<Api<DynamicObject>> {
+        Ok(Api::namespaced_with(
+            self.client.clone(),
+            objects::namespace(rollout)?,
+            &route_resource(kind),
+        ))
+    }
+
+    pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        let route = gateway_route_object(rollout, plan)?;
+        let name = object_name(&route)?;
+        let api = self.api(rollout, gateway_api::route_kind(rollout))?;
+        // Forced: the engine's plan wins over another manager's edit of the rules.
+        let params = PatchParams::apply(names::FIELD_MANAGER).force();
+        let patch = Patch::Apply(&route);
+        retry_on_conflict("apply gateway api route", || {
+            api.patch(&name, &params, &patch)
+        })
+        .await?;
+        self.live.set_plan(&rollout.key(), plan.clone());
+        Ok(())
+    }
+
+    /// For the finalizer: `plan` on the route only if it exists (see
+    /// [`IstioRouter::apply_plan_if_present`]).
+    pub async fn apply_plan_if_present(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        let route = gateway_route_object(rollout, plan)?;
+        let api = self.api(rollout, gateway_api::route_kind(rollout))?;
+        let name = objects::name(rollout)?;
+        let patch = Patch::Merge(json!({"spec": route["spec"]}));
+        ignore_not_found(api.patch(name, &names::patch_params(), &patch).await)?;
+        self.live.set_plan(&rollout.key(), plan.clone());
+        Ok(())
+    }
+
+    /// For the finalizer, after traffic went back to primary: the route of either kind (the
+    /// kind may have been edited since it was written).
+    pub async fn remove(&self, rollout: &Rollout) -> Result<()> {
+        let name = objects::name(rollout)?;
+        for kind in [RouteKind::Http, RouteKind::Grpc] {
+            let api = self.api(rollout, kind)?;
+            ignore_not_found(api.delete(name, &Default::default()).await)?;
+        }
+        self.live.forget(&rollout.key());
+        Ok(())
+    }
+}
+
+/// The router of each Rollout: Gateway API when `spec.routing.gatewayAPI` is set, else Istio.
+pub struct KubeRouter {
+    pub istio: IstioRouter,
+    pub gateway_api: GatewayApiRouter,
+}
+
+fn uses_gateway_api(rollout: &Rollout) -> bool {
+    rollout.spec.routing.gateway_api.is_some()
+}
+
+impl KubeRouter {
+    pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
+        KubeRouter {
+            istio: IstioRouter::new(client.clone(), live.clone()),
+            gateway_api: GatewayApiRouter::new(client, live),
+        }
+    }
+
+    pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        if uses_gateway_api(rollout) {
+            self.gateway_api.apply_plan(rollout, plan).await
+        } else {
+            self.istio.apply_plan(rollout, plan).await
+        }
+    }
+
+    pub async fn apply_plan_if_present(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        if uses_gateway_api(rollout) {
+            self.gateway_api.apply_plan_if_present(rollout, plan).await
+        } else {
+            self.istio.apply_plan_if_present(rollout, plan).await
+        }
+    }
+
+    /// What must exist before traffic moves: Istio's DestinationRules; nothing for Gateway API.
+    pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
+        if uses_gateway_api(rollout) {
+            Ok(())
+        } else {
+            self.istio.ensure(rollout).await
+        }
+    }
+
+    /// For the finalizer: the declared router's objects.
+    pub async fn remove(&self, rollout: &Rollout) -> Result<()> {
+        if uses_gateway_api(rollout) {
+            self.gateway_api.remove(rollout).await
+        } else {
+            self.istio.remove(rollout).await
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TrafficRouter for GatewayApiRouter {
+    async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
+        self.apply_plan(rollout, plan)
+            .await
+            .map_err(|e| Box::new(e) as BoxError)
+    }
+}
+
+#[async_trait::async_trait]
+impl TrafficRouter for KubeRouter {
     async fn apply(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<(), BoxError> {
         self.apply_plan(rollout, plan)
             .await

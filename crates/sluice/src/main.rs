@@ -79,8 +79,8 @@ enum Cmd {
     Controller(cli::kube::ControllerArgs),
     /// Run rollouts from a directory of files against a real Envoy (no Kubernetes).
     Standalone(cli::standalone::StandaloneArgs),
-    /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a healthy
-    /// version promoted, a failing one rolled back.
+    /// The one-command demo: real Envoy + Prometheus + demo backends + sluice; a canary
+    /// promoted, a dark launch, an A/B test with its verdict, a failing canary rolled back.
     Demo(cli::standalone::DemoArgs),
     /// Write the Envoy bootstrap pointing Envoy at sluice's file-based xDS directory.
     EnvoyBootstrap(cli::envoy::BootstrapArgs),
@@ -99,7 +99,8 @@ enum Cmd {
     Plan {
         file: std::path::PathBuf,
         /// table: readable steps; virtualservice: the exact Istio VirtualService of each step
-        /// (a YAML stream); json: steps, traffic plans and VirtualServices.
+        /// (a YAML stream); httproute / grpcroute: the Gateway API route of each step, for any
+        /// Rollout; json: steps, traffic plans, VirtualServices, HTTPRoutes and GRPCRoutes.
         #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
         output: cli::plan::Output,
     },
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
-        Cmd::Crd => match serde_yaml::to_string(&sluice_core::crd::rollout_crd()) {
+        Cmd::Crd => match sluice_core::yaml::to_string(&sluice_core::crd::rollout_crd()) {
             Ok(y) => {
                 print!("{y}");
                 ExitCode::SUCCESS

@@ -45,6 +45,7 @@ pub(crate) fn canary_spec(steps: &[u32]) -> RolloutSpec {
             port: 9080,
             ..Default::default()
         },
+        routing: Default::default(),
         strategy: Strategy {
             canary: Some(CanaryStrategy {
                 steps: Some(steps.to_vec()),

@@ -50,3 +50,7 @@ pub const MAX_WINDOWS: usize = 16;
 /// `service.hosts`, `service.gateways`, `provider.prometheus.headers`,
 /// `webhooks[i].metadata`: entries in each.
 pub const MAX_ENTRIES: usize = 32;
+/// `routing.gatewayAPI.parentRefs` (the Gateway API CRDs' own limit).
+pub const MAX_PARENT_REFS: usize = 32;
+/// `routing.gatewayAPI.hostnames` (the Gateway API CRDs' own limit).
+pub const MAX_HOSTNAMES: usize = 16;

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::spec::{
-    Analysis, CanaryStrategy, HttpMatch, Metric, Rollout, RolloutSpec, Schedule, StringMatch,
+    Analysis, CanaryStrategy, GatewayApiRouting, HttpMatch, Metric, Rollout, RolloutSpec, Schedule,
+    StringMatch,
 };
 
 use super::FieldPath;
@@ -151,6 +152,7 @@ pub fn check_spec(s: &RolloutSpec, f: &mut Findings) {
         }
     }
 
+    check_routing(s, &spec.field("routing"), f);
     check_strategy(s, &spec.field("strategy"), f);
     check_analysis(&s.analysis, &spec.field("analysis"), f);
     check_duration(
@@ -185,6 +187,123 @@ pub fn check_spec(s: &RolloutSpec, f: &mut Findings) {
             }
         }
     }
+}
+
+/// Gateway API routing: the rules the Gateway API CRDs put on `parentRefs` and `hostnames`
+/// (patterns, lengths, distinct parents), checked here so a bad value is refused with its
+/// field path before any route is written.
+fn check_routing(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
+    let Some(g) = &s.routing.gateway_api else {
+        return;
+    };
+    let gp = p.field("gatewayAPI");
+    if s.upstreams.is_some() {
+        f.add(
+            &gp,
+            "applies to Kubernetes (`targetRef`) only; standalone rollouts route with Envoy",
+        );
+    }
+    for (field, list) in [
+        ("hosts", &s.service.hosts),
+        ("gateways", &s.service.gateways),
+    ] {
+        if !list.is_empty() {
+            f.add(
+                &FieldPath::root("spec").field("service").field(field),
+                format!(
+                    "configures the Istio VirtualService, which is not written with \
+                     routing.gatewayAPI; use routing.gatewayAPI.{}",
+                    if field == "hosts" {
+                        "hostnames"
+                    } else {
+                        "parentRefs"
+                    }
+                ),
+            );
+        }
+    }
+    check_parent_refs(g, &gp.field("parentRefs"), f);
+    let hp = gp.field("hostnames");
+    f.too_many(g.hostnames.len(), MAX_HOSTNAMES, "hostnames", &hp);
+    for (i, h) in g.hostnames.iter().enumerate().take(MAX_HOSTNAMES) {
+        if let Err(e) = route_hostname(h) {
+            f.add(&hp.index(i), e);
+        }
+    }
+}
+
+fn check_parent_refs(g: &GatewayApiRouting, p: &FieldPath, f: &mut Findings) {
+    f.too_many(g.parent_refs.len(), MAX_PARENT_REFS, "parentRefs", p);
+    for (i, r) in g.parent_refs.iter().enumerate().take(MAX_PARENT_REFS) {
+        let rp = p.index(i);
+        if r.name.is_empty() || r.name.len() > 253 {
+            f.add(&rp.field("name"), "must be 1 to 253 characters long");
+        }
+        if let Some(group) = &r.group
+            && !group.is_empty()
+            && let Err(e) = dns_subdomain(group)
+        {
+            f.add(&rp.field("group"), e);
+        }
+        if let Some(kind) = &r.kind {
+            let ok = kind.len() <= 63
+                && kind.starts_with(|c: char| c.is_ascii_alphabetic())
+                && !kind.ends_with('-')
+                && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+            if !ok {
+                f.add(
+                    &rp.field("kind"),
+                    format!("{kind:?} is not a kind (e.g. Gateway, Service)"),
+                );
+            }
+        }
+        if let Some(ns) = &r.namespace
+            && let Err(e) = dns_label(ns, 63)
+        {
+            f.add(&rp.field("namespace"), e);
+        }
+        if let Some(section) = &r.section_name
+            && let Err(e) = dns_subdomain(section)
+        {
+            f.add(&rp.field("sectionName"), e);
+        }
+        if r.port == Some(0) {
+            f.add(&rp.field("port"), "port must be between 1 and 65535");
+        }
+        // The CRD's rule: parents must be distinct (the same object twice needs distinct
+        // sectionName / port).
+        if g.parent_refs[..i].contains(r) {
+            f.add(&rp, "repeats an earlier parentRef");
+        }
+    }
+}
+
+/// A DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+fn dns_subdomain(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty() && s.len() <= 253 && s.split('.').all(|l| dns_label(l, 63).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{s:?} must be lowercase letters, digits, `-` and `.` (a DNS subdomain)"
+        ))
+    }
+}
+
+/// A Gateway API hostname: a DNS subdomain, optionally `*.`-prefixed, never an IP address.
+fn route_hostname(s: &str) -> Result<(), String> {
+    let bare = s.strip_prefix("*.").unwrap_or(s);
+    if s.parse::<std::net::IpAddr>().is_ok()
+        || bare
+            .split('.')
+            .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{s:?} is an IP address; Gateway API routes need host names"
+        ));
+    }
+    dns_subdomain(bare)
+        .map_err(|_| format!("{s:?} is not a host name (e.g. reviews.example.com, *.example.com)"))
 }
 
 /// `upstreams.stableRevision` must not make the two sides' revisions say the opposite of

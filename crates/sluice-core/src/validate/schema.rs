@@ -2,7 +2,8 @@
 //!
 //! It covers what Kubernetes structural schemas (the Rollout CRD, Istio's CRDs) use: `type`,
 //! `properties`, `required`, `additionalProperties`, `items`, `enum`, `nullable`, `minimum` /
-//! `maximum`, `minItems` / `maxItems`, `oneOf` / `anyOf` / `not`, and
+//! `maximum`, `minItems` / `maxItems`, `minLength` / `maxLength`, `pattern` (the Gateway API
+//! CRDs' names and hostnames), `oneOf` / `anyOf` / `not`, and
 //! `x-kubernetes-preserve-unknown-fields`. CEL rules (`x-kubernetes-validations`) and string
 //! `format`s are not evaluated: sluice checks what it needs of those in [`super::rules`].
 //!
@@ -131,6 +132,31 @@ fn walk(value: &Value, schema: &Value, path: &FieldPath, out: &mut Vec<Mismatch>
     }
 
     match value {
+        Value::String(s) => {
+            // Kubernetes counts characters, not bytes.
+            let len = s.chars().count() as u64;
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && len < min
+            {
+                push(out, path, format!("needs at least {min} character(s)"));
+            }
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+                && len > max
+            {
+                push(out, path, format!("allows at most {max} character(s)"));
+            }
+            // A pattern this checker's regex engine cannot compile is skipped, not failed.
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+                && let Ok(re) = regex::Regex::new(pattern)
+                && !re.is_match(s)
+            {
+                push(
+                    out,
+                    path,
+                    format!("the string {:?} does not match {pattern}", truncate(s)),
+                );
+            }
+        }
         Value::Number(n) => {
             let x = n.as_f64().unwrap_or(f64::NAN);
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64)

@@ -906,3 +906,65 @@ proptest::proptest! {
 fn the_rich_rollout_of_the_property_is_valid() {
     assert_eq!(problems(RICH), Vec::<String>::new());
 }
+
+#[test]
+fn gateway_api_routing_loads_and_bad_values_name_their_field() {
+    let ok = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080}\n  routing:\n    gatewayAPI:\n      parentRefs: [{name: public, namespace: infra, sectionName: https}]\n      hostnames: [reviews.example.com, \"*.example.org\"]\n      routeKind: GRPCRoute\n",
+    );
+    let rs = load_str(&ok, "f.yaml").expect("valid");
+    let g = rs[0].spec.routing.gateway_api.as_ref().expect("gatewayAPI");
+    assert_eq!(g.parent_refs[0].section_name.as_deref(), Some("https"));
+    assert_eq!(g.route_kind, crate::spec::RouteKind::Grpc);
+
+    let bad = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080, hosts: [reviews]}\n  routing:\n    gatewayAPI:\n      parentRefs:\n        - {name: public, namespace: Infra, kind: \"-x\", port: 0}\n        - {name: gw}\n        - {name: gw}\n      hostnames: [10.0.0.1, \"bad_host\"]\n",
+    );
+    let got = problems(&bad);
+    let expected = [
+        "f.yaml: spec.routing.gatewayAPI.parentRefs[0].namespace:",
+        "f.yaml: spec.routing.gatewayAPI.parentRefs[0].kind:",
+        "f.yaml: spec.routing.gatewayAPI.parentRefs[0].port: port must be between 1 and 65535",
+        "f.yaml: spec.routing.gatewayAPI.parentRefs[2]: repeats an earlier parentRef",
+        "f.yaml: spec.routing.gatewayAPI.hostnames[0]: \"10.0.0.1\" is an IP address",
+        "f.yaml: spec.routing.gatewayAPI.hostnames[1]:",
+        "f.yaml: spec.service.hosts: configures the Istio VirtualService",
+    ];
+    for e in expected {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+    assert!(!got.iter().any(|g| g.contains("parentRefs[1]")), "{got:#?}");
+    let kind = problems(&ok.replace("GRPCRoute", "TCPRoute"));
+    assert!(
+        kind.iter().any(|g| g
+            .starts_with("f.yaml: spec.routing.gatewayAPI.routeKind: unknown value `TCPRoute`")),
+        "{kind:#?}"
+    );
+}
+
+#[test]
+fn gateway_api_routing_is_refused_standalone() {
+    let text = r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  upstreams: {stable: "127.0.0.1:1", canary: "127.0.0.1:2"}
+  service: {port: 80}
+  routing: {gatewayAPI: {}}
+  strategy: {canary: {steps: [50]}}
+  skipAnalysis: true
+"#;
+    let got = problems(text);
+    assert!(
+        got.iter().any(|g| g.starts_with(
+            "f.yaml: spec.routing.gatewayAPI: applies to Kubernetes (`targetRef`) only"
+        )),
+        "{got:#?}"
+    );
+}

@@ -21,6 +21,7 @@ pub(crate) fn rollout(ns: Option<&str>, name: &str, hosts: &[&str]) -> Rollout {
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 gateways: vec![],
             },
+            routing: Default::default(),
             strategy: Default::default(),
             analysis: Default::default(),
             schedule: None,
@@ -70,7 +71,7 @@ fn golden(name: &str, value: &Value) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/golden/envoy")
         .join(format!("{name}.yaml"));
-    let actual = serde_yaml::to_string(value).unwrap();
+    let actual = sluice_core::yaml::to_string(value).unwrap();
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &actual).unwrap();

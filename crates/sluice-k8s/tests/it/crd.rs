@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 #[test]
 fn checked_in_crd_matches_the_types() {
-    let generated = serde_yaml::to_string(&sluice_core::crd::rollout_crd()).expect("serialize CRD");
+    let generated =
+        sluice_core::yaml::to_string(&sluice_core::crd::rollout_crd()).expect("serialize CRD");
     let path = sluice_testkit::files::root().join("deploy/crds/rollout.yaml");
     let checked_in = std::fs::read_to_string(&path).expect("read deploy/crds/rollout.yaml");
     assert!(
@@ -222,6 +223,14 @@ fn kubernetes_refuses_up_front_what_the_controller_refuses() {
             "inconclusiveLimit 0",
             |s| s["analysis"]["inconclusiveLimit"] = json!(0),
             "inconclusiveLimit",
+        ),
+        (
+            "Gateway API routing with Istio hosts",
+            |s| {
+                s["routing"] = json!({"gatewayAPI": {"parentRefs": [{"name": "public"}]}});
+                s["service"]["hosts"] = json!(["reviews.example.com"]);
+            },
+            "routing.gatewayAPI.hostnames",
         ),
         (
             "upstreams instead of targetRef",

@@ -49,7 +49,7 @@ spec:
 }
 
 fn check(name: &str, value: &impl serde::Serialize) {
-    let yaml = serde_yaml::to_string(value).expect("yaml");
+    let yaml = sluice_core::yaml::to_string(value).expect("yaml");
     let path = sluice_testkit::files::root()
         .join("tests/golden/k8s")
         .join(name);

@@ -166,7 +166,7 @@ fn kustomization_and_chart_reference_what_exists() {
     .expect("yaml");
     assert!(values["image"]["repository"].is_string());
     // The CRD everywhere is the one generated from the Rust types.
-    let generated = serde_yaml::to_string(&sluice_core::crd::rollout_crd()).expect("crd");
+    let generated = sluice_core::yaml::to_string(&sluice_core::crd::rollout_crd()).expect("crd");
     for p in [
         "deploy/crds/rollout.yaml",
         "deploy/helm/sluice/crds/rollout.yaml",

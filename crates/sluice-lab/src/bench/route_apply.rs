@@ -71,6 +71,7 @@ pub fn bench_rollout(stable: &DemoHandle, canary: &DemoHandle) -> Rollout {
                 hosts: vec!["bench".into()],
                 gateways: vec![],
             },
+            routing: Default::default(),
             strategy: Default::default(),
             analysis: Default::default(),
             schedule: None,

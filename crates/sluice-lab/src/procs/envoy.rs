@@ -156,7 +156,7 @@ pub async fn envoy_version() -> Result<String, EnvoyError> {
 
 /// Write the bootstrap for `opts` to `path` (atomically).
 pub fn write_bootstrap(path: &Path, opts: &BootstrapOptions) -> Result<(), EnvoyError> {
-    let text = serde_yaml::to_string(&bootstrap(opts)).map_err(|e| EnvoyError::Io {
+    let text = sluice_core::yaml::to_string(&bootstrap(opts)).map_err(|e| EnvoyError::Io {
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;

@@ -55,6 +55,31 @@ impl Tally {
         }
     }
 
+    /// Both tallies together.
+    pub fn plus(&self, other: &Tally) -> Tally {
+        let mut by_version = self.by_version.clone();
+        for (v, n) in &other.by_version {
+            *by_version.entry(v.clone()).or_default() += n;
+        }
+        Tally {
+            by_version,
+            server_errors: self.server_errors + other.server_errors,
+            failed: self.failed + other.failed,
+        }
+    }
+
+    /// `v1=12 v2=3`: the answers by version, for people.
+    pub fn describe(&self) -> String {
+        if self.by_version.is_empty() {
+            return "none".into();
+        }
+        self.by_version
+            .iter()
+            .map(|(v, n)| format!("{v}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// What happened between `earlier` and `self` (both snapshots of the same counter).
     pub fn since(&self, earlier: &Tally) -> Tally {
         let mut by_version = BTreeMap::new();
@@ -153,16 +178,53 @@ pub async fn burst(
     t
 }
 
-/// A steady background load at about `rps` requests per second; stops when dropped.
+/// One kind of request in a load mix: a name for its tally, what to send, and its share.
+#[derive(Clone, Debug)]
+pub struct Class {
+    pub name: String,
+    pub target: Target,
+    /// Relative weight among the classes (e.g. 70 / 15 / 15).
+    pub weight: u32,
+}
+
+/// A steady background load at about `rps` requests per second; stops when dropped. Requests
+/// of a mix are spread over its classes by weight (deterministically, not at random: the
+/// shares hold over any few seconds) and tallied per class.
 pub struct LoadGen {
-    tally: Arc<Mutex<Tally>>,
+    tallies: Arc<Mutex<BTreeMap<String, Tally>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LoadGen {
+    /// One class of requests, all to `target`.
     pub fn start(client: reqwest::Client, target: Target, rps: u32) -> LoadGen {
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let t = tally.clone();
+        Self::start_mix(
+            client,
+            vec![Class {
+                name: "all".into(),
+                target,
+                weight: 1,
+            }],
+            rps,
+        )
+    }
+
+    /// Requests of every class in `mix`, each class's share its weight over the sum.
+    pub fn start_mix(client: reqwest::Client, mix: Vec<Class>, rps: u32) -> LoadGen {
+        let tallies = Arc::new(Mutex::new(BTreeMap::new()));
+        let t = tallies.clone();
+        // The class of the i-th request: slot i mod the sum of weights, classes side by side.
+        let total: u32 = mix.iter().map(|c| c.weight).sum::<u32>().max(1);
+        let pick = move |i: u64| -> Option<Class> {
+            let mut slot = (i % u64::from(total)) as u32;
+            for c in &mix {
+                if slot < c.weight {
+                    return Some(c.clone());
+                }
+                slot -= c.weight;
+            }
+            None
+        };
         let task = tokio::spawn(async move {
             let mut every =
                 tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rps.max(1))));
@@ -170,25 +232,46 @@ impl LoadGen {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // Bounded in-flight requests: a hanging upstream cannot pile up tasks.
             let inflight = Arc::new(tokio::sync::Semaphore::new(64));
-            loop {
+            for i in 0u64.. {
                 every.tick().await;
+                let Some(class) = pick(i) else {
+                    return;
+                };
                 let Ok(permit) = inflight.clone().acquire_owned().await else {
                     return;
                 };
-                let (client, target, t) = (client.clone(), target.clone(), t.clone());
+                let (client, t) = (client.clone(), t.clone());
                 tokio::spawn(async move {
-                    let o = send(&client, &target).await;
-                    t.lock().unwrap_or_else(|e| e.into_inner()).add(&o);
+                    let o = send(&client, &class.target).await;
+                    t.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(class.name)
+                        .or_insert_with(Tally::default)
+                        .add(&o);
                     drop(permit);
                 });
             }
         });
-        LoadGen { tally, task }
+        LoadGen { tallies, task }
     }
 
-    /// Everything answered so far.
+    /// Everything answered so far, all classes together.
     pub fn snapshot(&self) -> Tally {
-        self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .fold(Tally::default(), |acc, t| acc.plus(t))
+    }
+
+    /// Everything answered so far for the requests of class `name`.
+    pub fn snapshot_of(&self, name: &str) -> Tally {
+        self.tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -248,9 +331,59 @@ mod tests {
             server_errors: 7,
             failed: 1,
         };
+        assert_eq!(later.plus(&t).count("v9"), 25);
+        assert_eq!(later.describe(), "v9=15");
         let d = later.since(&t);
         assert_eq!(d.count("v9"), 5);
         assert_eq!(d.server_errors, 2);
         assert_eq!(d.failed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_mix_sends_each_class_its_share_with_its_headers() {
+        // Answers with the version named in the request's `x-want` header.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback(|h: axum::http::HeaderMap| async move {
+            let v = h
+                .get("x-want")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("plain")
+                .to_string();
+            ([(VERSION_HEADER, v)], "x")
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{addr}/");
+        let mix = vec![
+            Class {
+                name: "plain".into(),
+                target: Target::new(&url, "reviews"),
+                weight: 3,
+            },
+            Class {
+                name: "beta".into(),
+                target: Target::new(&url, "reviews").header("x-want", "beta"),
+                weight: 1,
+            },
+        ];
+        let load = LoadGen::start_mix(client().unwrap(), mix, 200);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while load.snapshot().answered() < 80 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                load.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let (plain, beta) = (load.snapshot_of("plain"), load.snapshot_of("beta"));
+        assert_eq!(plain.count("plain"), plain.answered(), "{plain:?}");
+        assert_eq!(beta.count("beta"), beta.answered(), "{beta:?}");
+        let share = beta.answered() as f64 / (plain.answered() + beta.answered()) as f64;
+        assert!((0.2..=0.3).contains(&share), "beta share {share}");
+        assert_eq!(
+            load.snapshot().answered(),
+            plain.answered() + beta.answered()
+        );
     }
 }

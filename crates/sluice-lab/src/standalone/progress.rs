@@ -56,6 +56,10 @@ pub fn line(name: &str, status: &RolloutStatus, stages: usize) -> String {
         weight_bar(status.canary_weight),
         status.canary_weight
     );
+    if status.canary_traffic && status.canary_weight == 0 {
+        // A dark launch or A/B test: the canary gets matched (or mirrored) requests only.
+        out.push_str(" + matched requests");
+    }
     let v = verdicts(status);
     if !v.is_empty() {
         out.push_str("  ");
@@ -110,6 +114,18 @@ mod tests {
         assert!(l.contains(" 50% canary"), "{l}");
         assert!(l.contains("✗ success-rate 70.0 (min 95)"), "{l}");
         assert!(l.contains("canary 50%: 0 of 1"), "{l}");
+    }
+
+    #[test]
+    fn a_matched_only_stage_says_so() {
+        let mut st = RolloutStatus {
+            phase: Phase::Progressing,
+            canary_traffic: true,
+            ..Default::default()
+        };
+        assert!(line("reviews", &st, 1).contains("  0% canary + matched requests"));
+        st.canary_weight = 20;
+        assert!(!line("reviews", &st, 1).contains("matched"));
     }
 
     #[test]

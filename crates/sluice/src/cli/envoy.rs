@@ -38,7 +38,7 @@ pub fn envoy_bootstrap(args: &BootstrapArgs) -> anyhow::Result<()> {
     };
     match &args.output {
         Some(path) => write_bootstrap(path, &opts)?,
-        None => print!("{}", serde_yaml::to_string(&bootstrap(&opts))?),
+        None => print!("{}", sluice_core::yaml::to_string(&bootstrap(&opts))?),
     }
     Ok(())
 }

@@ -9,6 +9,11 @@ pub enum Output {
     Table,
     #[value(name = "virtualservice", alias = "vs")]
     VirtualService,
+    /// Gateway API HTTPRoutes (whatever router the Rollout declares: a preview of a move).
+    #[value(name = "httproute")]
+    HttpRoute,
+    #[value(name = "grpcroute")]
+    GrpcRoute,
     Json,
 }
 
@@ -73,6 +78,19 @@ pub fn plan(file: &std::path::Path, output: Output) -> ExitCode {
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.concat())
             .map_err(|e| e.to_string()),
+        Output::HttpRoute | Output::GrpcRoute => {
+            let kind = if matches!(output, Output::HttpRoute) {
+                sluice_core::spec::RouteKind::Http
+            } else {
+                sluice_core::spec::RouteKind::Grpc
+            };
+            planned
+                .iter()
+                .map(|(r, p)| sluice_k8s::gateway_api::plan_yaml(r, p, kind))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.concat())
+                .map_err(|e| e.to_string())
+        }
         Output::Json => {
             let all: Vec<_> = planned
                 .iter()

@@ -1,5 +1,6 @@
 //! `sluice plan`: golden files of every example, and route weights adding up to 100.
 
+use sluice_core::spec::RouteKind;
 use sluice_testkit::files::{assert_golden, example_files, load, root};
 
 fn golden_name(path: &std::path::Path, ext: &str) -> String {
@@ -26,6 +27,60 @@ fn plan_outputs_match_golden_files() {
             .map(|r| sluice_k8s::istio::plan_yaml(r, &sluice_testkit::plan_of(r)).expect("yaml"))
             .collect();
         assert_golden(&golden_name(&f, "virtualservice.yaml"), &vs.concat());
+        for kind in [RouteKind::Http, RouteKind::Grpc] {
+            let routes: Vec<String> = rollouts
+                .iter()
+                .map(|r| {
+                    sluice_k8s::gateway_api::plan_yaml(r, &sluice_testkit::plan_of(r), kind)
+                        .expect("yaml")
+                })
+                .collect();
+            let ext = match kind {
+                RouteKind::Http => "httproute.yaml",
+                RouteKind::Grpc => "grpcroute.yaml",
+            };
+            assert_golden(&golden_name(&f, ext), &routes.concat());
+        }
+    }
+}
+
+/// Every step's HTTPRoute / GRPCRoute, read back from the printed stream: one document per
+/// step, every rule's weights adding up to 100, the default rule last, the promoted state all
+/// on primary.
+#[test]
+fn every_step_route_adds_up_to_100() {
+    for f in example_files() {
+        for r in load(&f) {
+            for kind in [RouteKind::Http, RouteKind::Grpc] {
+                let plan = sluice_testkit::plan_of(&r);
+                let stream = sluice_k8s::gateway_api::plan_yaml(&r, &plan, kind).expect("yaml");
+                let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&stream)
+                    .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
+                    .collect();
+                assert_eq!(docs.len(), sluice_core::plan::steps(&plan).len());
+                for (i, route) in docs.iter().enumerate() {
+                    assert_eq!(route["kind"], sluice_k8s::gateway_api::kind_name(kind));
+                    let rules = route["spec"]["rules"].as_array().expect("rules");
+                    for rule in rules {
+                        let sum: u64 = rule["backendRefs"]
+                            .as_array()
+                            .expect("backendRefs")
+                            .iter()
+                            .map(|b| b["weight"].as_u64().expect("weight"))
+                            .sum();
+                        assert_eq!(sum, 100, "{} step {i}", f.display());
+                    }
+                    let last = rules.last().expect("default rule");
+                    assert!(last.get("matches").is_none());
+                    assert_eq!(last["name"], "default");
+                }
+                let promoted = docs.last().expect("promoted");
+                assert_eq!(
+                    promoted["spec"]["rules"][0]["backendRefs"][0],
+                    serde_json::json!({"name": format!("{}-primary", r.metadata.name.as_deref().unwrap_or("")), "port": r.spec.service.port, "weight": 100})
+                );
+            }
+        }
     }
 }
 
@@ -111,4 +166,31 @@ fn cli_prints_the_same_stream() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json output");
     assert_eq!(v[0]["steps"][0]["label"], "dark launch (mirror 20%)");
     assert_eq!(v[0]["steps"][0]["checks"], 5);
+    assert_eq!(v[0]["steps"][0]["httpRoute"]["kind"], "HTTPRoute");
+    assert_eq!(v[0]["steps"][0]["grpcRoute"]["kind"], "GRPCRoute");
+
+    for (format, kind) in [
+        ("httproute", RouteKind::Http),
+        ("grpcroute", RouteKind::Grpc),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["plan", "-o", format])
+            .arg(&file)
+            .output()
+            .expect("run sluice plan");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected: String = load(&file)
+            .iter()
+            .map(|r| {
+                sluice_k8s::gateway_api::plan_yaml(r, &sluice_testkit::plan_of(r), kind)
+                    .expect("yaml")
+            })
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+        assert!(expected.contains("type: RequestMirror"), "{expected}");
+    }
 }

@@ -71,6 +71,7 @@ fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle)
                 hosts: hosts.iter().map(|h| h.to_string()).collect(),
                 gateways: vec![],
             },
+            routing: Default::default(),
             strategy: Default::default(),
             analysis: Default::default(),
             schedule: None,
@@ -491,6 +492,8 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
             .unwrap_or_else(|p| panic!("{}: {p:?}", file.display()));
         for mut r in rollouts {
             r.spec.target_ref = None;
+            // Kubernetes routing (Gateway API) has no meaning standalone.
+            r.spec.routing = Default::default();
             r.spec.upstreams.get_or_insert(Upstreams {
                 stable: "127.0.0.1:9081".into(),
                 canary: "reviews-canary.local:9082".into(),

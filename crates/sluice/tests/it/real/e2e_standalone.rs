@@ -635,24 +635,53 @@ fn work_dir_of(lines: &[String]) -> String {
         .expect("the demo names its work directory")
 }
 
+/// `version=count` pairs of the segment of `line` after `label` (up to the next `;`).
+fn counts_after(line: &str, label: &str) -> std::collections::BTreeMap<String, u64> {
+    let rest = line
+        .split_once(label)
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("no {label:?} in {line}"));
+    let segment = rest.split(';').next().unwrap_or("");
+    segment
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(v, n)| (v.to_string(), n.parse().expect("a count")))
+        .collect()
+}
+
 #[test]
-fn demo_promotes_v2_rolls_back_v3_and_leaves_nothing_running() {
-    let (mut demo, rx) = spawn_demo(&["--interval", "2s", "--exit"]);
+fn demo_runs_canary_dark_launch_ab_test_and_rollback_and_leaves_nothing_running() {
+    // 3 s windows: 2 s ones hold two scrapes at best, and under load a small cohort's rate can
+    // read 0/0 three times in a row (the A/B test then pauses).
+    let (mut demo, rx) = spawn_demo(&["--interval", "3s", "--exit"]);
     let start = read_until(&rx, "starting Envoy", Duration::from_secs(30));
     let dir = work_dir_of(&start);
     let mut out = read_until(&rx, "v2 promoted", Duration::from_secs(120));
-    out.extend(read_until(&rx, "v3 rolled back", Duration::from_secs(120)));
+    out.extend(read_until(&rx, "v3 promoted", Duration::from_secs(120)));
+    out.extend(read_until(&rx, "A/B verdict", Duration::from_secs(120)));
+    out.extend(read_until(&rx, "v5 rolled back", Duration::from_secs(120)));
     let text = out.join("\n");
     for want in [
+        // 1. canary, promoted
         "20% canary",
         "50% canary",
         "80% canary",
         "Succeeded",
+        // 2. dark launch
+        "▶ 2/4 dark launch → v3",
+        "dark launch (mirror 50%)",
+        "0% canary + matched requests",
+        // 3. A/B test
+        "▶ 3/4 A/B test → v4",
+        "A/B verdict: B (v4) wins (✓ success-rate",
+        // 4. failing canary
         "Failed",
         "✗ success-rate",
         // Versions by their labels, not their addresses.
         "v1 → v2",
         "v2 → v3",
+        "v3 → v4",
+        "v4 → v5",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
@@ -662,6 +691,45 @@ fn demo_promotes_v2_rolls_back_v3_and_leaves_nothing_running() {
             "an address in a progress line: {l}"
         );
     }
+    // The dark launch in counts: beta testers reach v3, mirrored copies reach v3, and every
+    // other client answer comes from stable (v2).
+    let dark = out
+        .iter()
+        .find(|l| l.contains("while dark:"))
+        .expect("dark launch counts");
+    let beta = counts_after(dark, "beta testers answered by");
+    let others = counts_after(dark, "everyone else answered by");
+    let beta_total: u64 = beta.values().sum();
+    assert!(
+        beta.get("v3").copied().unwrap_or(0) * 10 >= beta_total * 9 && beta_total > 0,
+        "{dark}"
+    );
+    assert_eq!(others.keys().collect::<Vec<_>>(), ["v2"], "{dark}");
+    let mirrored: u64 = dark
+        .rsplit(": ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .expect("mirrored count");
+    assert!(mirrored > 0, "{dark}");
+    // The A/B test in counts: jason's requests on B (v4), everyone else's on A (v3).
+    let ab = out
+        .iter()
+        .find(|l| l.contains("during the test:"))
+        .expect("A/B counts");
+    let jason = counts_after(ab, "user jason answered by");
+    let jason_total: u64 = jason.values().sum();
+    assert!(
+        jason.get("v4").copied().unwrap_or(0) * 10 >= jason_total * 9 && jason_total > 0,
+        "{ab}"
+    );
+    assert_eq!(
+        counts_after(ab, "everyone else answered by")
+            .keys()
+            .collect::<Vec<_>>(),
+        ["v3"],
+        "{ab}"
+    );
+
     let status = demo.0.wait().expect("demo exits");
     assert!(status.success(), "{status}");
     assert_eq!(processes_mentioning(&dir), Vec::<String>::new());

@@ -3,3 +3,4 @@
 mod e2e_standalone;
 mod envoy_cli;
 mod ui_browser;
+mod yaml11;
