@@ -349,9 +349,79 @@ pub struct Comparison {
     /// Allowed degradation, relative (0.1 = 10% worse is tolerated).
     #[serde(default = "default_margin")]
     pub margin: f64,
-    /// Confidence level, e.g. 0.95.
+    /// Confidence level, e.g. 0.95. For `error-rate`, `1 − confidence` is the declared
+    /// false-Fail rate (a canary within the margin failed).
     #[serde(default = "default_confidence")]
     pub confidence: f64,
+    /// `error-rate` only: the smallest degradation the test must catch, as a ratio of stable's
+    /// error rate (`2x`) or in percentage points above it (`+0.5pp`). Default `2x`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<String>,
+    /// `error-rate` only: probability of failing a canary degraded by `detect`; `1 − power` is
+    /// the declared false-Pass rate. Default 0.95.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<f64>,
+}
+
+/// The `detect` of a comparison, parsed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Detect {
+    /// Canary's error rate at least this multiple of stable's.
+    Ratio(f64),
+    /// Canary's error rate at least this many percentage points above stable's (a fraction:
+    /// `+0.5pp` is 0.005).
+    Points(f64),
+}
+
+/// Default `detect`: a doubling of the error rate.
+pub const DEFAULT_DETECT: Detect = Detect::Ratio(2.0);
+/// Default `power`.
+pub const DEFAULT_POWER: f64 = 0.95;
+
+impl Detect {
+    /// `2x`, `1.5x`, `+0.5pp`, `0.5pp`. Only the syntax is checked here; the relation to the
+    /// margin is checked by validation.
+    pub fn parse(text: &str) -> Result<Detect, String> {
+        let t = text.trim();
+        let syntax =
+            || format!("`{text}` is not `<ratio>x` (e.g. `2x`) or `+<points>pp` (e.g. `+0.5pp`)");
+        let number = |s: &str| -> Result<f64, String> {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(syntax)
+        };
+        if let Some(r) = t.strip_suffix('x') {
+            let r = number(r)?;
+            if r <= 1.0 {
+                return Err(format!("`{text}`: a ratio must be above 1 (e.g. `2x`)"));
+            }
+            Ok(Detect::Ratio(r))
+        } else if let Some(pp) = t.strip_suffix("pp") {
+            let pp = number(pp.strip_prefix('+').unwrap_or(pp))?;
+            if !(pp > 0.0 && pp < 100.0) {
+                return Err(format!(
+                    "`{text}`: percentage points must be above 0 and below 100"
+                ));
+            }
+            Ok(Detect::Points(pp / 100.0))
+        } else {
+            Err(syntax())
+        }
+    }
+}
+
+impl Comparison {
+    /// `detect`, parsed, or the default. Validation has reported a bad one already.
+    pub fn detect(&self) -> Result<Detect, String> {
+        self.detect
+            .as_deref()
+            .map_or(Ok(DEFAULT_DETECT), Detect::parse)
+    }
+    pub fn power(&self) -> f64 {
+        self.power.unwrap_or(DEFAULT_POWER)
+    }
 }
 
 fn default_worse() -> Direction {

@@ -182,6 +182,7 @@ pub fn judge_latency(canary: &[f64], stable: &[f64], cmp: &Comparison) -> Judgem
         value: Some(s.shift),
         max: Some(s.allowed),
         reason: format!("{what}: {facts}"),
+        more_requests: None,
     }
 }
 
@@ -196,6 +197,8 @@ mod tests {
             worse,
             margin: 0.1,
             confidence: 0.95,
+            detect: None,
+            power: None,
         }
     }
 

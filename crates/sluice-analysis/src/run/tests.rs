@@ -238,6 +238,8 @@ async fn latency_comparison_reads_both_versions() {
         worse: Direction::Higher,
         margin: 0.1,
         confidence: 0.95,
+        detect: None,
+        power: None,
     });
     let stable: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i % 7)).collect();
     let slow: Vec<f64> = stable.iter().map(|v| v * 1.5).collect();
@@ -300,6 +302,8 @@ async fn error_rate_comparison_uses_counts() {
         worse: Direction::Lower,
         margin: 0.1,
         confidence: 0.95,
+        detect: None,
+        power: None,
     });
     r.spec.analysis.metrics[0].thresholds = Thresholds {
         min: Some(90.0),

@@ -606,6 +606,38 @@ fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
                 ),
             );
         }
+        let error_rate = c.kind == crate::spec::ComparisonKind::ErrorRate;
+        if let Some(d) = &c.detect {
+            let dp = cp.field("detect");
+            if !error_rate {
+                f.add(&dp, "applies to `kind: error-rate` only");
+            } else if !f.too_long(d, MAX_STRING_LEN, &dp) {
+                match crate::spec::Detect::parse(d) {
+                    // The degradation to catch must lie beyond the one tolerated, or the two
+                    // hypotheses of the sequential test coincide.
+                    Ok(crate::spec::Detect::Ratio(r)) if r <= 1.0 + c.margin => f.add(
+                        &dp,
+                        format!(
+                            "`{d}` is within the margin ({}x): detect must be larger than 1 + margin",
+                            1.0 + c.margin
+                        ),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => f.add(&dp, e),
+                }
+            }
+        }
+        if let Some(power) = c.power {
+            let pp = cp.field("power");
+            if !error_rate {
+                f.add(&pp, "applies to `kind: error-rate` only");
+            } else if !(0.5..1.0).contains(&power) {
+                f.add(
+                    &pp,
+                    format!("{power} must be at least 0.5 and below 1 (e.g. 0.95)"),
+                );
+            }
+        }
     }
 }
 

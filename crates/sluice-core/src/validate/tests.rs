@@ -811,3 +811,72 @@ fn control_characters_in_headers_are_refused_with_their_path() {
         "{got:?}"
     );
 }
+
+#[test]
+fn detect_and_power_are_checked_with_their_paths() {
+    let with = |compare: &str| {
+        let text = VALID.replace("thresholds: {min: 99}}", &format!("compare: {compare}}}"));
+        problems(&text)
+    };
+    let path = "f.yaml: spec.analysis.metrics[0].compare";
+    assert_eq!(
+        with("{kind: error-rate, detect: 2x, power: 0.9}"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with("{kind: error-rate, detect: '+0.5pp'}"),
+        Vec::<String>::new()
+    );
+    let cases = [
+        (
+            "{kind: error-rate, detect: double}",
+            "detect: `double` is not `<ratio>x`",
+        ),
+        (
+            "{kind: error-rate, detect: 0.5x}",
+            "detect: `0.5x`: a ratio must be above 1",
+        ),
+        (
+            "{kind: error-rate, margin: 0.5, detect: 1.5x}",
+            "detect: `1.5x` is within the margin (1.5x)",
+        ),
+        (
+            "{kind: error-rate, detect: '+0pp'}",
+            "detect: `+0pp`: percentage points must be above 0",
+        ),
+        (
+            "{kind: error-rate, power: 1.0}",
+            "power: 1 must be at least 0.5 and below 1",
+        ),
+        (
+            "{kind: latency, detect: 2x}",
+            "detect: applies to `kind: error-rate` only",
+        ),
+        (
+            "{kind: latency, power: 0.9}",
+            "power: applies to `kind: error-rate` only",
+        ),
+    ];
+    for (compare, want) in cases {
+        let got = with(compare);
+        let want = format!("{path}.{want}");
+        assert!(
+            got.iter().any(|g| g.starts_with(&want)),
+            "{compare}: no {want:?} in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn detect_parses_ratios_and_points() {
+    use crate::spec::Detect;
+    assert_eq!(Detect::parse("2x"), Ok(Detect::Ratio(2.0)));
+    assert_eq!(Detect::parse(" 1.5x "), Ok(Detect::Ratio(1.5)));
+    assert_eq!(Detect::parse("+0.5pp"), Ok(Detect::Points(0.005)));
+    assert_eq!(Detect::parse("2pp"), Ok(Detect::Points(0.02)));
+    for bad in [
+        "", "x", "pp", "2", "NaNx", "infx", "-1pp", "+100pp", "2 x y",
+    ] {
+        assert!(Detect::parse(bad).is_err(), "{bad:?} parsed");
+    }
+}
