@@ -21,8 +21,31 @@ use super::verdict::{against_thresholds, single_value, worst};
 use sluice_core::spec::{CheckResult, ComparisonKind, DataPlane, Metric, Rollout, Verdict};
 use sluice_core::traffic::Destination;
 
-/// Points per version a comparison asks for over its window.
+/// Points per version a comparison asks for over one window.
 const COMPARE_POINTS: u32 = 30;
+/// At most this many points per version however long the step has run.
+const MAX_COMPARE_POINTS: u32 = 300;
+/// A comparison's evidence reaches back at most this far.
+const MAX_EVIDENCE: Duration = Duration::from_secs(24 * 3600);
+
+/// What a comparison judges: everything since the current step began (its traffic split), so
+/// that evidence accumulates from check to check and the sequential tests can stop as soon as
+/// it suffices — or one window when the step is younger than that. Returns the span and the
+/// look number `k` (1 for the first window of the step, then one more per window).
+pub fn evidence_span(rollout: &Rollout, window: Duration, now: DateTime<Utc>) -> (Duration, u32) {
+    let since = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.step_started_at)
+        .and_then(|t| (now - t).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_EVIDENCE);
+    if since <= window {
+        return (window, 1);
+    }
+    let looks = (since.as_secs_f64() / window.as_secs_f64()).floor() as u32;
+    (since, looks.max(1))
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct RunOptions {
@@ -130,8 +153,9 @@ impl Ctx<'_> {
         target: Destination,
         window: Duration,
         scrape: Duration,
+        points: u32,
     ) -> Result<Vec<f64>, String> {
-        let step = (window / COMPARE_POINTS)
+        let step = (window / points.max(1))
             .max(scrape)
             .max(Duration::from_secs(1));
         let rate_window = (step + scrape).max(scrape * 4);
@@ -296,17 +320,19 @@ pub async fn run_metric(
     }
 
     if let Some(cmp) = &metric.compare {
+        let (span, look) = evidence_span(rollout, window, now);
         let j: Judgement = match cmp.kind {
             ComparisonKind::Latency => {
                 let scrape = opts.scrape_interval;
+                let points = (COMPARE_POINTS.saturating_mul(look)).min(MAX_COMPARE_POINTS);
                 let canary = ctx
-                    .series(&template, Destination::Canary, window, scrape)
+                    .series(&template, Destination::Canary, span, scrape, points)
                     .await;
                 let stable = ctx
-                    .series(&template, Destination::Stable, window, scrape)
+                    .series(&template, Destination::Stable, span, scrape, points)
                     .await;
                 match (canary, stable) {
-                    (Ok(c), Ok(s)) => judge::judge_latency(&c, &s, cmp),
+                    (Ok(c), Ok(s)) => judge::latency::judge_latency_at_look(&c, &s, cmp, look),
                     (Err(e), _) | (_, Err(e)) => Judgement::inconclusive(e),
                 }
             }
@@ -319,10 +345,10 @@ pub async fn run_metric(
                     (Destination::Stable, "stable"),
                 ] {
                     let e = ctx
-                        .value(&format!("5xx count ({who})"), &errors, dest, window)
+                        .value(&format!("5xx count ({who})"), &errors, dest, span)
                         .await;
                     let n = ctx
-                        .value(&format!("request count ({who})"), &total, dest, window)
+                        .value(&format!("request count ({who})"), &total, dest, span)
                         .await;
                     counts.push(match (e, n) {
                         // increase() extrapolates to fractions; counts are whole requests.

@@ -334,3 +334,59 @@ async fn error_rate_comparison_uses_counts() {
         "the threshold part's value is shown"
     );
 }
+
+#[tokio::test]
+async fn comparisons_accumulate_evidence_over_the_step() {
+    let mut r = rollout("[{name: err, builtin: request-success-rate}]");
+    r.spec.analysis.metrics[0].compare = Some(Comparison {
+        kind: ComparisonKind::ErrorRate,
+        worse: Direction::Lower,
+        margin: 0.1,
+        confidence: 0.99,
+        detect: None,
+        power: None,
+    });
+    // Without a step start, or early in the step: one window, first look.
+    assert_eq!(
+        evidence_span(&r, std::time::Duration::from_secs(30), now()),
+        (std::time::Duration::from_secs(30), 1)
+    );
+    let mut status = sluice_core::spec::RolloutStatus::default();
+    status.step_started_at = Some(now() - chrono::Duration::seconds(10));
+    r.status = Some(status.clone());
+    assert_eq!(
+        evidence_span(&r, std::time::Duration::from_secs(30), now()).1,
+        1
+    );
+    // Ten minutes into the step: the counts cover all of it (look 20 of 30 s windows).
+    status.step_started_at = Some(now() - chrono::Duration::seconds(600));
+    r.status = Some(status);
+    assert_eq!(
+        evidence_span(&r, std::time::Duration::from_secs(30), now()),
+        (std::time::Duration::from_secs(600), 20)
+    );
+    // 1% errors on both sides: 100 of 10000 is too few to decide, and the judge says how many
+    // more requests it needs.
+    let fake = Fake::new(vec![
+        (r#"web-canary", envoy_response_code_class="5""#, one(12.0)),
+        (r#"web-stable", envoy_response_code_class="5""#, one(10.0)),
+        ("increase(", one(1000.0)),
+    ]);
+    let run = run_first(&fake, &r).await;
+    assert_eq!(
+        run.check.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        run.check.reason
+    );
+    assert!(
+        run.check.reason.contains("more requests to the canary"),
+        "{}",
+        run.check.reason
+    );
+    assert!(
+        run.queries.iter().all(|q| q.promql.contains("[600s]")),
+        "{:#?}",
+        run.queries
+    );
+}
