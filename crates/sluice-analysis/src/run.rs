@@ -360,7 +360,7 @@ pub async fn run_metric(
                     });
                 }
                 match (&counts[0], &counts[1]) {
-                    (Ok(c), Ok(s)) => judge::judge_error_rate(*c, *s, cmp),
+                    (Ok(c), Ok(s)) => judge::judge_error_rate(*c, *s, cmp, look),
                     (Err(e), _) | (_, Err(e)) => Judgement::inconclusive(e.clone()),
                 }
             }

@@ -42,12 +42,12 @@ fn verdict_of(sprt: &Sprt, floor: &Sequential) -> Verdict {
 
 /// [`judge_error_rate`]'s verdict alone, without the words (the bench asks it millions of
 /// times). Counts must already be clamped (errors ≤ requests).
-pub fn error_rate_verdict(canary: Counts, stable: Counts, cmp: &Comparison) -> Verdict {
+pub fn error_rate_verdict(canary: Counts, stable: Counts, cmp: &Comparison, look: u32) -> Verdict {
     let Ok(design) = design(cmp, stable) else {
         return Verdict::Inconclusive;
     };
     match (
-        design.test(canary, stable),
+        design.test_at(canary, stable, look),
         msprt(canary, stable, cmp.margin, TOLERANCE, cmp.power()),
     ) {
         (Some(sprt), Some(floor)) => verdict_of(&sprt, &floor),
@@ -68,7 +68,9 @@ pub fn error_rate_verdict(canary: Counts, stable: Counts, cmp: &Comparison) -> V
 /// `worse` does not apply: more 5xx responses are always worse.
 /// The fixed-horizon z-test p-value is reported in the reason for comparison, not used to decide
 /// (looked at every interval, it would not keep its error rate).
-pub fn judge_error_rate(canary: Counts, stable: Counts, cmp: &Comparison) -> Judgement {
+/// `look` is the look number within the step (1-based; 0 when unknown: Wald's bounds as they
+/// are), for the overshoot correction of [`Design::test_at`].
+pub fn judge_error_rate(canary: Counts, stable: Counts, cmp: &Comparison, look: u32) -> Judgement {
     let clamp = |c: Counts| Counts {
         errors: c.errors.min(c.requests),
         requests: c.requests,
@@ -83,7 +85,7 @@ pub fn judge_error_rate(canary: Counts, stable: Counts, cmp: &Comparison) -> Jud
         Err(e) => return Judgement::inconclusive(e),
     };
     let (Some(sprt), Some(floor)) = (
-        design.test(c, s),
+        design.test_at(c, s, look),
         msprt(c, s, cmp.margin, TOLERANCE, cmp.power()),
     ) else {
         return Judgement::inconclusive("no requests in the window");
@@ -167,20 +169,20 @@ mod tests {
             (c(0, 0), c(1, 100), Verdict::Inconclusive),
         ];
         for (canary, stable, want) in cases {
-            let j = judge_error_rate(canary, stable, &h);
+            let j = judge_error_rate(canary, stable, &h, 1);
             assert_eq!(j.verdict, want, "{canary:?} vs {stable:?}: {}", j.reason);
         }
         // `worse` does not change what an error is.
-        let j = judge_error_rate(c(400, 10_000), c(100, 10_000), &cmp(Direction::Lower));
+        let j = judge_error_rate(c(400, 10_000), c(100, 10_000), &cmp(Direction::Lower), 1);
         assert_eq!(j.verdict, Verdict::Fail, "{}", j.reason);
         // More errors reported than requests (counter resets): clamped, still a verdict.
-        let j = judge_error_rate(c(20_000, 10_000), c(100, 10_000), &h);
+        let j = judge_error_rate(c(20_000, 10_000), c(100, 10_000), &h, 1);
         assert_eq!(j.verdict, Verdict::Fail, "{}", j.reason);
     }
 
     #[test]
     fn reason_carries_the_numbers() {
-        let j = judge_error_rate(c(400, 10_000), c(100, 10_000), &cmp(Direction::Higher));
+        let j = judge_error_rate(c(400, 10_000), c(100, 10_000), &cmp(Direction::Higher), 1);
         assert!(j.reason.contains("400/10000 (4%)"), "{}", j.reason);
         assert!(j.reason.contains("z-test"), "{}", j.reason);
         assert_eq!(j.value, Some(3.0));

@@ -20,12 +20,20 @@
 //! Fail when `llr ≥ ln((1 − β)/α)`, Pass when `llr ≤ ln(β/(1 − α))`, otherwise continue. Wald's
 //! bounds keep the false-Fail rate (at r ≤ r0) below about α and the false-Pass rate (at
 //! r ≥ r1) below about β, however the looks fall; and among all tests with those error rates it
-//! needs the fewest errors on average at r0 and r1 (Wald & Wolfowitz 1948).
+//! needs the fewest errors on average at r0 and r1 (Wald & Wolfowitz 1948). Looked at only
+//! every so many errors, the llr jumps past a bound; [`Design::test_at`] moves the Fail bound in
+//! by the expected overshoot ([`OVERSHOOT`]), so a degraded canary is failed with fewer requests
+//! while the false-Fail rate comes close to, not far below, the declared one.
 //!
 //! With cumulative counts and a traffic split that changes between looks, `ρ` of the cumulative
 //! requests is used: exact for a constant split, an approximation otherwise.
 
 use super::sequential::Counts;
+
+/// Siegmund's constant: the expected overshoot of a Gaussian random walk over a boundary, in
+/// standard deviations of one increment (`−ζ(1/2)/√(2π)`; Siegmund 1985, *Sequential Analysis*,
+/// §10.3).
+pub const OVERSHOOT: f64 = 0.583;
 
 /// The two hypotheses and the declared error rates.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,7 +58,7 @@ pub enum Decision {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sprt {
     pub llr: f64,
-    /// Fail at or above this.
+    /// Fail at or above this (Wald's bound, corrected for discrete looks).
     pub upper: f64,
     /// Pass at or below this.
     pub lower: f64,
@@ -82,8 +90,14 @@ impl Design {
         (self.beta / (1.0 - self.alpha)).ln()
     }
 
-    /// The test at this look. `None` without requests on either side.
+    /// The test with Wald's bounds as they are. `None` without requests on either side.
     pub fn test(&self, canary: Counts, stable: Counts) -> Option<Sprt> {
+        self.test_at(canary, stable, 0)
+    }
+
+    /// The test on cumulative counts at look `look` (1-based) of a sequence of looks, with the
+    /// bounds corrected for the overshoot of discrete looks; `0`: Wald's bounds uncorrected.
+    pub fn test_at(&self, canary: Counts, stable: Counts, look: u32) -> Option<Sprt> {
         if canary.requests == 0 || stable.requests == 0 {
             return None;
         }
@@ -93,7 +107,23 @@ impl Design {
         let win = (p1 / p0).ln();
         let loss = ((1.0 - p1) / (1.0 - p0)).ln();
         let llr = canary.errors as f64 * win + stable.errors as f64 * loss;
-        let (upper, lower) = (self.upper(), self.lower());
+        let (mut upper, lower) = (self.upper(), self.lower());
+        if look > 0 {
+            // Siegmund's correction for discrete looks: the llr overshoots a bound by about
+            // 0.583 × the standard deviation of its increment between two looks, so Wald's
+            // bounds, used as they are, keep error rates well below the declared ones and take
+            // longer than needed. The Fail bound moves inward by that amount (the increment
+            // estimated from the errors per look so far; the deviation taken at most as half
+            // the bound's distance to 0, so a few coarse looks stay on the conservative side).
+            // The Pass bound stays Wald's: a healthy canary is usually better than the margin it
+            // is tested at and passes early anyway, and a false Pass ships a degraded version —
+            // that side keeps its slack.
+            let x = (canary.errors + stable.errors) as f64;
+            let share = (canary.errors as f64 + 0.5) / (x + 1.0);
+            let sd =
+                (x / f64::from(look) * (share * win * win + (1.0 - share) * loss * loss)).sqrt();
+            upper -= OVERSHOOT * sd.min(upper / 2.0);
+        }
         let decision = if llr >= upper {
             Decision::Fail
         } else if llr <= lower {
@@ -181,6 +211,34 @@ mod tests {
         assert_eq!(uneven.decision, Decision::Pass, "{uneven:?}");
         let doubled = d.test(c(120, 6000), c(540, 54_000)).expect("doubled");
         assert_eq!(doubled.decision, Decision::Fail, "{doubled:?}");
+    }
+
+    #[test]
+    fn coarse_looks_move_the_fail_bound_in_but_not_past_half() {
+        let d = Design::new(1.1, 2.0, 0.01, 0.05).expect("design");
+        let (canary, stable) = (c(30, 2000), c(20, 2000));
+        let wald = d.test(canary, stable).expect("wald");
+        // 8 looks of 250 requests: about 6 errors per look.
+        let eight = d.test_at(canary, stable, 8).expect("8 looks");
+        assert!(
+            eight.upper < wald.upper && eight.upper > wald.upper * 0.8,
+            "{eight:?}"
+        );
+        assert_eq!((eight.lower, eight.llr), (wald.lower, wald.llr));
+        // Finer looks overshoot less: a smaller correction.
+        let many = d.test_at(canary, stable, 50).expect("50 looks");
+        assert!(
+            many.upper > eight.upper && many.upper < wald.upper,
+            "{many:?}"
+        );
+        // One look at a lot of data: the correction is capped.
+        let one = d
+            .test_at(c(3000, 200_000), c(2000, 200_000), 1)
+            .expect("1 look");
+        assert!(
+            (one.upper - wald.upper * (1.0 - OVERSHOOT / 2.0)).abs() < 1e-12,
+            "{one:?}"
+        );
     }
 
     #[test]

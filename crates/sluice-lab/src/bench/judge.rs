@@ -83,6 +83,8 @@ pub struct BenchConfig {
     /// `1 − power`: the declared false-Pass rate at `detect`.
     pub power: f64,
     pub detect: String,
+    /// Whether to simulate the other judges too (sluice's alone is much faster).
+    pub others: bool,
 }
 
 impl Default for BenchConfig {
@@ -98,6 +100,7 @@ impl Default for BenchConfig {
             confidence: 0.99,
             power: 0.95,
             detect: "2x".to_string(),
+            others: true,
         }
     }
 }
@@ -244,7 +247,7 @@ fn sequential(
     cfg: &BenchConfig,
     canary: &[u64],
     stable: &[u64],
-    verdict: impl Fn(Counts, Counts) -> Verdict,
+    verdict: impl Fn(Counts, Counts, u32) -> Verdict,
 ) -> End {
     let (mut c, mut s) = (Counts::default(), Counts::default());
     for (i, (ce, se)) in canary.iter().zip(stable).enumerate() {
@@ -252,7 +255,7 @@ fn sequential(
         s.errors += se;
         c.requests += cfg.look;
         s.requests += cfg.look;
-        match verdict(c, s) {
+        match verdict(c, s, i as u32 + 1) {
             Verdict::Fail => return End::Fail((i as u64 + 1) * cfg.look),
             Verdict::Pass => return End::Pass((i as u64 + 1) * cfg.look),
             _ => {}
@@ -334,9 +337,16 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
         let bad = simulate(&mut rng, cfg, cfg.bad_rate);
         let good = simulate(&mut rng, cfg, cfg.base_rate);
         for (canary, stable, into) in [(&a1, &a2, &mut healthy), (&bad, &good, &mut degraded)] {
+            let sluice = sequential(cfg, canary, stable, |c, s, k| {
+                error_rate_verdict(c, s, &cmp, k)
+            });
+            if !cfg.others {
+                into[0].push(sluice);
+                continue;
+            }
             let ends = [
-                sequential(cfg, canary, stable, |c, s| error_rate_verdict(c, s, &cmp)),
-                sequential(cfg, canary, stable, |c, s| {
+                sluice,
+                sequential(cfg, canary, stable, |c, s, _| {
                     match msprt(c, s, cfg.margin, TOLERANCE, cfg.confidence) {
                         Some(t) if t.lower > 0.0 => Verdict::Fail,
                         Some(t) if t.upper < 0.0 => Verdict::Pass,
@@ -371,6 +381,7 @@ pub fn run(cfg: &BenchConfig) -> BenchReport {
     let judges = names
         .into_iter()
         .zip(healthy.iter().zip(&degraded))
+        .filter(|(_, (h, _))| !h.is_empty() || cfg.runs == 0)
         .map(|(name, (h, d))| figures(name, h, d))
         .collect();
     BenchReport {
@@ -576,16 +587,16 @@ mod tests {
         let s = &r.judges[0];
         let near =
             |got: Option<u64>, want: u64, tol: u64| got.is_some_and(|g| g.abs_diff(want) <= tol);
-        assert!(s.false_fail <= 0.005, "{s:?}");
+        assert!(s.false_fail <= 0.006, "{s:?}");
         assert!((s.false_pass - 0.02).abs() <= 0.015, "{s:?}");
         assert!(s.healthy_pass_within_40k >= 0.99, "{s:?}");
         assert!(near(s.median_requests_healthy, 2500, 250), "{s:?}");
-        assert!(near(s.median_requests_degraded, 3500, 250), "{s:?}");
+        assert!(near(s.median_requests_degraded, 3000, 250), "{s:?}");
         assert!(near(s.p95_requests_healthy, 7250, 1000), "{s:?}");
-        assert!(near(s.p95_requests_degraded, 8250, 1000), "{s:?}");
-        // The goals this judge meets, and the one it does not (README).
+        assert!(near(s.p95_requests_degraded, 7500, 1000), "{s:?}");
+        // Every goal is met (README).
         let met: Vec<bool> = goals(&r).into_iter().map(|(_, m)| m).collect();
-        assert_eq!(met, [true, true, true, true, false]);
+        assert_eq!(met, [true; 5]);
         // The comparisons the README draws: the previous judge rarely passes a healthy canary;
         // the fixed horizon keeps its declared rates; re-testing it every interval does not.
         assert!(
@@ -599,5 +610,19 @@ mod tests {
             "{fixed:?}"
         );
         assert!(r.judges[3].false_fail > 0.02, "{:?}", r.judges[3]);
+    }
+
+    /// The declared false-Fail rate (1 − confidence = 1%) holds where it is declared: at a
+    /// canary exactly at the margin (1.1% against 1%), with the overshoot correction on.
+    #[test]
+    fn false_fail_rate_holds_at_the_margin() {
+        let r = run(&BenchConfig {
+            bad_rate: 0.011,
+            seed: 7,
+            others: false,
+            ..BenchConfig::default()
+        });
+        let failed_at_margin = 1.0 - r.judges[0].false_pass;
+        assert!(failed_at_margin <= 0.015, "{:?}", r.judges[0]);
     }
 }
