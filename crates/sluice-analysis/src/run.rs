@@ -388,11 +388,15 @@ pub async fn run_metric(
         .iter()
         .find(|p| p.value.is_some() && (p.min.is_some() || p.max.is_some()))
         .or_else(|| parts.iter().find(|p| p.value.is_some()));
-    let reason = parts
+    let mut reason = parts
         .iter()
         .map(|p| p.reason.as_str())
         .collect::<Vec<_>>()
         .join("; ");
+    if metric.mode == sluice_core::spec::MetricMode::Shadow {
+        // Recorded, charted and notified like any check; the engine does not act on it.
+        reason = format!("shadow, never acts: {reason}");
+    }
     let combined = Part {
         verdict,
         reason,

@@ -316,6 +316,36 @@ pub struct Metric {
     /// Compare the canary against stable on the same window with a statistical test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<Comparison>,
+    /// `enforce` (default): the check decides. `shadow`: judged, recorded, charted and
+    /// notified as "would have failed", but never changes the rollout — to watch a new metric
+    /// before trusting it.
+    #[serde(default, skip_serializing_if = "MetricMode::is_enforce")]
+    pub mode: MetricMode,
+    /// One Fail of this check rolls back at once, whatever `failureLimit` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub critical: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricMode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl MetricMode {
+    pub fn is_enforce(&self) -> bool {
+        *self == MetricMode::Enforce
+    }
+}
+
+impl Analysis {
+    /// The metric a check result is named after, if it is one of this analysis' metrics (a
+    /// webhook check is not).
+    pub fn metric(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -6,7 +6,7 @@
 //! sinks at each send (so a rotated file is picked up; a missing one is logged and counted).
 //!
 //! Which engine events notify is decided by [`classify`]: started, step, paused, resumed,
-//! promoted, rolled back, failed. Each message carries the reason and a link to the rollout's
+//! promoted, rolled back, failed, would have failed (a shadow metric). Each message carries the reason and a link to the rollout's
 //! UI page when `uiBaseUrl` is set.
 //!
 //! [`NotifyingRecorder`] wraps a mode's own [`Recorder`]: it records first, then updates the
@@ -40,6 +40,8 @@ pub enum Topic {
     Promoted,
     RolledBack,
     Failed,
+    /// A shadow metric (`mode: shadow`) failed: it would have counted, it did not act.
+    WouldHaveFailed,
 }
 
 impl Topic {
@@ -52,6 +54,7 @@ impl Topic {
             Topic::Promoted => "Promoted",
             Topic::RolledBack => "Rolled back",
             Topic::Failed => "Analysis failed",
+            Topic::WouldHaveFailed => "Would have failed (shadow metric)",
         }
     }
     fn emoji(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Topic {
             Topic::Promoted => ":white_check_mark:",
             Topic::RolledBack => ":rotating_light:",
             Topic::Failed => ":warning:",
+            Topic::WouldHaveFailed => ":ghost:",
         }
     }
 }
@@ -82,6 +86,7 @@ pub fn classify(event: &Event) -> Option<Topic> {
         "Succeeded" => Topic::Promoted,
         "RolledBack" | "Undone" => Topic::RolledBack,
         "AnalysisFailed" => Topic::Failed,
+        "ShadowCheckFailed" => Topic::WouldHaveFailed,
         _ => return None,
     })
 }

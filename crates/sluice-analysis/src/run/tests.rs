@@ -390,3 +390,21 @@ async fn comparisons_accumulate_evidence_over_the_step() {
         run.queries
     );
 }
+
+#[tokio::test]
+async fn a_shadow_metric_says_so_in_its_reason() {
+    let mut r = rollout("[{name: sr, builtin: request-success-rate, thresholds: {min: 99}}]");
+    r.spec.analysis.metrics[0].mode = sluice_core::spec::MetricMode::Shadow;
+    let fake = Fake::new(vec![("rate(", one(95.0))]);
+    let run = run_first(&fake, &r).await;
+    // Judged like any check...
+    assert_eq!(run.check.verdict, Verdict::Fail, "{}", run.check.reason);
+    // ...and marked as one the engine will not act on.
+    assert!(
+        run.check
+            .reason
+            .starts_with("shadow, never acts: success rate 95% < min 99"),
+        "{}",
+        run.check.reason
+    );
+}

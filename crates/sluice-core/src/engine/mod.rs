@@ -39,7 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule;
 use crate::spec::{
-    CheckResult, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus, Verdict, WebhookKind,
+    CheckResult, MetricMode, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus, Verdict,
+    WebhookKind,
 };
 use crate::traffic::TrafficPlan;
 
@@ -74,6 +75,23 @@ pub struct AnalysisReport {
 }
 
 impl AnalysisReport {
+    /// The report without its shadow checks (`mode: shadow`): what the engine decides on.
+    pub fn enforced(&self, analysis: &crate::spec::Analysis) -> AnalysisReport {
+        AnalysisReport {
+            at: self.at,
+            checks: self
+                .checks
+                .iter()
+                .filter(|c| {
+                    analysis
+                        .metric(&c.metric)
+                        .is_none_or(|m| m.mode == MetricMode::Enforce)
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Fail if any check failed, else Inconclusive if any was, else Pass. No checks at all is a
     /// Pass only because the user asked for no metrics; missing *data* is Inconclusive per check.
     pub fn verdict(&self) -> Verdict {
@@ -615,8 +633,52 @@ impl Engine<'_> {
     }
 
     fn judge(&mut self, report: &AnalysisReport) -> Verdict {
+        // Every check is kept (shown, charted); only the enforcing ones decide.
         self.s.last_verdicts = report.checks.clone();
         self.s.next_analysis_at = Some(report.at + self.interval());
+        let a = &self.spec.analysis;
+        let shadow = AnalysisReport {
+            at: report.at,
+            checks: report
+                .checks
+                .iter()
+                .filter(|c| {
+                    a.metric(&c.metric)
+                        .is_some_and(|m| m.mode == MetricMode::Shadow)
+                })
+                .cloned()
+                .collect(),
+        };
+        let report = &report.enforced(a);
+        let critical: Vec<&CheckResult> = report
+            .checks
+            .iter()
+            .filter(|c| {
+                c.verdict == Verdict::Fail && a.metric(&c.metric).is_some_and(|m| m.critical)
+            })
+            .collect();
+        if shadow.checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            self.event(
+                "ShadowCheckFailed",
+                format!(
+                    "would have failed (shadow, no action): {}",
+                    summarize(&shadow, Verdict::Fail)
+                ),
+                true,
+            );
+        }
+        if !critical.is_empty() {
+            let failed = critical
+                .iter()
+                .map(|c| format!("{}: {}", c.metric, c.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.rollback(
+                Reason::AnalysisFailed,
+                format!("critical check failed: {failed}"),
+            );
+            return Verdict::Fail;
+        }
         let a = &self.spec.analysis;
         let verdict = report.verdict();
         match verdict {

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 
 use super::tests::{ab_spec, canary_spec, dark_spec, report, step_weight_spec, webhook};
 use super::*;
-use crate::spec::{Reason, RolloutSpec, Schedule, Verdict};
+use crate::spec::{CheckResult, Metric, MetricMode, Reason, RolloutSpec, Schedule, Verdict};
 
 const GATES: [WebhookKind; 4] = [
     WebhookKind::ConfirmRollout,
@@ -75,9 +75,30 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
         schedule(),
         proptest::bool::weighted(0.15),
         prop_oneof![Just("10s"), Just("30s"), Just("1m")],
+        0u8..4,
     )
         .prop_map(
-            |(mut spec, fl, il, manual, gates, schedule, skip, interval)| {
+            |(mut spec, fl, il, manual, gates, schedule, skip, interval, modes)| {
+                // The reports' checks: `m` (enforcing, sometimes critical) and, sometimes, a
+                // shadow metric `s`. Without metrics in the spec, `m` enforces by default.
+                let metric = |name: &str, mode, critical| Metric {
+                    name: name.into(),
+                    mode,
+                    critical,
+                    ..Default::default()
+                };
+                spec.analysis.metrics = match modes {
+                    0 => vec![],
+                    1 => vec![metric("m", MetricMode::Enforce, true)],
+                    2 => vec![
+                        metric("m", MetricMode::Enforce, false),
+                        metric("s", MetricMode::Shadow, false),
+                    ],
+                    _ => vec![
+                        metric("m", MetricMode::Enforce, true),
+                        metric("s", MetricMode::Shadow, false),
+                    ],
+                };
                 spec.analysis.failure_limit = fl;
                 spec.analysis.inconclusive_limit = il;
                 spec.analysis.interval = interval.into();
@@ -95,10 +116,11 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
 enum Op {
     /// Time passes (seconds), nothing else.
     Wait(i64),
-    /// The analysis the engine asked for (if it did) comes back, `skew` seconds off `now`.
-    Analyze(Verdict, i64),
+    /// The analysis the engine asked for (if it did) comes back, `skew` seconds off `now`; the
+    /// second verdict is the shadow metric's (when the spec has one).
+    Analyze(Verdict, Verdict, i64),
     /// A report arrives whether or not it was asked for.
-    Report(Verdict, i64),
+    Report(Verdict, Verdict, i64),
     /// The pending gate answers.
     AnswerGate(bool),
     /// Some gate answers, asked or not.
@@ -128,9 +150,9 @@ fn op() -> impl Strategy<Value = Op> {
             1 => 3600i64..=3 * 86400,
         ]
         .prop_map(Op::Wait),
-        12 => (verdict(), prop_oneof![8 => Just(0i64), 1 => -90i64..=0, 1 => 1i64..=60])
-            .prop_map(|(v, s)| Op::Analyze(v, s)),
-        2 => (verdict(), -300i64..=300).prop_map(|(v, s)| Op::Report(v, s)),
+        12 => (verdict(), verdict(), prop_oneof![8 => Just(0i64), 1 => -90i64..=0, 1 => 1i64..=60])
+            .prop_map(|(v, sv, s)| Op::Analyze(v, sv, s)),
+        2 => (verdict(), verdict(), -300i64..=300).prop_map(|(v, sv, s)| Op::Report(v, sv, s)),
         5 => prop_oneof![4 => Just(true), 1 => Just(false)].prop_map(Op::AnswerGate),
         1 => (0..GATES.len(), any::<bool>()).prop_map(|(k, p)| Op::Gate(k, p)),
         3 => proptest::sample::select(Command::ALL.to_vec()).prop_map(Op::Command),
@@ -161,13 +183,92 @@ fn open_at(spec: &RolloutSpec, now: DateTime<Utc>) -> bool {
 }
 
 /// A Pass report the engine must accept as the answer to the analysis it asked for.
-fn fresh_pass(prev: &RolloutStatus, obs: &Observations, now: DateTime<Utc>) -> bool {
+fn fresh_pass(
+    spec: &RolloutSpec,
+    prev: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+) -> bool {
     obs.analysis.as_ref().is_some_and(|r| {
-        r.verdict() == Verdict::Pass
+        r.enforced(&spec.analysis).verdict() == Verdict::Pass
             && prev.step_started_at.is_some_and(|s| r.at >= s)
             && prev.next_analysis_at.is_some_and(|d| r.at >= d)
             && r.at <= now
     })
+}
+
+/// A report with `m`'s verdict `v`, and the shadow metric's `sv` when the spec has one.
+fn full_report(spec: &RolloutSpec, at: DateTime<Utc>, v: Verdict, sv: Verdict) -> AnalysisReport {
+    let mut r = report(at, v);
+    if spec.analysis.metric("s").is_some() {
+        r.checks.push(CheckResult {
+            metric: "s".into(),
+            verdict: sv,
+            ..r.checks[0].clone()
+        });
+    }
+    r
+}
+
+/// `obs` with the verdicts of the checks `pick` selects replaced by Pass.
+fn passing(obs: &Observations, pick: impl Fn(&CheckResult) -> bool) -> Observations {
+    let mut o = obs.clone();
+    if let Some(r) = &mut o.analysis {
+        for c in r.checks.iter_mut().filter(|c| pick(c)) {
+            c.verdict = Verdict::Pass;
+        }
+    }
+    o
+}
+
+/// Metric modes: a shadow check changes nothing but what is shown (its verdict in
+/// `lastVerdicts`, a "would have failed" event); a critical Fail the engine judges rolls back
+/// at once, whatever `failureLimit` says.
+fn check_modes(
+    spec: &RolloutSpec,
+    prev: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+    s: &RolloutStatus,
+    fx: &[Effect],
+) -> Result<(), TestCaseError> {
+    let Some(report) = &obs.analysis else {
+        return Ok(());
+    };
+    let a = &spec.analysis;
+    let is_shadow = |c: &CheckResult| {
+        a.metric(&c.metric)
+            .is_some_and(|m| m.mode == MetricMode::Shadow)
+    };
+    if report
+        .checks
+        .iter()
+        .any(|c| is_shadow(c) && c.verdict != Verdict::Pass)
+    {
+        let (mut s2, fx2) = step(spec, prev, &passing(obs, is_shadow), now);
+        s2.last_verdicts = s.last_verdicts.clone();
+        prop_assert_eq!(&s2, s, "a shadow verdict changed the rollout");
+        let acting: Vec<&Effect> = fx
+            .iter()
+            .filter(|e| !matches!(e, Effect::Event(ev) if ev.reason == "ShadowCheckFailed"))
+            .collect();
+        prop_assert_eq!(acting, fx2.iter().collect::<Vec<_>>());
+    }
+    let is_critical = |c: &CheckResult| a.metric(&c.metric).is_some_and(|m| m.critical);
+    if report
+        .checks
+        .iter()
+        .any(|c| is_critical(c) && c.verdict == Verdict::Fail)
+    {
+        let (s2, _) = step(spec, prev, &passing(obs, is_critical), now);
+        // The engine judged this report (its verdicts are what the status shows).
+        if s2.last_verdicts != s.last_verdicts {
+            prop_assert_eq!(s.phase, Phase::Failed, "critical Fail without rollback");
+            prop_assert_eq!(s.reason, Some(Reason::AnalysisFailed));
+            prop_assert!(fx.contains(&Effect::ApplyTraffic(TrafficPlan::stable_only())));
+        }
+    }
+    Ok(())
 }
 
 fn is_rejected(e: &Effect) -> bool {
@@ -184,6 +285,7 @@ fn check_step(
 ) -> Result<(RolloutStatus, bool), TestCaseError> {
     let now = w.now;
     let (s, fx) = step(spec, prev, obs, now);
+    check_modes(spec, prev, obs, now, &s, &fx)?;
 
     // Plans: at most one per step, structurally valid, never towards an unready canary, and
     // either all-stable or exactly the current stage's traffic (started inside a window).
@@ -247,7 +349,7 @@ fn check_step(
         prop_assert_eq!(s.step_index, prev.step_index + 1);
         let skip_tick = spec.skip_analysis && prev.next_analysis_at.is_some_and(|d| now >= d);
         prop_assert!(
-            promoted || ((fresh_pass(prev, obs, now) || skip_tick) && open_at(spec, now)),
+            promoted || ((fresh_pass(spec, prev, obs, now) || skip_tick) && open_at(spec, now)),
             "advanced without a fresh pass in a window: {:?} -> {:?} with {:?}",
             prev,
             s,
@@ -257,7 +359,7 @@ fn check_step(
     if same_rollout && s.step_index == prev.step_index && s.passed_checks > prev.passed_checks {
         let skip_tick = spec.skip_analysis && prev.next_analysis_at.is_some_and(|d| now >= d);
         prop_assert!(
-            promoted || fresh_pass(prev, obs, now) || skip_tick,
+            promoted || fresh_pass(spec, prev, obs, now) || skip_tick,
             "passed_checks grew without a pass: {:?}",
             obs.analysis
         );
@@ -297,7 +399,7 @@ fn check_step(
         prop_assert!(
             promoted
                 || gate_yes
-                || ((fresh_pass(prev, obs, now) || skip_tick) && open_at(spec, now)),
+                || ((fresh_pass(spec, prev, obs, now) || skip_tick) && open_at(spec, now)),
             "promoted without a reason: {:?} with {:?}",
             prev,
             obs
@@ -382,17 +484,19 @@ fn run_ops(spec: &RolloutSpec, start: i64, ops: &[Op]) -> Result<(), TestCaseErr
         let mut obs = Observations::default();
         match op {
             Op::Wait(secs) => w.now += Duration::seconds(secs),
-            Op::Analyze(v, skew) => {
+            Op::Analyze(v, sv, skew) => {
                 if let Some(due) = status.next_analysis_at
                     && due > w.now
                 {
                     w.now = due;
                 }
                 if asked_analysis {
-                    obs.analysis = Some(report(w.now + Duration::seconds(skew), v));
+                    obs.analysis = Some(full_report(spec, w.now + Duration::seconds(skew), v, sv));
                 }
             }
-            Op::Report(v, skew) => obs.analysis = Some(report(w.now + Duration::seconds(skew), v)),
+            Op::Report(v, sv, skew) => {
+                obs.analysis = Some(full_report(spec, w.now + Duration::seconds(skew), v, sv))
+            }
             Op::AnswerGate(passed) => {
                 if let Some(g) = &status.pending_gate {
                     obs.webhooks.push(GateAnswer {
@@ -474,7 +578,7 @@ fn random_runs_reach_every_phase() {
             let mut obs = Observations::default();
             match op {
                 Op::Wait(s) => now += Duration::seconds(s),
-                Op::Analyze(v, _) | Op::Report(v, _) => {
+                Op::Analyze(v, _, _) | Op::Report(v, _, _) => {
                     if let Some(d) = status.next_analysis_at
                         && d > now
                     {

@@ -1509,3 +1509,96 @@ fn regression_readiness_blip_cancels_a_pending_promotion_decision() {
     sim.gate(WebhookKind::ConfirmPromotion, true);
     assert_eq!(sim.s.phase, Phase::Promoting);
 }
+
+// ------------------------------------------------------------------------------ metric modes
+
+fn moded_report(at: DateTime<Utc>, m: Verdict, s: Verdict) -> AnalysisReport {
+    let mut r = report(at, m);
+    r.checks.push(CheckResult {
+        metric: "s".into(),
+        verdict: s,
+        reason: "p99 1200ms > max 500".into(),
+        ..r.checks[0].clone()
+    });
+    r
+}
+
+fn moded_spec(critical: bool) -> RolloutSpec {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.failure_limit = 3;
+    spec.analysis.inconclusive_limit = 1;
+    spec.analysis.metrics = vec![
+        Metric {
+            name: "m".into(),
+            critical,
+            ..Default::default()
+        },
+        Metric {
+            name: "s".into(),
+            mode: MetricMode::Shadow,
+            ..Default::default()
+        },
+    ];
+    spec
+}
+
+#[test]
+fn a_shadow_fail_is_shown_and_announced_but_never_acts() {
+    let spec = moded_spec(false);
+    let now = t0();
+    let (s0, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let t1 = now + Duration::seconds(30);
+    let mut o = obs("v2", "v1");
+    for shadow in [Verdict::Fail, Verdict::Inconclusive] {
+        o.analysis = Some(moded_report(t1, Verdict::Pass, shadow));
+        let (s, fx) = step(&spec, &s0, &o, t1);
+        // The enforcing check passed: the step (one check) is done, traffic moves on.
+        assert_eq!(
+            (s.phase, s.step_index),
+            (Phase::Progressing, 1),
+            "{shadow:?}"
+        );
+        assert_eq!(applied(&fx).map(|p| p.canary_weight()), Some(50));
+        // The shadow verdict is kept for the status and the UI.
+        assert_eq!(s.last_verdicts[1].verdict, shadow);
+        let would = fx.iter().find_map(|e| match e {
+            Effect::Event(ev) if ev.reason == "ShadowCheckFailed" => Some(ev.message.clone()),
+            _ => None,
+        });
+        match shadow {
+            Verdict::Fail => assert_eq!(
+                would.as_deref(),
+                Some("would have failed (shadow, no action): s: p99 1200ms > max 500")
+            ),
+            _ => assert_eq!(would, None),
+        }
+    }
+}
+
+#[test]
+fn a_critical_fail_rolls_back_at_once_whatever_failure_limit_says() {
+    let now = t0();
+    let t1 = now + Duration::seconds(30);
+    let mut o = obs("v2", "v1");
+    o.analysis = Some(moded_report(t1, Verdict::Fail, Verdict::Pass));
+    // Not critical: the first of three allowed failures.
+    let spec = moded_spec(false);
+    let (s0, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let (s, _) = step(&spec, &s0, &o, t1);
+    assert_eq!((s.phase, s.consecutive_failures), (Phase::Progressing, 1));
+    // Critical: rolled back now.
+    let spec = moded_spec(true);
+    let (s0, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let (s, fx) = step(&spec, &s0, &o, t1);
+    assert_eq!(
+        (s.phase, s.reason),
+        (Phase::Failed, Some(Reason::AnalysisFailed))
+    );
+    assert_eq!(applied(&fx), Some(&TrafficPlan::stable_only()));
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("critical check failed: m: test")),
+        "{s:?}"
+    );
+}

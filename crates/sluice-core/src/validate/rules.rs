@@ -578,6 +578,12 @@ fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
             "set `min`, `max` (or `compare`): a metric without limits cannot fail",
         );
     }
+    if m.critical && m.mode == crate::spec::MetricMode::Shadow {
+        f.add(
+            &p.field("critical"),
+            "a shadow metric never acts, so it cannot be critical: remove `critical` or `mode: shadow`",
+        );
+    }
     if let Some(n) = m.min_requests
         && n < 0.0
     {

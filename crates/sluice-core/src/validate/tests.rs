@@ -880,3 +880,36 @@ fn detect_parses_ratios_and_points() {
         assert!(Detect::parse(bad).is_err(), "{bad:?} parsed");
     }
 }
+
+#[test]
+fn a_shadow_metric_cannot_be_critical() {
+    let text = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, mode: shadow, critical: true}",
+    );
+    let got = problems(&text);
+    assert!(
+        got.iter().any(|g| g
+            .starts_with("f.yaml: spec.analysis.metrics[0].critical: a shadow metric never acts")),
+        "{got:#?}"
+    );
+    let ok = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, mode: shadow}",
+    );
+    assert_eq!(problems(&ok), Vec::<String>::new());
+    let ok = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, critical: true}",
+    );
+    assert_eq!(problems(&ok), Vec::<String>::new());
+    let bad = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, mode: dry}",
+    );
+    assert!(
+        problems(&bad).iter().any(|g| g.contains("metrics[0].mode")),
+        "{:#?}",
+        problems(&bad)
+    );
+}
