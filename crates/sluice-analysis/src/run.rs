@@ -95,6 +95,8 @@ struct Part {
     value: Option<f64>,
     min: Option<f64>,
     max: Option<f64>,
+    /// Inconclusive for want of evidence: how many more canary requests would do.
+    more_requests: Option<u64>,
 }
 
 impl Part {
@@ -105,6 +107,7 @@ impl Part {
             value: None,
             min: None,
             max: None,
+            more_requests: None,
         }
     }
 }
@@ -238,6 +241,7 @@ pub async fn run_metric(
         max: part.max,
         reason: part.reason,
         at: now,
+        more_requests: part.more_requests,
     };
     let window = match window_of(rollout, metric) {
         Ok(w) => w,
@@ -285,11 +289,14 @@ pub async fn run_metric(
             Ok(n) if n >= min_requests => {}
             Ok(n) => {
                 traffic_ok = false;
-                parts.push(Part::inconclusive(format!(
-                    "too little traffic: {} requests to the canary in {span}, below minRequests {}",
-                    fmt(n),
-                    fmt(min_requests)
-                )));
+                parts.push(Part {
+                    more_requests: Some((min_requests - n).max(1.0).ceil() as u64),
+                    ..Part::inconclusive(format!(
+                        "too little traffic: {} requests to the canary in {span}, below minRequests {}",
+                        fmt(n),
+                        fmt(min_requests)
+                    ))
+                });
             }
             Err(e) => {
                 traffic_ok = false;
@@ -312,6 +319,7 @@ pub async fn run_metric(
                     value: Some(v),
                     min: metric.thresholds.min,
                     max: metric.thresholds.max,
+                    more_requests: None,
                 }
             }
             Err(e) => Part::inconclusive(e),
@@ -375,6 +383,7 @@ pub async fn run_metric(
             value: j.value,
             min: None,
             max: j.max,
+            more_requests: j.more_requests,
         });
     }
 
@@ -397,12 +406,20 @@ pub async fn run_metric(
         // Recorded, charted and notified like any check; the engine does not act on it.
         reason = format!("shadow, never acts: {reason}");
     }
+    // Gathering evidence only when every undecided part is waiting for requests; then the
+    // largest estimate is what the check still needs.
+    let undecided = || parts.iter().filter(|p| p.verdict == Verdict::Inconclusive);
+    let more_requests = (verdict == Verdict::Inconclusive
+        && undecided().all(|p| p.more_requests.is_some()))
+    .then(|| undecided().filter_map(|p| p.more_requests).max())
+    .flatten();
     let combined = Part {
         verdict,
         reason,
         value: shown.and_then(|p| p.value),
         min: shown.and_then(|p| p.min),
         max: shown.and_then(|p| p.max),
+        more_requests,
     };
     MetricRun {
         check: check(combined),
@@ -442,6 +459,7 @@ pub fn all_inconclusive(rollout: &Rollout, now: DateTime<Utc>, reason: &str) -> 
                 max: m.thresholds.max,
                 reason: reason.to_string(),
                 at: now,
+                more_requests: None,
             },
             queries: Vec::new(),
         })

@@ -228,7 +228,34 @@ pub struct Analysis {
     pub provider: Option<Provider>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// While a `compare` judge gathers evidence ("about N more requests"), its Inconclusive
+    /// checks do not count towards `inconclusiveLimit` for this long into a step (Go-style
+    /// duration; default 10m). Then `lowTraffic` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gather_for: Option<String>,
+    /// What to do when the evidence still does not suffice after `gatherFor` (a canary with
+    /// too little traffic): `pause` (default: gathering checks count towards
+    /// `inconclusiveLimit` again) or `wait` (keep gathering).
+    #[serde(default, skip_serializing_if = "LowTraffic::is_pause")]
+    pub low_traffic: LowTraffic,
 }
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LowTraffic {
+    #[default]
+    Pause,
+    Wait,
+}
+
+impl LowTraffic {
+    pub fn is_pause(&self) -> bool {
+        *self == LowTraffic::Pause
+    }
+}
+
+/// Default `analysis.gatherFor`.
+pub const DEFAULT_GATHER_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for Analysis {
     fn default() -> Self {
@@ -238,6 +265,8 @@ impl Default for Analysis {
             inconclusive_limit: default_inconclusive_limit(),
             provider: None,
             metrics: Vec::new(),
+            gather_for: None,
+            low_traffic: LowTraffic::Pause,
         }
     }
 }
@@ -723,6 +752,10 @@ pub struct RolloutStatus {
     /// The latest verdict per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_verdicts: Vec<CheckResult>,
+    /// While the step's judges gather evidence: roughly how many more requests to the canary
+    /// they need (the largest estimate of the enforcing checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_requests: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -788,6 +821,10 @@ pub struct CheckResult {
     /// Why, in words: "success rate 97.2% < min 99%", "no data: 0/0 (no traffic)".
     pub reason: String,
     pub at: DateTime<Utc>,
+    /// Inconclusive for want of evidence: roughly how many more requests to the canary a
+    /// decision needs (the `compare` judge's estimate, or what `minRequests` still lacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_requests: Option<u64>,
 }
 
 #[cfg(not(feature = "crd"))]

@@ -39,8 +39,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule;
 use crate::spec::{
-    CheckResult, MetricMode, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus, Verdict,
-    WebhookKind,
+    CheckResult, LowTraffic, MetricMode, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus,
+    Verdict, WebhookKind,
 };
 use crate::traffic::TrafficPlan;
 
@@ -503,6 +503,7 @@ impl Engine<'_> {
 
     fn reset_step(&mut self) {
         self.s.passed_checks = 0;
+        self.s.more_requests = None;
         self.s.step_started_at = None;
         self.s.next_analysis_at = None;
         self.s.passed_gates.clear();
@@ -588,7 +589,12 @@ impl Engine<'_> {
             self.effects.push(Effect::RunAnalysis);
             return;
         }
-        if self.s.passed_checks < stage.checks {
+        if let Some(n) = self.s.more_requests {
+            self.s.message = Some(format!(
+                "{}: gathering evidence, about {n} more requests to the canary needed",
+                stage.label
+            ));
+        } else if self.s.passed_checks < stage.checks {
             self.s.message = Some(format!(
                 "{}: {} of {} checks passed",
                 stage.label, self.s.passed_checks, stage.checks
@@ -635,6 +641,7 @@ impl Engine<'_> {
     fn judge(&mut self, report: &AnalysisReport) -> Verdict {
         // Every check is kept (shown, charted); only the enforcing ones decide.
         self.s.last_verdicts = report.checks.clone();
+        self.s.more_requests = None;
         self.s.next_analysis_at = Some(report.at + self.interval());
         let a = &self.spec.analysis;
         let shadow = AnalysisReport {
@@ -704,9 +711,41 @@ impl Engine<'_> {
                 }
             }
             Verdict::Inconclusive => {
+                // Gathering evidence: every undecided check only wants more requests.
+                let undecided = || {
+                    report
+                        .checks
+                        .iter()
+                        .filter(|c| c.verdict == Verdict::Inconclusive)
+                };
+                let gathering = undecided()
+                    .all(|c| c.more_requests.is_some())
+                    .then(|| undecided().filter_map(|c| c.more_requests).max())
+                    .flatten();
+                if let Some(n) = gathering {
+                    self.s.more_requests = Some(n);
+                    let gather_for = a
+                        .gather_for
+                        .as_deref()
+                        .and_then(|g| crate::duration::parse(g).ok())
+                        .unwrap_or(crate::spec::DEFAULT_GATHER_FOR);
+                    let young = self.s.step_started_at.is_none_or(|t| {
+                        report.at - t < Duration::from_std(gather_for).unwrap_or(Duration::MAX)
+                    });
+                    if young || a.low_traffic == LowTraffic::Wait {
+                        // Evidence accumulates over the step: waiting is progress, not a
+                        // reason to pause (and earlier failures are not forgotten either).
+                        return verdict;
+                    }
+                }
                 // Not a pass, and not a reason to forget earlier failures either.
                 self.s.consecutive_inconclusive += 1;
-                let why = summarize(report, Verdict::Inconclusive);
+                let mut why = summarize(report, Verdict::Inconclusive);
+                if let Some(n) = gathering {
+                    why = format!(
+                        "too little traffic: about {n} more requests to the canary still needed; {why}"
+                    );
+                }
                 if self.s.consecutive_inconclusive >= a.inconclusive_limit.max(1) {
                     self.transition(
                         Phase::Paused,

@@ -87,6 +87,11 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
                     critical,
                     ..Default::default()
                 };
+                spec.analysis.low_traffic = if modes % 2 == 0 {
+                    crate::spec::LowTraffic::Pause
+                } else {
+                    crate::spec::LowTraffic::Wait
+                };
                 spec.analysis.metrics = match modes {
                     0 => vec![],
                     1 => vec![metric("m", MetricMode::Enforce, true)],
@@ -200,6 +205,10 @@ fn fresh_pass(
 /// A report with `m`'s verdict `v`, and the shadow metric's `sv` when the spec has one.
 fn full_report(spec: &RolloutSpec, at: DateTime<Utc>, v: Verdict, sv: Verdict) -> AnalysisReport {
     let mut r = report(at, v);
+    // Half the Inconclusive answers are a judge gathering evidence.
+    if v == Verdict::Inconclusive && at.timestamp() % 2 == 0 {
+        r.checks[0].more_requests = Some(100 + at.timestamp().unsigned_abs() % 1000);
+    }
     if spec.analysis.metric("s").is_some() {
         r.checks.push(CheckResult {
             metric: "s".into(),

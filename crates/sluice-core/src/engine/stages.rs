@@ -14,7 +14,26 @@ pub struct Stage {
 
 /// The stages of a rollout, in order. Promotion follows the last one. An invalid spec gives
 /// what can be read from it (possibly nothing); it never panics.
+///
+/// With an enforcing `compare` metric, every stage needs one passing check: the judges gather
+/// evidence over the whole step and pass only once it suffices, so a count of `iterations`
+/// would only add time, not evidence.
 pub fn stages(spec: &RolloutSpec) -> Vec<Stage> {
+    let mut out = stages_by_count(spec);
+    let paced_by_evidence = spec
+        .analysis
+        .metrics
+        .iter()
+        .any(|m| m.compare.is_some() && m.mode.is_enforce());
+    if paced_by_evidence {
+        for stage in &mut out {
+            stage.checks = 1;
+        }
+    }
+    out
+}
+
+fn stages_by_count(spec: &RolloutSpec) -> Vec<Stage> {
     let s = &spec.strategy;
     let mut out = Vec::new();
     if let Some(c) = &s.canary {

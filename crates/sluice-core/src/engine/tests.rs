@@ -136,6 +136,7 @@ pub(crate) fn report(at: DateTime<Utc>, v: Verdict) -> AnalysisReport {
             max: None,
             reason: "test".into(),
             at,
+            more_requests: None,
         }],
     }
 }
@@ -1601,4 +1602,96 @@ fn a_critical_fail_rolls_back_at_once_whatever_failure_limit_says() {
             .is_some_and(|m| m.contains("critical check failed: m: test")),
         "{s:?}"
     );
+}
+
+// ------------------------------------------------------------------------------ evidence pacing
+
+fn gathering_report(at: DateTime<Utc>, more: u64) -> AnalysisReport {
+    let mut r = report(at, Verdict::Inconclusive);
+    r.checks[0].more_requests = Some(more);
+    r
+}
+
+fn compare_spec(low_traffic: LowTraffic) -> RolloutSpec {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.inconclusive_limit = 1;
+    spec.analysis.low_traffic = low_traffic;
+    spec.analysis.metrics = vec![Metric {
+        name: "m".into(),
+        compare: Some(Comparison {
+            kind: ComparisonKind::ErrorRate,
+            worse: Direction::Higher,
+            margin: 0.1,
+            confidence: 0.99,
+            detect: None,
+            power: None,
+        }),
+        ..Default::default()
+    }];
+    spec
+}
+
+#[test]
+fn a_judge_gathering_evidence_holds_the_step_and_says_how_much_more() {
+    let spec = compare_spec(LowTraffic::Pause);
+    let now = t0();
+    let (mut s, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    // Nine minutes of "not enough data yet" (one inconclusive would otherwise pause).
+    for i in 1..=18 {
+        let t = now + Duration::seconds(30 * i);
+        let mut o = obs("v2", "v1");
+        o.analysis = Some(gathering_report(t, 2000 - 100 * i as u64));
+        (s, _) = step(&spec, &s, &o, t);
+        assert_eq!((s.phase, s.step_index), (Phase::Progressing, 0), "{s:?}");
+        assert_eq!(s.consecutive_inconclusive, 0);
+    }
+    assert_eq!(s.more_requests, Some(200));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("canary 10%: gathering evidence, about 200 more requests to the canary needed")
+    );
+    // The judge passes: the step is done at once, and the estimate is gone.
+    let t = now + Duration::seconds(30 * 19);
+    let mut o = obs("v2", "v1");
+    o.analysis = Some(report(t, Verdict::Pass));
+    let (s2, _) = step(&spec, &s, &o, t);
+    assert_eq!((s2.step_index, s2.more_requests), (1, None));
+
+    // Still gathering after `gatherFor` (10m): too little traffic — paused by default.
+    let t = now + Duration::seconds(30 * 21);
+    o.analysis = Some(gathering_report(t, 150));
+    let (paused, _) = step(&spec, &s, &o, t);
+    assert_eq!(
+        (paused.phase, paused.reason),
+        (Phase::Paused, Some(Reason::Inconclusive))
+    );
+    assert!(
+        paused
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("too little traffic: about 150 more requests")),
+        "{paused:?}"
+    );
+    // ...or kept waiting with `lowTraffic: wait`.
+    let spec = compare_spec(LowTraffic::Wait);
+    let (waiting, _) = step(&spec, &s, &o, t);
+    assert_eq!(
+        (waiting.phase, waiting.more_requests),
+        (Phase::Progressing, Some(150))
+    );
+    // An Inconclusive that is not about traffic (no data, Prometheus down) counts as ever.
+    o.analysis = Some(report(t, Verdict::Inconclusive));
+    let (s3, _) = step(&spec, &s, &o, t);
+    assert_eq!(s3.phase, Phase::Paused);
+}
+
+#[test]
+fn with_compare_every_stage_needs_one_pass() {
+    let mut spec = dark_spec(Some(20), 3, Some(&[10, 50]));
+    assert_eq!(stages(&spec)[0].checks, 3);
+    spec.analysis.metrics = compare_spec(LowTraffic::Pause).analysis.metrics;
+    assert!(stages(&spec).iter().all(|s| s.checks == 1));
+    // A shadow comparison decides nothing, so it paces nothing either.
+    spec.analysis.metrics[0].mode = MetricMode::Shadow;
+    assert_eq!(stages(&spec)[0].checks, 3);
 }

@@ -443,6 +443,9 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
 
 fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
     check_duration(&a.interval, &p.field("interval"), f);
+    if let Some(g) = &a.gather_for {
+        check_duration(g, &p.field("gatherFor"), f);
+    }
     if a.failure_limit == 0 {
         f.add(&p.field("failureLimit"), "must be at least 1");
     }

@@ -913,3 +913,26 @@ fn a_shadow_metric_cannot_be_critical() {
         problems(&bad)
     );
 }
+
+#[test]
+fn gather_for_and_low_traffic_are_checked() {
+    let with = |extra: &str| {
+        problems(&VALID.replace("interval: 30s", &format!("interval: 30s\n    {extra}")))
+    };
+    assert_eq!(with("gatherFor: 15m"), Vec::<String>::new());
+    assert_eq!(with("lowTraffic: wait"), Vec::<String>::new());
+    assert!(
+        with("gatherFor: soon")
+            .iter()
+            .any(|g| g.starts_with("f.yaml: spec.analysis.gatherFor: ")),
+        "{:#?}",
+        with("gatherFor: soon")
+    );
+    assert!(
+        with("lowTraffic: maybe")
+            .iter()
+            .any(|g| g.starts_with("f.yaml: spec.analysis.lowTraffic")),
+        "{:#?}",
+        with("lowTraffic: maybe")
+    );
+}
