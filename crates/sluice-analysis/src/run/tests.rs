@@ -351,8 +351,10 @@ async fn comparisons_accumulate_evidence_over_the_step() {
         evidence_span(&r, std::time::Duration::from_secs(30), now()),
         (std::time::Duration::from_secs(30), 1)
     );
-    let mut status = sluice_core::spec::RolloutStatus::default();
-    status.step_started_at = Some(now() - chrono::Duration::seconds(10));
+    let mut status = sluice_core::spec::RolloutStatus {
+        step_started_at: Some(now() - chrono::Duration::seconds(10)),
+        ..Default::default()
+    };
     r.status = Some(status.clone());
     assert_eq!(
         evidence_span(&r, std::time::Duration::from_secs(30), now()).1,
