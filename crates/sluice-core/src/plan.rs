@@ -129,6 +129,7 @@ pub fn table(rollout: &Rollout) -> String {
         ]
         .map(String::from),
     ];
+    let paced = crate::engine::paced_by_evidence(spec);
     for s in steps(rollout) {
         let default = s.traffic.routes.last();
         let weight = |d| default.map_or(0, |r| weight_of(r, d));
@@ -155,6 +156,9 @@ pub fn table(rollout: &Rollout) -> String {
             dash(mirror.join("; ")),
             if s.step.is_none() {
                 "-".into()
+            } else if paced {
+                // The judges decide when the evidence suffices; a count would mislead.
+                format!("until pass, every {}", a.interval)
             } else {
                 format!("{} x {}", s.checks, a.interval)
             },

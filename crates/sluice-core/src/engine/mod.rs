@@ -44,7 +44,7 @@ use crate::spec::{
 };
 use crate::traffic::TrafficPlan;
 
-pub use stages::{Stage, stages};
+pub use stages::{Stage, paced_by_evidence, stages};
 
 /// What the executor saw since the last call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -20,17 +20,21 @@ pub struct Stage {
 /// would only add time, not evidence.
 pub fn stages(spec: &RolloutSpec) -> Vec<Stage> {
     let mut out = stages_by_count(spec);
-    let paced_by_evidence = spec
-        .analysis
-        .metrics
-        .iter()
-        .any(|m| m.compare.is_some() && m.mode.is_enforce());
-    if paced_by_evidence {
+    if paced_by_evidence(spec) {
         for stage in &mut out {
             stage.checks = 1;
         }
     }
     out
+}
+
+/// Whether the steps advance when the judges pass (an enforcing `compare` metric) rather than
+/// after a count of checks.
+pub fn paced_by_evidence(spec: &RolloutSpec) -> bool {
+    spec.analysis
+        .metrics
+        .iter()
+        .any(|m| m.compare.is_some() && m.mode.is_enforce())
 }
 
 fn stages_by_count(spec: &RolloutSpec) -> Vec<Stage> {
