@@ -18,6 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::engine::{self, AnalysisReport, Command, Effect, Event, GateAnswer, Observations};
+use crate::rollout_plan::RolloutPlan;
 use crate::spec::{CheckResult, Rollout, RolloutStatus, WebhookKind};
 use crate::traffic::TrafficPlan;
 
@@ -115,10 +116,12 @@ pub struct TickOutcome {
 /// (gates, then analysis, then the next stage's gates); more would hide a loop bug.
 const MAX_ROUNDS: usize = 6;
 
-/// One reconcile of one rollout.
+/// One reconcile of one rollout. `plan` is the rollout's spec parsed once
+/// (`RolloutPlan::try_from(&rollout.spec)`), held by the caller across ticks.
 pub async fn tick(
     ex: &Executors,
     rollout: &Rollout,
+    plan: &RolloutPlan,
     status: &RolloutStatus,
     command: Option<Command>,
     now: DateTime<Utc>,
@@ -146,7 +149,7 @@ pub async fn tick(
         tracing::Span::current().record("revision", tracing::field::display(rev));
     }
     for _ in 0..MAX_ROUNDS {
-        let (next, effects) = engine::step(&rollout.spec, &status, &obs, now);
+        let (next, effects) = engine::step(plan, &status, &obs, now);
         // Answers are consumed by the step that saw them.
         obs.command = None;
         obs.analysis = None;

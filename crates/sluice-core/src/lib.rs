@@ -5,8 +5,9 @@
 //! 1. [`spec`]: the `Rollout` kind users write and the status sluice records — the wire format
 //!    of both modes (CRD on Kubernetes, YAML files standalone).
 //! 2. [`validate`]: loading Rollout files and checking a spec, every problem with its field path.
-//! 3. [`engine`]: the pure state machine `step(spec, status, observations, now) -> (status,
-//!    effects)`; [`schedule`] and [`duration`] are the cron windows and durations it reads.
+//! 3. [`rollout_plan`]: the spec parsed once (`RolloutPlan::try_from`, which runs the
+//!    validation rules); [`engine`]: the pure state machine `step(plan, status, observations,
+//!    now) -> (status, effects)`; [`schedule`] and [`duration`] are the cron windows and durations it reads.
 //! 4. [`traffic`]: the abstract `TrafficPlan` routers translate; [`plan`]: every step of a
 //!    rollout before anything runs.
 //! 5. [`exec`]: the executor traits (router, workloads, analyzer, webhooks, recorder) and the
@@ -18,10 +19,13 @@
 
 pub mod backend;
 pub mod clock;
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod duration;
 pub mod engine;
 pub mod exec;
 pub mod plan;
+pub mod rollout_plan;
 pub mod schedule;
 pub mod spec;
 pub mod template;

@@ -1,6 +1,6 @@
 //! `sluice plan`: every step a Rollout will go through, before anything runs.
 //!
-//! Built from the engine's own [`stages`] and, for the objects, the same translation a router
+//! Built from the same [`RolloutPlan`] the engine runs (its stages and gates) and, for the objects, the same translation a router
 //! applies (passed in as a function, e.g. the Istio VirtualService translation the controller
 //! uses), so the preview cannot drift from what happens: a table for people, the exact routing
 //! objects for reviewers and tools, and JSON for scripts. Each plan ends with the promoted state.
@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::engine::stages;
-use crate::spec::{HttpMatch, Rollout, StringMatch, WebhookKind};
+use crate::rollout_plan::RolloutPlan;
+use crate::spec::{HttpMatch, Rollout, StringMatch};
 use crate::traffic::{Destination, Route, TrafficPlan};
 
 /// One row of the plan: a stage, or the final promoted state (`step` = None).
@@ -29,38 +29,25 @@ pub struct PlanStep {
 }
 
 /// The rows of a rollout's plan, ending with the promoted state.
-pub fn steps(rollout: &Rollout) -> Vec<PlanStep> {
-    let spec = &rollout.spec;
-    let has = |k: WebhookKind| spec.webhooks.iter().any(|w| w.kind == k);
-    let mut out: Vec<PlanStep> = stages(spec)
-        .into_iter()
+pub fn steps(plan: &RolloutPlan) -> Vec<PlanStep> {
+    let webhook = |k: &crate::spec::WebhookKind| format!("{} webhook", k.as_str());
+    let mut out: Vec<PlanStep> = plan
+        .stages
+        .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let kinds: &[WebhookKind] = if i == 0 {
-                &[WebhookKind::ConfirmRollout, WebhookKind::PreRollout]
-            } else {
-                &[WebhookKind::ConfirmTrafficIncrease]
-            };
-            PlanStep {
-                step: Some(i + 1),
-                label: s.label,
-                traffic: s.traffic,
-                checks: s.checks,
-                gates: kinds
-                    .iter()
-                    .filter(|k| has(**k))
-                    .map(|k| format!("{} webhook", k.as_str()))
-                    .collect(),
-            }
+        .map(|(i, s)| PlanStep {
+            step: Some(i + 1),
+            label: s.label.clone(),
+            traffic: s.traffic.clone(),
+            checks: s.checks,
+            gates: s.gates.iter().map(webhook).collect(),
         })
         .collect();
     let mut gates = Vec::new();
-    if spec.promotion.manual {
+    if plan.promotion.manual {
         gates.push("promote command".to_string());
     }
-    if has(WebhookKind::ConfirmPromotion) {
-        gates.push("confirm-promotion webhook".to_string());
-    }
+    gates.extend(plan.promotion.gates.iter().map(webhook));
     out.push(PlanStep {
         step: None,
         label: "promoted".into(),
@@ -72,7 +59,7 @@ pub fn steps(rollout: &Rollout) -> Vec<PlanStep> {
 }
 
 /// The readable table, with a short header about the rollout.
-pub fn table(rollout: &Rollout) -> String {
+pub fn table(rollout: &Rollout, plan: &RolloutPlan) -> String {
     let spec = &rollout.spec;
     let mut out = String::new();
     let strategy = if spec.strategy.canary.is_some() {
@@ -129,8 +116,8 @@ pub fn table(rollout: &Rollout) -> String {
         ]
         .map(String::from),
     ];
-    let paced = crate::engine::paced_by_evidence(spec);
-    for s in steps(rollout) {
+    let paced = crate::rollout_plan::paced_by_evidence(spec);
+    for s in steps(plan) {
         let default = s.traffic.routes.last();
         let weight = |d| default.map_or(0, |r| weight_of(r, d));
         let matched: Vec<String> = s
@@ -191,8 +178,12 @@ pub fn table(rollout: &Rollout) -> String {
 pub type Translate = fn(&Rollout, &TrafficPlan) -> Value;
 
 /// The routing objects (`translate`) of every step and of the promoted state, as one YAML stream.
-pub fn objects_yaml(rollout: &Rollout, translate: Translate) -> Result<String, serde_yaml::Error> {
-    let all = steps(rollout);
+pub fn objects_yaml(
+    rollout: &Rollout,
+    plan: &RolloutPlan,
+    translate: Translate,
+) -> Result<String, serde_yaml::Error> {
+    let all = steps(plan);
     let total = all.len() - 1;
     let mut out = String::new();
     for s in &all {
@@ -209,8 +200,8 @@ pub fn objects_yaml(rollout: &Rollout, translate: Translate) -> Result<String, s
 
 /// Everything as JSON: the steps with their traffic plans and routing objects (`translate`),
 /// each under `key` (e.g. `virtualService`).
-pub fn json(rollout: &Rollout, key: &str, translate: Translate) -> Value {
-    let steps: Vec<Value> = steps(rollout)
+pub fn json(rollout: &Rollout, plan: &RolloutPlan, key: &str, translate: Translate) -> Value {
+    let steps: Vec<Value> = steps(plan)
         .into_iter()
         .map(|s| {
             let vs = translate(rollout, &s.traffic);

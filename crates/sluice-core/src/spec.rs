@@ -60,6 +60,10 @@ pub struct RolloutSpec {
     pub schedule: Option<Schedule>,
     #[serde(default)]
     pub promotion: Promotion,
+    /// How long a rollout may wait without progress before it fails (instead of waiting
+    /// forever).
+    #[serde(default)]
+    pub progress_deadline: ProgressDeadline,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
     /// Advance every `analysis.interval` without asking the metric source (e.g. for staging).
@@ -518,6 +522,42 @@ pub struct Schedule {
     pub time_zone: Option<String>,
 }
 
+/// A rollout that waits longer than `duration` for its canary to become ready (and, when
+/// `covers` says so, for a gate webhook or a schedule window) fails with reason
+/// `progressDeadlineExceeded`, all traffic on stable.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProgressDeadline {
+    /// Go-style duration; default 10m.
+    #[serde(default = "default_progress_deadline")]
+    pub duration: String,
+    /// Waits the deadline also covers, besides the canary's readiness: `gates` (confirm-*
+    /// webhooks that keep saying no), `windows` (waiting for a schedule window).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<DeadlineWait>,
+}
+
+impl Default for ProgressDeadline {
+    fn default() -> Self {
+        ProgressDeadline {
+            duration: default_progress_deadline(),
+            covers: Vec::new(),
+        }
+    }
+}
+
+fn default_progress_deadline() -> String {
+    "10m".into()
+}
+
+/// A wait [`ProgressDeadline::covers`] may include.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DeadlineWait {
+    Gates,
+    Windows,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Promotion {
@@ -645,8 +685,6 @@ pub enum Phase {
     Promoting,
     /// The new version is stable and takes all traffic.
     Succeeded,
-    /// Traffic is being returned to stable.
-    RollingBack,
     /// Rolled back (analysis, webhook or abort): all traffic on stable.
     Failed,
 }
@@ -659,7 +697,6 @@ impl Phase {
             Phase::Paused => "Paused",
             Phase::Promoting => "Promoting",
             Phase::Succeeded => "Succeeded",
-            Phase::RollingBack => "RollingBack",
             Phase::Failed => "Failed",
         }
     }
@@ -699,6 +736,8 @@ pub enum Reason {
     Aborted,
     /// Rolled back to the previous stable version by an `undo` command.
     Undone,
+    /// Waited longer than `progressDeadline` (canary readiness, or a covered gate / window).
+    ProgressDeadlineExceeded,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
@@ -721,6 +760,10 @@ pub struct RolloutStatus {
     /// `canaryWeight` alone cannot tell: header-matched and mirror-only plans have weight 0.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary_traffic: bool,
+    /// Since when the rollout waits without progress (for the canary, or a wait
+    /// `progressDeadline.covers`); cleared when it moves on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
     /// Revision taking stable traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
@@ -1001,6 +1044,7 @@ mod tests {
             Reason::PreRolloutFailed,
             Reason::Aborted,
             Reason::Undone,
+            Reason::ProgressDeadlineExceeded,
         ];
         all.iter()
             .map(|r| {
@@ -1014,7 +1058,8 @@ mod tests {
                     | Reason::AnalysisFailed
                     | Reason::PreRolloutFailed
                     | Reason::Aborted
-                    | Reason::Undone => {}
+                    | Reason::Undone
+                    | Reason::ProgressDeadlineExceeded => {}
                 }
                 serde_json::to_value(r)
                     .ok()

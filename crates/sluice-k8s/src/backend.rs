@@ -32,10 +32,7 @@ pub fn rollout_view(r: Rollout, traffic: Option<sluice_core::traffic::TrafficPla
     RolloutView {
         namespace: r.metadata.namespace.clone().unwrap_or_default(),
         name: r.metadata.name.clone().unwrap_or_default(),
-        stages: engine::stages(&r.spec)
-            .into_iter()
-            .map(|s| s.label)
-            .collect(),
+        stages: sluice_core::rollout_plan::stage_labels(&r.spec),
         traffic,
         status: r.status.clone().unwrap_or_default(),
         // Shown by the API, the UI and `sluice status`: never with credentials in URLs.

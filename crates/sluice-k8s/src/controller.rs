@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::backend::KubeBackend;
 use super::gate::LeaderGateLayer;
-use super::leader::{self, LeaseConfig};
+use super::leader::{self, Fence, LeaseConfig};
 use super::reconcile::{self, Context};
 use super::recorder::Live;
 use super::{Error, names};
@@ -47,7 +47,7 @@ pub struct Clients {
     pub write: Client,
 }
 
-pub async fn clients(leader: watch::Receiver<bool>) -> Result<Clients, Error> {
+pub async fn clients(leader: Fence) -> Result<Clients, Error> {
     let config = Config::infer()
         .await
         .map_err(|e| Error::Invalid(format!("kubeconfig / in-cluster config: {e}")))?;
@@ -141,6 +141,7 @@ pub struct Controller {
     clients: Clients,
     leader_tx: watch::Sender<bool>,
     leader_rx: watch::Receiver<bool>,
+    fence: Fence,
     live: Arc<Live>,
     readiness: Arc<Readiness>,
 }
@@ -150,13 +151,15 @@ impl Controller {
     /// leader channel (false until this replica holds the Lease).
     pub async fn new(opts: Options) -> Result<Self, Error> {
         let (leader_tx, leader_rx) = watch::channel(false);
-        let clients = clients(leader_rx.clone()).await?;
+        let fence = Fence::new();
+        let clients = clients(fence.clone()).await?;
         let scopes = opts.namespaces.len().max(1);
         Ok(Controller {
             opts,
             clients,
             leader_tx,
             leader_rx,
+            fence,
             live: Arc::default(),
             readiness: Arc::new(Readiness::new(scopes)),
         })
@@ -189,12 +192,18 @@ impl Controller {
             clients,
             leader_tx,
             leader_rx: rx,
+            fence,
             live,
             readiness,
         } = self;
         let lease_api: Api<Lease> = Api::namespaced(clients.read.clone(), &opts.lease_namespace);
         let lease_cfg = LeaseConfig::new(&opts.lease_name, &opts.identity);
-        let election = tokio::spawn(leader::run(lease_api.clone(), lease_cfg.clone(), leader_tx));
+        let election = tokio::spawn(leader::run(
+            lease_api.clone(),
+            lease_cfg.clone(),
+            fence.clone(),
+            leader_tx,
+        ));
 
         let mut ctx = Context::new(
             clients.write.clone(),
@@ -297,6 +306,7 @@ impl Controller {
         futures::future::join_all(runs).await;
         // Shutting down (SIGTERM): stop renewing, stop writing, hand the lease over.
         election.abort();
+        fence.revoke();
         if let Err(e) = leader::release(&lease_api, &lease_cfg).await {
             tracing::warn!(error = %e, "could not release the lease; it expires on its own");
         }

@@ -1,23 +1,26 @@
-//! A tower layer in front of the kube client that refuses every mutating request while this
-//! replica does not hold the leader Lease. Losing the lease therefore stops writing at once,
-//! even inside a reconcile that is already running; reads (watches, caches) keep going so a
-//! new leader starts warm.
+//! A tower layer in front of the kube client that refuses every mutating request unless this
+//! replica's [`Fence`] holds at the moment the request leaves: the lease was renewed recently
+//! enough, measured on the monotonic clock (see `leader`, Fenced writes). Losing or failing to
+//! renew the lease therefore stops writing at once, even inside a reconcile that is already
+//! running or in a process that was frozen; reads (watches, caches) keep going so a new leader
+//! starts warm.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{Method, Request};
-use tokio::sync::watch;
 use tower::{Layer, Service};
+
+use super::leader::Fence;
 
 #[derive(Clone)]
 pub struct LeaderGateLayer {
-    leader: watch::Receiver<bool>,
+    leader: Fence,
 }
 
 impl LeaderGateLayer {
-    pub fn new(leader: watch::Receiver<bool>) -> Self {
+    pub fn new(leader: Fence) -> Self {
         LeaderGateLayer { leader }
     }
 }
@@ -35,11 +38,14 @@ impl<S> Layer<S> for LeaderGateLayer {
 #[derive(Clone)]
 pub struct LeaderGate<S> {
     inner: S,
-    leader: watch::Receiver<bool>,
+    leader: Fence,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("not the leader: refusing {0} (another replica holds the sluice Lease)")]
+#[error(
+    "not the leader: refusing {0} (this replica does not hold the sluice Lease, or has not \
+     renewed it recently enough)"
+)]
 pub struct NotLeader(pub String);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -60,7 +66,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let read = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-        if !read && !*self.leader.borrow() {
+        if !read && !self.leader.holds() {
             let what = format!("{} {}", req.method(), req.uri().path());
             return Box::pin(async move { Err(Box::new(NotLeader(what)) as BoxError) });
         }

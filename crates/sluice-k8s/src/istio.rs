@@ -14,6 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{HttpMatch, Rollout, StringMatch};
 use sluice_core::traffic::{Destination, TrafficPlan};
 
@@ -164,13 +165,13 @@ pub fn destination_rules(rollout: &Rollout) -> Vec<Value> {
 
 /// `sluice plan -o virtualservice`: the VirtualService of every step and of the promoted
 /// state, as one YAML stream.
-pub fn plan_yaml(rollout: &Rollout) -> Result<String, serde_yaml::Error> {
-    sluice_core::plan::objects_yaml(rollout, virtual_service)
+pub fn plan_yaml(rollout: &Rollout, plan: &RolloutPlan) -> Result<String, serde_yaml::Error> {
+    sluice_core::plan::objects_yaml(rollout, plan, virtual_service)
 }
 
 /// `sluice plan -o json`: the steps with their traffic plans and VirtualServices.
-pub fn plan_json(rollout: &Rollout) -> Value {
-    sluice_core::plan::json(rollout, "virtualService", virtual_service)
+pub fn plan_json(rollout: &Rollout, plan: &RolloutPlan) -> Value {
+    sluice_core::plan::json(rollout, plan, "virtualService", virtual_service)
 }
 
 #[cfg(test)]
@@ -194,6 +195,7 @@ mod tests {
                 analysis: Default::default(),
                 schedule: None,
                 promotion: Default::default(),
+                progress_deadline: Default::default(),
                 webhooks: Vec::new(),
                 skip_analysis: false,
                 notifications: Vec::new(),

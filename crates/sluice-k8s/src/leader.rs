@@ -1,12 +1,21 @@
 //! Leader election with a `coordination.k8s.io/v1` Lease.
 //!
 //! Every replica runs [`run`]: it reads the Lease, takes it when it is free or expired, renews
-//! it while it holds it, and publishes "am I the leader" on a watch channel that gates every
-//! write ([`super::gate`]). Takeover and renewal are `replace` calls carrying the
-//! resourceVersion that was read, so two replicas racing for an expired lease cannot both win:
-//! the API server answers 409 to the second. Any failure to renew (error, conflict, timeout)
-//! drops leadership immediately, before the lease would even expire for others.
+//! it while it holds it, and publishes "am I the leader" on a watch channel (metrics, probes).
+//! Takeover and renewal are `replace` calls carrying the resourceVersion that was read, so two
+//! replicas racing for an expired lease cannot both win: the API server answers 409 to the
+//! second. Any failure to renew (error, conflict, timeout) drops leadership immediately.
+//!
+//! ## Fenced writes
+//! Writes are gated by a [`Fence`], not by the flag: each successful renewal extends it to
+//! *the instant the renewal was sent* + the lease duration − a safety margin, on the monotonic
+//! clock. A leader that is frozen (SIGSTOP, a stalled node, a starved runtime) and wakes up
+//! finds its fence expired and sends nothing, even before its election loop has run again and
+//! noticed anything: by then another replica may hold the Lease. The margin (a fifth of the
+//! lease, at least one second) absorbs clock drift between replicas, which compare the
+//! Lease's wall-clock renew time with their own clocks.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -92,6 +101,63 @@ fn lease_spec(cfg: &LeaseConfig, previous: Option<&LeaseSpec>, now: Timestamp) -
     }
 }
 
+/// Until when this replica may write, on the monotonic clock (tokio's, so tests can pause it).
+#[derive(Clone, Debug, Default)]
+pub struct Fence {
+    valid_until: Arc<Mutex<Option<tokio::time::Instant>>>,
+}
+
+impl Fence {
+    pub fn new() -> Self {
+        Fence::default()
+    }
+
+    /// Whether a write may go out now.
+    pub fn holds(&self) -> bool {
+        self.until()
+            .is_some_and(|t| tokio::time::Instant::now() < t)
+    }
+
+    /// The instant writes stop unless the lease is renewed.
+    pub fn until(&self) -> Option<tokio::time::Instant> {
+        *self.valid_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A renewal sent at `sent` succeeded for a lease of `lease`: writes may go out until
+    /// `sent + lease − margin`.
+    pub fn renewed(&self, sent: tokio::time::Instant, lease: Duration) {
+        let until = sent + lease.saturating_sub(safety_margin(lease));
+        *self.valid_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+    }
+
+    /// Leadership lost (or never held): no write from now on.
+    pub fn revoke(&self) {
+        *self.valid_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// How much earlier than the lease itself the fence closes: a fifth of the lease, at least 1 s.
+pub fn safety_margin(lease: Duration) -> Duration {
+    (lease / 5).max(Duration::from_secs(1))
+}
+
+/// One round that also moves the fence: extends it when the lease is held afterwards, closes it
+/// otherwise. Returns whether this replica holds the lease.
+pub async fn renew_fenced(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    fence: &Fence,
+) -> Result<bool, kube::Error> {
+    // Taken before the request: the API server's view of the renewal is no earlier than this.
+    let sent = tokio::time::Instant::now();
+    let held = try_acquire_or_renew(api, cfg).await;
+    match held {
+        Ok(true) => fence.renewed(sent, cfg.duration),
+        _ => fence.revoke(),
+    }
+    held
+}
+
 /// One round: Ok(true) when we hold the lease afterwards.
 pub async fn try_acquire_or_renew(
     api: &Api<Lease>,
@@ -156,19 +222,20 @@ pub async fn release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<(), kube::Er
     }
 }
 
-/// Runs forever, publishing leadership on `tx`.
-pub async fn run(api: Api<Lease>, cfg: LeaseConfig, tx: watch::Sender<bool>) {
+/// Runs forever, moving `fence` and publishing leadership on `tx`.
+pub async fn run(api: Api<Lease>, cfg: LeaseConfig, fence: Fence, tx: watch::Sender<bool>) {
     loop {
         // A renewal slower than two thirds of the lease could land after others saw it
         // expire: treat it as lost.
         let deadline = cfg.duration * 2 / 3;
-        let leader = match tokio::time::timeout(deadline, try_acquire_or_renew(&api, &cfg)).await {
+        let leader = match tokio::time::timeout(deadline, renew_fenced(&api, &cfg, &fence)).await {
             Ok(Ok(held)) => held,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "lease renewal failed");
                 false
             }
             Err(_) => {
+                fence.revoke();
                 tracing::warn!("lease renewal timed out");
                 false
             }
@@ -208,6 +275,24 @@ mod tests {
         assert_eq!(decide(Some(&spec("b", 1)), "a", now), Decision::Wait);
         assert_eq!(decide(Some(&spec("b", 60)), "a", now), Decision::Acquire);
         assert_eq!(decide(Some(&spec("", 1)), "a", now), Decision::Acquire);
+    }
+
+    /// The fence closes by itself when renewals stop: no flag has to be cleared for a frozen
+    /// leader to stop writing.
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_closes_when_renewals_stop() {
+        let fence = Fence::new();
+        assert!(!fence.holds(), "closed until a renewal succeeds");
+        let lease = Duration::from_secs(15);
+        fence.renewed(tokio::time::Instant::now(), lease);
+        assert!(fence.holds());
+        tokio::time::advance(lease - safety_margin(lease) - Duration::from_millis(1)).await;
+        assert!(fence.holds(), "just inside the lease minus the margin");
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(!fence.holds(), "closed before the lease expires for others");
+        fence.renewed(tokio::time::Instant::now(), lease);
+        fence.revoke();
+        assert!(!fence.holds());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::workloads::KubeWorkloads;
 use super::{Error, ObjectError, Result, commands, names, objects, retry_on_conflict};
 use sluice_core::engine::Event;
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, Webhooks};
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{Condition, Phase, Rollout, RolloutStatus};
 use sluice_core::traffic::TrafficPlan;
 
@@ -151,20 +152,29 @@ pub fn error_policy(rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) ->
     }
 }
 
-/// The rules `sluice validate` applies, plus what only Kubernetes mode needs: every problem as
-/// `field path: message`.
-pub fn spec_problems(rollout: &Rollout) -> Vec<String> {
-    let mut out: Vec<String> = sluice_core::validate::check_rollout(rollout, "")
+/// The Rollout parsed into the plan the engine runs, with the rules `sluice validate` applies
+/// (`RolloutPlan::try_from` *is* those rules) plus what only Kubernetes mode needs; otherwise
+/// every problem as `field path: message`.
+pub fn parse_rollout(rollout: &Rollout) -> std::result::Result<RolloutPlan, Vec<String>> {
+    let mut meta = sluice_core::validate::rules::Findings::default();
+    sluice_core::validate::rules::check_metadata(rollout, &mut meta);
+    let mut out: Vec<String> = meta
+        .0
         .into_iter()
-        .map(|p| format!("{}: {}", p.path, p.message))
+        .map(|(path, message)| format!("{path}: {message}"))
         .collect();
+    let plan = RolloutPlan::try_from(&rollout.spec)
+        .map_err(|e| out.extend(e.0.iter().map(|p| p.to_string())));
     if rollout.spec.target_ref.is_none() {
         out.push(
             "spec.targetRef: required on Kubernetes (spec.upstreams is for standalone mode)"
                 .to_string(),
         );
     }
-    out
+    match plan {
+        Ok(plan) if out.is_empty() => Ok(plan),
+        _ => Err(out),
+    }
 }
 
 /// An invalid spec stops the rollout where it is: no object is created or changed, no engine
@@ -308,10 +318,10 @@ async fn setup<T>(
 }
 
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
-    let problems = spec_problems(rollout);
-    if !problems.is_empty() {
-        return refuse_invalid_spec(rollout, ctx, &problems).await;
-    }
+    let plan = match parse_rollout(rollout) {
+        Ok(plan) => plan,
+        Err(problems) => return refuse_invalid_spec(rollout, ctx, &problems).await,
+    };
     setup(
         rollout,
         ctx,
@@ -360,9 +370,10 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
 
     let out = match &ctx.metrics {
         Some(m) => {
-            sluice_telemetry::observed_tick(&ctx.executors, m, rollout, &old, command, now).await
+            sluice_telemetry::observed_tick(&ctx.executors, m, rollout, &plan, &old, command, now)
+                .await
         }
-        None => exec::tick(&ctx.executors, rollout, &old, command, now).await,
+        None => exec::tick(&ctx.executors, rollout, &plan, &old, command, now).await,
     };
     let mut status = out.status;
     status.observed_generation = rollout.metadata.generation;
@@ -380,7 +391,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         return Err(e.into());
     }
     ctx.workloads.settle(rollout, &status).await?;
-    Ok(Action::requeue(requeue_after(rollout, &status, now)))
+    Ok(Action::requeue(requeue_after(&plan, &status, now)))
 }
 
 /// Patches the status subresource with `new`. A merge patch, with explicit nulls for fields
@@ -437,7 +448,7 @@ pub fn conditions(
     let message = new.message.clone().unwrap_or_default();
     let progressing = matches!(
         new.phase,
-        Phase::Progressing | Phase::Paused | Phase::Promoting | Phase::RollingBack
+        Phase::Progressing | Phase::Paused | Phase::Promoting
     );
     let healthy = new.phase != Phase::Failed;
     let mut out = Vec::new();
@@ -472,15 +483,14 @@ pub fn conditions(
 /// When to look again: at the next analysis while a step runs, soon while waiting for pods,
 /// the analysis interval otherwise (watches on the Rollout and the Deployments wake us on
 /// every change anyway).
-pub fn requeue_after(rollout: &Rollout, status: &RolloutStatus, now: DateTime<Utc>) -> Duration {
-    let interval = sluice_core::duration::parse(&rollout.spec.analysis.interval)
-        .unwrap_or(Duration::from_secs(60));
+pub fn requeue_after(plan: &RolloutPlan, status: &RolloutStatus, now: DateTime<Utc>) -> Duration {
+    let interval = plan.analysis.interval_std;
     let floor = Duration::from_secs(1);
     if status.reason == Some(sluice_core::spec::Reason::WaitingForReady) {
         return interval.min(Duration::from_secs(5)).max(floor);
     }
     match status.phase {
-        Phase::Progressing | Phase::Promoting | Phase::RollingBack => status
+        Phase::Progressing | Phase::Promoting => status
             .next_analysis_at
             .and_then(|t| (t - now).to_std().ok())
             .unwrap_or(interval)

@@ -200,7 +200,7 @@ impl Message {
                 .and_then(|v| v.as_str().map(str::to_string)),
             message: event.message.clone(),
             step: status.step_index,
-            steps: sluice_core::engine::stages(&rollout.spec).len(),
+            steps: sluice_core::rollout_plan::stage_count(&rollout.spec),
             canary_weight: status.canary_weight,
             stable_revision: status.stable_revision.clone(),
             canary_revision: status.canary_revision.clone(),

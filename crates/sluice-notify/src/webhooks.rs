@@ -64,7 +64,7 @@ impl<'a> Payload<'a> {
             namespace: rollout.metadata.namespace.as_deref().unwrap_or("default"),
             phase: status.phase.as_str(),
             step: status.step_index,
-            steps: sluice_core::engine::stages(&rollout.spec).len(),
+            steps: sluice_core::rollout_plan::stage_count(&rollout.spec),
             canary_weight: status.canary_weight,
             canary_traffic: status.canary_traffic,
             stable_revision: status.stable_revision.as_deref(),

@@ -19,10 +19,7 @@ fn unavailable(e: StoreError) -> BackendError {
 
 fn view(key: &str, record: RolloutRecord) -> RolloutView {
     let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
-    let stages = engine::stages(&record.rollout.spec)
-        .into_iter()
-        .map(|s| s.label)
-        .collect();
+    let stages = sluice_core::rollout_plan::stage_labels(&record.rollout.spec);
     RolloutView {
         namespace: namespace.to_string(),
         name: name.to_string(),

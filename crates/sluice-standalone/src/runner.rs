@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use sluice_core::backend::{Change, EventRecord};
 use sluice_core::engine::{AnalysisReport, Command, Event};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
 use sluice_core::traffic::TrafficPlan;
 use {sluice_notify::Telemetry, sluice_telemetry::observed_tick};
@@ -239,9 +240,9 @@ impl Recorder for BufferRecorder {
 }
 
 /// Ticks between `min_period` and `max_period`, following the analysis interval.
-fn period(rollout: &Rollout, timing: &Timing) -> Duration {
-    sluice_core::duration::parse(&rollout.spec.analysis.interval)
-        .unwrap_or(timing.max_period)
+fn period(plan: &RolloutPlan, timing: &Timing) -> Duration {
+    plan.analysis
+        .interval_std
         .clamp(timing.min_period, timing.max_period)
 }
 
@@ -359,9 +360,33 @@ async fn rollout_task(
     let mut last_error: Option<String> = None;
     // Whether the record differs from what the store holds: idle ticks write nothing.
     let mut dirty = true;
+    // The spec parsed once per version (its hash): what the engine runs.
+    let mut planned: Option<(String, Arc<RolloutPlan>)> = None;
     loop {
         let (rollout, source) = spec_rx.borrow_and_update().clone();
         let hash = spec_hash(&rollout);
+        let plan = match &planned {
+            Some((h, plan)) if *h == hash => plan.clone(),
+            _ => match RolloutPlan::try_from(&rollout.spec) {
+                Ok(plan) => {
+                    let plan = Arc::new(plan);
+                    planned = Some((hash.clone(), plan.clone()));
+                    plan
+                }
+                Err(e) => {
+                    // The loader hands over only files `validate` accepts, and the plan *is*
+                    // those rules: this is a bug, not a user error. Hold everything as it is
+                    // (no tick, traffic unchanged) until the spec changes.
+                    tracing::error!(rollout = %key, error = %e, "spec accepted by the loader does not parse; holding");
+                    if spec_rx.changed().await.is_err() {
+                        let (events, _) = buffer.take();
+                        retire(&shared, &key, &mut record, events).await;
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
         if hash != record.spec_hash
             || source.as_ref().map(|p| p.display().to_string()) != record.source
         {
@@ -424,8 +449,19 @@ async fn rollout_task(
         let command = queue.pop_front();
         let now = Utc::now();
         let outcome = match &shared.deps.telemetry {
-            Some(t) => observed_tick(&ex, &t.metrics, &rollout, &record.status, command, now).await,
-            None => exec::tick(&ex, &rollout, &record.status, command, now).await,
+            Some(t) => {
+                observed_tick(
+                    &ex,
+                    &t.metrics,
+                    &rollout,
+                    &plan,
+                    &record.status,
+                    command,
+                    now,
+                )
+                .await
+            }
+            None => exec::tick(&ex, &rollout, &plan, &record.status, command, now).await,
         };
         match &outcome.error {
             Some(e) => {
@@ -501,7 +537,7 @@ async fn rollout_task(
         if !queue.is_empty() {
             continue;
         }
-        let sleep = tokio::time::sleep(period(&rollout, &shared.timing));
+        let sleep = tokio::time::sleep(period(&plan, &shared.timing));
         tokio::select! {
             msg = msgs.recv() => match msg {
                 Some(Msg::Command(c)) => queue.push_back(c),

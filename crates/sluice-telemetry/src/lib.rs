@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use sluice_core::engine::Command;
 use sluice_core::exec::{self, Analyzer, Executors, TickOutcome};
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Rollout, RolloutStatus};
 
 pub use logging::LogFormat;
@@ -31,13 +32,14 @@ pub async fn observed_tick(
     ex: &Executors,
     metrics: &Metrics,
     rollout: &Rollout,
+    plan: &RolloutPlan,
     status: &RolloutStatus,
     command: Option<Command>,
     now: DateTime<Utc>,
 ) -> TickOutcome {
     let span = logging::tick_span(rollout);
     let start = Instant::now();
-    let out = exec::tick(ex, rollout, status, command, now)
+    let out = exec::tick(ex, rollout, plan, status, command, now)
         .instrument(span.clone())
         .await;
     metrics.observe_tick(start.elapsed().as_secs_f64());

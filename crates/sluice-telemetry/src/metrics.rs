@@ -25,13 +25,12 @@ use sluice_core::spec::{Phase, Rollout, RolloutStatus, WebhookKind};
 /// The `Content-Type` to serve [`Metrics::encode`] with.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-const PHASES: [Phase; 7] = [
+const PHASES: [Phase; 6] = [
     Phase::Idle,
     Phase::Progressing,
     Phase::Paused,
     Phase::Promoting,
     Phase::Succeeded,
-    Phase::RollingBack,
     Phase::Failed,
 ];
 

@@ -19,3 +19,10 @@ pub mod memory;
 pub mod web;
 
 pub use sluice_lab::{demo_app, procs};
+
+/// The plan of a test's Rollout (the engine runs plans). A test Rollout that does not parse is
+/// a broken test: this panics with every problem.
+pub fn plan_of(rollout: &sluice_core::spec::Rollout) -> sluice_core::rollout_plan::RolloutPlan {
+    sluice_core::rollout_plan::RolloutPlan::try_from(&rollout.spec)
+        .unwrap_or_else(|e| panic!("test rollout is invalid: {e:?}"))
+}

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, broadcast};
 use sluice_core::backend::{Backend, BackendError, Change, EventRecord, RolloutView};
 use sluice_core::engine::{self, AnalysisReport, Command, Event, GateAnswer, Observations};
 use sluice_core::exec::{self, BoxError, Executors};
+use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Metric, Rollout, RolloutStatus, Verdict, WebhookKind};
 use sluice_core::traffic::TrafficPlan;
 
@@ -162,7 +163,16 @@ impl MemoryBackend {
                 webhooks: Arc::new(Fake(Arc::clone(self))),
                 recorder: Arc::new(Fake(Arc::clone(self))),
             };
-            let out = exec::tick(&ex, &rollout, &status, command, now).await;
+            // The in-memory world holds only valid rollouts (tests add them); one that is not
+            // is skipped, as the controller refuses it.
+            let plan = match RolloutPlan::try_from(&rollout.spec) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    tracing::warn!(error = %e, "memory backend: invalid spec, not ticked");
+                    continue;
+                }
+            };
+            let out = exec::tick(&ex, &rollout, &plan, &status, command, now).await;
             if let Some(err) = &out.error {
                 tracing::warn!(error = %err, "memory backend tick failed");
             }
@@ -193,10 +203,7 @@ impl MemoryBackend {
             spec: e.rollout.spec.clone(),
             status: e.status.clone(),
             traffic: e.traffic.clone(),
-            stages: engine::stages(&e.rollout.spec)
-                .into_iter()
-                .map(|s| s.label)
-                .collect(),
+            stages: sluice_core::rollout_plan::stage_labels(&e.rollout.spec),
         }
     }
 }

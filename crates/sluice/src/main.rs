@@ -142,19 +142,16 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
-        Cmd::Crd => {
-            use kube::CustomResourceExt;
-            match serde_yaml::to_string(&sluice_core::spec::Rollout::crd()) {
-                Ok(y) => {
-                    print!("{y}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
+        Cmd::Crd => match serde_yaml::to_string(&sluice_core::crd::rollout_crd()) {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
             }
-        }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Status(a) => ExitCode::from(cli::control::status(a)),
         Cmd::Wait(a) => ExitCode::from(cli::control::wait(a)),
         Cmd::Promote(a) => ExitCode::from(cli::control::command(Command::Promote, a)),

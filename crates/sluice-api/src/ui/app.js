@@ -98,6 +98,7 @@ const REASONS = {
   preRolloutFailed: "pre-rollout webhook failed",
   aborted: "aborted",
   undone: "undone",
+  progressDeadlineExceeded: "progress deadline exceeded",
 };
 
 // The server says which commands apply now (engine::command_allowed) and why not.
@@ -188,7 +189,7 @@ function timeline(view) {
     let state = "pending";
     if (["Promoting", "Succeeded"].includes(s.phase) || s.reason === "awaitingPromotion") state = "done";
     else if (s.phase === "Failed") state = s.reason === "undone" ? "done" : i < s.stepIndex ? "done" : i === s.stepIndex ? "failed" : "pending";
-    else if (["Progressing", "Paused", "RollingBack"].includes(s.phase)) {
+    else if (["Progressing", "Paused"].includes(s.phase)) {
       state = i < s.stepIndex ? "done" : i === s.stepIndex ? (s.phase === "Paused" ? "held" : "current") : "pending";
     }
     return { label, state, n: i + 1 };

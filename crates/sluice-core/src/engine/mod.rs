@@ -1,4 +1,7 @@
-//! The pure rollout engine: `step(spec, status, observations, now) -> (status, effects)`.
+//! The pure rollout engine: `step(plan, status, observations, now) -> (status, effects)`.
+//!
+//! The engine sees a [`RolloutPlan`] (the spec parsed once, see `crate::rollout_plan`), never
+//! the spec's strings: an interval, a limit or a window that does not parse never gets here.
 //!
 //! No I/O, no clock reads, no randomness: everything the engine knows arrives as
 //! [`Observations`], everything it wants done leaves as [`Effect`]s, which executors (the
@@ -6,7 +9,7 @@
 //! `step` again. `docs/engine.md` tells the whole story for users; this is the short version.
 //!
 //! ## Flow
-//! `Idle` → (new revision) → `Progressing` through the [`stages`] → (last stage passed, gates
+//! `Idle` → (new revision) → `Progressing` through the plan's stages → (last stage passed, gates
 //! open) → `Promoting` → (stable runs the new revision and is ready) → `Succeeded`.
 //! Failed analysis (`failureLimit` in a row), a failed pre-rollout webhook or `abort` →
 //! `Failed` with all traffic on stable. Inconclusive analysis (`inconclusiveLimit` in a row)
@@ -29,7 +32,6 @@
 
 #[cfg(test)]
 mod props;
-mod stages;
 #[cfg(test)]
 #[allow(clippy::type_complexity)] // table-driven cases are tuples, read row by row
 mod tests;
@@ -37,14 +39,11 @@ mod tests;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schedule;
+use crate::rollout_plan::{RolloutPlan, Stage};
 use crate::spec::{
-    CheckResult, LowTraffic, MetricMode, PendingGate, Phase, Reason, RolloutSpec, RolloutStatus,
-    Verdict, WebhookKind,
+    CheckResult, LowTraffic, PendingGate, Phase, Reason, RolloutStatus, Verdict, WebhookKind,
 };
 use crate::traffic::TrafficPlan;
-
-pub use stages::{Stage, paced_by_evidence, stages};
 
 /// What the executor saw since the last call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -76,17 +75,13 @@ pub struct AnalysisReport {
 
 impl AnalysisReport {
     /// The report without its shadow checks (`mode: shadow`): what the engine decides on.
-    pub fn enforced(&self, analysis: &crate::spec::Analysis) -> AnalysisReport {
+    pub fn enforced(&self, analysis: &crate::rollout_plan::AnalysisPlan) -> AnalysisReport {
         AnalysisReport {
             at: self.at,
             checks: self
                 .checks
                 .iter()
-                .filter(|c| {
-                    analysis
-                        .metric(&c.metric)
-                        .is_none_or(|m| m.mode == MetricMode::Enforce)
-                })
+                .filter(|c| !analysis.is_shadow(&c.metric))
                 .cloned()
                 .collect(),
         }
@@ -282,18 +277,17 @@ pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), S
 
 /// One engine step. See the module docs for the flow and guarantees.
 pub fn step(
-    spec: &RolloutSpec,
+    plan: &RolloutPlan,
     status: &RolloutStatus,
     obs: &Observations,
     now: DateTime<Utc>,
 ) -> (RolloutStatus, Vec<Effect>) {
     let mut e = Engine {
-        spec,
+        plan,
         obs,
         now,
         s: status.clone(),
         effects: Vec::new(),
-        stages: stages(spec),
     };
     e.run();
     let Engine { s, effects, .. } = e;
@@ -301,12 +295,11 @@ pub fn step(
 }
 
 struct Engine<'a> {
-    spec: &'a RolloutSpec,
+    plan: &'a RolloutPlan,
     obs: &'a Observations,
     now: DateTime<Utc>,
     s: RolloutStatus,
     effects: Vec<Effect>,
-    stages: Vec<Stage>,
 }
 
 impl Engine<'_> {
@@ -349,17 +342,50 @@ impl Engine<'_> {
             Phase::Progressing => self.progress(),
             Phase::Paused => self.paused(),
             Phase::Promoting => self.promoting(),
-            // RollingBack is transient inside `rollback`; recover to Failed if a status was
-            // ever persisted in it.
-            Phase::RollingBack => self.rollback(Reason::Aborted, "rollback resumed".into()),
             Phase::Idle | Phase::Succeeded | Phase::Failed => {}
+        }
+        self.progress_deadline();
+    }
+
+    /// A rollout that waits without progress longer than `progressDeadline` fails, all traffic
+    /// on stable: for its canary's readiness always, for gates and windows when the spec's
+    /// `covers` says so. The clock starts when such a wait starts and stops when the rollout
+    /// moves on (or waits for something else, e.g. a person after `pause`).
+    fn progress_deadline(&mut self) {
+        let d = &self.plan.progress_deadline;
+        let what = match (self.s.phase, self.s.reason) {
+            (Phase::Progressing, Some(Reason::WaitingForReady)) => {
+                "waited for the canary to be ready"
+            }
+            (Phase::Progressing, Some(Reason::AwaitingWebhook)) if d.gates => {
+                "waited for a gate webhook"
+            }
+            (Phase::Progressing, Some(Reason::OutsideWindow)) if d.windows => {
+                "waited for a schedule window"
+            }
+            // `lowTraffic: wait`: past `gatherFor`, the judges still lack evidence.
+            (Phase::Progressing, _) if self.starved() => "waited for enough traffic to decide",
+            _ => {
+                self.s.waiting_since = None;
+                return;
+            }
+        };
+        let since = *self.s.waiting_since.get_or_insert(self.now);
+        if self.now - since >= d.duration {
+            let message = format!(
+                "{what} for {}, longer than the progress deadline ({})",
+                crate::duration::format((self.now - since).to_std().unwrap_or_default()),
+                d.text
+            );
+            self.s.waiting_since = None;
+            self.rollback(Reason::ProgressDeadlineExceeded, message);
         }
     }
 
     /// A spec edited mid-rollout may have fewer stages than `step_index` assumes: go on from
     /// the (new) last stage rather than holding for ever.
     fn clamp_step_index(&mut self) {
-        let n = self.stages.len();
+        let n = self.plan.stages.len();
         if n > 0 && self.s.step_index as usize >= n {
             let old = self.s.step_index;
             self.s.step_index = (n - 1) as u32;
@@ -390,7 +416,7 @@ impl Engine<'_> {
                 self.s.consecutive_inconclusive = 0;
                 // Check right away instead of waiting a full interval. Not with skipAnalysis:
                 // there the timer is the check, and resuming is no evidence.
-                if !self.spec.skip_analysis {
+                if !self.plan.analysis.skip {
                     self.s.next_analysis_at = Some(self.now);
                 }
                 self.transition(Phase::Progressing, None, "resumed by user");
@@ -411,7 +437,7 @@ impl Engine<'_> {
                 } else {
                     // Pass the current step now, whatever analysis said: a person decided, so
                     // earlier bad results do not count against the next step either.
-                    if let Some(stage) = self.stages.get(self.s.step_index as usize) {
+                    if let Some(stage) = self.plan.stages.get(self.s.step_index as usize) {
                         self.s.passed_checks = stage.checks;
                     }
                     self.s.consecutive_failures = 0;
@@ -513,9 +539,10 @@ impl Engine<'_> {
     // ------------------------------------------------------------------ progressing
 
     fn progress(&mut self) {
-        let Some(stage) = self.stages.get(self.s.step_index as usize).cloned() else {
-            // No stages (cannot happen for a valid spec): promoting would skip analysis, so
-            // hold instead.
+        let plan = self.plan;
+        let Some(stage) = plan.stages.get(self.s.step_index as usize) else {
+            // A plan has at least one stage, and `clamp_step_index` keeps the index inside;
+            // should either ever fail, promoting would skip analysis, so hold instead.
             self.s.message = Some("the strategy has no steps".into());
             return;
         };
@@ -531,17 +558,12 @@ impl Engine<'_> {
             if !self.window_open() {
                 return;
             }
-            let gates: &[WebhookKind] = if self.s.step_index == 0 {
-                &[WebhookKind::ConfirmRollout, WebhookKind::PreRollout]
-            } else {
-                &[WebhookKind::ConfirmTrafficIncrease]
-            };
-            for &gate in gates {
+            for &gate in &stage.gates {
                 if !self.gate_open(gate) {
                     return;
                 }
             }
-            self.start_stage(&stage);
+            self.start_stage(stage);
             return;
         }
 
@@ -549,7 +571,7 @@ impl Engine<'_> {
         // from before a window closed is no evidence about the canary now.
         let mut fresh_pass = false;
         let mut judged = false;
-        if self.spec.skip_analysis {
+        if plan.analysis.skip {
             if self.analysis_due() {
                 self.s.passed_checks += 1;
                 self.s.next_analysis_at = Some(self.now + self.interval());
@@ -563,7 +585,7 @@ impl Engine<'_> {
             }
         }
         self.s.passed_checks = self.s.passed_checks.min(stage.checks);
-        let run_analysis = !self.spec.skip_analysis && !judged && self.analysis_due();
+        let run_analysis = !plan.analysis.skip && !judged && self.analysis_due();
 
         if self
             .s
@@ -614,7 +636,7 @@ impl Engine<'_> {
             format!(
                 "step {}/{}: {}",
                 self.s.step_index + 1,
-                self.stages.len(),
+                self.plan.stages.len(),
                 stage.label
             ),
             false,
@@ -638,21 +660,30 @@ impl Engine<'_> {
         self.s.next_analysis_at.is_some_and(|due| t >= due)
     }
 
+    /// The step's judges lack evidence for longer than `gatherFor`, and the rollout waits for
+    /// it (`lowTraffic: wait`; with `pause` such checks count towards the inconclusive limit).
+    fn starved(&self) -> bool {
+        let a = &self.plan.analysis;
+        a.low_traffic == LowTraffic::Wait
+            && self.s.more_requests.is_some()
+            && self
+                .s
+                .step_started_at
+                .is_some_and(|t| self.now - t >= a.gather_for)
+    }
+
     fn judge(&mut self, report: &AnalysisReport) -> Verdict {
         // Every check is kept (shown, charted); only the enforcing ones decide.
         self.s.last_verdicts = report.checks.clone();
         self.s.more_requests = None;
         self.s.next_analysis_at = Some(report.at + self.interval());
-        let a = &self.spec.analysis;
+        let a = &self.plan.analysis;
         let shadow = AnalysisReport {
             at: report.at,
             checks: report
                 .checks
                 .iter()
-                .filter(|c| {
-                    a.metric(&c.metric)
-                        .is_some_and(|m| m.mode == MetricMode::Shadow)
-                })
+                .filter(|c| a.is_shadow(&c.metric))
                 .cloned()
                 .collect(),
         };
@@ -660,9 +691,7 @@ impl Engine<'_> {
         let critical: Vec<&CheckResult> = report
             .checks
             .iter()
-            .filter(|c| {
-                c.verdict == Verdict::Fail && a.metric(&c.metric).is_some_and(|m| m.critical)
-            })
+            .filter(|c| c.verdict == Verdict::Fail && a.is_critical(&c.metric))
             .collect();
         if shadow.checks.iter().any(|c| c.verdict == Verdict::Fail) {
             self.event(
@@ -686,8 +715,15 @@ impl Engine<'_> {
             );
             return Verdict::Fail;
         }
-        let a = &self.spec.analysis;
-        let verdict = report.verdict();
+        let a = &self.plan.analysis;
+        // A report with no results at all, for a rollout that declares checks, says nothing
+        // about the canary (an executor lost them): never a pass.
+        let empty = report.checks.is_empty() && a.has_checks;
+        let verdict = if empty {
+            Verdict::Inconclusive
+        } else {
+            report.verdict()
+        };
         match verdict {
             Verdict::Pass => {
                 self.s.passed_checks += 1;
@@ -698,7 +734,7 @@ impl Engine<'_> {
                 self.s.consecutive_failures += 1;
                 self.s.consecutive_inconclusive = 0;
                 let failed = summarize(report, Verdict::Fail);
-                if self.s.consecutive_failures >= a.failure_limit.max(1) {
+                if self.s.consecutive_failures >= a.failure_limit.get() {
                     self.rollback(
                         Reason::AnalysisFailed,
                         format!(
@@ -718,20 +754,15 @@ impl Engine<'_> {
                         .iter()
                         .filter(|c| c.verdict == Verdict::Inconclusive)
                 };
-                let gathering = undecided()
-                    .all(|c| c.more_requests.is_some())
+                let gathering = (!empty && undecided().all(|c| c.more_requests.is_some()))
                     .then(|| undecided().filter_map(|c| c.more_requests).max())
                     .flatten();
                 if let Some(n) = gathering {
                     self.s.more_requests = Some(n);
-                    let gather_for = a
-                        .gather_for
-                        .as_deref()
-                        .and_then(|g| crate::duration::parse(g).ok())
-                        .unwrap_or(crate::spec::DEFAULT_GATHER_FOR);
-                    let young = self.s.step_started_at.is_none_or(|t| {
-                        report.at - t < Duration::from_std(gather_for).unwrap_or(Duration::MAX)
-                    });
+                    let young = self
+                        .s
+                        .step_started_at
+                        .is_none_or(|t| report.at - t < a.gather_for);
                     if young || a.low_traffic == LowTraffic::Wait {
                         // Evidence accumulates over the step: waiting is progress, not a
                         // reason to pause (and earlier failures are not forgotten either).
@@ -740,13 +771,17 @@ impl Engine<'_> {
                 }
                 // Not a pass, and not a reason to forget earlier failures either.
                 self.s.consecutive_inconclusive += 1;
-                let mut why = summarize(report, Verdict::Inconclusive);
+                let mut why = if empty {
+                    "no check results, although the rollout declares checks".to_string()
+                } else {
+                    summarize(report, Verdict::Inconclusive)
+                };
                 if let Some(n) = gathering {
                     why = format!(
                         "too little traffic: about {n} more requests to the canary still needed; {why}"
                     );
                 }
-                if self.s.consecutive_inconclusive >= a.inconclusive_limit.max(1) {
+                if self.s.consecutive_inconclusive >= a.inconclusive_limit.get() {
                     self.transition(
                         Phase::Paused,
                         Some(Reason::Inconclusive),
@@ -772,9 +807,9 @@ impl Engine<'_> {
             );
             return false;
         }
-        let last = self.s.step_index as usize + 1 >= self.stages.len();
+        let last = self.s.step_index as usize + 1 >= self.plan.stages.len();
         if last {
-            if self.spec.promotion.manual && !forced {
+            if self.plan.promotion.manual && !forced {
                 self.transition(
                     Phase::Paused,
                     Some(Reason::AwaitingPromotion),
@@ -796,12 +831,14 @@ impl Engine<'_> {
     }
 
     fn start_promotion(&mut self) {
-        if !self.gate_open(WebhookKind::ConfirmPromotion) {
-            if self.s.phase == Phase::Paused {
-                // Stay paused on the webhook gate, not on the manual one.
-                self.s.reason = Some(Reason::AwaitingWebhook);
+        for &gate in &self.plan.promotion.gates {
+            if !self.gate_open(gate) {
+                if self.s.phase == Phase::Paused {
+                    // Stay paused on the webhook gate, not on the manual one.
+                    self.s.reason = Some(Reason::AwaitingWebhook);
+                }
+                return;
             }
-            return;
         }
         let Some(rev) = self.s.canary_revision.clone() else {
             return;
@@ -819,28 +856,25 @@ impl Engine<'_> {
 
     /// Whether the schedule allows moving traffic now; if not, says so in the status.
     fn window_open(&mut self) -> bool {
-        let Some(schedule) = &self.spec.schedule else {
+        let Some(windows) = &self.plan.schedule else {
             return true;
         };
-        let why = match schedule::Windows::parse(schedule) {
-            Ok(w) if w.contains(self.now) => return true,
-            Ok(_) => "waiting for a schedule window to move traffic".to_string(),
-            // Validation reports this; the engine must never move on a window it cannot read.
-            Err(e) => format!("schedule cannot be read ({e}); traffic does not move"),
-        };
+        if windows.contains(self.now) {
+            return true;
+        }
         if self.s.phase == Phase::Progressing {
             self.s.reason = Some(Reason::OutsideWindow);
         }
-        self.s.message = Some(why);
+        self.s.message = Some("waiting for a schedule window to move traffic".into());
         false
     }
 
     // ------------------------------------------------------------------ gates
 
-    /// Whether the gate of `kind` is open for the current stage; asks for it if not.
+    /// Whether the gate of `kind` (one the plan declares) is open for the current stage; asks
+    /// for it if not.
     fn gate_open(&mut self, kind: WebhookKind) -> bool {
-        if !self.spec.webhooks.iter().any(|w| w.kind == kind) || self.s.passed_gates.contains(&kind)
-        {
+        if self.s.passed_gates.contains(&kind) {
             return true;
         }
         let asked = self.s.pending_gate.as_ref().is_some_and(|p| p.kind == kind);
@@ -982,7 +1016,8 @@ impl Engine<'_> {
         self.effects
             .push(Effect::CallWebhooks(WebhookKind::Rollback));
         self.reset_step();
-        self.s.phase = Phase::RollingBack;
+        // Rollback starts only from a phase in flight, so the transition to Failed is a change
+        // and records `RolledBack` exactly once.
         self.transition(
             Phase::Failed,
             Some(reason),
@@ -1040,9 +1075,7 @@ impl Engine<'_> {
     }
 
     fn interval(&self) -> Duration {
-        let d = crate::duration::parse(&self.spec.analysis.interval)
-            .unwrap_or(std::time::Duration::from_secs(60));
-        Duration::from_std(d).unwrap_or(Duration::seconds(60))
+        self.plan.analysis.interval
     }
 }
 

@@ -12,9 +12,14 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
-use super::tests::{ab_spec, canary_spec, dark_spec, report, step_weight_spec, webhook};
+use super::tests::{
+    ab_spec, canary_spec, dark_spec, report, stages, step, step_weight_spec, webhook,
+};
+// `step` and `stages` from the tests shadow the engine's: they take the spec and run its plan.
 use super::*;
-use crate::spec::{CheckResult, Metric, MetricMode, Reason, RolloutSpec, Schedule, Verdict};
+use crate::spec::{
+    CheckResult, LowTraffic, Metric, MetricMode, Reason, RolloutSpec, Schedule, Verdict,
+};
 
 const GATES: [WebhookKind; 4] = [
     WebhookKind::ConfirmRollout,
@@ -68,42 +73,72 @@ fn schedule() -> impl Strategy<Value = Option<Schedule>> {
 fn spec() -> impl Strategy<Value = RolloutSpec> {
     (
         strategy_spec(),
-        0u32..=3,
-        0u32..=3,
+        1u32..=3,
+        1u32..=3,
         any::<bool>(),
         proptest::sample::subsequence(GATES.to_vec(), 0..=4),
         schedule(),
         proptest::bool::weighted(0.15),
         prop_oneof![Just("10s"), Just("30s"), Just("1m")],
-        0u8..4,
+        any::<bool>(),
+        prop_oneof![Just("2m"), Just("10m")],
+        proptest::sample::subsequence(
+            vec![
+                crate::spec::DeadlineWait::Gates,
+                crate::spec::DeadlineWait::Windows,
+            ],
+            0..=2,
+        ),
     )
         .prop_map(
-            |(mut spec, fl, il, manual, gates, schedule, skip, interval, modes)| {
-                // The reports' checks: `m` (enforcing, sometimes critical) and, sometimes, a
-                // shadow metric `s`. Without metrics in the spec, `m` enforces by default.
-                let metric = |name: &str, mode, critical| Metric {
-                    name: name.into(),
-                    mode,
-                    critical,
-                    ..Default::default()
-                };
-                spec.analysis.low_traffic = if modes % 2 == 0 {
-                    crate::spec::LowTraffic::Pause
-                } else {
-                    crate::spec::LowTraffic::Wait
-                };
-                spec.analysis.metrics = match modes {
-                    0 => vec![],
-                    1 => vec![metric("m", MetricMode::Enforce, true)],
-                    2 => vec![
-                        metric("m", MetricMode::Enforce, false),
-                        metric("s", MetricMode::Shadow, false),
-                    ],
-                    _ => vec![
-                        metric("m", MetricMode::Enforce, true),
-                        metric("s", MetricMode::Shadow, false),
-                    ],
-                };
+            |(
+                mut spec,
+                fl,
+                il,
+                manual,
+                gates,
+                schedule,
+                skip,
+                interval,
+                metric,
+                deadline,
+                covers,
+            )| {
+                // Derived, not drawn: the random stream (and so the checked-in regression
+                // seeds) stays what it was before metric modes existed.
+                let modes = (fl + il + u32::from(manual)) % 4;
+                spec.progress_deadline.duration = deadline.into();
+                spec.progress_deadline.covers = covers;
+                if metric {
+                    // The reports' checks are named `m`; `modes` makes it critical (1, 3)
+                    // and adds a shadow metric `s` (2, 3).
+                    spec.analysis.metrics = vec![Metric {
+                        name: "m".into(),
+                        builtin: Some(crate::spec::BuiltinMetric::RequestSuccessRate),
+                        query: None,
+                        thresholds: crate::spec::Thresholds {
+                            min: Some(99.0),
+                            max: None,
+                        },
+                        min_requests: None,
+                        interval: None,
+                        compare: None,
+                        mode: MetricMode::Enforce,
+                        critical: modes % 2 == 1,
+                    }];
+                    if modes >= 2 {
+                        let mut s = spec.analysis.metrics[0].clone();
+                        s.name = "s".into();
+                        s.mode = MetricMode::Shadow;
+                        s.critical = false;
+                        spec.analysis.metrics.push(s);
+                    }
+                    spec.analysis.low_traffic = if modes == 1 {
+                        LowTraffic::Wait
+                    } else {
+                        LowTraffic::Pause
+                    };
+                }
                 spec.analysis.failure_limit = fl;
                 spec.analysis.inconclusive_limit = il;
                 spec.analysis.interval = interval.into();
@@ -121,11 +156,10 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
 enum Op {
     /// Time passes (seconds), nothing else.
     Wait(i64),
-    /// The analysis the engine asked for (if it did) comes back, `skew` seconds off `now`; the
-    /// second verdict is the shadow metric's (when the spec has one).
-    Analyze(Verdict, Verdict, i64),
+    /// The analysis the engine asked for (if it did) comes back, `skew` seconds off `now`.
+    Analyze(Vec<Verdict>, i64),
     /// A report arrives whether or not it was asked for.
-    Report(Verdict, Verdict, i64),
+    Report(Vec<Verdict>, i64),
     /// The pending gate answers.
     AnswerGate(bool),
     /// Some gate answers, asked or not.
@@ -147,6 +181,124 @@ fn verdict() -> impl Strategy<Value = Verdict> {
     ]
 }
 
+/// The checks of one report: usually one, sometimes several or none at all.
+fn verdicts() -> impl Strategy<Value = Vec<Verdict>> {
+    prop_oneof![
+        6 => verdict().prop_map(|v| vec![v]),
+        2 => proptest::collection::vec(verdict(), 2..=3),
+        1 => Just(Vec::new()),
+    ]
+}
+
+/// A report with one check per verdict.
+/// Half the Inconclusive checks are a judge gathering evidence (with `moreRequests`); a spec
+/// with a shadow metric gets its check too, failing or undecided now and then.
+fn report_of(spec: &RolloutSpec, at: DateTime<Utc>, verdicts: &[Verdict]) -> AnalysisReport {
+    let mut r = report(at, Verdict::Pass);
+    let one = r.checks.pop().expect("one check");
+    let t = at.timestamp().unsigned_abs();
+    r.checks = verdicts
+        .iter()
+        .map(|v| CheckResult {
+            verdict: *v,
+            more_requests: (*v == Verdict::Inconclusive && t % 2 == 0).then_some(100 + t % 900),
+            ..one.clone()
+        })
+        .collect();
+    if spec.analysis.metrics.iter().any(|m| m.name == "s") {
+        r.checks.push(CheckResult {
+            metric: "s".into(),
+            verdict: [Verdict::Fail, Verdict::Inconclusive, Verdict::Pass][(t % 3) as usize],
+            ..one
+        });
+    }
+    r
+}
+
+/// `obs` with the verdicts of the checks `pick` selects replaced by Pass.
+fn passing(obs: &Observations, pick: impl Fn(&CheckResult) -> bool) -> Observations {
+    let mut o = obs.clone();
+    if let Some(r) = &mut o.analysis {
+        for c in r.checks.iter_mut().filter(|c| pick(c)) {
+            c.verdict = Verdict::Pass;
+            c.more_requests = None;
+        }
+    }
+    o
+}
+
+fn is_shadow(spec: &RolloutSpec, c: &CheckResult) -> bool {
+    spec.analysis
+        .metrics
+        .iter()
+        .any(|m| m.name == c.metric && m.mode == MetricMode::Shadow)
+}
+
+/// Metric modes: a shadow check changes nothing but what is shown (its verdict in
+/// `lastVerdicts`, a "would have failed" event); a critical Fail the engine judges rolls back
+/// at once, whatever `failureLimit` says.
+fn check_modes(
+    spec: &RolloutSpec,
+    prev: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+    s: &RolloutStatus,
+    fx: &[Effect],
+) -> Result<(), TestCaseError> {
+    let Some(report) = &obs.analysis else {
+        return Ok(());
+    };
+    let shadow = |c: &CheckResult| is_shadow(spec, c);
+    if report
+        .checks
+        .iter()
+        .any(|c| shadow(c) && c.verdict != Verdict::Pass)
+    {
+        let (mut s2, fx2) = step(spec, prev, &passing(obs, shadow), now);
+        s2.last_verdicts = s.last_verdicts.clone();
+        prop_assert_eq!(&s2, s, "a shadow verdict changed the rollout");
+        let acting: Vec<&Effect> = fx
+            .iter()
+            .filter(|e| !matches!(e, Effect::Event(ev) if ev.reason == "ShadowCheckFailed"))
+            .collect();
+        prop_assert_eq!(acting, fx2.iter().collect::<Vec<_>>());
+    }
+    let critical = |c: &CheckResult| {
+        spec.analysis
+            .metrics
+            .iter()
+            .any(|m| m.name == c.metric && m.critical)
+    };
+    if report
+        .checks
+        .iter()
+        .any(|c| critical(c) && c.verdict == Verdict::Fail)
+    {
+        let (s2, _) = step(spec, prev, &passing(obs, critical), now);
+        // The engine judged this report (its verdicts are what the status shows).
+        if s2.last_verdicts != s.last_verdicts {
+            prop_assert_eq!(s.phase, Phase::Failed, "critical Fail without rollback");
+            prop_assert_eq!(s.reason, Some(Reason::AnalysisFailed));
+            prop_assert!(fx.contains(&Effect::ApplyTraffic(TrafficPlan::stable_only())));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a report is a pass, decided here and not by the engine's code: every enforcing
+/// check passed (shadow checks never count), and there is at least one when the spec declares
+/// enforcing metrics.
+fn passes(spec: &RolloutSpec, r: &AnalysisReport) -> bool {
+    let enforcing: Vec<&CheckResult> = r.checks.iter().filter(|c| !is_shadow(spec, c)).collect();
+    enforcing.iter().all(|c| c.verdict == Verdict::Pass)
+        && (!enforcing.is_empty()
+            || spec
+                .analysis
+                .metrics
+                .iter()
+                .all(|m| m.mode == MetricMode::Shadow))
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => prop_oneof![
@@ -155,9 +307,9 @@ fn op() -> impl Strategy<Value = Op> {
             1 => 3600i64..=3 * 86400,
         ]
         .prop_map(Op::Wait),
-        12 => (verdict(), verdict(), prop_oneof![8 => Just(0i64), 1 => -90i64..=0, 1 => 1i64..=60])
-            .prop_map(|(v, sv, s)| Op::Analyze(v, sv, s)),
-        2 => (verdict(), verdict(), -300i64..=300).prop_map(|(v, sv, s)| Op::Report(v, sv, s)),
+        12 => (verdicts(), prop_oneof![8 => Just(0i64), 1 => -90i64..=0, 1 => 1i64..=60])
+            .prop_map(|(v, s)| Op::Analyze(v, s)),
+        2 => (verdicts(), -300i64..=300).prop_map(|(v, s)| Op::Report(v, s)),
         5 => prop_oneof![4 => Just(true), 1 => Just(false)].prop_map(Op::AnswerGate),
         1 => (0..GATES.len(), any::<bool>()).prop_map(|(k, p)| Op::Gate(k, p)),
         3 => proptest::sample::select(Command::ALL.to_vec()).prop_map(Op::Command),
@@ -195,89 +347,11 @@ fn fresh_pass(
     now: DateTime<Utc>,
 ) -> bool {
     obs.analysis.as_ref().is_some_and(|r| {
-        r.enforced(&spec.analysis).verdict() == Verdict::Pass
+        passes(spec, r)
             && prev.step_started_at.is_some_and(|s| r.at >= s)
             && prev.next_analysis_at.is_some_and(|d| r.at >= d)
             && r.at <= now
     })
-}
-
-/// A report with `m`'s verdict `v`, and the shadow metric's `sv` when the spec has one.
-fn full_report(spec: &RolloutSpec, at: DateTime<Utc>, v: Verdict, sv: Verdict) -> AnalysisReport {
-    let mut r = report(at, v);
-    // Half the Inconclusive answers are a judge gathering evidence.
-    if v == Verdict::Inconclusive && at.timestamp() % 2 == 0 {
-        r.checks[0].more_requests = Some(100 + at.timestamp().unsigned_abs() % 1000);
-    }
-    if spec.analysis.metric("s").is_some() {
-        r.checks.push(CheckResult {
-            metric: "s".into(),
-            verdict: sv,
-            ..r.checks[0].clone()
-        });
-    }
-    r
-}
-
-/// `obs` with the verdicts of the checks `pick` selects replaced by Pass.
-fn passing(obs: &Observations, pick: impl Fn(&CheckResult) -> bool) -> Observations {
-    let mut o = obs.clone();
-    if let Some(r) = &mut o.analysis {
-        for c in r.checks.iter_mut().filter(|c| pick(c)) {
-            c.verdict = Verdict::Pass;
-        }
-    }
-    o
-}
-
-/// Metric modes: a shadow check changes nothing but what is shown (its verdict in
-/// `lastVerdicts`, a "would have failed" event); a critical Fail the engine judges rolls back
-/// at once, whatever `failureLimit` says.
-fn check_modes(
-    spec: &RolloutSpec,
-    prev: &RolloutStatus,
-    obs: &Observations,
-    now: DateTime<Utc>,
-    s: &RolloutStatus,
-    fx: &[Effect],
-) -> Result<(), TestCaseError> {
-    let Some(report) = &obs.analysis else {
-        return Ok(());
-    };
-    let a = &spec.analysis;
-    let is_shadow = |c: &CheckResult| {
-        a.metric(&c.metric)
-            .is_some_and(|m| m.mode == MetricMode::Shadow)
-    };
-    if report
-        .checks
-        .iter()
-        .any(|c| is_shadow(c) && c.verdict != Verdict::Pass)
-    {
-        let (mut s2, fx2) = step(spec, prev, &passing(obs, is_shadow), now);
-        s2.last_verdicts = s.last_verdicts.clone();
-        prop_assert_eq!(&s2, s, "a shadow verdict changed the rollout");
-        let acting: Vec<&Effect> = fx
-            .iter()
-            .filter(|e| !matches!(e, Effect::Event(ev) if ev.reason == "ShadowCheckFailed"))
-            .collect();
-        prop_assert_eq!(acting, fx2.iter().collect::<Vec<_>>());
-    }
-    let is_critical = |c: &CheckResult| a.metric(&c.metric).is_some_and(|m| m.critical);
-    if report
-        .checks
-        .iter()
-        .any(|c| is_critical(c) && c.verdict == Verdict::Fail)
-    {
-        let (s2, _) = step(spec, prev, &passing(obs, is_critical), now);
-        // The engine judged this report (its verdicts are what the status shows).
-        if s2.last_verdicts != s.last_verdicts {
-            prop_assert_eq!(s.phase, Phase::Failed, "critical Fail without rollback");
-            prop_assert_eq!(s.reason, Some(Reason::AnalysisFailed));
-            prop_assert!(fx.contains(&Effect::ApplyTraffic(TrafficPlan::stable_only())));
-        }
-    }
-    Ok(())
 }
 
 fn is_rejected(e: &Effect) -> bool {
@@ -336,13 +410,30 @@ fn check_step(
         prop_assert_eq!(&w.plan, &TrafficPlan::stable_only());
         prop_assert_eq!(s.canary_weight, 0);
     }
+    // Entering Failed is announced exactly once (`RolledBack`, or `Undone` for undo); staying
+    // in it is not announced again.
+    let announced = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::Event(ev) if ev.reason == "RolledBack" || ev.reason == "Undone"))
+        .count();
+    let entered = s.phase == Phase::Failed && prev.phase != Phase::Failed;
+    // The progress deadline fails a rollout only after a wait of at least the deadline.
+    if entered && s.reason == Some(Reason::ProgressDeadlineExceeded) {
+        let deadline = crate::duration::parse(&spec.progress_deadline.duration).expect("valid");
+        let since = prev.waiting_since.unwrap_or(now);
+        prop_assert!(
+            (now - since).to_std().unwrap_or_default() >= deadline,
+            "failed after waiting {:?}",
+            now - since
+        );
+    }
+    prop_assert_eq!(announced, usize::from(entered), "entering Failed: {:?}", fx);
     if s.phase == Phase::Failed
         && s.reason == Some(Reason::PreRolloutFailed)
         && prev.phase != Phase::Failed
     {
         prop_assert!(!w.canary_touched, "pre-rollout failed after canary traffic");
     }
-    prop_assert!(s.phase != Phase::RollingBack, "RollingBack is transient");
 
     // Steps: within the stages, at most one forward per step, and only on a fresh pass (or
     // skipAnalysis's timer) inside a window, or on an accepted promote.
@@ -493,18 +584,18 @@ fn run_ops(spec: &RolloutSpec, start: i64, ops: &[Op]) -> Result<(), TestCaseErr
         let mut obs = Observations::default();
         match op {
             Op::Wait(secs) => w.now += Duration::seconds(secs),
-            Op::Analyze(v, sv, skew) => {
+            Op::Analyze(v, skew) => {
                 if let Some(due) = status.next_analysis_at
                     && due > w.now
                 {
                     w.now = due;
                 }
                 if asked_analysis {
-                    obs.analysis = Some(full_report(spec, w.now + Duration::seconds(skew), v, sv));
+                    obs.analysis = Some(report_of(spec, w.now + Duration::seconds(skew), &v));
                 }
             }
-            Op::Report(v, sv, skew) => {
-                obs.analysis = Some(full_report(spec, w.now + Duration::seconds(skew), v, sv))
+            Op::Report(v, skew) => {
+                obs.analysis = Some(report_of(spec, w.now + Duration::seconds(skew), &v))
             }
             Op::AnswerGate(passed) => {
                 if let Some(g) = &status.pending_gate {
@@ -587,13 +678,13 @@ fn random_runs_reach_every_phase() {
             let mut obs = Observations::default();
             match op {
                 Op::Wait(s) => now += Duration::seconds(s),
-                Op::Analyze(v, _, _) | Op::Report(v, _, _) => {
+                Op::Analyze(v, _) | Op::Report(v, _) => {
                     if let Some(d) = status.next_analysis_at
                         && d > now
                     {
                         now = d;
                     }
-                    obs.analysis = Some(report(now, v));
+                    obs.analysis = Some(report_of(&spec, now, &v));
                 }
                 Op::AnswerGate(p) => {
                     if let Some(g) = &status.pending_gate {

@@ -11,6 +11,27 @@ use crate::spec::*;
 
 // ------------------------------------------------------------------------------ fixtures
 
+/// The tests write specs (the form users write); the engine runs their plan. A test spec that
+/// does not parse is a broken test, so this panics with every problem.
+pub(crate) fn plan_of(spec: &RolloutSpec) -> RolloutPlan {
+    RolloutPlan::try_from(spec).unwrap_or_else(|e| panic!("test spec is invalid: {e:?}"))
+}
+
+/// [`super::step`] on the plan of `spec`.
+pub(crate) fn step(
+    spec: &RolloutSpec,
+    status: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+) -> (RolloutStatus, Vec<Effect>) {
+    super::step(&plan_of(spec), status, obs, now)
+}
+
+/// The stages of `spec`'s plan.
+pub(crate) fn stages(spec: &RolloutSpec) -> Vec<Stage> {
+    plan_of(spec).stages
+}
+
 pub(crate) fn canary_spec(steps: &[u32]) -> RolloutSpec {
     RolloutSpec {
         target_ref: None,
@@ -37,6 +58,7 @@ pub(crate) fn canary_spec(steps: &[u32]) -> RolloutSpec {
         },
         schedule: None,
         promotion: Promotion::default(),
+        progress_deadline: Default::default(),
         webhooks: vec![],
         skip_analysis: false,
         notifications: vec![],
@@ -578,15 +600,6 @@ fn limits() {
             None,
             1,
         ),
-        // A limit of 0 means 1: the engine never divides by or waits for nothing.
-        (
-            0,
-            0,
-            &[Fail],
-            Phase::Failed,
-            Some(Reason::AnalysisFailed),
-            0,
-        ),
     ];
     for (i, (fl, il, verdicts, phase, reason, step_index)) in cases.iter().enumerate() {
         let mut spec = canary_spec(&[10, 50]);
@@ -604,6 +617,34 @@ fn limits() {
         let passes = verdicts.iter().filter(|v| **v == Pass).count() as u32;
         assert!(sim.s.step_index <= passes, "case {i}");
     }
+}
+
+/// Limits of 0 and unreadable schedules or intervals never reach the engine: the spec does not
+/// become a plan, and the error names every field (no silent "0 means 1", no fallback interval).
+#[test]
+fn specs_the_engine_cannot_run_do_not_become_plans() {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.failure_limit = 0;
+    spec.analysis.inconclusive_limit = 0;
+    spec.analysis.interval = "soon".into();
+    spec.schedule = Some(Schedule {
+        windows: vec!["not a cron".into()],
+        time_zone: None,
+    });
+    let err = RolloutPlan::try_from(&spec).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|p| p.path.as_str()).collect();
+    for want in [
+        "spec.analysis.failureLimit",
+        "spec.analysis.inconclusiveLimit",
+        "spec.analysis.interval",
+        "spec.schedule.windows[0]",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    // Each problem once, however many layers noticed it.
+    let mut unique = err.0.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), err.0.len(), "{:?}", err.0);
 }
 
 #[test]
@@ -647,6 +688,47 @@ fn an_empty_or_stale_report_never_passes() {
     assert_eq!(r.verdict(), Verdict::Fail);
 }
 
+/// An empty report (no check results at all) is decided on purpose: for a rollout that declares
+/// metrics it is no evidence and never passes; for one that declares none, it is what every
+/// report looks like, and the step passes after its interval (`sluice validate` warns).
+#[test]
+fn an_empty_report_passes_only_when_no_checks_are_declared() {
+    let empty = |at| AnalysisReport { at, checks: vec![] };
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.metrics = vec![Metric {
+        name: "success-rate".into(),
+        builtin: Some(BuiltinMetric::RequestSuccessRate),
+        query: None,
+        thresholds: Thresholds {
+            min: Some(99.0),
+            max: None,
+        },
+        min_requests: None,
+        interval: None,
+        compare: None,
+        ..Default::default()
+    }];
+    let mut sim = Sim::new(spec);
+    sim.tick();
+    sim.now += Duration::seconds(30);
+    let mut o = sim.obs();
+    o.analysis = Some(empty(sim.now));
+    sim.run(o);
+    assert_eq!((sim.s.step_index, sim.s.passed_checks), (0, 0));
+    assert_eq!(sim.s.consecutive_inconclusive, 1);
+
+    let mut sim = Sim::new(canary_spec(&[10, 50]));
+    sim.tick();
+    sim.now += Duration::seconds(30);
+    let mut o = sim.obs();
+    o.analysis = Some(empty(sim.now));
+    sim.run(o);
+    assert_eq!(
+        sim.s.step_index, 1,
+        "no metrics declared: the empty report passes"
+    );
+}
+
 /// Regression: a report stamped in the future (clock skew, a bug in an executor) used to be
 /// judged and to push the next analysis into the future.
 #[test]
@@ -688,8 +770,6 @@ fn windows_gate_stage_starts_and_advances() {
         // 22:00 UTC is 07:00 next day in Tokyo (Thursday).
         ("* 7 * * Thu", Some("Asia/Tokyo"), (22, 0), true),
         ("* 7 * * Wed", Some("Asia/Tokyo"), (22, 0), false),
-        // An unreadable schedule never opens.
-        ("not a cron", None, (10, 0), false),
     ];
     for (i, (window, tz, (h, m), open)) in cases.iter().enumerate() {
         let spec = with_schedule(canary_spec(&[10, 50]), &[window], *tz);
@@ -1511,6 +1591,68 @@ fn regression_readiness_blip_cancels_a_pending_promotion_decision() {
     assert_eq!(sim.s.phase, Phase::Promoting);
 }
 
+/// A canary that never becomes ready fails the rollout after `progressDeadline` (traffic on
+/// stable, `RolledBack` once); gates and windows count only when `covers` says so; a pause
+/// never does.
+#[test]
+fn progress_deadline_ends_waits_that_would_last_forever() {
+    // The canary is never ready.
+    let mut spec = canary_spec(&[10, 50]);
+    spec.progress_deadline.duration = "5m".into();
+    let mut sim = Sim::new(spec);
+    sim.canary_ready = false;
+    sim.tick();
+    assert_eq!(sim.s.reason, Some(Reason::WaitingForReady));
+    sim.now += Duration::minutes(4);
+    sim.tick();
+    assert_eq!(sim.s.phase, Phase::Progressing, "within the deadline");
+    sim.now += Duration::minutes(1);
+    sim.tick();
+    assert_eq!(sim.s.phase, Phase::Failed);
+    assert_eq!(sim.s.reason, Some(Reason::ProgressDeadlineExceeded));
+    assert!(!sim.canary_live());
+    assert!(
+        sim.s
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("progress deadline (5m)")
+    );
+
+    // A gate that keeps saying no: waits for ever unless covered.
+    for covered in [false, true] {
+        let mut spec = with_hooks(canary_spec(&[10, 50]), &[WebhookKind::ConfirmRollout]);
+        spec.progress_deadline.duration = "5m".into();
+        if covered {
+            spec.progress_deadline.covers = vec![DeadlineWait::Gates];
+        }
+        let mut sim = Sim::new(spec);
+        sim.tick();
+        for _ in 0..12 {
+            sim.now += Duration::minutes(1);
+            sim.gate(WebhookKind::ConfirmRollout, false);
+            sim.tick();
+        }
+        let expected = if covered {
+            Phase::Failed
+        } else {
+            Phase::Progressing
+        };
+        assert_eq!(sim.s.phase, expected, "gates covered: {covered}");
+    }
+
+    // A paused rollout is a person's decision: never failed by the deadline.
+    let mut spec = canary_spec(&[10, 50]);
+    spec.progress_deadline.duration = "5m".into();
+    let mut sim = Sim::new(spec);
+    sim.tick();
+    sim.cmd(Command::Pause);
+    sim.canary_ready = false;
+    sim.now += Duration::hours(2);
+    sim.tick();
+    assert_eq!(sim.s.phase, Phase::Paused);
+}
+
 // ------------------------------------------------------------------------------ metric modes
 
 fn moded_report(at: DateTime<Utc>, m: Verdict, s: Verdict) -> AnalysisReport {
@@ -1524,20 +1666,31 @@ fn moded_report(at: DateTime<Utc>, m: Verdict, s: Verdict) -> AnalysisReport {
     r
 }
 
+/// A metric the validation rules accept (the engine runs only valid specs' plans).
+fn valid_metric(name: &str) -> Metric {
+    Metric {
+        name: name.into(),
+        builtin: Some(BuiltinMetric::RequestSuccessRate),
+        thresholds: Thresholds {
+            min: Some(99.0),
+            max: None,
+        },
+        ..Default::default()
+    }
+}
+
 fn moded_spec(critical: bool) -> RolloutSpec {
     let mut spec = canary_spec(&[10, 50]);
     spec.analysis.failure_limit = 3;
     spec.analysis.inconclusive_limit = 1;
     spec.analysis.metrics = vec![
         Metric {
-            name: "m".into(),
             critical,
-            ..Default::default()
+            ..valid_metric("m")
         },
         Metric {
-            name: "s".into(),
             mode: MetricMode::Shadow,
-            ..Default::default()
+            ..valid_metric("s")
         },
     ];
     spec
@@ -1617,7 +1770,6 @@ fn compare_spec(low_traffic: LowTraffic) -> RolloutSpec {
     spec.analysis.inconclusive_limit = 1;
     spec.analysis.low_traffic = low_traffic;
     spec.analysis.metrics = vec![Metric {
-        name: "m".into(),
         compare: Some(Comparison {
             kind: ComparisonKind::ErrorRate,
             worse: Direction::Higher,
@@ -1626,7 +1778,7 @@ fn compare_spec(low_traffic: LowTraffic) -> RolloutSpec {
             detect: None,
             power: None,
         }),
-        ..Default::default()
+        ..valid_metric("m")
     }];
     spec
 }

@@ -234,6 +234,24 @@ pub fn check_rollout(rollout: &Rollout, source: &str) -> Vec<Problem> {
         .collect()
 }
 
+/// What is valid but probably not meant, as `field path: message` (printed by `sluice validate`
+/// as warnings; the Rollout still runs).
+pub fn warnings(rollout: &Rollout) -> Vec<String> {
+    let spec = &rollout.spec;
+    let mut out = Vec::new();
+    let rollout_hooks = spec
+        .webhooks
+        .iter()
+        .any(|w| w.kind == crate::spec::WebhookKind::Rollout);
+    if !spec.skip_analysis && spec.analysis.metrics.is_empty() && !rollout_hooks {
+        out.push(
+            "spec.analysis.metrics: no metrics and no `rollout` webhooks: every step passes after              one interval without any evidence about the new version; add metrics, or set              `skipAnalysis: true` to say that is intended"
+                .to_string(),
+        );
+    }
+    out
+}
+
 /// Reads and checks one file.
 pub fn load_file(path: impl AsRef<Path>) -> Result<Vec<Rollout>, Vec<Problem>> {
     let path = path.as_ref();

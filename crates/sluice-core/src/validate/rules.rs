@@ -46,6 +46,12 @@ impl Findings {
 pub const MAX_NAME_LEN: usize = 63 - "-primary".len();
 
 pub fn check_rollout(r: &Rollout, f: &mut Findings) {
+    check_metadata(r, f);
+    check_spec(&r.spec, f);
+}
+
+/// The rules of `metadata` alone: names sluice derives object names from.
+pub fn check_metadata(r: &Rollout, f: &mut Findings) {
     let meta = FieldPath::root("metadata");
     match r.metadata.name.as_deref() {
         None | Some("") => f.add(&meta.field("name"), "required field is missing"),
@@ -60,10 +66,10 @@ pub fn check_rollout(r: &Rollout, f: &mut Findings) {
     {
         f.add(&meta.field("namespace"), e);
     }
-    check_spec(&r.spec, f);
 }
 
-fn check_spec(s: &RolloutSpec, f: &mut Findings) {
+/// The rules of a spec alone (what [`crate::rollout_plan::RolloutPlan::try_from`] runs).
+pub fn check_spec(s: &RolloutSpec, f: &mut Findings) {
     let spec = FieldPath::root("spec");
     match (&s.target_ref, &s.upstreams) {
         (Some(_), Some(_)) => f.add(
@@ -147,6 +153,11 @@ fn check_spec(s: &RolloutSpec, f: &mut Findings) {
 
     check_strategy(s, &spec.field("strategy"), f);
     check_analysis(&s.analysis, &spec.field("analysis"), f);
+    check_duration(
+        &s.progress_deadline.duration,
+        &spec.field("progressDeadline").field("duration"),
+        f,
+    );
     if let Some(sched) = &s.schedule {
         check_schedule(sched, &spec.field("schedule"), f);
     }

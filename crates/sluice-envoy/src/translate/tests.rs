@@ -25,6 +25,7 @@ pub(crate) fn rollout(ns: Option<&str>, name: &str, hosts: &[&str]) -> Rollout {
             analysis: Default::default(),
             schedule: None,
             promotion: Default::default(),
+            progress_deadline: Default::default(),
             webhooks: vec![],
             skip_analysis: false,
             notifications: vec![],

@@ -40,7 +40,7 @@ fn virtual_services_of_every_step_match_istio_schema() {
     let mut checked = 0;
     for f in sluice_testkit::files::example_files() {
         for r in sluice_testkit::files::load(&f) {
-            for step in sluice_core::plan::steps(&r) {
+            for step in sluice_core::plan::steps(&sluice_testkit::plan_of(&r)) {
                 let vs = sluice_k8s::istio::virtual_service(&r, &step.traffic);
                 let p = problems(&vs, "VirtualService", &vs_schema);
                 assert!(p.is_empty(), "{} {}: {p:#?}", f.display(), step.label);
@@ -73,7 +73,7 @@ fn schema_check_rejects_broken_virtual_services() {
     let r = &sluice_testkit::files::load(
         &sluice_testkit::files::root().join("rollouts/reviews-dark-launch.yaml"),
     )[0];
-    let plan = &sluice_core::plan::steps(r)[0].traffic;
+    let plan = &sluice_core::plan::steps(&sluice_testkit::plan_of(r))[0].traffic;
     let good = sluice_k8s::istio::virtual_service(r, plan);
     assert!(problems(&good, "VirtualService", &vs_schema).is_empty());
 
@@ -177,7 +177,7 @@ mod generated {
                 TestCaseError::fail(format!("{p:#?}\n{text}"))
             })?;
             let vs_schema = super::schema_of("virtualservice-v1.openapi.json");
-            for step in sluice_core::plan::steps(&rollouts[0]) {
+            for step in sluice_core::plan::steps(&sluice_testkit::plan_of(&rollouts[0])) {
                 let vs = sluice_k8s::istio::virtual_service(&rollouts[0], &step.traffic);
                 let p = super::problems(&vs, "VirtualService", &vs_schema);
                 prop_assert!(p.is_empty(), "{p:#?}\n{text}");

@@ -490,9 +490,9 @@ async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
     use sluice_k8s::leader::{LeaseConfig, try_acquire_or_renew};
 
     let h = Harness::new();
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let fence = sluice_k8s::leader::Fence::new();
     let gated = kube::client::ClientBuilder::new(h.api.clone(), "default")
-        .with_layer(&LeaderGateLayer::new(rx))
+        .with_layer(&LeaderGateLayer::new(fence.clone()))
         .build();
     let rollouts: Api<Rollout> = Api::namespaced(gated, NS);
     let patch = json!({"metadata": {"labels": {"x": "y"}}});
@@ -507,14 +507,17 @@ async fn writes_are_refused_without_the_lease_and_the_lease_is_exclusive() {
         h.api.log().iter().all(|l| l.verb == "get"),
         "the refused write never reached the API server"
     );
-    tx.send_replace(true);
+    fence.renewed(
+        tokio::time::Instant::now(),
+        std::time::Duration::from_secs(15),
+    );
     assert!(
         rollouts
             .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .is_ok()
     );
-    tx.send_replace(false);
+    fence.revoke();
     assert!(
         rollouts
             .patch("reviews", &PatchParams::default(), &Patch::Merge(&patch))
@@ -1014,4 +1017,45 @@ async fn every_write_names_sluice_as_its_field_manager() {
             w.query
         );
     }
+}
+
+/// A leader that stops renewing — frozen by SIGSTOP, on a stalled node, or starved — sends no
+/// write once its lease could have expired, although nothing told it that it lost the lease
+/// (its election loop never ran again). Paused clock: the replica renews once, then time passes.
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_missed_its_renewals_sends_nothing() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use kube::api::{Api, Patch, PatchParams};
+    use sluice_k8s::gate::LeaderGateLayer;
+    use sluice_k8s::leader::{Fence, LeaseConfig, renew_fenced, safety_margin};
+
+    let h = Harness::new();
+    let fence = Fence::new();
+    let gated = kube::client::ClientBuilder::new(h.api.clone(), "default")
+        .with_layer(&LeaderGateLayer::new(fence.clone()))
+        .build();
+    let rollouts: Api<Rollout> = Api::namespaced(gated, NS);
+    let leases: Api<Lease> = Api::namespaced(h.api.client(), "sluice-system");
+    let cfg = LeaseConfig::new("sluice-controller", "a");
+    assert!(renew_fenced(&leases, &cfg, &fence).await.expect("a leads"));
+    let patch = json!({"metadata": {"labels": {"x": "y"}}});
+    let (params, merge) = (PatchParams::default(), Patch::Merge(&patch));
+    let write = || rollouts.patch("reviews", &params, &merge);
+    assert!(write().await.is_ok(), "a fresh lease writes");
+
+    // Frozen past the lease minus the margin: the next write is refused at the gate.
+    tokio::time::advance(cfg.duration - safety_margin(cfg.duration)).await;
+    h.api.clear_log();
+    let err = write()
+        .await
+        .expect_err("no write after the lease could have expired");
+    assert!(err.to_string().contains("not the leader"), "{err}");
+    assert!(
+        h.api.log().iter().all(|l| l.verb == "get"),
+        "nothing but reads reached the API server: {:?}",
+        h.api.log()
+    );
+    // Renewing again (the lease was still ours) opens it again.
+    assert!(renew_fenced(&leases, &cfg, &fence).await.expect("renewed"));
+    assert!(write().await.is_ok());
 }

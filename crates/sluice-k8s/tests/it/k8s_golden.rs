@@ -72,7 +72,7 @@ fn check(name: &str, value: &impl serde::Serialize) {
 #[test]
 fn virtual_services() {
     let r = rollout();
-    let stages = sluice_core::engine::stages(&r.spec);
+    let stages = sluice_testkit::plan_of(&r).stages;
     check(
         "virtualservice-dark-launch.yaml",
         &router::virtual_service_object(&r, &stages[0].traffic).expect("vs"),

@@ -11,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kube::CustomResourceExt;
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::spec::Rollout;
@@ -167,7 +166,7 @@ fn kustomization_and_chart_reference_what_exists() {
     .expect("yaml");
     assert!(values["image"]["repository"].is_string());
     // The CRD everywhere is the one generated from the Rust types.
-    let generated = serde_yaml::to_string(&Rollout::crd()).expect("crd");
+    let generated = serde_yaml::to_string(&sluice_core::crd::rollout_crd()).expect("crd");
     for p in [
         "deploy/crds/rollout.yaml",
         "deploy/helm/sluice/crds/rollout.yaml",
@@ -302,7 +301,7 @@ fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<String>) {
 }
 
 fn rollout_schema() -> Value {
-    let crd = serde_json::to_value(Rollout::crd()).expect("crd json");
+    let crd = sluice_core::crd::rollout_crd();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 

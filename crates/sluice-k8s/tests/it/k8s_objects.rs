@@ -24,11 +24,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sluice_core::spec::Rollout;
 use sluice_core::validate::{FieldPath, schema};
 
 fn root() -> std::path::PathBuf {
@@ -147,7 +145,7 @@ pub fn same(a: &Value, b: &Value) -> bool {
 }
 
 fn generated_crd() -> Value {
-    serde_json::to_value(Rollout::crd()).expect("crd json")
+    sluice_core::crd::rollout_crd()
 }
 
 /// The Rollout schema: from the CRD in the same set of objects if there is one (what the API
@@ -353,7 +351,7 @@ fn example_rollouts_are_valid_objects() {
 #[test]
 fn generated_istio_objects_are_valid_objects() {
     let r = &sluice_testkit::files::load(&root().join("rollouts/reviews-canary.yaml"))[0];
-    let plan = &sluice_core::plan::steps(r)[1].traffic;
+    let plan = &sluice_core::plan::steps(&sluice_testkit::plan_of(r))[1].traffic;
     let mut objs = vec![sluice_k8s::istio::virtual_service(r, plan)];
     objs.extend(sluice_k8s::istio::destination_rules(r));
     let p = problems(&objs);

@@ -75,6 +75,7 @@ pub fn bench_rollout(stable: &DemoHandle, canary: &DemoHandle) -> Rollout {
             analysis: Default::default(),
             schedule: None,
             promotion: Default::default(),
+            progress_deadline: Default::default(),
             webhooks: vec![],
             skip_analysis: false,
             notifications: vec![],

@@ -257,7 +257,9 @@ mod tests {
             "bench.yaml",
         )
         .unwrap();
-        let stages = sluice_core::engine::stages(&r[0].spec);
+        let stages = sluice_core::rollout_plan::RolloutPlan::try_from(&r[0].spec)
+            .unwrap()
+            .stages;
         assert_eq!(stages.len(), 1);
         assert_eq!(stages[0].checks, 1_000_000);
         assert_eq!(r[0].spec.analysis.failure_limit, 1);

@@ -12,6 +12,7 @@ use sluice_notify::notify::{Notifier, NotifyConfig, NotifyingRecorder, Topic, cl
 use sluice_notify::webhooks::HttpWebhooks;
 use sluice_telemetry::Metrics;
 use sluice_testkit::fakes::*;
+use sluice_testkit::plan_of;
 
 /// The subset of Slack's Block Kit rules an incoming webhook enforces on what we send.
 fn assert_slack_shape(msg: &Value) {
@@ -80,7 +81,7 @@ spec:
     let mut s = RolloutStatus::default();
     let mut now = t0();
     for _ in 0..3 {
-        s = sluice_telemetry::observed_tick(&ex, &tel.metrics, &r, &s, None, now)
+        s = sluice_telemetry::observed_tick(&ex, &tel.metrics, &r, &plan_of(&r), &s, None, now)
             .await
             .status;
         now += Duration::seconds(30);
@@ -185,19 +186,36 @@ spec:
         metrics: metrics.clone(),
     });
     let mut now = t0();
-    let mut s = sluice_core::exec::tick(&ex, &r, &RolloutStatus::default(), None, now)
-        .await
-        .status;
-    s = sluice_core::exec::tick(&ex, &r, &s, Some(sluice_core::engine::Command::Pause), now)
-        .await
-        .status;
+    let mut s =
+        sluice_core::exec::tick(&ex, &r, &plan_of(&r), &RolloutStatus::default(), None, now)
+            .await
+            .status;
+    s = sluice_core::exec::tick(
+        &ex,
+        &r,
+        &plan_of(&r),
+        &s,
+        Some(sluice_core::engine::Command::Pause),
+        now,
+    )
+    .await
+    .status;
     assert_eq!(s.phase, Phase::Paused);
-    s = sluice_core::exec::tick(&ex, &r, &s, Some(sluice_core::engine::Command::Resume), now)
-        .await
-        .status;
+    s = sluice_core::exec::tick(
+        &ex,
+        &r,
+        &plan_of(&r),
+        &s,
+        Some(sluice_core::engine::Command::Resume),
+        now,
+    )
+    .await
+    .status;
     for _ in 0..4 {
         now += Duration::seconds(30);
-        s = sluice_core::exec::tick(&ex, &r, &s, None, now).await.status;
+        s = sluice_core::exec::tick(&ex, &r, &plan_of(&r), &s, None, now)
+            .await
+            .status;
     }
     assert_eq!(s.phase, Phase::Succeeded);
     let topics: Vec<String> = rx

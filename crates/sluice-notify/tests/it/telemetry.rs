@@ -15,6 +15,7 @@ use sluice_notify::webhooks::HttpWebhooks;
 use sluice_telemetry::logging::{LogFormat, subscriber};
 use sluice_telemetry::{Metrics, observed_tick};
 use sluice_testkit::fakes::*;
+use sluice_testkit::plan_of;
 use tracing_subscriber::EnvFilter;
 
 // ------------------------------------------------------------------ an OpenMetrics parser
@@ -246,7 +247,7 @@ spec:
     let mut s = RolloutStatus::default();
     let mut now = t0();
     for _ in 0..3 {
-        s = observed_tick(&ex, &tel.metrics, &r, &s, None, now)
+        s = observed_tick(&ex, &tel.metrics, &r, &plan_of(&r), &s, None, now)
             .await
             .status;
         now += Duration::seconds(30);
@@ -255,7 +256,7 @@ spec:
     let mut broken = ex.clone();
     broken.router = Arc::new(FailingRouter);
     *fakes.workloads.revision.lock().unwrap() = "v3".into();
-    let out = observed_tick(&broken, &tel.metrics, &r, &s, None, now).await;
+    let out = observed_tick(&broken, &tel.metrics, &r, &plan_of(&r), &s, None, now).await;
     assert!(out.error.is_some());
     tel.metrics.set_leader(true);
     tel.metrics
@@ -461,9 +462,17 @@ spec:
             backoff: std::time::Duration::from_millis(5),
         });
     let ex = tel.wrap(fakes.executors(Arc::new(hooks)));
-    let s = observed_tick(&ex, &metrics, &r, &RolloutStatus::default(), None, t0())
-        .await
-        .status;
+    let s = observed_tick(
+        &ex,
+        &metrics,
+        &r,
+        &plan_of(&r),
+        &RolloutStatus::default(),
+        None,
+        t0(),
+    )
+    .await
+    .status;
     // The gate refused (403) with the token sent; the rollout started (event hooks, failing
     // notifications).
     assert_eq!(

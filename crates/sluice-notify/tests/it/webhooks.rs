@@ -10,6 +10,7 @@ use sluice_core::exec::tick;
 use sluice_core::spec::{Phase, Reason, RolloutStatus, Verdict, WebhookKind};
 use sluice_notify::webhooks::{HttpWebhooks, Retry};
 use sluice_testkit::fakes::*;
+use sluice_testkit::plan_of;
 
 fn spec_yaml(base: &str, hooks: &[(&str, &str)], failure_limit: u32) -> String {
     let mut webhooks = String::new();
@@ -60,7 +61,7 @@ async fn gates_hold_and_release_the_rollout() {
     // Held before any traffic moves; asked once per tick, the refusal visible in status.
     let mut s = RolloutStatus::default();
     for n in 1..=3 {
-        let out = tick(&ex, &r, &s, None, now).await;
+        let out = tick(&ex, &r, &plan_of(&r), &s, None, now).await;
         assert!(out.error.is_none());
         s = out.status;
         assert_eq!(s.phase, Phase::Progressing);
@@ -78,7 +79,7 @@ async fn gates_hold_and_release_the_rollout() {
 
     // Released: the first step's traffic moves in the same tick.
     rx.answer("/confirm-rollout", 200);
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     assert_eq!(s.canary_weight, 10);
     assert_eq!(s.reason, None);
     assert!(
@@ -91,7 +92,7 @@ async fn gates_hold_and_release_the_rollout() {
     // The step passes analysis, then waits on confirm-traffic-increase at 10%.
     for _ in 0..2 {
         now += Duration::seconds(30);
-        s = tick(&ex, &r, &s, None, now).await.status;
+        s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
         assert_eq!(s.canary_weight, 10, "{s:?}");
         assert_eq!(
             s.pending_gate.as_ref().unwrap().kind,
@@ -101,12 +102,12 @@ async fn gates_hold_and_release_the_rollout() {
     assert_eq!(fakes.router.max_weight(), 10);
     rx.answer("/confirm-increase", 200);
     now += Duration::seconds(30);
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     assert_eq!(s.canary_weight, 50);
 
     // Last step passed: held at confirm-promotion, not promoted.
     now += Duration::seconds(30);
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     assert_ne!(s.phase, Phase::Promoting);
     assert_ne!(s.phase, Phase::Succeeded);
     assert_eq!(
@@ -116,10 +117,10 @@ async fn gates_hold_and_release_the_rollout() {
     assert_eq!(fakes.workloads.stable.lock().unwrap().as_str(), "v1");
     rx.answer("/confirm-promotion", 204);
     now += Duration::seconds(30);
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     assert_eq!(s.phase, Phase::Promoting, "{s:?}");
     // Stable now runs v2 (the fake promotes at once): the next tick completes it.
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     assert_eq!(s.phase, Phase::Succeeded, "{s:?}");
     assert_eq!(s.stable_revision.as_deref(), Some("v2"));
 
@@ -149,7 +150,7 @@ async fn a_failing_pre_rollout_aborts_before_any_traffic_moves() {
     rx.answer("/smoke", 500);
     let fakes = Fakes::new(Verdict::Pass);
     let ex = fakes.executors(webhooks());
-    let out = tick(&ex, &r, &RolloutStatus::default(), None, t0()).await;
+    let out = tick(&ex, &r, &plan_of(&r), &RolloutStatus::default(), None, t0()).await;
     let s = out.status;
     assert_eq!(s.phase, Phase::Failed);
     assert_eq!(s.reason, Some(Reason::PreRolloutFailed));
@@ -162,9 +163,16 @@ async fn a_failing_pre_rollout_aborts_before_any_traffic_moves() {
     assert_eq!(rx.hits("/smoke").len(), 1);
     assert_eq!(rx.hits("/rollback").len(), 1);
     // Failed stays failed, with no more calls.
-    let s2 = tick(&ex, &r, &s, None, t0() + Duration::seconds(30))
-        .await
-        .status;
+    let s2 = tick(
+        &ex,
+        &r,
+        &plan_of(&r),
+        &s,
+        None,
+        t0() + Duration::seconds(30),
+    )
+    .await
+    .status;
     assert_eq!(s2.phase, Phase::Failed);
     assert_eq!(rx.hits("/smoke").len(), 1);
     assert_eq!(rx.hits("/rollback").len(), 1);
@@ -180,7 +188,7 @@ async fn an_unreachable_pre_rollout_also_aborts() {
     ));
     let fakes = Fakes::new(Verdict::Pass);
     let ex = fakes.executors(webhooks());
-    let s = tick(&ex, &r, &RolloutStatus::default(), None, t0())
+    let s = tick(&ex, &r, &plan_of(&r), &RolloutStatus::default(), None, t0())
         .await
         .status;
     assert_eq!(s.reason, Some(Reason::PreRolloutFailed));
@@ -208,7 +216,7 @@ async fn the_rollback_webhook_fires_exactly_once_per_rollback() {
     let mut now = t0();
     let mut s = RolloutStatus::default();
     for _ in 0..5 {
-        s = tick(&ex, &r, &s, None, now).await.status;
+        s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
         now += Duration::seconds(30);
     }
     assert_eq!(s.phase, Phase::Failed);
@@ -223,7 +231,7 @@ async fn the_rollback_webhook_fires_exactly_once_per_rollback() {
     // A second revision fails too: one more call, not more.
     *fakes.workloads.revision.lock().unwrap() = "v3".into();
     for _ in 0..5 {
-        s = tick(&ex, &r, &s, None, now).await.status;
+        s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
         now += Duration::seconds(30);
     }
     assert_eq!(s.phase, Phase::Failed);
@@ -233,11 +241,13 @@ async fn the_rollback_webhook_fires_exactly_once_per_rollback() {
     // An abort is a rollback too.
     *fakes.workloads.revision.lock().unwrap() = "v4".into();
     *fakes.analyzer.verdict.lock().unwrap() = Verdict::Pass;
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     assert_eq!(s.phase, Phase::Progressing);
-    s = tick(&ex, &r, &s, Some(Command::Abort), now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, Some(Command::Abort), now)
+        .await
+        .status;
     assert_eq!(s.reason, Some(Reason::Aborted));
-    s = tick(&ex, &r, &s, None, now + Duration::seconds(30))
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now + Duration::seconds(30))
         .await
         .status;
     assert_eq!(s.phase, Phase::Failed);
@@ -270,12 +280,12 @@ async fn rollout_webhooks_are_checks_and_post_rollout_fires_on_success() {
     let fakes = Fakes::new(Verdict::Pass);
     let ex = fakes.executors(webhooks());
     let mut now = t0();
-    let mut s = tick(&ex, &r, &RolloutStatus::default(), None, now)
+    let mut s = tick(&ex, &r, &plan_of(&r), &RolloutStatus::default(), None, now)
         .await
         .status;
     assert_eq!(s.canary_weight, 10);
     now += Duration::seconds(30);
-    s = tick(&ex, &r, &s, None, now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     // The metric passed, the load-test webhook did not: a failed check, rolled back.
     assert_eq!(s.phase, Phase::Failed);
     let check = s
@@ -288,10 +298,12 @@ async fn rollout_webhooks_are_checks_and_post_rollout_fires_on_success() {
 
     // Healthy this time: walks to the end and post-rollout fires once.
     rx.answer("/load-test", 200);
-    s = tick(&ex, &r, &s, Some(Command::Retry), now).await.status;
+    s = tick(&ex, &r, &plan_of(&r), &s, Some(Command::Retry), now)
+        .await
+        .status;
     for _ in 0..6 {
         now += Duration::seconds(30);
-        s = tick(&ex, &r, &s, None, now).await.status;
+        s = tick(&ex, &r, &plan_of(&r), &s, None, now).await.status;
     }
     assert_eq!(s.phase, Phase::Succeeded, "{s:?}");
     assert_eq!(rx.hits("/post").len(), 1);

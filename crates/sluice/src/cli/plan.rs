@@ -16,6 +16,11 @@ pub enum Output {
 pub fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     match sluice_core::validate::load_files(files) {
         Ok(rollouts) => {
+            for (file, r) in &rollouts {
+                for w in sluice_core::validate::warnings(r) {
+                    eprintln!("warning: {}: {w}", file.display());
+                }
+            }
             eprintln!("ok: {} rollout(s) valid", rollouts.len());
             ExitCode::SUCCESS
         }
@@ -42,20 +47,37 @@ pub fn plan(file: &std::path::Path, output: Output) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `load_file` ran the rules; the plan is those rules plus the conversion, so a file it
+    // accepted always parses. Report it like any other problem should that ever change.
+    let mut planned = Vec::new();
+    for r in rollouts {
+        match sluice_core::rollout_plan::RolloutPlan::try_from(&r.spec) {
+            Ok(plan) => planned.push((r, plan)),
+            Err(e) => {
+                for p in &e.0 {
+                    eprintln!("{}: {p}", file.display());
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let rendered: Result<String, String> = match output {
-        Output::Table => Ok(rollouts
+        Output::Table => Ok(planned
             .iter()
-            .map(sluice_core::plan::table)
+            .map(|(r, p)| sluice_core::plan::table(r, p))
             .collect::<Vec<_>>()
             .join("\n")),
-        Output::VirtualService => rollouts
+        Output::VirtualService => planned
             .iter()
-            .map(sluice_k8s::istio::plan_yaml)
+            .map(|(r, p)| sluice_k8s::istio::plan_yaml(r, p))
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.concat())
             .map_err(|e| e.to_string()),
         Output::Json => {
-            let all: Vec<_> = rollouts.iter().map(sluice_k8s::istio::plan_json).collect();
+            let all: Vec<_> = planned
+                .iter()
+                .map(|(r, p)| sluice_k8s::istio::plan_json(r, p))
+                .collect();
             serde_json::to_string_pretty(&all)
                 .map(|s| s + "\n")
                 .map_err(|e| e.to_string())

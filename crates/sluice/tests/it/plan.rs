@@ -16,11 +16,14 @@ fn plan_outputs_match_golden_files() {
     assert!(files.len() >= 4, "expected the examples in rollouts/");
     for f in files {
         let rollouts = load(&f);
-        let table: Vec<String> = rollouts.iter().map(sluice_core::plan::table).collect();
+        let table: Vec<String> = rollouts
+            .iter()
+            .map(|r| sluice_core::plan::table(r, &sluice_testkit::plan_of(r)))
+            .collect();
         assert_golden(&golden_name(&f, "txt"), &table.join("\n"));
         let vs: Vec<String> = rollouts
             .iter()
-            .map(|r| sluice_k8s::istio::plan_yaml(r).expect("yaml"))
+            .map(|r| sluice_k8s::istio::plan_yaml(r, &sluice_testkit::plan_of(r)).expect("yaml"))
             .collect();
         assert_golden(&golden_name(&f, "virtualservice.yaml"), &vs.concat());
     }
@@ -43,11 +46,12 @@ fn examples_cover_every_strategy() {
 fn every_step_routes_add_up_to_100() {
     for f in example_files() {
         for r in load(&f) {
-            let stream = sluice_k8s::istio::plan_yaml(&r).expect("yaml");
+            let stream =
+                sluice_k8s::istio::plan_yaml(&r, &sluice_testkit::plan_of(&r)).expect("yaml");
             let docs: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&stream)
                 .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML document"))
                 .collect();
-            let steps = sluice_core::plan::steps(&r);
+            let steps = sluice_core::plan::steps(&sluice_testkit::plan_of(&r));
             assert_eq!(
                 docs.len(),
                 steps.len(),
@@ -95,7 +99,7 @@ fn cli_prints_the_same_stream() {
     );
     let expected: String = load(&file)
         .iter()
-        .map(|r| sluice_k8s::istio::plan_yaml(r).expect("yaml"))
+        .map(|r| sluice_k8s::istio::plan_yaml(r, &sluice_testkit::plan_of(r)).expect("yaml"))
         .collect();
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 

@@ -447,6 +447,32 @@ fn cli_accepts_valid_files_and_directories() {
     assert!(out.stdout.is_empty());
 }
 
+/// Valid but probably not meant: a Rollout without metrics and without `skipAnalysis` runs (each
+/// step passes after one interval) and `validate` says so on stderr, exit 0.
+#[test]
+fn cli_warns_about_a_rollout_without_evidence() {
+    let dir = std::env::temp_dir().join(format!("sluice-warn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp dir");
+    let file = dir.join("no-metrics.yaml");
+    let text = std::fs::read_to_string(root().join("rollouts/reviews-canary.yaml")).expect("read");
+    let mut r: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
+    r["spec"]["analysis"]
+        .as_mapping_mut()
+        .expect("analysis")
+        .remove("metrics");
+    std::fs::write(&file, serde_yaml::to_string(&r).expect("yaml")).expect("write");
+    let out = sluice(&["validate", file.to_str().expect("utf-8 path")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("spec.analysis.metrics: no metrics"),
+        "{stderr}"
+    );
+    let out = sluice(&["validate", "rollouts/reviews-canary.yaml"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn cli_plan_refuses_invalid_files() {
     let out = sluice(&["plan", "tests/fixtures/invalid/steps-not-increasing.yaml"]);

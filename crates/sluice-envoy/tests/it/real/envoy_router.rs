@@ -75,6 +75,7 @@ fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle)
             analysis: Default::default(),
             schedule: None,
             promotion: Default::default(),
+            progress_deadline: Default::default(),
             webhooks: vec![],
             skip_analysis: false,
             notifications: vec![],
@@ -496,7 +497,10 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
                 stable_revision: None,
             });
             let name = r.metadata.name.clone().expect("name");
-            for (i, step) in sluice_core::plan::steps(&r).into_iter().enumerate() {
+            for (i, step) in sluice_core::plan::steps(&sluice_testkit::plan_of(&r))
+                .into_iter()
+                .enumerate()
+            {
                 let mut at = r.clone();
                 let unique = format!("{}-{name}-s{i}", file_stem(file));
                 at.metadata.name = Some(unique.clone());
