@@ -1847,3 +1847,32 @@ fn with_compare_every_stage_needs_one_pass() {
     spec.analysis.metrics[0].mode = MetricMode::Shadow;
     assert_eq!(stages(&spec)[0].checks, 3);
 }
+
+#[test]
+fn low_traffic_wait_keeps_gathering_until_the_progress_deadline() {
+    let mut spec = compare_spec(LowTraffic::Wait);
+    spec.progress_deadline.duration = "20m".into();
+    let now = t0();
+    let (mut s, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let mut failed_at = None;
+    for i in 1..=80 {
+        let t = now + Duration::seconds(30 * i);
+        let mut o = obs("v2", "v1");
+        o.analysis = Some(gathering_report(t, 500));
+        (s, _) = step(&spec, &s, &o, t);
+        if s.phase == Phase::Failed {
+            failed_at = Some(t - now);
+            break;
+        }
+        assert_eq!(s.phase, Phase::Progressing, "at {}s: {s:?}", 30 * i);
+    }
+    // 10m of gathering (`gatherFor`), then 20m of waiting for traffic: the deadline.
+    assert_eq!(failed_at, Some(Duration::minutes(30)));
+    assert_eq!(s.reason, Some(Reason::ProgressDeadlineExceeded));
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("waited for enough traffic to decide")),
+        "{s:?}"
+    );
+}
