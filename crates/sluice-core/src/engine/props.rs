@@ -201,7 +201,8 @@ fn report_of(spec: &RolloutSpec, at: DateTime<Utc>, verdicts: &[Verdict]) -> Ana
         .iter()
         .map(|v| CheckResult {
             verdict: *v,
-            more_requests: (*v == Verdict::Inconclusive && t % 2 == 0).then_some(100 + t % 900),
+            more_requests: (*v == Verdict::Inconclusive && t.is_multiple_of(2))
+                .then_some(100 + t % 900),
             ..one.clone()
         })
         .collect();
