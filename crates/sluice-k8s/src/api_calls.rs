@@ -44,14 +44,14 @@ pub const CALLS: &[ApiCall] = &[
     ApiCall {
         group: "networking.istio.io",
         resource: "virtualservices",
-        verbs: &["patch", "delete"],
-        why: "server-side apply of the routes; removed by the finalizer",
+        verbs: &["get", "patch", "delete"],
+        why: "read, then server-side apply of the routes when they differ; removed by the finalizer",
     },
     ApiCall {
         group: "networking.istio.io",
         resource: "destinationrules",
-        verbs: &["patch", "delete"],
-        why: "server-side apply of the two hosts' rules; removed by the finalizer",
+        verbs: &["get", "patch", "delete"],
+        why: "read, then server-side apply of the two hosts' rules when they differ; removed by the finalizer",
     },
     ApiCall {
         group: "events.k8s.io",

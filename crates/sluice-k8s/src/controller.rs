@@ -165,6 +165,24 @@ impl Controller {
         })
     }
 
+    /// A replica over clients built by `make` from this replica's write fence (tests: an
+    /// in-memory API server; the write client must be gated by the fence, as [`clients`] does).
+    pub fn with_clients(opts: Options, make: impl FnOnce(Fence) -> Clients) -> Self {
+        let (leader_tx, leader_rx) = watch::channel(false);
+        let fence = Fence::new();
+        let clients = make(fence.clone());
+        let scopes = opts.namespaces.len().max(1);
+        Controller {
+            opts,
+            clients,
+            leader_tx,
+            leader_rx,
+            fence,
+            live: Arc::default(),
+            readiness: Arc::new(Readiness::new(scopes)),
+        }
+    }
+
     /// Cache sync and watch health, for `/readyz`.
     pub fn readiness(&self) -> Arc<Readiness> {
         Arc::clone(&self.readiness)
@@ -251,8 +269,17 @@ impl Controller {
             let synced = store.clone();
             let ready = Arc::clone(&readiness);
             tokio::spawn(async move {
-                if synced.wait_until_ready().await.is_ok() {
-                    ready.synced();
+                // Polled again every 200 ms: kube-runtime's store readiness wakes only the
+                // last task that waited on it (a oneshot channel), and the controller's own
+                // applier waits on it too; a single `await` here could sleep for ever and
+                // leave `/readyz` false (found by the k8s_wiring test).
+                loop {
+                    let wait = synced.wait_until_ready();
+                    match tokio::time::timeout(std::time::Duration::from_millis(200), wait).await {
+                        Ok(Ok(())) => break ready.synced(),
+                        Ok(Err(_)) => break,
+                        Err(_) => {}
+                    }
                 }
             });
             let leader = rx.clone();

@@ -119,3 +119,56 @@ mod tests {
         );
     }
 }
+
+/// Whether `existing` already holds everything `desired` says (objects field by field, lists
+/// item by item, scalars equal), ignoring what the server or others added. An apply of
+/// `desired` would then change nothing, so it is not sent: an idle reconcile writes nothing.
+pub fn covers(existing: &serde_json::Value, desired: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (existing, desired) {
+        (Value::Object(e), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| dv.is_null() || e.get(k).is_some_and(|ev| covers(ev, dv))),
+        (Value::Array(e), Value::Array(d)) => {
+            e.len() == d.len() && e.iter().zip(d).all(|(ev, dv)| covers(ev, dv))
+        }
+        (e, d) => e == d,
+    }
+}
+
+/// [`covers`] on typed objects; anything that does not serialize counts as changed (applied).
+pub fn unchanged(
+    existing: &impl k8s_openapi::serde::Serialize,
+    desired: &impl k8s_openapi::serde::Serialize,
+) -> bool {
+    match (
+        serde_json::to_value(existing),
+        serde_json::to_value(desired),
+    ) {
+        (Ok(e), Ok(d)) => covers(&e, &d),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod covers_tests {
+    use serde_json::json;
+
+    use super::covers;
+
+    #[test]
+    fn covers_ignores_what_others_added_and_sees_every_difference() {
+        let desired =
+            json!({"spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": "a"}}});
+        let existing = json!({"metadata": {"uid": "u"}, "spec": {"ports": [{"port": 80, "name": "http", "protocol": "TCP"}], "selector": {"app": "a"}, "clusterIP": "10.0.0.1"}});
+        assert!(covers(&existing, &desired));
+        for changed in [
+            json!({"spec": {"ports": [{"port": 81, "name": "http"}], "selector": {"app": "a"}}}),
+            json!({"spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": "b"}}}),
+            json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 90}], "selector": {"app": "a"}}}),
+            json!({"spec": {"ports": [{"port": 80, "name": "http"}], "selector": {"app": "a", "v": "1"}}}),
+        ] {
+            assert!(!covers(&existing, &changed), "{changed}");
+        }
+    }
+}

@@ -104,6 +104,13 @@ impl IstioRouter {
     async fn apply_object(&self, rollout: &Rollout, ar: &ApiResource, obj: Value) -> Result<()> {
         let name = object_name(&obj)?;
         let api = self.api(rollout, ar)?;
+        // Read first: an object that already says all this is not applied again (no write per
+        // reconcile); one that another manager changed is (the forced apply restores it).
+        if let Some(existing) = api.get_opt(&name).await?
+            && names::unchanged(&existing, &obj)
+        {
+            return Ok(());
+        }
         let params = PatchParams::apply(names::FIELD_MANAGER).force();
         let patch = Patch::Apply(&obj);
         retry_on_conflict("apply istio object", || api.patch(&name, &params, &patch)).await?;

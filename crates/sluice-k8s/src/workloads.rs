@@ -88,6 +88,12 @@ impl KubeWorkloads {
         let services: Api<Service> = Api::namespaced(self.client.clone(), ns);
         for svc in objects::services(rollout, &target)? {
             let name = svc.metadata.name.clone().unwrap_or_default();
+            // Read first: an unchanged Service is not applied again (no write per reconcile).
+            if let Some(existing) = services.get_opt(&name).await?
+                && names::unchanged(&existing, &svc)
+            {
+                continue;
+            }
             services
                 .patch(&name, &apply_params(), &Patch::Apply(&svc))
                 .await?;

@@ -6,8 +6,13 @@
 //! subresources (writes to `/status` change only `.status`, writes to the object never do),
 //! finalizers (DELETE sets `deletionTimestamp`; the object goes away when the last finalizer is
 //! removed), JSON patch (test/add/remove), JSON merge patch, and server-side apply as a merge
-//! that creates missing objects. What it does not model: field ownership of server-side apply,
-//! watches, validation. Tests can inject error answers and read a log of every request.
+//! that creates missing objects, and watches: `?watch=true&resourceVersion=N` streams every
+//! change after N (ADDED / MODIFIED / DELETED, one JSON object per line) and then each new one
+//! as it happens, so kube-runtime's watchers, reflectors and controllers run against it; a
+//! resourceVersion older than the last [`FakeApi::compact`] gets the API server's answer, an
+//! `ERROR` event with a `410 Gone` Status (the watcher then lists again). What it does not
+//! model: field ownership of server-side apply, validation, bookmarks, watch timeouts. Tests
+//! can inject error answers and read a log of every request.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,6 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -41,14 +47,89 @@ struct Injection {
     times: usize,
 }
 
+type Key = (String, String, String, String);
+
+/// One change, as a watch reports it.
+struct Change {
+    rv: u64,
+    key: Key,
+    kind: &'static str,
+    object: Value,
+}
+
+/// An open watch: (group, resource, namespace or "" for all) and where its lines go.
+struct Watcher {
+    group: String,
+    resource: String,
+    namespace: String,
+    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+}
+
+impl Watcher {
+    fn sees(&self, key: &Key) -> bool {
+        key.0 == self.group
+            && key.1 == self.resource
+            && (self.namespace.is_empty() || key.2 == self.namespace)
+    }
+}
+
+fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
 #[derive(Default)]
 struct State {
     /// (group, resource, namespace, name) → object.
-    objects: BTreeMap<(String, String, String, String), Value>,
+    objects: BTreeMap<Key, Value>,
     rv: u64,
     uid: u64,
     log: Vec<Logged>,
     injections: Vec<Injection>,
+    /// Every change since the last compaction, oldest first.
+    changes: Vec<Change>,
+    /// Watches from a resourceVersion below this get 410 Gone.
+    compacted_at: u64,
+    watchers: Vec<Watcher>,
+}
+
+impl State {
+    /// Records a change for watches, and sends it to the open ones.
+    fn changed(&mut self, kind: &'static str, key: &Key, object: &Value) {
+        let line = watch_line(kind, object);
+        self.watchers
+            .retain(|w| !w.sees(key) || w.tx.send(line.clone()).is_ok());
+        self.changes.push(Change {
+            rv: self.rv,
+            key: key.clone(),
+            kind,
+            object: object.clone(),
+        });
+    }
+}
+
+/// A response body: one JSON document, or a watch's stream of lines.
+pub enum FakeBody {
+    Once(Option<Bytes>),
+    Watch(tokio::sync::mpsc::UnboundedReceiver<Bytes>),
+}
+
+impl http_body::Body for FakeBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            FakeBody::Once(b) => Poll::Ready(b.take().map(|b| Ok(http_body::Frame::data(b)))),
+            FakeBody::Watch(rx) => rx
+                .poll_recv(cx)
+                .map(|line| line.map(|b| Ok(http_body::Frame::data(b)))),
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -150,8 +231,77 @@ impl FakeApi {
         if obj["metadata"]["generation"].is_null() {
             obj["metadata"]["generation"] = json!(1);
         }
-        s.objects
-            .insert(Self::key(group, resource, &ns, &name), obj);
+        let key = Self::key(group, resource, &ns, &name);
+        let kind = if s.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        s.changed(kind, &key, &obj);
+        s.objects.insert(key, obj);
+    }
+
+    /// Forgets the change history, as etcd compaction does: watches from an older
+    /// resourceVersion get `410 Gone` and must list again.
+    pub fn compact(&self) {
+        let mut s = self.state.lock().expect("lock");
+        s.compacted_at = s.rv + 1;
+        s.changes.clear();
+    }
+
+    /// How many watches are open now (for tests that wait for a controller to start).
+    pub fn open_watches(&self) -> usize {
+        let mut s = self.state.lock().expect("lock");
+        s.watchers.retain(|w| !w.tx.is_closed());
+        s.watchers.len()
+    }
+
+    /// Serves `GET …?watch=true`: what changed after the requested resourceVersion, then every
+    /// new change until the client hangs up.
+    fn watch(&self, path: &str, query: &str) -> (u16, FakeBody) {
+        let mut s = self.state.lock().expect("lock");
+        let t = parse_path(path);
+        s.log.push(Logged {
+            method: Method::GET,
+            path: path.into(),
+            query: query.into(),
+            content_type: String::new(),
+            body: Value::Null,
+            group: t.as_ref().map(|t| t.group.clone()).unwrap_or_default(),
+            resource: t.as_ref().map(|t| t.resource.clone()).unwrap_or_default(),
+            verb: "watch".into(),
+            status: 200,
+        });
+        let Some(t) = t else {
+            let body = serde_json::to_vec(&status_body(404, "NotFound", path)).unwrap_or_default();
+            return (404, FakeBody::Once(Some(Bytes::from(body))));
+        };
+        let from: u64 = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("resourceVersion="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(s.rv);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if from + 1 < s.compacted_at {
+            let gone = json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("too old resource version: {from} ({})", s.compacted_at),
+                "reason": "Expired", "code": 410,
+            });
+            let _ = tx.send(watch_line("ERROR", &gone));
+            return (200, FakeBody::Watch(rx));
+        }
+        let w = Watcher {
+            group: t.group,
+            resource: t.resource,
+            namespace: t.namespace,
+            tx,
+        };
+        for c in s.changes.iter().filter(|c| c.rv > from && w.sees(&c.key)) {
+            let _ = w.tx.send(watch_line(c.kind, &c.object));
+        }
+        s.watchers.push(w);
+        (200, FakeBody::Watch(rx))
     }
 
     pub fn get(&self, group: &str, resource: &str, ns: &str, name: &str) -> Option<Value> {
@@ -181,21 +331,38 @@ impl FakeApi {
                 obj["metadata"]["generation"] = json!(g + 1);
             }
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let obj = obj.clone();
+            s.changed("MODIFIED", &Self::key(group, resource, ns, name), &obj);
         }
     }
 
     /// The Deployment controller and kubelet: every Deployment is rolled out and available.
     pub fn roll_out_deployments(&self) {
         let mut s = self.state.lock().expect("lock");
-        for ((g, r, _, _), obj) in s.objects.iter_mut() {
-            if g == "apps" && r == "deployments" {
-                let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-                obj["status"] = json!({
-                    "observedGeneration": obj["metadata"]["generation"],
-                    "replicas": replicas, "updatedReplicas": replicas,
-                    "readyReplicas": replicas, "availableReplicas": replicas,
-                });
+        let keys: Vec<Key> = s
+            .objects
+            .keys()
+            .filter(|(g, r, _, _)| g == "apps" && r == "deployments")
+            .cloned()
+            .collect();
+        for key in keys {
+            let Some(mut obj) = s.objects.get(&key).cloned() else {
+                continue;
+            };
+            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let status = json!({
+                "observedGeneration": obj["metadata"]["generation"],
+                "replicas": replicas, "updatedReplicas": replicas,
+                "readyReplicas": replicas, "availableReplicas": replicas,
+            });
+            if obj["status"] == status {
+                continue;
             }
+            obj["status"] = status;
+            s.rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            s.changed("MODIFIED", &key, &obj);
+            s.objects.insert(key, obj);
         }
     }
 
@@ -400,6 +567,9 @@ impl FakeApi {
                     return Self::store(s, key, obj);
                 }
                 s.objects.remove(&key);
+                s.rv += 1;
+                obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+                s.changed("DELETED", &key, &obj);
                 (
                     200,
                     json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
@@ -441,6 +611,9 @@ impl FakeApi {
             .is_none_or(|f| f.is_empty());
         if deleting && no_finalizers {
             s.objects.remove(&key);
+            s.rv += 1;
+            obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            s.changed("DELETED", &key, &obj);
             return (200, obj);
         }
         Self::store(s, key, obj)
@@ -449,15 +622,21 @@ impl FakeApi {
     fn store(s: &mut State, key: (String, String, String, String), mut obj: Value) -> (u16, Value) {
         s.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+        let kind = if s.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        s.changed(kind, &key, &obj);
         s.objects.insert(key, obj.clone());
         (200, obj)
     }
 }
 
 impl tower::Service<Request<Body>> for FakeApi {
-    type Response = Response<Body>;
+    type Response = Response<FakeBody>;
     type Error = std::convert::Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Self::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<FakeBody>, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -467,6 +646,15 @@ impl tower::Service<Request<Body>> for FakeApi {
         let this = self.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
+            let query = parts.uri.query().unwrap_or_default();
+            if parts.method == Method::GET && query.contains("watch=true") {
+                let (code, body) = this.watch(parts.uri.path(), query);
+                return Ok(Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .expect("response"));
+            }
             let bytes = body
                 .collect()
                 .await
@@ -493,7 +681,9 @@ impl tower::Service<Request<Body>> for FakeApi {
             let resp = Response::builder()
                 .status(code)
                 .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&out).unwrap_or_default()))
+                .body(FakeBody::Once(Some(Bytes::from(
+                    serde_json::to_vec(&out).unwrap_or_default(),
+                ))))
                 .expect("response");
             Ok(resp)
         })

@@ -6,4 +6,5 @@ mod k8s_controller;
 mod k8s_golden;
 mod k8s_manifests;
 mod k8s_objects;
+mod k8s_wiring;
 mod real;
