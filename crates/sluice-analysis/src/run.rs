@@ -21,8 +21,31 @@ use super::verdict::{against_thresholds, single_value, worst};
 use sluice_core::spec::{CheckResult, ComparisonKind, DataPlane, Metric, Rollout, Verdict};
 use sluice_core::traffic::Destination;
 
-/// Points per version a comparison asks for over its window.
+/// Points per version a comparison asks for over one window.
 const COMPARE_POINTS: u32 = 30;
+/// At most this many points per version however long the step has run.
+const MAX_COMPARE_POINTS: u32 = 300;
+/// A comparison's evidence reaches back at most this far.
+const MAX_EVIDENCE: Duration = Duration::from_secs(24 * 3600);
+
+/// What a comparison judges: everything since the current step began (its traffic split), so
+/// that evidence accumulates from check to check and the sequential tests can stop as soon as
+/// it suffices — or one window when the step is younger than that. Returns the span and the
+/// look number `k` (1 for the first window of the step, then one more per window).
+pub fn evidence_span(rollout: &Rollout, window: Duration, now: DateTime<Utc>) -> (Duration, u32) {
+    let since = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.step_started_at)
+        .and_then(|t| (now - t).to_std().ok())
+        .unwrap_or(Duration::ZERO)
+        .min(MAX_EVIDENCE);
+    if since <= window {
+        return (window, 1);
+    }
+    let looks = (since.as_secs_f64() / window.as_secs_f64()).floor() as u32;
+    (since, looks.max(1))
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct RunOptions {
@@ -72,6 +95,8 @@ struct Part {
     value: Option<f64>,
     min: Option<f64>,
     max: Option<f64>,
+    /// Inconclusive for want of evidence: how many more canary requests would do.
+    more_requests: Option<u64>,
 }
 
 impl Part {
@@ -82,6 +107,7 @@ impl Part {
             value: None,
             min: None,
             max: None,
+            more_requests: None,
         }
     }
 }
@@ -130,8 +156,9 @@ impl Ctx<'_> {
         target: Destination,
         window: Duration,
         scrape: Duration,
+        points: u32,
     ) -> Result<Vec<f64>, String> {
-        let step = (window / COMPARE_POINTS)
+        let step = (window / points.max(1))
             .max(scrape)
             .max(Duration::from_secs(1));
         let rate_window = (step + scrape).max(scrape * 4);
@@ -214,6 +241,7 @@ pub async fn run_metric(
         max: part.max,
         reason: part.reason,
         at: now,
+        more_requests: part.more_requests,
     };
     let window = match window_of(rollout, metric) {
         Ok(w) => w,
@@ -261,11 +289,14 @@ pub async fn run_metric(
             Ok(n) if n >= min_requests => {}
             Ok(n) => {
                 traffic_ok = false;
-                parts.push(Part::inconclusive(format!(
-                    "too little traffic: {} requests to the canary in {span}, below minRequests {}",
-                    fmt(n),
-                    fmt(min_requests)
-                )));
+                parts.push(Part {
+                    more_requests: Some((min_requests - n).max(1.0).ceil() as u64),
+                    ..Part::inconclusive(format!(
+                        "too little traffic: {} requests to the canary in {span}, below minRequests {}",
+                        fmt(n),
+                        fmt(min_requests)
+                    ))
+                });
             }
             Err(e) => {
                 traffic_ok = false;
@@ -288,6 +319,7 @@ pub async fn run_metric(
                     value: Some(v),
                     min: metric.thresholds.min,
                     max: metric.thresholds.max,
+                    more_requests: None,
                 }
             }
             Err(e) => Part::inconclusive(e),
@@ -296,17 +328,19 @@ pub async fn run_metric(
     }
 
     if let Some(cmp) = &metric.compare {
+        let (span, look) = evidence_span(rollout, window, now);
         let j: Judgement = match cmp.kind {
             ComparisonKind::Latency => {
                 let scrape = opts.scrape_interval;
+                let points = (COMPARE_POINTS.saturating_mul(look)).min(MAX_COMPARE_POINTS);
                 let canary = ctx
-                    .series(&template, Destination::Canary, window, scrape)
+                    .series(&template, Destination::Canary, span, scrape, points)
                     .await;
                 let stable = ctx
-                    .series(&template, Destination::Stable, window, scrape)
+                    .series(&template, Destination::Stable, span, scrape, points)
                     .await;
                 match (canary, stable) {
-                    (Ok(c), Ok(s)) => judge::judge_latency(&c, &s, cmp),
+                    (Ok(c), Ok(s)) => judge::latency::judge_latency_at_look(&c, &s, cmp, look),
                     (Err(e), _) | (_, Err(e)) => Judgement::inconclusive(e),
                 }
             }
@@ -319,10 +353,10 @@ pub async fn run_metric(
                     (Destination::Stable, "stable"),
                 ] {
                     let e = ctx
-                        .value(&format!("5xx count ({who})"), &errors, dest, window)
+                        .value(&format!("5xx count ({who})"), &errors, dest, span)
                         .await;
                     let n = ctx
-                        .value(&format!("request count ({who})"), &total, dest, window)
+                        .value(&format!("request count ({who})"), &total, dest, span)
                         .await;
                     counts.push(match (e, n) {
                         // increase() extrapolates to fractions; counts are whole requests.
@@ -334,7 +368,7 @@ pub async fn run_metric(
                     });
                 }
                 match (&counts[0], &counts[1]) {
-                    (Ok(c), Ok(s)) => judge::judge_error_rate(*c, *s, cmp),
+                    (Ok(c), Ok(s)) => judge::judge_error_rate(*c, *s, cmp, look),
                     (Err(e), _) | (_, Err(e)) => Judgement::inconclusive(e.clone()),
                 }
             }
@@ -349,6 +383,7 @@ pub async fn run_metric(
             value: j.value,
             min: None,
             max: j.max,
+            more_requests: j.more_requests,
         });
     }
 
@@ -362,17 +397,29 @@ pub async fn run_metric(
         .iter()
         .find(|p| p.value.is_some() && (p.min.is_some() || p.max.is_some()))
         .or_else(|| parts.iter().find(|p| p.value.is_some()));
-    let reason = parts
+    let mut reason = parts
         .iter()
         .map(|p| p.reason.as_str())
         .collect::<Vec<_>>()
         .join("; ");
+    if metric.mode == sluice_core::spec::MetricMode::Shadow {
+        // Recorded, charted and notified like any check; the engine does not act on it.
+        reason = format!("shadow, never acts: {reason}");
+    }
+    // Gathering evidence only when every undecided part is waiting for requests; then the
+    // largest estimate is what the check still needs.
+    let undecided = || parts.iter().filter(|p| p.verdict == Verdict::Inconclusive);
+    let more_requests = (verdict == Verdict::Inconclusive
+        && undecided().all(|p| p.more_requests.is_some()))
+    .then(|| undecided().filter_map(|p| p.more_requests).max())
+    .flatten();
     let combined = Part {
         verdict,
         reason,
         value: shown.and_then(|p| p.value),
         min: shown.and_then(|p| p.min),
         max: shown.and_then(|p| p.max),
+        more_requests,
     };
     MetricRun {
         check: check(combined),
@@ -412,6 +459,7 @@ pub fn all_inconclusive(rollout: &Rollout, now: DateTime<Utc>, reason: &str) -> 
                 max: m.thresholds.max,
                 reason: reason.to_string(),
                 at: now,
+                more_requests: None,
             },
             queries: Vec::new(),
         })

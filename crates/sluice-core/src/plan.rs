@@ -152,6 +152,7 @@ pub fn table(rollout: &Rollout, plan: &RolloutPlan) -> String {
         ]
         .map(String::from),
     ];
+    let paced = crate::rollout_plan::paced_by_evidence(spec);
     for s in steps(plan) {
         let default = s.traffic.routes.last();
         let weight = |d| default.map_or(0, |r| weight_of(r, d));
@@ -178,6 +179,9 @@ pub fn table(rollout: &Rollout, plan: &RolloutPlan) -> String {
             dash(mirror.join("; ")),
             if s.step.is_none() {
                 "-".into()
+            } else if paced {
+                // The judges decide when the evidence suffices; a count would mislead.
+                format!("until pass, every {}", a.interval)
             } else {
                 format!("{} x {}", s.checks, a.interval)
             },

@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 use chrono::Duration;
 
 use crate::schedule::Windows;
-use crate::spec::{CanaryStrategy, DeadlineWait, RolloutSpec, WebhookKind};
+use crate::spec::{CanaryStrategy, DeadlineWait, LowTraffic, MetricMode, RolloutSpec, WebhookKind};
 use crate::traffic::TrafficPlan;
 use crate::validate::FieldPath;
 use crate::validate::rules::{self, Findings};
@@ -48,10 +48,29 @@ pub struct AnalysisPlan {
     pub failure_limit: NonZeroU32,
     /// Inconclusive checks in a row before the rollout pauses.
     pub inconclusive_limit: NonZeroU32,
-    /// The spec declares checks (metrics or `rollout` webhooks). Then a report without any
+    /// The spec declares enforcing checks (metrics not in `mode: shadow`, or `rollout`
+    /// webhooks). Then a report without any enforcing
     /// check result is no evidence (Inconclusive); without declared checks an empty report
     /// passes, each step lasting one interval (`sluice validate` warns about such a spec).
     pub has_checks: bool,
+    /// Metrics with `mode: shadow`: judged, shown and announced, never acted on.
+    pub shadow: Vec<String>,
+    /// Metrics with `critical: true`: one Fail rolls back at once.
+    pub critical: Vec<String>,
+    /// `gatherFor`: how long into a step a judge's "not enough evidence yet" does not count
+    /// towards the inconclusive limit.
+    pub gather_for: Duration,
+    /// `lowTraffic`: what happens after that.
+    pub low_traffic: LowTraffic,
+}
+
+impl AnalysisPlan {
+    pub fn is_shadow(&self, metric: &str) -> bool {
+        self.shadow.iter().any(|m| m == metric)
+    }
+    pub fn is_critical(&self, metric: &str) -> bool {
+        self.critical.iter().any(|m| m == metric)
+    }
 }
 
 /// How long a rollout may wait without progress.
@@ -228,6 +247,14 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
         p.add(&sp, "the strategy has no steps");
         return None;
     }
+    // With an enforcing `compare` metric the judges gather evidence over the whole step and
+    // pass only once it suffices: one pass ends a stage, a count of `iterations` would only
+    // add time, not evidence.
+    if paced_by_evidence(spec) {
+        for stage in &mut stages {
+            stage.checks = 1;
+        }
+    }
     for (i, stage) in stages.iter_mut().enumerate() {
         if stage.checks == 0 {
             p.add(&sp, "every stage needs at least one passing check");
@@ -260,6 +287,27 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
             p.add(&ap.field("interval"), e);
             None
         }
+    };
+    let gather_for = match a.gather_for.as_deref() {
+        None => Duration::from_std(crate::spec::DEFAULT_GATHER_FOR).ok(),
+        Some(text) => match crate::duration::parse(text).map(Duration::from_std) {
+            Ok(Ok(d)) => Some(d),
+            Ok(Err(_)) => {
+                p.add(&ap.field("gatherFor"), "is too long");
+                None
+            }
+            Err(e) => {
+                p.add(&ap.field("gatherFor"), e);
+                None
+            }
+        },
+    };
+    let names = |pick: &dyn Fn(&crate::spec::Metric) -> bool| -> Vec<String> {
+        a.metrics
+            .iter()
+            .filter(|m| pick(m))
+            .map(|m| m.name.clone())
+            .collect()
     };
     let failure_limit = NonZeroU32::new(a.failure_limit);
     if failure_limit.is_none() {
@@ -316,8 +364,12 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
             interval_std: interval?.1,
             failure_limit: failure_limit?,
             inconclusive_limit: inconclusive_limit?,
-            has_checks: !a.metrics.is_empty()
+            has_checks: a.metrics.iter().any(|m| m.mode.is_enforce())
                 || spec.webhooks.iter().any(|w| w.kind == WebhookKind::Rollout),
+            shadow: names(&|m| m.mode == MetricMode::Shadow),
+            critical: names(&|m| m.critical),
+            gather_for: gather_for?,
+            low_traffic: a.low_traffic,
         },
         schedule,
         promotion: PromotionPlan {
@@ -325,6 +377,15 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
             gates: gates_of(&[WebhookKind::ConfirmPromotion]),
         },
     })
+}
+
+/// Whether the steps advance when the judges pass (an enforcing `compare` metric) rather than
+/// after a count of checks.
+pub fn paced_by_evidence(spec: &RolloutSpec) -> bool {
+    spec.analysis
+        .metrics
+        .iter()
+        .any(|m| m.compare.is_some() && m.mode.is_enforce())
 }
 
 fn canary_stages(c: &CanaryStrategy) -> Vec<Stage> {

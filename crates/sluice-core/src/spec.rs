@@ -310,7 +310,34 @@ pub struct Analysis {
     pub provider: Option<Provider>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// While a `compare` judge gathers evidence ("about N more requests"), its Inconclusive
+    /// checks do not count towards `inconclusiveLimit` for this long into a step (Go-style
+    /// duration; default 10m). Then `lowTraffic` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gather_for: Option<String>,
+    /// What to do when the evidence still does not suffice after `gatherFor` (a canary with
+    /// too little traffic): `pause` (default: gathering checks count towards
+    /// `inconclusiveLimit` again) or `wait` (keep gathering).
+    #[serde(default, skip_serializing_if = "LowTraffic::is_pause")]
+    pub low_traffic: LowTraffic,
 }
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LowTraffic {
+    #[default]
+    Pause,
+    Wait,
+}
+
+impl LowTraffic {
+    pub fn is_pause(&self) -> bool {
+        *self == LowTraffic::Pause
+    }
+}
+
+/// Default `analysis.gatherFor`.
+pub const DEFAULT_GATHER_FOR: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for Analysis {
     fn default() -> Self {
@@ -320,6 +347,8 @@ impl Default for Analysis {
             inconclusive_limit: default_inconclusive_limit(),
             provider: None,
             metrics: Vec::new(),
+            gather_for: None,
+            low_traffic: LowTraffic::Pause,
         }
     }
 }
@@ -398,6 +427,36 @@ pub struct Metric {
     /// Compare the canary against stable on the same window with a statistical test.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compare: Option<Comparison>,
+    /// `enforce` (default): the check decides. `shadow`: judged, recorded, charted and
+    /// notified as "would have failed", but never changes the rollout — to watch a new metric
+    /// before trusting it.
+    #[serde(default, skip_serializing_if = "MetricMode::is_enforce")]
+    pub mode: MetricMode,
+    /// One Fail of this check rolls back at once, whatever `failureLimit` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub critical: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetricMode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+impl MetricMode {
+    pub fn is_enforce(&self) -> bool {
+        *self == MetricMode::Enforce
+    }
+}
+
+impl Analysis {
+    /// The metric a check result is named after, if it is one of this analysis' metrics (a
+    /// webhook check is not).
+    pub fn metric(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -431,9 +490,79 @@ pub struct Comparison {
     /// Allowed degradation, relative (0.1 = 10% worse is tolerated).
     #[serde(default = "default_margin")]
     pub margin: f64,
-    /// Confidence level, e.g. 0.95.
+    /// Confidence level, e.g. 0.95. For `error-rate`, `1 − confidence` is the declared
+    /// false-Fail rate (a canary within the margin failed).
     #[serde(default = "default_confidence")]
     pub confidence: f64,
+    /// `error-rate` only: the smallest degradation the test must catch, as a ratio of stable's
+    /// error rate (`2x`) or in percentage points above it (`+0.5pp`). Default `2x`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<String>,
+    /// `error-rate` only: probability of failing a canary degraded by `detect`; `1 − power` is
+    /// the declared false-Pass rate. Default 0.95.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<f64>,
+}
+
+/// The `detect` of a comparison, parsed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Detect {
+    /// Canary's error rate at least this multiple of stable's.
+    Ratio(f64),
+    /// Canary's error rate at least this many percentage points above stable's (a fraction:
+    /// `+0.5pp` is 0.005).
+    Points(f64),
+}
+
+/// Default `detect`: a doubling of the error rate.
+pub const DEFAULT_DETECT: Detect = Detect::Ratio(2.0);
+/// Default `power`.
+pub const DEFAULT_POWER: f64 = 0.95;
+
+impl Detect {
+    /// `2x`, `1.5x`, `+0.5pp`, `0.5pp`. Only the syntax is checked here; the relation to the
+    /// margin is checked by validation.
+    pub fn parse(text: &str) -> Result<Detect, String> {
+        let t = text.trim();
+        let syntax =
+            || format!("`{text}` is not `<ratio>x` (e.g. `2x`) or `+<points>pp` (e.g. `+0.5pp`)");
+        let number = |s: &str| -> Result<f64, String> {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(syntax)
+        };
+        if let Some(r) = t.strip_suffix('x') {
+            let r = number(r)?;
+            if r <= 1.0 {
+                return Err(format!("`{text}`: a ratio must be above 1 (e.g. `2x`)"));
+            }
+            Ok(Detect::Ratio(r))
+        } else if let Some(pp) = t.strip_suffix("pp") {
+            let pp = number(pp.strip_prefix('+').unwrap_or(pp))?;
+            if !(pp > 0.0 && pp < 100.0) {
+                return Err(format!(
+                    "`{text}`: percentage points must be above 0 and below 100"
+                ));
+            }
+            Ok(Detect::Points(pp / 100.0))
+        } else {
+            Err(syntax())
+        }
+    }
+}
+
+impl Comparison {
+    /// `detect`, parsed, or the default. Validation has reported a bad one already.
+    pub fn detect(&self) -> Result<Detect, String> {
+        self.detect
+            .as_deref()
+            .map_or(Ok(DEFAULT_DETECT), Detect::parse)
+    }
+    pub fn power(&self) -> f64 {
+        self.power.unwrap_or(DEFAULT_POWER)
+    }
 }
 
 fn default_worse() -> Direction {
@@ -749,6 +878,10 @@ pub struct RolloutStatus {
     /// The latest verdict per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_verdicts: Vec<CheckResult>,
+    /// While the step's judges gather evidence: roughly how many more requests to the canary
+    /// they need (the largest estimate of the enforcing checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_requests: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -814,6 +947,10 @@ pub struct CheckResult {
     /// Why, in words: "success rate 97.2% < min 99%", "no data: 0/0 (no traffic)".
     pub reason: String,
     pub at: DateTime<Utc>,
+    /// Inconclusive for want of evidence: roughly how many more requests to the canary a
+    /// decision needs (the `compare` judge's estimate, or what `minRequests` still lacks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_requests: Option<u64>,
 }
 
 #[cfg(not(feature = "crd"))]

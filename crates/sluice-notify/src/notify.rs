@@ -6,7 +6,7 @@
 //! sinks at each send (so a rotated file is picked up; a missing one is logged and counted).
 //!
 //! Which engine events notify is decided by [`classify`]: started, step, paused, resumed,
-//! promoted, rolled back, failed. Each message carries the reason and a link to the rollout's
+//! promoted, rolled back, failed, would have failed (a shadow metric). Each message carries the reason and a link to the rollout's
 //! UI page when `uiBaseUrl` is set.
 //!
 //! [`NotifyingRecorder`] wraps a mode's own [`Recorder`]: it records first, then updates the
@@ -42,6 +42,8 @@ pub enum Topic {
     Failed,
     /// The data plane refused a traffic plan (or could not be reached): once per cause.
     RouterRefused,
+    /// A shadow metric (`mode: shadow`) failed: it would have counted, it did not act.
+    WouldHaveFailed,
 }
 
 impl Topic {
@@ -55,6 +57,7 @@ impl Topic {
             Topic::RolledBack => "Rolled back",
             Topic::Failed => "Analysis failed",
             Topic::RouterRefused => "Traffic plan refused",
+            Topic::WouldHaveFailed => "Would have failed (shadow metric)",
         }
     }
     fn emoji(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Topic {
             Topic::RolledBack => ":rotating_light:",
             Topic::Failed => ":warning:",
             Topic::RouterRefused => ":no_entry:",
+            Topic::WouldHaveFailed => ":ghost:",
         }
     }
 }
@@ -88,6 +92,7 @@ pub fn classify(event: &Event) -> Option<Topic> {
         "AnalysisFailed" => Topic::Failed,
         // The tick emits it once per distinct cause (`exec::ROUTER_REFUSED`), not per retry.
         sluice_core::exec::ROUTER_REFUSED => Topic::RouterRefused,
+        "ShadowCheckFailed" => Topic::WouldHaveFailed,
         _ => return None,
     })
 }

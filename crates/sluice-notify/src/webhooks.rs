@@ -373,6 +373,7 @@ impl Webhooks for HttpWebhooks {
                 max: None,
                 reason: format!("rollout webhook {name}: {outcome}"),
                 at: now,
+                more_requests: None,
             })
             .collect()
     }

@@ -402,6 +402,7 @@ spec:
             max: None,
             reason: "ok".into(),
             at: Utc.timestamp_opt(1_700_000_000 + i64::from(i), 0).unwrap(),
+            more_requests: None,
         }
     }
 

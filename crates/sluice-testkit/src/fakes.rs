@@ -272,6 +272,7 @@ impl Analyzer for FakeAnalyzer {
             max: None,
             reason: format!("fake {}", v.as_str()),
             at: now,
+            more_requests: None,
         }]
     }
 }

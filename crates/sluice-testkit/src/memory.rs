@@ -441,5 +441,6 @@ fn fake_check(m: &Metric, health: Health, rng: &mut SmallRng, at: DateTime<Utc>)
         max,
         reason,
         at,
+        more_requests: None,
     }
 }

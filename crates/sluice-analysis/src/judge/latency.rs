@@ -182,7 +182,43 @@ pub fn judge_latency(canary: &[f64], stable: &[f64], cmp: &Comparison) -> Judgem
         value: Some(s.shift),
         max: Some(s.allowed),
         reason: format!("{what}: {facts}"),
+        more_requests: None,
     }
+}
+
+/// The confidence of look `k` (1-based) of a step: look `k` may spend `α·6/(π²k²)` of the
+/// false-Fail rate `α = 1 − confidence`. The series sums to α, so however many looks a step
+/// takes, the chance that any of them fails a canary within the margin stays below α (a union
+/// bound, the simplest alpha-spending rule; Lan & DeMets 1983 describe the family).
+pub fn look_confidence(confidence: f64, look: u32) -> f64 {
+    let k = f64::from(look.max(1));
+    1.0 - (1.0 - confidence) * 6.0 / (std::f64::consts::PI.powi(2) * k * k)
+}
+
+/// [`judge_latency`] at look `look` of a step, on everything the step has seen: Pass as soon as
+/// the shift's interval lies within the margin, Fail as soon as the shift or the tail is
+/// beyond it, each look at [`look_confidence`] so that looking again and again keeps the
+/// declared false-Fail rate.
+pub fn judge_latency_at_look(
+    canary: &[f64],
+    stable: &[f64],
+    cmp: &Comparison,
+    look: u32,
+) -> Judgement {
+    let at = Comparison {
+        confidence: look_confidence(cmp.confidence, look),
+        ..cmp.clone()
+    };
+    let mut j = judge_latency(canary, stable, &at);
+    if look > 1 {
+        j.reason = format!(
+            "{} (look {look} of the step: confidence {} so that all looks together keep {})",
+            j.reason,
+            fmt(at.confidence * 100.0) + "%",
+            fmt(cmp.confidence * 100.0) + "%"
+        );
+    }
+    j
 }
 
 #[cfg(test)]
@@ -196,6 +232,8 @@ mod tests {
             worse,
             margin: 0.1,
             confidence: 0.95,
+            detect: None,
+            power: None,
         }
     }
 
@@ -289,5 +327,31 @@ mod tests {
             &cmp(Direction::Higher),
         );
         assert_eq!(j.verdict, Verdict::Inconclusive, "{}", j.reason);
+    }
+
+    #[test]
+    fn looks_spend_no_more_than_alpha() {
+        let spent: f64 = (1..100_000).map(|k| 1.0 - look_confidence(0.95, k)).sum();
+        assert!(spent < 0.05 && spent > 0.0499, "{spent}");
+        assert!(look_confidence(0.95, 1) > 0.95);
+        assert!(look_confidence(0.95, 5) > look_confidence(0.95, 2));
+        assert_eq!(look_confidence(0.95, 0), look_confidence(0.95, 1));
+    }
+
+    #[test]
+    fn more_evidence_decides_what_one_window_could_not() {
+        let h = cmp(Direction::Higher);
+        // Noisy and slightly faster: one window of 10 points cannot tell...
+        let few = judge_latency_at_look(&spread(98.0, 15.0, 10), &spread(100.0, 15.0, 10), &h, 1);
+        assert_eq!(few.verdict, Verdict::Inconclusive, "{}", few.reason);
+        // ...ten windows' worth can, even at look 10's stricter confidence.
+        let many =
+            judge_latency_at_look(&spread(98.0, 15.0, 300), &spread(100.0, 15.0, 300), &h, 10);
+        assert_eq!(many.verdict, Verdict::Pass, "{}", many.reason);
+        assert!(many.reason.contains("look 10"), "{}", many.reason);
+        // A clear shift still fails at a late look.
+        let slow =
+            judge_latency_at_look(&spread(130.0, 15.0, 300), &spread(100.0, 15.0, 300), &h, 10);
+        assert_eq!(slow.verdict, Verdict::Fail, "{}", slow.reason);
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! - [`latency`]: time series (latency, or any "lower/higher is worse" gauge): Mann-Whitney U
 //!   with a Hodges–Lehmann interval (Kayenta's judge) plus a tail check.
-//! - [`error_rate`]: 5xx counts: a mixture SPRT ([`sequential`]) that can stop early, with the
-//!   fixed-horizon two-proportion z-test ([`proportions`]) reported next to it.
+//! - [`error_rate`]: 5xx counts: Wald's SPRT on the conditional binomial ([`sprt`]), designed
+//!   for both answers (Pass and Fail at declared error rates), with a mixture confidence sequence
+//!   ([`sequential`]) for rates too low to count and the fixed-horizon two-proportion z-test
+//!   ([`proportions`]) reported next to it.
 //!
 //! Every test here is checked against reference values computed with scipy/statsmodels
 //! (crates/sluice-analysis/tests/fixtures/judge_reference.py → judge_reference.json).
@@ -13,6 +15,7 @@ pub mod latency;
 pub mod mann_whitney;
 pub mod proportions;
 pub mod sequential;
+pub mod sprt;
 
 pub use error_rate::judge_error_rate;
 pub use latency::judge_latency;
@@ -29,6 +32,8 @@ pub struct Judgement {
     /// The degradation allowed by the margin.
     pub max: Option<f64>,
     pub reason: String,
+    /// While Inconclusive: roughly how many more requests to the canary a decision needs.
+    pub more_requests: Option<u64>,
 }
 
 impl Judgement {
@@ -38,6 +43,7 @@ impl Judgement {
             value: None,
             max: None,
             reason: reason.into(),
+            more_requests: None,
         }
     }
 }

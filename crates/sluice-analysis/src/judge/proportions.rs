@@ -68,6 +68,29 @@ pub fn z_test_margin(x1: u64, n1: u64, x2: u64, n2: u64, margin: f64, tolerance:
     }
 }
 
+/// Requests per version a fixed-horizon test needs: the one-sided Wald test of
+/// H0 `p1 ≤ r0·p` ([`z_test_margin`] without tolerance) that fails with probability `alpha` at
+/// H0 and passes with probability `beta` at H1 `p1 = r1·p` (stable at `p`). The textbook size
+/// for a non-inferiority test of two proportions (Chow, Shao & Wang, *Sample Size Calculations
+/// in Clinical Research*, 2nd ed., §4.2), with the relative margin inside the variance:
+///
+/// ```text
+/// n = (z(1−α) + z(1−β))² · (p1(1 − p1) + r0²·p(1 − p)) / ((r1 − r0)·p)²,   p1 = r1·p
+/// ```
+///
+/// `None` when the inputs describe no test.
+pub fn fixed_horizon_size(p: f64, r0: f64, r1: f64, alpha: f64, beta: f64) -> Option<u64> {
+    let rate = |x: f64| x > 0.0 && x < 1.0;
+    if !(rate(p) && rate(alpha) && rate(beta) && r0 > 0.0 && r1 > r0 && rate(r1 * p)) {
+        return None;
+    }
+    let n = std_normal();
+    let z = n.inverse_cdf(1.0 - alpha) + n.inverse_cdf(1.0 - beta);
+    let p1 = r1 * p;
+    let var = p1 * (1.0 - p1) + r0 * r0 * p * (1.0 - p);
+    Some((z * z * var / ((r1 - r0) * p).powi(2)).ceil() as u64)
+}
+
 /// Fisher's exact test, one-sided: are `a` of `n1` significantly more than `b` of `n2`?
 /// `P(X >= a)` for X hypergeometric (population n1+n2, a+b successes, n1 draws); scipy's
 /// `fisher_exact([[a, b], [n1-a, n2-b]], alternative="greater")`.

@@ -19,7 +19,7 @@
 //! itself, i.e. around a doubling, which is what a rollout must catch).
 
 /// Errors out of requests for one version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub errors: u64,
     pub requests: u64,

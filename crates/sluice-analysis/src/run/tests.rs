@@ -238,6 +238,8 @@ async fn latency_comparison_reads_both_versions() {
         worse: Direction::Higher,
         margin: 0.1,
         confidence: 0.95,
+        detect: None,
+        power: None,
     });
     let stable: Vec<f64> = (0..30).map(|i| 100.0 + f64::from(i % 7)).collect();
     let slow: Vec<f64> = stable.iter().map(|v| v * 1.5).collect();
@@ -300,6 +302,8 @@ async fn error_rate_comparison_uses_counts() {
         worse: Direction::Lower,
         margin: 0.1,
         confidence: 0.95,
+        detect: None,
+        power: None,
     });
     r.spec.analysis.metrics[0].thresholds = Thresholds {
         min: Some(90.0),
@@ -328,5 +332,81 @@ async fn error_rate_comparison_uses_counts() {
         run.check.value,
         Some(95.0),
         "the threshold part's value is shown"
+    );
+}
+
+#[tokio::test]
+async fn comparisons_accumulate_evidence_over_the_step() {
+    let mut r = rollout("[{name: err, builtin: request-success-rate}]");
+    r.spec.analysis.metrics[0].compare = Some(Comparison {
+        kind: ComparisonKind::ErrorRate,
+        worse: Direction::Lower,
+        margin: 0.1,
+        confidence: 0.99,
+        detect: None,
+        power: None,
+    });
+    // Without a step start, or early in the step: one window, first look.
+    assert_eq!(
+        evidence_span(&r, std::time::Duration::from_secs(30), now()),
+        (std::time::Duration::from_secs(30), 1)
+    );
+    let mut status = sluice_core::spec::RolloutStatus {
+        step_started_at: Some(now() - chrono::Duration::seconds(10)),
+        ..Default::default()
+    };
+    r.status = Some(status.clone());
+    assert_eq!(
+        evidence_span(&r, std::time::Duration::from_secs(30), now()).1,
+        1
+    );
+    // Ten minutes into the step: the counts cover all of it (look 20 of 30 s windows).
+    status.step_started_at = Some(now() - chrono::Duration::seconds(600));
+    r.status = Some(status);
+    assert_eq!(
+        evidence_span(&r, std::time::Duration::from_secs(30), now()),
+        (std::time::Duration::from_secs(600), 20)
+    );
+    // 1% errors on both sides: 100 of 10000 is too few to decide, and the judge says how many
+    // more requests it needs.
+    let fake = Fake::new(vec![
+        (r#"web-canary", envoy_response_code_class="5""#, one(12.0)),
+        (r#"web-stable", envoy_response_code_class="5""#, one(10.0)),
+        ("increase(", one(1000.0)),
+    ]);
+    let run = run_first(&fake, &r).await;
+    assert_eq!(
+        run.check.verdict,
+        Verdict::Inconclusive,
+        "{}",
+        run.check.reason
+    );
+    assert!(
+        run.check.reason.contains("more requests to the canary"),
+        "{}",
+        run.check.reason
+    );
+    assert!(
+        run.queries.iter().all(|q| q.promql.contains("[600s]")),
+        "{:#?}",
+        run.queries
+    );
+}
+
+#[tokio::test]
+async fn a_shadow_metric_says_so_in_its_reason() {
+    let mut r = rollout("[{name: sr, builtin: request-success-rate, thresholds: {min: 99}}]");
+    r.spec.analysis.metrics[0].mode = sluice_core::spec::MetricMode::Shadow;
+    let fake = Fake::new(vec![("rate(", one(95.0))]);
+    let run = run_first(&fake, &r).await;
+    // Judged like any check...
+    assert_eq!(run.check.verdict, Verdict::Fail, "{}", run.check.reason);
+    // ...and marked as one the engine will not act on.
+    assert!(
+        run.check
+            .reason
+            .starts_with("shadow, never acts: success rate 95% < min 99"),
+        "{}",
+        run.check.reason
     );
 }

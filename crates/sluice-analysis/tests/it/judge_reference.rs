@@ -163,3 +163,57 @@ fn sequential_matches_reference() {
         close(s.p_value, f(case, "p_value"), &format!("p {case}"));
     }
 }
+
+#[test]
+fn sprt_matches_scipy_binomial_likelihood() {
+    use sluice_analysis::judge::sprt::{Decision, Design};
+    let r = reference();
+    for case in list(&r, "sprt") {
+        let d = Design::new(
+            f(case, "r0"),
+            f(case, "r1"),
+            f(case, "alpha"),
+            f(case, "beta"),
+        )
+        .expect("design");
+        let t = d
+            .test(
+                Counts {
+                    errors: u(case, "xc"),
+                    requests: u(case, "nc"),
+                },
+                Counts {
+                    errors: u(case, "xs"),
+                    requests: u(case, "ns"),
+                },
+            )
+            .expect("test");
+        close(t.llr, f(case, "llr"), &format!("llr {case}"));
+        close(t.upper, f(case, "upper"), &format!("upper {case}"));
+        close(t.lower, f(case, "lower"), &format!("lower {case}"));
+        let want = match case["decision"].as_str() {
+            Some("fail") => Decision::Fail,
+            Some("pass") => Decision::Pass,
+            _ => Decision::Continue,
+        };
+        assert_eq!(t.decision, want, "{case}");
+    }
+}
+
+#[test]
+fn fixed_horizon_matches_statsmodels() {
+    use sluice_analysis::judge::proportions::fixed_horizon_size;
+    let r = reference();
+    for case in list(&r, "fixed_horizon") {
+        let n = fixed_horizon_size(
+            f(case, "p"),
+            f(case, "r0"),
+            f(case, "r1"),
+            f(case, "alpha"),
+            f(case, "beta"),
+        )
+        .expect("size");
+        // statsmodels gives the real-valued size; sluice rounds up to whole requests.
+        assert_eq!(n, f(case, "n").ceil() as u64, "{case}");
+    }
+}

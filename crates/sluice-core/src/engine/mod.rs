@@ -40,7 +40,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::rollout_plan::{RolloutPlan, Stage};
-use crate::spec::{CheckResult, PendingGate, Phase, Reason, RolloutStatus, Verdict, WebhookKind};
+use crate::spec::{
+    CheckResult, LowTraffic, PendingGate, Phase, Reason, RolloutStatus, Verdict, WebhookKind,
+};
 use crate::traffic::TrafficPlan;
 
 /// What the executor saw since the last call.
@@ -72,6 +74,19 @@ pub struct AnalysisReport {
 }
 
 impl AnalysisReport {
+    /// The report without its shadow checks (`mode: shadow`): what the engine decides on.
+    pub fn enforced(&self, analysis: &crate::rollout_plan::AnalysisPlan) -> AnalysisReport {
+        AnalysisReport {
+            at: self.at,
+            checks: self
+                .checks
+                .iter()
+                .filter(|c| !analysis.is_shadow(&c.metric))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Fail if any check failed, else Inconclusive if any was, else Pass. No checks at all is a
     /// Pass only because the user asked for no metrics; missing *data* is Inconclusive per check.
     pub fn verdict(&self) -> Verdict {
@@ -355,6 +370,8 @@ impl Engine<'_> {
             (Phase::Progressing, Some(Reason::OutsideWindow)) if d.windows => {
                 "waited for a schedule window"
             }
+            // `lowTraffic: wait`: past `gatherFor`, the judges still lack evidence.
+            (Phase::Progressing, _) if self.starved() => "waited for enough traffic to decide",
             _ => {
                 self.s.waiting_since = None;
                 return;
@@ -519,6 +536,7 @@ impl Engine<'_> {
 
     fn reset_step(&mut self) {
         self.s.passed_checks = 0;
+        self.s.more_requests = None;
         self.s.step_started_at = None;
         self.s.next_analysis_at = None;
         self.s.passed_gates.clear();
@@ -600,7 +618,12 @@ impl Engine<'_> {
             self.effects.push(Effect::RunAnalysis);
             return;
         }
-        if self.s.passed_checks < stage.checks {
+        if let Some(n) = self.s.more_requests {
+            self.s.message = Some(format!(
+                "{}: gathering evidence, about {n} more requests to the canary needed",
+                stage.label
+            ));
+        } else if self.s.passed_checks < stage.checks {
             self.s.message = Some(format!(
                 "{}: {} of {} checks passed",
                 stage.label, self.s.passed_checks, stage.checks
@@ -644,9 +667,61 @@ impl Engine<'_> {
         self.s.next_analysis_at.is_some_and(|due| t >= due)
     }
 
+    /// The step's judges lack evidence for longer than `gatherFor`, and the rollout waits for
+    /// it (`lowTraffic: wait`; with `pause` such checks count towards the inconclusive limit).
+    fn starved(&self) -> bool {
+        let a = &self.plan.analysis;
+        a.low_traffic == LowTraffic::Wait
+            && self.s.more_requests.is_some()
+            && self
+                .s
+                .step_started_at
+                .is_some_and(|t| self.now - t >= a.gather_for)
+    }
+
     fn judge(&mut self, report: &AnalysisReport) -> Verdict {
+        // Every check is kept (shown, charted); only the enforcing ones decide.
         self.s.last_verdicts = report.checks.clone();
+        self.s.more_requests = None;
         self.s.next_analysis_at = Some(report.at + self.interval());
+        let a = &self.plan.analysis;
+        let shadow = AnalysisReport {
+            at: report.at,
+            checks: report
+                .checks
+                .iter()
+                .filter(|c| a.is_shadow(&c.metric))
+                .cloned()
+                .collect(),
+        };
+        let report = &report.enforced(a);
+        let critical: Vec<&CheckResult> = report
+            .checks
+            .iter()
+            .filter(|c| c.verdict == Verdict::Fail && a.is_critical(&c.metric))
+            .collect();
+        if shadow.checks.iter().any(|c| c.verdict == Verdict::Fail) {
+            self.event(
+                "ShadowCheckFailed",
+                format!(
+                    "would have failed (shadow, no action): {}",
+                    summarize(&shadow, Verdict::Fail)
+                ),
+                true,
+            );
+        }
+        if !critical.is_empty() {
+            let failed = critical
+                .iter()
+                .map(|c| format!("{}: {}", c.metric, c.reason))
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.rollback(
+                Reason::AnalysisFailed,
+                format!("critical check failed: {failed}"),
+            );
+            return Verdict::Fail;
+        }
         let a = &self.plan.analysis;
         // A report with no results at all, for a rollout that declares checks, says nothing
         // about the canary (an executor lost them): never a pass.
@@ -679,13 +754,40 @@ impl Engine<'_> {
                 }
             }
             Verdict::Inconclusive => {
+                // Gathering evidence: every undecided check only wants more requests.
+                let undecided = || {
+                    report
+                        .checks
+                        .iter()
+                        .filter(|c| c.verdict == Verdict::Inconclusive)
+                };
+                let gathering = (!empty && undecided().all(|c| c.more_requests.is_some()))
+                    .then(|| undecided().filter_map(|c| c.more_requests).max())
+                    .flatten();
+                if let Some(n) = gathering {
+                    self.s.more_requests = Some(n);
+                    let young = self
+                        .s
+                        .step_started_at
+                        .is_none_or(|t| report.at - t < a.gather_for);
+                    if young || a.low_traffic == LowTraffic::Wait {
+                        // Evidence accumulates over the step: waiting is progress, not a
+                        // reason to pause (and earlier failures are not forgotten either).
+                        return verdict;
+                    }
+                }
                 // Not a pass, and not a reason to forget earlier failures either.
                 self.s.consecutive_inconclusive += 1;
-                let why = if empty {
+                let mut why = if empty {
                     "no check results, although the rollout declares checks".to_string()
                 } else {
                     summarize(report, Verdict::Inconclusive)
                 };
+                if let Some(n) = gathering {
+                    why = format!(
+                        "too little traffic: about {n} more requests to the canary still needed; {why}"
+                    );
+                }
                 if self.s.consecutive_inconclusive >= a.inconclusive_limit.get() {
                     self.transition(
                         Phase::Paused,

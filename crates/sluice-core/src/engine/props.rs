@@ -17,7 +17,9 @@ use super::tests::{
 };
 // `step` and `stages` from the tests shadow the engine's: they take the spec and run its plan.
 use super::*;
-use crate::spec::{CheckResult, Metric, Reason, RolloutSpec, Schedule, Verdict};
+use crate::spec::{
+    CheckResult, LowTraffic, Metric, MetricMode, Reason, RolloutSpec, Schedule, Verdict,
+};
 
 const GATES: [WebhookKind; 4] = [
     WebhookKind::ConfirmRollout,
@@ -102,11 +104,16 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
                 deadline,
                 covers,
             )| {
+                // Derived, not drawn: the random stream (and so the checked-in regression
+                // seeds) stays what it was before metric modes existed.
+                let modes = (fl + il + u32::from(manual)) % 4;
                 spec.progress_deadline.duration = deadline.into();
                 spec.progress_deadline.covers = covers;
                 if metric {
+                    // The reports' checks are named `m`; `modes` makes it critical (1, 3)
+                    // and adds a shadow metric `s` (2, 3).
                     spec.analysis.metrics = vec![Metric {
-                        name: "success-rate".into(),
+                        name: "m".into(),
                         builtin: Some(crate::spec::BuiltinMetric::RequestSuccessRate),
                         query: None,
                         thresholds: crate::spec::Thresholds {
@@ -116,7 +123,21 @@ fn spec() -> impl Strategy<Value = RolloutSpec> {
                         min_requests: None,
                         interval: None,
                         compare: None,
+                        mode: MetricMode::Enforce,
+                        critical: modes % 2 == 1,
                     }];
+                    if modes >= 2 {
+                        let mut s = spec.analysis.metrics[0].clone();
+                        s.name = "s".into();
+                        s.mode = MetricMode::Shadow;
+                        s.critical = false;
+                        spec.analysis.metrics.push(s);
+                    }
+                    spec.analysis.low_traffic = if modes == 1 {
+                        LowTraffic::Wait
+                    } else {
+                        LowTraffic::Pause
+                    };
                 }
                 spec.analysis.failure_limit = fl;
                 spec.analysis.inconclusive_limit = il;
@@ -170,24 +191,113 @@ fn verdicts() -> impl Strategy<Value = Vec<Verdict>> {
 }
 
 /// A report with one check per verdict.
-fn report_of(at: DateTime<Utc>, verdicts: &[Verdict]) -> AnalysisReport {
+/// Half the Inconclusive checks are a judge gathering evidence (with `moreRequests`); a spec
+/// with a shadow metric gets its check too, failing or undecided now and then.
+fn report_of(spec: &RolloutSpec, at: DateTime<Utc>, verdicts: &[Verdict]) -> AnalysisReport {
     let mut r = report(at, Verdict::Pass);
     let one = r.checks.pop().expect("one check");
+    let t = at.timestamp().unsigned_abs();
     r.checks = verdicts
         .iter()
         .map(|v| CheckResult {
             verdict: *v,
+            more_requests: (*v == Verdict::Inconclusive && t.is_multiple_of(2))
+                .then_some(100 + t % 900),
             ..one.clone()
         })
         .collect();
+    if spec.analysis.metrics.iter().any(|m| m.name == "s") {
+        r.checks.push(CheckResult {
+            metric: "s".into(),
+            verdict: [Verdict::Fail, Verdict::Inconclusive, Verdict::Pass][(t % 3) as usize],
+            ..one
+        });
+    }
     r
 }
 
-/// Whether a report is a pass, decided here and not by the engine's code: every check passed,
-/// and there is at least one when the spec declares metrics.
+/// `obs` with the verdicts of the checks `pick` selects replaced by Pass.
+fn passing(obs: &Observations, pick: impl Fn(&CheckResult) -> bool) -> Observations {
+    let mut o = obs.clone();
+    if let Some(r) = &mut o.analysis {
+        for c in r.checks.iter_mut().filter(|c| pick(c)) {
+            c.verdict = Verdict::Pass;
+            c.more_requests = None;
+        }
+    }
+    o
+}
+
+fn is_shadow(spec: &RolloutSpec, c: &CheckResult) -> bool {
+    spec.analysis
+        .metrics
+        .iter()
+        .any(|m| m.name == c.metric && m.mode == MetricMode::Shadow)
+}
+
+/// Metric modes: a shadow check changes nothing but what is shown (its verdict in
+/// `lastVerdicts`, a "would have failed" event); a critical Fail the engine judges rolls back
+/// at once, whatever `failureLimit` says.
+fn check_modes(
+    spec: &RolloutSpec,
+    prev: &RolloutStatus,
+    obs: &Observations,
+    now: DateTime<Utc>,
+    s: &RolloutStatus,
+    fx: &[Effect],
+) -> Result<(), TestCaseError> {
+    let Some(report) = &obs.analysis else {
+        return Ok(());
+    };
+    let shadow = |c: &CheckResult| is_shadow(spec, c);
+    if report
+        .checks
+        .iter()
+        .any(|c| shadow(c) && c.verdict != Verdict::Pass)
+    {
+        let (mut s2, fx2) = step(spec, prev, &passing(obs, shadow), now);
+        s2.last_verdicts = s.last_verdicts.clone();
+        prop_assert_eq!(&s2, s, "a shadow verdict changed the rollout");
+        let acting: Vec<&Effect> = fx
+            .iter()
+            .filter(|e| !matches!(e, Effect::Event(ev) if ev.reason == "ShadowCheckFailed"))
+            .collect();
+        prop_assert_eq!(acting, fx2.iter().collect::<Vec<_>>());
+    }
+    let critical = |c: &CheckResult| {
+        spec.analysis
+            .metrics
+            .iter()
+            .any(|m| m.name == c.metric && m.critical)
+    };
+    if report
+        .checks
+        .iter()
+        .any(|c| critical(c) && c.verdict == Verdict::Fail)
+    {
+        let (s2, _) = step(spec, prev, &passing(obs, critical), now);
+        // The engine judged this report (its verdicts are what the status shows).
+        if s2.last_verdicts != s.last_verdicts {
+            prop_assert_eq!(s.phase, Phase::Failed, "critical Fail without rollback");
+            prop_assert_eq!(s.reason, Some(Reason::AnalysisFailed));
+            prop_assert!(fx.contains(&Effect::ApplyTraffic(TrafficPlan::stable_only())));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a report is a pass, decided here and not by the engine's code: every enforcing
+/// check passed (shadow checks never count), and there is at least one when the spec declares
+/// enforcing metrics.
 fn passes(spec: &RolloutSpec, r: &AnalysisReport) -> bool {
-    r.checks.iter().all(|c| c.verdict == Verdict::Pass)
-        && (!r.checks.is_empty() || spec.analysis.metrics.is_empty())
+    let enforcing: Vec<&CheckResult> = r.checks.iter().filter(|c| !is_shadow(spec, c)).collect();
+    enforcing.iter().all(|c| c.verdict == Verdict::Pass)
+        && (!enforcing.is_empty()
+            || spec
+                .analysis
+                .metrics
+                .iter()
+                .all(|m| m.mode == MetricMode::Shadow))
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -259,6 +369,7 @@ fn check_step(
 ) -> Result<(RolloutStatus, bool), TestCaseError> {
     let now = w.now;
     let (s, fx) = step(spec, prev, obs, now);
+    check_modes(spec, prev, obs, now, &s, &fx)?;
 
     // Plans: at most one per step, structurally valid, never towards an unready canary, and
     // either all-stable or exactly the current stage's traffic (started inside a window).
@@ -488,11 +599,11 @@ fn run_ops(spec: &RolloutSpec, start: i64, ops: &[Op]) -> Result<(), TestCaseErr
                     w.now = due;
                 }
                 if asked_analysis {
-                    obs.analysis = Some(report_of(w.now + Duration::seconds(skew), &v));
+                    obs.analysis = Some(report_of(spec, w.now + Duration::seconds(skew), &v));
                 }
             }
             Op::Report(v, skew) => {
-                obs.analysis = Some(report_of(w.now + Duration::seconds(skew), &v))
+                obs.analysis = Some(report_of(spec, w.now + Duration::seconds(skew), &v))
             }
             Op::AnswerGate(passed) => {
                 if let Some(g) = &status.pending_gate {
@@ -581,7 +692,7 @@ fn random_runs_reach_every_phase() {
                     {
                         now = d;
                     }
-                    obs.analysis = Some(report_of(now, &v));
+                    obs.analysis = Some(report_of(&spec, now, &v));
                 }
                 Op::AnswerGate(p) => {
                     if let Some(g) = &status.pending_gate {

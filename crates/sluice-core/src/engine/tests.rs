@@ -159,6 +159,7 @@ pub(crate) fn report(at: DateTime<Utc>, v: Verdict) -> AnalysisReport {
             max: None,
             reason: "test".into(),
             at,
+            more_requests: None,
         }],
     }
 }
@@ -706,6 +707,7 @@ fn an_empty_report_passes_only_when_no_checks_are_declared() {
         min_requests: None,
         interval: None,
         compare: None,
+        ..Default::default()
     }];
     let mut sim = Sim::new(spec);
     sim.tick();
@@ -1650,4 +1652,228 @@ fn progress_deadline_ends_waits_that_would_last_forever() {
     sim.now += Duration::hours(2);
     sim.tick();
     assert_eq!(sim.s.phase, Phase::Paused);
+}
+
+// ------------------------------------------------------------------------------ metric modes
+
+fn moded_report(at: DateTime<Utc>, m: Verdict, s: Verdict) -> AnalysisReport {
+    let mut r = report(at, m);
+    r.checks.push(CheckResult {
+        metric: "s".into(),
+        verdict: s,
+        reason: "p99 1200ms > max 500".into(),
+        ..r.checks[0].clone()
+    });
+    r
+}
+
+/// A metric the validation rules accept (the engine runs only valid specs' plans).
+fn valid_metric(name: &str) -> Metric {
+    Metric {
+        name: name.into(),
+        builtin: Some(BuiltinMetric::RequestSuccessRate),
+        thresholds: Thresholds {
+            min: Some(99.0),
+            max: None,
+        },
+        ..Default::default()
+    }
+}
+
+fn moded_spec(critical: bool) -> RolloutSpec {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.failure_limit = 3;
+    spec.analysis.inconclusive_limit = 1;
+    spec.analysis.metrics = vec![
+        Metric {
+            critical,
+            ..valid_metric("m")
+        },
+        Metric {
+            mode: MetricMode::Shadow,
+            ..valid_metric("s")
+        },
+    ];
+    spec
+}
+
+#[test]
+fn a_shadow_fail_is_shown_and_announced_but_never_acts() {
+    let spec = moded_spec(false);
+    let now = t0();
+    let (s0, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let t1 = now + Duration::seconds(30);
+    let mut o = obs("v2", "v1");
+    for shadow in [Verdict::Fail, Verdict::Inconclusive] {
+        o.analysis = Some(moded_report(t1, Verdict::Pass, shadow));
+        let (s, fx) = step(&spec, &s0, &o, t1);
+        // The enforcing check passed: the step (one check) is done, traffic moves on.
+        assert_eq!(
+            (s.phase, s.step_index),
+            (Phase::Progressing, 1),
+            "{shadow:?}"
+        );
+        assert_eq!(applied(&fx).map(|p| p.canary_weight()), Some(50));
+        // The shadow verdict is kept for the status and the UI.
+        assert_eq!(s.last_verdicts[1].verdict, shadow);
+        let would = fx.iter().find_map(|e| match e {
+            Effect::Event(ev) if ev.reason == "ShadowCheckFailed" => Some(ev.message.clone()),
+            _ => None,
+        });
+        match shadow {
+            Verdict::Fail => assert_eq!(
+                would.as_deref(),
+                Some("would have failed (shadow, no action): s: p99 1200ms > max 500")
+            ),
+            _ => assert_eq!(would, None),
+        }
+    }
+}
+
+#[test]
+fn a_critical_fail_rolls_back_at_once_whatever_failure_limit_says() {
+    let now = t0();
+    let t1 = now + Duration::seconds(30);
+    let mut o = obs("v2", "v1");
+    o.analysis = Some(moded_report(t1, Verdict::Fail, Verdict::Pass));
+    // Not critical: the first of three allowed failures.
+    let spec = moded_spec(false);
+    let (s0, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let (s, _) = step(&spec, &s0, &o, t1);
+    assert_eq!((s.phase, s.consecutive_failures), (Phase::Progressing, 1));
+    // Critical: rolled back now.
+    let spec = moded_spec(true);
+    let (s0, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let (s, fx) = step(&spec, &s0, &o, t1);
+    assert_eq!(
+        (s.phase, s.reason),
+        (Phase::Failed, Some(Reason::AnalysisFailed))
+    );
+    assert_eq!(applied(&fx), Some(&TrafficPlan::stable_only()));
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("critical check failed: m: test")),
+        "{s:?}"
+    );
+}
+
+// ------------------------------------------------------------------------------ evidence pacing
+
+fn gathering_report(at: DateTime<Utc>, more: u64) -> AnalysisReport {
+    let mut r = report(at, Verdict::Inconclusive);
+    r.checks[0].more_requests = Some(more);
+    r
+}
+
+fn compare_spec(low_traffic: LowTraffic) -> RolloutSpec {
+    let mut spec = canary_spec(&[10, 50]);
+    spec.analysis.inconclusive_limit = 1;
+    spec.analysis.low_traffic = low_traffic;
+    spec.analysis.metrics = vec![Metric {
+        compare: Some(Comparison {
+            kind: ComparisonKind::ErrorRate,
+            worse: Direction::Higher,
+            margin: 0.1,
+            confidence: 0.99,
+            detect: None,
+            power: None,
+        }),
+        ..valid_metric("m")
+    }];
+    spec
+}
+
+#[test]
+fn a_judge_gathering_evidence_holds_the_step_and_says_how_much_more() {
+    let spec = compare_spec(LowTraffic::Pause);
+    let now = t0();
+    let (mut s, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    // Nine minutes of "not enough data yet" (one inconclusive would otherwise pause).
+    for i in 1..=18 {
+        let t = now + Duration::seconds(30 * i);
+        let mut o = obs("v2", "v1");
+        o.analysis = Some(gathering_report(t, 2000 - 100 * i as u64));
+        (s, _) = step(&spec, &s, &o, t);
+        assert_eq!((s.phase, s.step_index), (Phase::Progressing, 0), "{s:?}");
+        assert_eq!(s.consecutive_inconclusive, 0);
+    }
+    assert_eq!(s.more_requests, Some(200));
+    assert_eq!(
+        s.message.as_deref(),
+        Some("canary 10%: gathering evidence, about 200 more requests to the canary needed")
+    );
+    // The judge passes: the step is done at once, and the estimate is gone.
+    let t = now + Duration::seconds(30 * 19);
+    let mut o = obs("v2", "v1");
+    o.analysis = Some(report(t, Verdict::Pass));
+    let (s2, _) = step(&spec, &s, &o, t);
+    assert_eq!((s2.step_index, s2.more_requests), (1, None));
+
+    // Still gathering after `gatherFor` (10m): too little traffic — paused by default.
+    let t = now + Duration::seconds(30 * 21);
+    o.analysis = Some(gathering_report(t, 150));
+    let (paused, _) = step(&spec, &s, &o, t);
+    assert_eq!(
+        (paused.phase, paused.reason),
+        (Phase::Paused, Some(Reason::Inconclusive))
+    );
+    assert!(
+        paused
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("too little traffic: about 150 more requests")),
+        "{paused:?}"
+    );
+    // ...or kept waiting with `lowTraffic: wait`.
+    let spec = compare_spec(LowTraffic::Wait);
+    let (waiting, _) = step(&spec, &s, &o, t);
+    assert_eq!(
+        (waiting.phase, waiting.more_requests),
+        (Phase::Progressing, Some(150))
+    );
+    // An Inconclusive that is not about traffic (no data, Prometheus down) counts as ever.
+    o.analysis = Some(report(t, Verdict::Inconclusive));
+    let (s3, _) = step(&spec, &s, &o, t);
+    assert_eq!(s3.phase, Phase::Paused);
+}
+
+#[test]
+fn with_compare_every_stage_needs_one_pass() {
+    let mut spec = dark_spec(Some(20), 3, Some(&[10, 50]));
+    assert_eq!(stages(&spec)[0].checks, 3);
+    spec.analysis.metrics = compare_spec(LowTraffic::Pause).analysis.metrics;
+    assert!(stages(&spec).iter().all(|s| s.checks == 1));
+    // A shadow comparison decides nothing, so it paces nothing either.
+    spec.analysis.metrics[0].mode = MetricMode::Shadow;
+    assert_eq!(stages(&spec)[0].checks, 3);
+}
+
+#[test]
+fn low_traffic_wait_keeps_gathering_until_the_progress_deadline() {
+    let mut spec = compare_spec(LowTraffic::Wait);
+    spec.progress_deadline.duration = "20m".into();
+    let now = t0();
+    let (mut s, _) = step(&spec, &RolloutStatus::default(), &obs("v2", "v1"), now);
+    let mut failed_at = None;
+    for i in 1..=80 {
+        let t = now + Duration::seconds(30 * i);
+        let mut o = obs("v2", "v1");
+        o.analysis = Some(gathering_report(t, 500));
+        (s, _) = step(&spec, &s, &o, t);
+        if s.phase == Phase::Failed {
+            failed_at = Some(t - now);
+            break;
+        }
+        assert_eq!(s.phase, Phase::Progressing, "at {}s: {s:?}", 30 * i);
+    }
+    // 10m of gathering (`gatherFor`), then 20m of waiting for traffic: the deadline.
+    assert_eq!(failed_at, Some(Duration::minutes(30)));
+    assert_eq!(s.reason, Some(Reason::ProgressDeadlineExceeded));
+    assert!(
+        s.message
+            .as_deref()
+            .is_some_and(|m| m.contains("waited for enough traffic to decide")),
+        "{s:?}"
+    );
 }

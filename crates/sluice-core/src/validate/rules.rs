@@ -579,6 +579,9 @@ fn check_string_match(sm: &StringMatch, p: &FieldPath, f: &mut Findings) {
 
 fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
     check_duration(&a.interval, &p.field("interval"), f);
+    if let Some(g) = &a.gather_for {
+        check_duration(g, &p.field("gatherFor"), f);
+    }
     if a.failure_limit == 0 {
         f.add(&p.field("failureLimit"), "must be at least 1");
     }
@@ -714,6 +717,12 @@ fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
             "set `min`, `max` (or `compare`): a metric without limits cannot fail",
         );
     }
+    if m.critical && m.mode == crate::spec::MetricMode::Shadow {
+        f.add(
+            &p.field("critical"),
+            "a shadow metric never acts, so it cannot be critical: remove `critical` or `mode: shadow`",
+        );
+    }
     if let Some(n) = m.min_requests
         && n < 0.0
     {
@@ -741,6 +750,38 @@ fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {
                     c.confidence
                 ),
             );
+        }
+        let error_rate = c.kind == crate::spec::ComparisonKind::ErrorRate;
+        if let Some(d) = &c.detect {
+            let dp = cp.field("detect");
+            if !error_rate {
+                f.add(&dp, "applies to `kind: error-rate` only");
+            } else if !f.too_long(d, MAX_STRING_LEN, &dp) {
+                match crate::spec::Detect::parse(d) {
+                    // The degradation to catch must lie beyond the one tolerated, or the two
+                    // hypotheses of the sequential test coincide.
+                    Ok(crate::spec::Detect::Ratio(r)) if r <= 1.0 + c.margin => f.add(
+                        &dp,
+                        format!(
+                            "`{d}` is within the margin ({}x): detect must be larger than 1 + margin",
+                            1.0 + c.margin
+                        ),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => f.add(&dp, e),
+                }
+            }
+        }
+        if let Some(power) = c.power {
+            let pp = cp.field("power");
+            if !error_rate {
+                f.add(&pp, "applies to `kind: error-rate` only");
+            } else if !(0.5..1.0).contains(&power) {
+                f.add(
+                    &pp,
+                    format!("{power} must be at least 0.5 and below 1 (e.g. 0.95)"),
+                );
+            }
         }
     }
 }

@@ -948,6 +948,108 @@ fn gateway_api_routing_loads_and_bad_values_name_their_field() {
 }
 
 #[test]
+fn detect_and_power_are_checked_with_their_paths() {
+    let with = |compare: &str| {
+        let text = VALID.replace("thresholds: {min: 99}}", &format!("compare: {compare}}}"));
+        problems(&text)
+    };
+    let path = "f.yaml: spec.analysis.metrics[0].compare";
+    assert_eq!(
+        with("{kind: error-rate, detect: 2x, power: 0.9}"),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        with("{kind: error-rate, detect: '+0.5pp'}"),
+        Vec::<String>::new()
+    );
+    let cases = [
+        (
+            "{kind: error-rate, detect: double}",
+            "detect: `double` is not `<ratio>x`",
+        ),
+        (
+            "{kind: error-rate, detect: 0.5x}",
+            "detect: `0.5x`: a ratio must be above 1",
+        ),
+        (
+            "{kind: error-rate, margin: 0.5, detect: 1.5x}",
+            "detect: `1.5x` is within the margin (1.5x)",
+        ),
+        (
+            "{kind: error-rate, detect: '+0pp'}",
+            "detect: `+0pp`: percentage points must be above 0",
+        ),
+        (
+            "{kind: error-rate, power: 1.0}",
+            "power: 1 must be at least 0.5 and below 1",
+        ),
+        (
+            "{kind: latency, detect: 2x}",
+            "detect: applies to `kind: error-rate` only",
+        ),
+        (
+            "{kind: latency, power: 0.9}",
+            "power: applies to `kind: error-rate` only",
+        ),
+    ];
+    for (compare, want) in cases {
+        let got = with(compare);
+        let want = format!("{path}.{want}");
+        assert!(
+            got.iter().any(|g| g.starts_with(&want)),
+            "{compare}: no {want:?} in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn detect_parses_ratios_and_points() {
+    use crate::spec::Detect;
+    assert_eq!(Detect::parse("2x"), Ok(Detect::Ratio(2.0)));
+    assert_eq!(Detect::parse(" 1.5x "), Ok(Detect::Ratio(1.5)));
+    assert_eq!(Detect::parse("+0.5pp"), Ok(Detect::Points(0.005)));
+    assert_eq!(Detect::parse("2pp"), Ok(Detect::Points(0.02)));
+    for bad in [
+        "", "x", "pp", "2", "NaNx", "infx", "-1pp", "+100pp", "2 x y",
+    ] {
+        assert!(Detect::parse(bad).is_err(), "{bad:?} parsed");
+    }
+}
+
+#[test]
+fn a_shadow_metric_cannot_be_critical() {
+    let text = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, mode: shadow, critical: true}",
+    );
+    let got = problems(&text);
+    assert!(
+        got.iter().any(|g| g
+            .starts_with("f.yaml: spec.analysis.metrics[0].critical: a shadow metric never acts")),
+        "{got:#?}"
+    );
+    let ok = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, mode: shadow}",
+    );
+    assert_eq!(problems(&ok), Vec::<String>::new());
+    let ok = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, critical: true}",
+    );
+    assert_eq!(problems(&ok), Vec::<String>::new());
+    let bad = VALID.replace(
+        "thresholds: {min: 99}}",
+        "thresholds: {min: 99}, mode: dry}",
+    );
+    assert!(
+        problems(&bad).iter().any(|g| g.contains("metrics[0].mode")),
+        "{:#?}",
+        problems(&bad)
+    );
+}
+
+#[test]
 fn gateway_api_routing_is_refused_standalone() {
     let text = r#"
 apiVersion: sluice.dev/v1alpha1
@@ -966,5 +1068,28 @@ spec:
             "f.yaml: spec.routing.gatewayAPI: applies to Kubernetes (`targetRef`) only"
         )),
         "{got:#?}"
+    );
+}
+
+#[test]
+fn gather_for_and_low_traffic_are_checked() {
+    let with = |extra: &str| {
+        problems(&VALID.replace("interval: 30s", &format!("interval: 30s\n    {extra}")))
+    };
+    assert_eq!(with("gatherFor: 15m"), Vec::<String>::new());
+    assert_eq!(with("lowTraffic: wait"), Vec::<String>::new());
+    assert!(
+        with("gatherFor: soon")
+            .iter()
+            .any(|g| g.starts_with("f.yaml: spec.analysis.gatherFor: ")),
+        "{:#?}",
+        with("gatherFor: soon")
+    );
+    assert!(
+        with("lowTraffic: maybe")
+            .iter()
+            .any(|g| g.starts_with("f.yaml: spec.analysis.lowTraffic")),
+        "{:#?}",
+        with("lowTraffic: maybe")
     );
 }

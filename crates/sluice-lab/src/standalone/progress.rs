@@ -102,6 +102,7 @@ mod tests {
                 max: None,
                 reason: "low".into(),
                 at: Utc::now(),
+                more_requests: None,
             }],
             stable_revision: Some("v1".into()),
             canary_revision: Some("v2".into()),

@@ -31,6 +31,7 @@ fn exported_sample_names() -> BTreeSet<String> {
                 max: Some(2.0),
                 reason: String::new(),
                 at: Utc::now(),
+                more_requests: None,
             }],
         },
     );

@@ -249,6 +249,13 @@ fn only_notifying_events_are_classified() {
     assert_eq!(classify(&ev("RolledBack", "x")), Some(Topic::RolledBack));
     assert_eq!(classify(&ev("Undone", "x")), Some(Topic::RolledBack));
     assert_eq!(classify(&ev("AnalysisFailed", "x")), Some(Topic::Failed));
+    assert_eq!(
+        classify(&ev(
+            "ShadowCheckFailed",
+            "would have failed (shadow, no action): s: x"
+        )),
+        Some(Topic::WouldHaveFailed)
+    );
     assert_eq!(classify(&ev("GateHeld", "x")), Some(Topic::Paused));
     for quiet in [
         "Initialized",

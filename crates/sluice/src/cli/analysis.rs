@@ -57,13 +57,31 @@ pub struct BenchJudgeArgs {
     /// Allowed relative degradation of the error rate (0.1 = 10% worse is tolerated).
     #[arg(long, default_value_t = 0.1)]
     pub margin: f64,
+    /// The smallest degradation to catch: `2x` or `+0.5pp` (the spec's `compare.detect`).
+    #[arg(long, default_value = "2x")]
+    pub detect: String,
+    /// 1 − the declared false-Fail rate.
+    #[arg(long, default_value_t = 0.99)]
+    pub confidence: f64,
+    /// 1 − the declared false-Pass rate at `--detect`.
+    #[arg(long, default_value_t = 0.95)]
+    pub power: f64,
+    /// One JSON object: `{"fixed_horizon_requests": N, "judges": [...]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn bench_judge(args: &BenchJudgeArgs) -> anyhow::Result<()> {
     sluice_lab::bench::judge::bench_judge(
-        args.runs,
-        args.seed,
-        args.margin,
+        &sluice_lab::bench::judge::BenchArgs {
+            runs: args.runs,
+            seed: args.seed,
+            margin: args.margin,
+            confidence: args.confidence,
+            power: args.power,
+            detect: args.detect.clone(),
+            json: args.json,
+        },
         &mut std::io::stdout().lock(),
     )?;
     Ok(())

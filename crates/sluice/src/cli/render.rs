@@ -126,6 +126,12 @@ pub fn detail(v: &RolloutView) -> String {
     if let Some(m) = &s.message {
         let _ = writeln!(out, "  message    {m}");
     }
+    if let Some(n) = s.more_requests {
+        let _ = writeln!(
+            out,
+            "  evidence   not enough yet: about {n} more requests to the canary"
+        );
+    }
     for c in &s.last_verdicts {
         let value = c.value.map(|x| format!("{x:.2}")).unwrap_or("-".into());
         let _ = writeln!(
@@ -223,5 +229,34 @@ mod tests {
         assert!(text.contains("mirror     20% to canary"), "{text}");
         assert!(text.contains("revisions  stable v1, canary v2"), "{text}");
         assert!(one_line(&view).starts_with("shop/checkout: Progressing step 1/1"));
+    }
+
+    #[test]
+    fn detail_and_wait_line_say_how_much_more_evidence_is_needed() {
+        let view = RolloutView {
+            namespace: "shop".into(),
+            name: "web".into(),
+            spec: serde_yaml::from_str("{service: {port: 80}, strategy: {canary: {steps: [10]}}}")
+                .unwrap(),
+            status: RolloutStatus {
+                phase: Phase::Progressing,
+                canary_weight: 10,
+                more_requests: Some(1200),
+                message: Some(
+                    "canary 10%: gathering evidence, about 1200 more requests to the canary needed"
+                        .into(),
+                ),
+                ..Default::default()
+            },
+            traffic: None,
+            stages: vec!["canary 10%".into()],
+        };
+        let text = detail(&view);
+        assert!(
+            text.contains("evidence   not enough yet: about 1200 more requests to the canary"),
+            "{text}"
+        );
+        // `sluice wait` prints this line while it waits.
+        assert!(one_line(&view).ends_with("about 1200 more requests to the canary needed"));
     }
 }
