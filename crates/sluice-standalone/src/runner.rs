@@ -555,10 +555,14 @@ async fn rollout_task(
             }
             None => last_error = None,
         }
-        let status_changed = outcome.status != record.status;
-        record.status = outcome.status;
-        let upstreams = cell.upstreams();
         let applied = cell.applied();
+        let mut status = outcome.status;
+        // What the router confirmed (the cell follows only successful applies): the status
+        // says what is served, as on Kubernetes.
+        status.applied_traffic = applied.clone();
+        let status_changed = status != record.status;
+        record.status = status;
+        let upstreams = cell.upstreams();
         dirty |= status_changed || upstreams != record.upstreams || applied != record.applied;
         record.upstreams = upstreams;
         record.applied = applied;

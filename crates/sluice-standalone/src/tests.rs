@@ -150,6 +150,8 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
 
     let view = backend.get("shop", "reviews").await.unwrap();
     assert_eq!(view.traffic, Some(TrafficPlan::stable_only()));
+    // The status alone says what is served (as on Kubernetes).
+    assert_eq!(view.status.applied_traffic, view.traffic);
     assert_eq!(view.stages, vec!["canary 20%", "canary 50%"]);
     let reasons: Vec<String> = backend
         .events("shop", "reviews")
