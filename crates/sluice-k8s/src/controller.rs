@@ -147,30 +147,24 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Clients from the kubeconfig / in-cluster config; the write client is gated by the
-    /// leader channel (false until this replica holds the Lease).
+    /// Clients from the kubeconfig / in-cluster config; the write client is gated by this
+    /// replica's fence (closed until it holds the Lease).
     pub async fn new(opts: Options) -> Result<Self, Error> {
-        let (leader_tx, leader_rx) = watch::channel(false);
         let fence = Fence::new();
         let clients = clients(fence.clone()).await?;
-        let scopes = opts.namespaces.len().max(1);
-        Ok(Controller {
-            opts,
-            clients,
-            leader_tx,
-            leader_rx,
-            fence,
-            live: Arc::default(),
-            readiness: Arc::new(Readiness::new(scopes)),
-        })
+        Ok(Self::assemble(opts, clients, fence))
     }
 
     /// A replica over clients built by `make` from this replica's write fence (tests: an
     /// in-memory API server; the write client must be gated by the fence, as [`clients`] does).
     pub fn with_clients(opts: Options, make: impl FnOnce(Fence) -> Clients) -> Self {
-        let (leader_tx, leader_rx) = watch::channel(false);
         let fence = Fence::new();
         let clients = make(fence.clone());
+        Self::assemble(opts, clients, fence)
+    }
+
+    fn assemble(opts: Options, clients: Clients, fence: Fence) -> Self {
+        let (leader_tx, leader_rx) = watch::channel(false);
         let scopes = opts.namespaces.len().max(1);
         Controller {
             opts,

@@ -84,6 +84,49 @@ fn every_step_route_adds_up_to_100() {
     }
 }
 
+/// The examples' cookie matches work on the `Cookie` header browsers send: `name=value` pairs
+/// separated by `; ` (a space after the semicolon), in any position.
+#[test]
+fn example_cookie_regexes_match_real_cookie_headers() {
+    let mut checked = 0;
+    for f in example_files() {
+        for r in load(&f) {
+            let s = &r.spec.strategy;
+            let matches = s
+                .dark_launch
+                .iter()
+                .flat_map(|d| &d.matches)
+                .chain(s.ab_test.iter().flat_map(|a| &a.matches));
+            for m in matches {
+                let Some(re) = m.headers.get("cookie").and_then(|c| c.regex.as_deref()) else {
+                    continue;
+                };
+                let re = regex::Regex::new(re).expect("valid regex");
+                for header in [
+                    "user=jason",
+                    "theme=dark; user=jason",
+                    "user=jason; theme=dark",
+                ] {
+                    assert!(
+                        re.is_match(header),
+                        "{}: {re} misses {header:?}",
+                        f.display()
+                    );
+                }
+                for header in ["user=jasonx", "theme=dark; user=bob", "xuser=jason"] {
+                    assert!(
+                        !re.is_match(header),
+                        "{}: {re} matches {header:?}",
+                        f.display()
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 1, "no example with a cookie match");
+}
+
 /// Every strategy must be covered by an example (and so by a golden file).
 #[test]
 fn examples_cover_every_strategy() {
