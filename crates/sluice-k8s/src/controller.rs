@@ -287,8 +287,10 @@ impl Controller {
                     move |r, ctx: Arc<Context>| {
                         let leader = leader.clone();
                         async move {
-                            // Followers keep their caches warm and do nothing else.
+                            // Followers keep their caches warm and serve the API: what the
+                            // leader writes reaches their UI sessions through the watch.
                             if !*leader.borrow() {
+                                ctx.live.observe(&r);
                                 return Ok(kube::runtime::controller::Action::requeue(
                                     std::time::Duration::from_secs(5),
                                 ));

@@ -27,6 +27,8 @@ pub struct Live {
     events: Mutex<HashMap<String, VecDeque<EventRecord>>>,
     analysis: Mutex<HashMap<String, VecDeque<CheckResult>>>,
     plans: Mutex<HashMap<String, TrafficPlan>>,
+    /// The last resourceVersion of each Rollout announced by [`Live::observe`].
+    seen: Mutex<HashMap<String, String>>,
     changes: broadcast::Sender<Change>,
 }
 
@@ -36,6 +38,7 @@ impl Default for Live {
             events: Mutex::default(),
             analysis: Mutex::default(),
             plans: Mutex::default(),
+            seen: Mutex::default(),
             changes: broadcast::channel(256).0,
         }
     }
@@ -88,6 +91,23 @@ impl Live {
         self.changes.subscribe()
     }
     /// Tell live views something changed (no receiver is fine).
+    /// A Rollout as this replica's watch delivered it: announces it to this replica's API
+    /// stream (SSE) when its resourceVersion is new. Followers call it for every watch event,
+    /// so their UI sessions see what the leader writes, live, from the status.
+    pub fn observe(&self, rollout: &Rollout) {
+        let (Some(rv), key) = (rollout.metadata.resource_version.clone(), rollout.key()) else {
+            return;
+        };
+        let new = {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.insert(key, rv.clone()).as_ref() != Some(&rv)
+        };
+        if new {
+            let status = rollout.status.clone().unwrap_or_default();
+            self.notify(rollout, &status, "status");
+        }
+    }
+
     pub fn notify(&self, rollout: &Rollout, status: &RolloutStatus, kind: &str) {
         let _ = self.changes.send(Change {
             namespace: rollout.metadata.namespace.clone().unwrap_or_default(),

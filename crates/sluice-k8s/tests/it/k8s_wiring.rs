@@ -17,11 +17,15 @@ use sluice_testkit::kube_api::{FakeApi, fixtures};
 const NS: &str = "bookinfo";
 
 fn controller(api: &FakeApi) -> Controller {
+    replica(api, "replica-a")
+}
+
+fn replica(api: &FakeApi, identity: &str) -> Controller {
     let opts = Options {
         namespaces: vec![],
         lease_namespace: "sluice-system".into(),
         lease_name: "sluice-controller".into(),
-        identity: "replica-a".into(),
+        identity: identity.into(),
         analyzer: Arc::new(FakeAnalyzer::new(Verdict::Pass)),
         webhooks: Arc::new(NoWebhooks),
         telemetry: None,
@@ -157,4 +161,95 @@ async fn a_missing_target_is_reported_once_and_its_arrival_starts_the_rollout() 
         "{r}"
     );
     run.abort();
+}
+
+fn lease_holder(api: &FakeApi) -> Option<String> {
+    api.get(
+        "coordination.k8s.io",
+        "leases",
+        "sluice-system",
+        "sluice-controller",
+    )?["spec"]["holderIdentity"]
+        .as_str()
+        .map(String::from)
+}
+
+/// Two replicas behind one Service: the follower's API shows the same traffic as the leader's
+/// (both read the status), and its event stream (SSE) sees the leader's changes as they happen.
+#[tokio::test]
+async fn two_replicas_serve_the_same_live_view() {
+    use sluice_core::backend::Backend;
+
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed(
+        "apps",
+        "deployments",
+        fixtures::reviews_deployment(NS, "reviews:v1", 2),
+    );
+    api.seed("sluice.dev", "rollouts", fixtures::reviews_rollout(NS));
+    api.roll_out_deployments();
+    let (a, b) = (replica(&api, "replica-a"), replica(&api, "replica-b"));
+    let backends = [("replica-a", a.backend()), ("replica-b", b.backend())];
+    let runs = [tokio::spawn(a.run()), tokio::spawn(b.run())];
+
+    eventually("one replica leads", || lease_holder(&api).is_some()).await;
+    let leader = lease_holder(&api).expect("holder");
+    let (_, follower) = backends
+        .iter()
+        .find(|(id, _)| *id != leader)
+        .expect("a follower");
+    let (_, leading) = backends
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader");
+    eventually("initialized by the leader", || {
+        rollout(&api)
+            .and_then(|r| r.status)
+            .is_some_and(|s| s.applied_traffic.is_some())
+    })
+    .await;
+
+    let mut stream = follower.subscribe();
+    // A new revision: the leader starts a rollout and writes the status.
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = serde_json::json!("reviews:v2");
+    });
+    api.roll_out_deployments();
+    let change = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.recv().await {
+                Ok(c) if c.name == "reviews" && c.phase != sluice_core::spec::Phase::Idle => {
+                    break c;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("follower stream: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the follower's stream sees the leader's change");
+    assert_eq!(change.namespace, NS);
+
+    // Both read the status: the same traffic split and state on either replica.
+    let mut same = false;
+    for _ in 0..500 {
+        let (f, l) = (
+            follower.get(NS, "reviews").await,
+            leading.get(NS, "reviews").await,
+        );
+        if let (Ok(f), Ok(l)) = (f, l)
+            && f.traffic.is_some()
+            && f.traffic == l.traffic
+            && f.status == l.status
+        {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(same, "the follower's view differs from the leader's");
+    for run in runs {
+        run.abort();
+    }
 }
