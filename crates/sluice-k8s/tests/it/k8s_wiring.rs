@@ -253,3 +253,37 @@ async fn two_replicas_serve_the_same_live_view() {
         run.abort();
     }
 }
+
+/// The Rollout CRD missing (or RBAC refusing the list): the watch fails, `/readyz` says so
+/// instead of "ok"; once the list works again the caches sync and `/readyz` turns ready.
+#[tokio::test]
+async fn a_failing_rollout_watch_makes_readyz_false_until_it_recovers() {
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    // The API server answers 404 to the first two lists of Rollouts, as it does without the CRD.
+    api.inject(
+        http::Method::GET,
+        "/apis/sluice.dev/v1alpha1/rollouts",
+        404,
+        2,
+    );
+    let c = controller(&api);
+    let readiness = c.readiness();
+    let run = tokio::spawn(c.run());
+    eventually("/readyz names the failing watch", || {
+        readiness
+            .check(std::time::Instant::now())
+            .is_err_and(|e| e.contains("watching Rollouts/Deployments fails"))
+    })
+    .await;
+    api.seed("sluice.dev", "rollouts", fixtures::reviews_rollout(NS));
+    eventually("/readyz after the list recovered", || {
+        // A recovered watch still reports its last failure for a while (FAILING_WINDOW):
+        // look past it.
+        readiness
+            .check(std::time::Instant::now() + sluice_k8s::controller::Readiness::FAILING_WINDOW)
+            .is_ok()
+    })
+    .await;
+    run.abort();
+}
