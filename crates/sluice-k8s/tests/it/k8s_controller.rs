@@ -15,10 +15,12 @@ use sluice_testkit::kube_api::{FakeApi, fixtures};
 
 const NS: &str = "bookinfo";
 
-struct Harness {
-    api: FakeApi,
-    ctx: Arc<Context>,
-    analyzer: Arc<FakeAnalyzer>,
+/// The reviews world (Deployment + Rollout) in the in-memory API server, a reconcile context
+/// with a scripted analyzer and a hand-moved clock. Shared with the Gateway API tests.
+pub(crate) struct Harness {
+    pub(crate) api: FakeApi,
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) analyzer: Arc<FakeAnalyzer>,
     now: Arc<Mutex<DateTime<Utc>>>,
 }
 
@@ -31,11 +33,18 @@ fn rollout() -> Value {
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
+        Self::with_rollout(|_| {})
+    }
+
+    /// The same world with the Rollout edited before it is stored.
+    pub(crate) fn with_rollout(edit: impl FnOnce(&mut Value)) -> Self {
         sluice_testkit::fakes::install_crypto();
         let api = FakeApi::new();
         api.seed("apps", "deployments", deployment("reviews:v1", 2));
-        api.seed("sluice.dev", "rollouts", rollout());
+        let mut r = rollout();
+        edit(&mut r);
+        api.seed("sluice.dev", "rollouts", r);
         api.roll_out_deployments();
         let analyzer = Arc::new(FakeAnalyzer::new(Verdict::Pass));
         let now = Arc::new(Mutex::new(
@@ -59,28 +68,28 @@ impl Harness {
         }
     }
 
-    fn rollout(&self) -> Option<Rollout> {
+    pub(crate) fn rollout(&self) -> Option<Rollout> {
         self.api
             .get("sluice.dev", "rollouts", NS, "reviews")
             .map(|v| serde_json::from_value(v).expect("rollout parses"))
     }
 
-    fn status(&self) -> RolloutStatus {
+    pub(crate) fn status(&self) -> RolloutStatus {
         self.rollout().and_then(|r| r.status).unwrap_or_default()
     }
 
-    async fn reconcile(&self) -> Result<(), sluice_k8s::Error> {
+    pub(crate) async fn reconcile(&self) -> Result<(), sluice_k8s::Error> {
         let r = self.rollout().expect("rollout exists");
         reconcile(Arc::new(r), self.ctx.clone()).await.map(|_| ())
     }
 
-    async fn ok(&self) {
+    pub(crate) async fn ok(&self) {
         if let Err(e) = self.reconcile().await {
             panic!("reconcile failed: {e}");
         }
     }
 
-    fn advance(&self, secs: i64) {
+    pub(crate) fn advance(&self, secs: i64) {
         *self.now.lock().expect("lock") += Duration::seconds(secs);
     }
 
@@ -118,7 +127,7 @@ impl Harness {
     }
 
     /// Finalizer, initialization, primary Ready, target scaled to zero.
-    async fn initialized(&self) {
+    pub(crate) async fn initialized(&self) {
         self.ok().await; // adds the finalizer
         self.ok().await; // creates primary, services, VS at 100% primary
         self.api.roll_out_deployments();
@@ -126,14 +135,14 @@ impl Harness {
         self.api.roll_out_deployments();
     }
 
-    fn new_revision(&self, image: &str) {
+    pub(crate) fn new_revision(&self, image: &str) {
         self.api.edit("apps", "deployments", NS, "reviews", |d| {
             d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
         });
     }
 
     /// Every request the reconciles made is granted by the RBAC list in code.
-    fn assert_rbac_covers_requests(&self) {
+    pub(crate) fn assert_rbac_covers_requests(&self) {
         for req in self.api.log() {
             assert!(
                 api_calls::allowed(&req.group, &req.resource, &req.verb),

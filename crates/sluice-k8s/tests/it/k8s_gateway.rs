@@ -2,94 +2,22 @@
 //! server, writing an HTTPRoute (or GRPCRoute) instead of the VirtualService and
 //! DestinationRules, through a whole canary, a rollback and the finalizer.
 
-use std::sync::{Arc, Mutex};
-
-use chrono::{DateTime, Duration, Utc};
 use http::Method;
 use serde_json::{Value, json};
-use sluice_core::spec::{Phase, Rollout, RolloutStatus, Verdict};
-use sluice_k8s::api_calls;
-use sluice_k8s::reconcile::{Context, reconcile};
-use sluice_k8s::recorder::Live;
-use sluice_testkit::fakes::{FakeAnalyzer, NoWebhooks};
-use sluice_testkit::kube_api::{FakeApi, fixtures};
+use sluice_core::spec::{Phase, Verdict};
+
+use crate::k8s_controller::Harness;
 
 const NS: &str = "bookinfo";
 const GROUP: &str = "gateway.networking.k8s.io";
 
-struct Harness {
-    api: FakeApi,
-    ctx: Arc<Context>,
-    analyzer: Arc<FakeAnalyzer>,
-    now: Arc<Mutex<DateTime<Utc>>>,
-}
-
 impl Harness {
-    fn new(routing: Value) -> Self {
-        sluice_testkit::fakes::install_crypto();
-        let api = FakeApi::new();
-        api.seed(
-            "apps",
-            "deployments",
-            fixtures::reviews_deployment(NS, "reviews:v1", 2),
-        );
-        let mut rollout = fixtures::reviews_rollout(NS);
-        rollout["spec"]["routing"] = routing;
-        api.seed("sluice.dev", "rollouts", rollout);
-        api.roll_out_deployments();
-        let analyzer = Arc::new(FakeAnalyzer::new(Verdict::Pass));
-        let now = Arc::new(Mutex::new(
-            DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
-                .expect("time")
-                .with_timezone(&Utc),
-        ));
-        let clock_now = now.clone();
-        let ctx = Arc::new(Context::new(
-            api.client(),
-            analyzer.clone(),
-            Arc::new(NoWebhooks),
-            Arc::new(Live::default()),
-            Arc::new(move || *clock_now.lock().expect("lock")),
-        ));
-        Harness {
-            api,
-            ctx,
-            analyzer,
-            now,
-        }
-    }
-
-    fn rollout(&self) -> Option<Rollout> {
-        self.api
-            .get("sluice.dev", "rollouts", NS, "reviews")
-            .map(|v| serde_json::from_value(v).expect("rollout parses"))
-    }
-
-    fn status(&self) -> RolloutStatus {
-        self.rollout().and_then(|r| r.status).unwrap_or_default()
-    }
-
-    async fn reconcile(&self) -> Result<(), sluice_k8s::Error> {
-        let r = self.rollout().expect("rollout exists");
-        reconcile(Arc::new(r), self.ctx.clone()).await.map(|_| ())
-    }
-
-    async fn ok(&self) {
-        if let Err(e) = self.reconcile().await {
-            panic!("reconcile failed: {e}");
-        }
-    }
-
-    fn advance(&self, secs: i64) {
-        *self.now.lock().expect("lock") += Duration::seconds(secs);
-    }
-
     fn route(&self, resource: &str) -> Option<Value> {
         self.api.get(GROUP, resource, NS, "reviews")
     }
 
     /// Weight of `backend` in the HTTPRoute's default (last) rule.
-    fn weight(&self, backend: &str) -> i64 {
+    fn backend_weight(&self, backend: &str) -> i64 {
         let route = self.route("httproutes").expect("HTTPRoute exists");
         let rules = route["spec"]["rules"].as_array().expect("rules");
         rules.last().expect("default rule")["backendRefs"]
@@ -101,20 +29,6 @@ impl Harness {
             .sum()
     }
 
-    async fn initialized(&self) {
-        self.ok().await;
-        self.ok().await;
-        self.api.roll_out_deployments();
-        self.ok().await;
-        self.api.roll_out_deployments();
-    }
-
-    fn new_revision(&self, image: &str) {
-        self.api.edit("apps", "deployments", NS, "reviews", |d| {
-            d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-        });
-    }
-
     fn no_istio_objects(&self) {
         for l in self.api.log() {
             assert_ne!(
@@ -124,20 +38,11 @@ impl Harness {
             );
         }
     }
+}
 
-    fn assert_rbac_covers_requests(&self) {
-        for req in self.api.log() {
-            assert!(
-                api_calls::allowed(&req.group, &req.resource, &req.verb),
-                "request not covered by api_calls::CALLS: {} {} ({}/{} {})",
-                req.method,
-                req.path,
-                req.group,
-                req.resource,
-                req.verb
-            );
-        }
-    }
+/// The shared harness with `spec.routing` set to `routing`.
+fn harness(routing: Value) -> Harness {
+    Harness::with_rollout(|r| r["spec"]["routing"] = routing)
 }
 
 fn gateway_routing() -> Value {
@@ -149,7 +54,7 @@ fn gateway_routing() -> Value {
 
 #[tokio::test]
 async fn a_canary_moves_the_httproute_weights_then_promotes() {
-    let h = Harness::new(gateway_routing());
+    let h = harness(gateway_routing());
     h.initialized().await;
     let route = h.route("httproutes").expect("HTTPRoute created");
     assert_eq!(
@@ -158,26 +63,30 @@ async fn a_canary_moves_the_httproute_weights_then_promotes() {
     );
     assert_eq!(route["spec"]["hostnames"], json!(["reviews.example.com"]));
     assert_eq!(route["metadata"]["ownerReferences"][0]["kind"], "Rollout");
-    assert_eq!(h.weight("reviews-primary"), 100);
-    assert_eq!(h.weight("reviews-canary"), 0);
+    assert_eq!(h.backend_weight("reviews-primary"), 100);
+    assert_eq!(h.backend_weight("reviews-canary"), 0);
 
     h.new_revision("reviews:v2");
     h.ok().await;
     h.api.roll_out_deployments();
     h.ok().await;
-    assert_eq!(h.weight("reviews-canary"), 10, "first step");
-    assert_eq!(h.weight("reviews-primary"), 90);
+    assert_eq!(h.backend_weight("reviews-canary"), 10, "first step");
+    assert_eq!(h.backend_weight("reviews-primary"), 90);
     h.advance(61);
     h.ok().await;
-    assert_eq!(h.weight("reviews-canary"), 50, "passed analysis: next step");
+    assert_eq!(
+        h.backend_weight("reviews-canary"),
+        50,
+        "passed analysis: next step"
+    );
     h.advance(61);
     h.ok().await;
     assert_eq!(h.status().phase, Phase::Promoting);
     h.api.roll_out_deployments();
     h.ok().await;
     assert_eq!(h.status().phase, Phase::Succeeded);
-    assert_eq!(h.weight("reviews-primary"), 100);
-    assert_eq!(h.weight("reviews-canary"), 0);
+    assert_eq!(h.backend_weight("reviews-primary"), 100);
+    assert_eq!(h.backend_weight("reviews-canary"), 0);
 
     // Every route write is a forced server-side apply by `sluice`.
     let writes: Vec<_> = h
@@ -200,19 +109,19 @@ async fn a_canary_moves_the_httproute_weights_then_promotes() {
 
 #[tokio::test]
 async fn failing_analysis_puts_the_route_back_on_primary_and_deletion_removes_it() {
-    let h = Harness::new(gateway_routing());
+    let h = harness(gateway_routing());
     h.initialized().await;
     h.new_revision("reviews:v2");
     h.ok().await;
     h.api.roll_out_deployments();
     h.ok().await;
-    assert_eq!(h.weight("reviews-canary"), 10);
+    assert_eq!(h.backend_weight("reviews-canary"), 10);
     h.analyzer.set(Verdict::Fail);
     h.advance(61);
     h.ok().await;
     assert_eq!(h.status().phase, Phase::Failed);
-    assert_eq!(h.weight("reviews-primary"), 100);
-    assert_eq!(h.weight("reviews-canary"), 0);
+    assert_eq!(h.backend_weight("reviews-primary"), 100);
+    assert_eq!(h.backend_weight("reviews-canary"), 0);
 
     h.api.edit("sluice.dev", "rollouts", NS, "reviews", |r| {
         r["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:05:00Z");
@@ -232,7 +141,7 @@ async fn failing_analysis_puts_the_route_back_on_primary_and_deletion_removes_it
 
 #[tokio::test]
 async fn a_grpc_route_and_the_mesh_service_as_default_parent() {
-    let h = Harness::new(json!({"gatewayAPI": {"routeKind": "GRPCRoute"}}));
+    let h = harness(json!({"gatewayAPI": {"routeKind": "GRPCRoute"}}));
     h.initialized().await;
     h.new_revision("reviews:v2");
     h.ok().await;
@@ -255,7 +164,7 @@ async fn a_grpc_route_and_the_mesh_service_as_default_parent() {
 /// The Istio Rollouts next to it keep their VirtualService: the router is chosen per Rollout.
 #[tokio::test]
 async fn without_gateway_api_routing_the_virtual_service_is_written() {
-    let h = Harness::new(json!({}));
+    let h = harness(json!({}));
     h.initialized().await;
     assert!(
         h.api
