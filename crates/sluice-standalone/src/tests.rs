@@ -39,12 +39,24 @@ async fn setup(verdict: Verdict) -> Setup {
 }
 
 impl Setup {
-    fn runner(&self) -> Arc<Runner> {
-        self.runner_with(None)
+    async fn runner(&self) -> Arc<Runner> {
+        self.runner_with(None).await
     }
 
-    fn runner_with(&self, telemetry: Option<sluice_notify::Telemetry>) -> Arc<Runner> {
-        let store = Store::open(&self.store_path, Retention::default()).unwrap();
+    async fn runner_with(&self, telemetry: Option<sluice_notify::Telemetry>) -> Arc<Runner> {
+        // A runner shut down just before (a restart test) releases the store once its tasks
+        // have ended, which takes a scheduler turn or more: retry instead of guessing a sleep.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let store = loop {
+            match Store::open(&self.store_path, Retention::default()) {
+                Ok(store) => break store,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "store still held by the previous runner");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot open the store: {e}"),
+            }
+        };
         Runner::new(
             store,
             Deps {
@@ -125,7 +137,7 @@ async fn wait_for(
 #[tokio::test]
 async fn canary_walks_every_step_then_stable_points_at_the_canary() {
     let s = setup(Verdict::Pass).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -194,7 +206,7 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
 #[tokio::test]
 async fn failing_canary_is_rolled_back_to_all_stable() {
     let s = setup(Verdict::Fail).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -210,7 +222,7 @@ async fn failing_canary_is_rolled_back_to_all_stable() {
 #[tokio::test]
 async fn restart_resumes_at_the_same_step_with_history() {
     let s = setup(Verdict::Pass).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -229,7 +241,7 @@ async fn restart_resumes_at_the_same_step_with_history() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let applies_before_restart = s.router.log().len();
 
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -266,7 +278,7 @@ async fn reasons_after_restart(
     what: &str,
     done: impl Fn(&RolloutStatus) -> bool,
 ) -> (Phase, Vec<String>) {
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -280,7 +292,7 @@ async fn reasons_after_restart(
     tokio::time::sleep(Duration::from_millis(50)).await;
     let applies_before_restart = s.router.log().len();
 
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -344,7 +356,7 @@ async fn restart_records_resumed_only_for_rollouts_in_flight() {
 #[tokio::test]
 async fn commands_are_checked_then_applied_on_an_immediate_tick() {
     let s = setup(Verdict::Inconclusive).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -383,7 +395,7 @@ async fn abort_and_pause_cut_short_a_slow_analysis() {
     ] {
         let s = setup(Verdict::Pass).await;
         s.analyzer.set_delay(Duration::from_secs(30));
-        let runner = s.runner();
+        let runner = s.runner().await;
         let backend = StandaloneBackend {
             runner: runner.clone(),
         };
@@ -438,7 +450,7 @@ async fn a_refused_plan_is_a_condition_with_one_notification_and_backoff() {
     .unwrap();
     let why = "Envoy rejected routes (rds) version 1a2b (its update_rejected counter moved)";
     s.router.refuse(Some(why));
-    let runner = s.runner_with(Some(telemetry));
+    let runner = s.runner_with(Some(telemetry)).await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -488,7 +500,7 @@ async fn a_refused_plan_is_a_condition_with_one_notification_and_backoff() {
 #[tokio::test]
 async fn spec_edits_restart_and_removal_leaves_all_stable() {
     let s = setup(Verdict::Inconclusive).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -554,7 +566,7 @@ async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
     std::fs::write(&a, serde_yaml::to_string(&reviews).unwrap()).unwrap();
     std::fs::write(&b, serde_yaml::to_string(&other).unwrap()).unwrap();
 
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -589,7 +601,7 @@ async fn start_up_keeps_rollouts_of_invalid_files_and_retires_removed_ones() {
     .unwrap();
     std::fs::remove_file(&b).unwrap();
 
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -693,7 +705,7 @@ async fn the_web_api_drives_the_standalone_backend() {
     use tower::ServiceExt;
 
     let s = setup(Verdict::Inconclusive).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend: Arc<dyn Backend> = Arc::new(StandaloneBackend {
         runner: runner.clone(),
     });
@@ -760,7 +772,7 @@ async fn reasons(backend: &StandaloneBackend) -> Vec<String> {
 #[tokio::test]
 async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
     let s = setup(Verdict::Pass).await;
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -811,7 +823,7 @@ async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let applies_before_restart = s.router.log().len();
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
@@ -859,7 +871,7 @@ async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
 async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
     let s = setup(Verdict::Inconclusive).await;
     let (a, b) = (s.stable.as_str(), s.canary.as_str());
-    let runner = s.runner();
+    let runner = s.runner().await;
     let backend = StandaloneBackend {
         runner: runner.clone(),
     };
