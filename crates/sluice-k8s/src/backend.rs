@@ -160,8 +160,7 @@ impl Backend for KubeBackend {
         command: Command,
     ) -> Result<(), BackendError> {
         let r = self.fetch(namespace, name).await?;
-        engine::command_allowed(&r.status.unwrap_or_default(), command)
-            .map_err(BackendError::Conflict)?;
+        engine::command_allowed(&r.status.unwrap_or_default(), command)?;
         let value = commands::annotation_value(command, chrono::Utc::now());
         let patch = commands::request_patch(&value, None);
         let api: Api<Rollout> = Api::namespaced(self.client.clone(), namespace);

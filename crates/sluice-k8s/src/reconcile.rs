@@ -15,6 +15,7 @@ use super::recorder::{KubeRecorder, Live};
 use super::router::KubeRouter;
 use super::workloads::KubeWorkloads;
 use super::{Error, ObjectError, Result, commands, names, objects, retry_on_conflict};
+use sluice_core::backend::ChangeKind;
 use sluice_core::engine::{Event, EventReason};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, Webhooks};
 use sluice_core::rollout_plan::RolloutPlan;
@@ -288,7 +289,7 @@ async fn report_blocked(
     });
     if status != old {
         write_status(&api, name, &old, &status).await?;
-        ctx.live.notify(rollout, &status, "status");
+        ctx.live.notify(rollout, &status, ChangeKind::Status);
     }
     if !already_told {
         let ev = Event {
@@ -428,7 +429,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         // A failed write returns here: the tick's events never leave, and the next reconcile
         // decides again from the old status (the outbox contract of `exec::deliver`).
         write_status(&api, name, &old, &status).await?;
-        ctx.live.notify(rollout, &status, "status");
+        ctx.live.notify(rollout, &status, ChangeKind::Status);
     }
     sluice_telemetry::observed_deliver(
         &ctx.executors,
@@ -623,7 +624,7 @@ pub async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         warning: false,
     };
     ctx.recorder.event(rollout, &status, &ev).await;
-    ctx.live.notify(rollout, &status, "deleted");
+    ctx.live.notify(rollout, &status, ChangeKind::Deleted);
     Ok(Action::await_change())
 }
 
