@@ -34,7 +34,13 @@ pub struct Context {
     pub clock: Clock,
     /// sluice's own metrics; `None` in tests that do not look at them.
     pub metrics: Option<Arc<sluice_telemetry::Metrics>>,
+    /// Uids of Rollouts whose finalizer this replica removed (the last [`FINALIZED_KEPT`]): a
+    /// reconcile queued from a lagging cache for one of them sends nothing at all.
+    finalized: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many finalized Rollouts [`Context`] remembers (a few KiB).
+const FINALIZED_KEPT: usize = 256;
 
 impl Context {
     /// `client` must be the leader-gated client: every write of the reconcile goes through it.
@@ -69,6 +75,7 @@ impl Context {
             live,
             clock,
             metrics: None,
+            finalized: Default::default(),
         }
     }
 
@@ -87,6 +94,28 @@ impl Context {
     }
 
     /// Adds analysis timing, event/verdict metrics and notifications around the executors.
+    fn lock_finalized(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<String>> {
+        // A panic while holding this lock cannot leave the list inconsistent.
+        self.finalized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finalized(&self, rollout: &Rollout) -> bool {
+        let uid = rollout.metadata.uid.as_deref();
+        uid.is_some_and(|uid| self.lock_finalized().iter().any(|u| u == uid))
+    }
+
+    fn remember_finalized(&self, rollout: &Rollout) {
+        if let Some(uid) = rollout.metadata.uid.clone() {
+            let mut kept = self.lock_finalized();
+            if kept.len() == FINALIZED_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(uid);
+        }
+    }
+
     pub fn with_telemetry(mut self, tel: &sluice_notify::Telemetry) -> Self {
         self.executors = tel.wrap(self.executors);
         self.metrics = Some(Arc::clone(&tel.metrics));
@@ -97,18 +126,30 @@ impl Context {
 /// Entry point for the kube-runtime Controller.
 pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action> {
     let ns = objects::namespace(&rollout)?.to_string();
+    let deleting = rollout.metadata.deletion_timestamp.is_some();
+    // Finalized here already (a uid is never reused): the copy comes from a cache that has not
+    // seen the deletion yet. Not even a read: no request about a Rollout after its finalizer
+    // is removed.
+    if ctx.finalized(&rollout) {
+        return Ok(Action::await_change());
+    }
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(rollout) = current_while_deleting(&api, rollout).await? else {
         return Ok(Action::await_change());
     };
-    finalizer(&api, names::FINALIZER, rollout, |event| async {
+    let copy = deleting.then(|| Arc::clone(&rollout));
+    let done = finalizer(&api, names::FINALIZER, rollout, |event| async {
         match event {
             Finalizer::Apply(r) => apply(&r, &ctx).await,
             Finalizer::Cleanup(r) => cleanup(&r, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| match e {
+    .await;
+    // For a Rollout being deleted, success means cleanup ran and the finalizer is gone.
+    if let (Ok(_), Some(r)) = (&done, copy) {
+        ctx.remember_finalized(&r);
+    }
+    done.map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),

@@ -57,6 +57,19 @@ struct Change {
     object: Value,
 }
 
+/// One change as [`FakeApi::history`] reports it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub rv: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub object: Value,
+}
+
 /// An open watch: (group, resource, namespace or "" for all) and where its lines go.
 struct Watcher {
     group: String,
@@ -247,6 +260,25 @@ impl FakeApi {
         let mut s = self.state.lock().expect("lock");
         s.compacted_at = s.rv + 1;
         s.changes.clear();
+    }
+
+    /// Every change since the last [`FakeApi::compact`], oldest first, each with the object as
+    /// it was right after that change: for tests that check what was true at every moment
+    /// (e.g. what a Service selected while another object had some state).
+    pub fn history(&self) -> Vec<Recorded> {
+        let s = self.state.lock().expect("lock");
+        s.changes
+            .iter()
+            .map(|c| Recorded {
+                rv: c.rv,
+                kind: c.kind,
+                group: c.key.0.clone(),
+                resource: c.key.1.clone(),
+                namespace: c.key.2.clone(),
+                name: c.key.3.clone(),
+                object: c.object.clone(),
+            })
+            .collect()
     }
 
     /// How many watches are open now (for tests that wait for a controller to start).

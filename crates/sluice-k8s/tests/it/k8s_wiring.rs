@@ -287,3 +287,146 @@ async fn a_failing_rollout_watch_makes_readyz_false_until_it_recovers() {
     .await;
     run.abort();
 }
+
+/// Plays the Deployment controller and the kubelet: every Deployment's pods become Ready soon
+/// after each change (until the returned task is aborted).
+fn kubelet(api: &FakeApi) -> tokio::task::JoinHandle<()> {
+    let api = api.clone();
+    tokio::spawn(async move {
+        loop {
+            api.roll_out_deployments();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    })
+}
+
+fn status(api: &FakeApi) -> Option<sluice_core::spec::RolloutStatus> {
+    rollout(api)?.status
+}
+
+/// Whether a Deployment as stored ran `image` on all its replicas, Ready.
+fn runs_ready(d: &Value, image: &str) -> bool {
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        && want > 0
+        && d["status"]["observedGeneration"].as_i64() >= d["metadata"]["generation"].as_i64()
+        && d["status"]["readyReplicas"].as_i64() >= Some(want)
+}
+
+/// Issue 12: a Rollout deleted while its canary is at a step. Through the real wiring (the
+/// Rollout and Deployment watches queue reconciles as they please): the apex Service
+/// `reviews` never selects the target's pods while they run the unpromoted template (checked
+/// on every change the API server recorded, in order), and once the finalizer is removed the
+/// controller sends nothing more about this Rollout.
+#[tokio::test]
+async fn a_rollout_deleted_mid_canary_never_serves_the_canary_and_goes_quiet() {
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed(
+        "apps",
+        "deployments",
+        fixtures::reviews_deployment(NS, "reviews:v1", 2),
+    );
+    api.seed("sluice.dev", "rollouts", fixtures::reviews_rollout(NS));
+    let pods = kubelet(&api);
+    let run = tokio::spawn(controller(&api).run());
+    eventually("initialized: v1 stable, target scaled to zero", || {
+        status(&api).is_some_and(|s| s.stable_revision.is_some())
+            && api
+                .get("apps", "deployments", NS, "reviews")
+                .is_some_and(|d| d["spec"]["replicas"] == 0)
+    })
+    .await;
+
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = serde_json::json!("reviews:v2");
+    });
+    eventually("the canary (v2) at its first step, 10%", || {
+        status(&api).is_some_and(|s| {
+            s.canary_weight == 10 && s.applied_traffic.is_some_and(|t| t.canary_weight() == 10)
+        })
+    })
+    .await;
+
+    let rollouts: Api<Rollout> = Api::namespaced(api.client(), NS);
+    rollouts
+        .delete("reviews", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the finalizer removed and the Rollout gone", || {
+        rollout(&api).is_none()
+    })
+    .await;
+    // A user's edit of the target afterwards is a Deployment event the controller watches:
+    // nothing may act on the deleted Rollout because of it.
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["metadata"]["annotations"] = serde_json::json!({"team": "reviews"});
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let log = api.log();
+    let removed = log
+        .iter()
+        .rposition(|l| {
+            l.resource == "rollouts"
+                && l.verb == "patch"
+                && l.body.to_string().contains("finalizers")
+        })
+        .expect("the finalizer was removed by a patch");
+    let after: Vec<String> = log[removed + 1..]
+        .iter()
+        .filter(|l| !matches!(l.verb.as_str(), "watch" | "list") && l.resource != "leases")
+        .map(|l| format!("{} {} {} → {}", l.verb, l.resource, l.path, l.status))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "requests after the finalizer was removed: {after:#?}"
+    );
+
+    // Every state the apex Service was in, against the target's state at that moment.
+    let mut target = Value::Null;
+    let mut apex_on_target = 0;
+    for c in api.history() {
+        match (c.resource.as_str(), c.name.as_str()) {
+            ("deployments", "reviews") => target = c.object,
+            ("services", "reviews") if c.kind != "DELETED" => {
+                if c.object["spec"]["selector"] == serde_json::json!({"app": "reviews"}) {
+                    apex_on_target += 1;
+                    assert!(
+                        runs_ready(&target, "reviews:v1"),
+                        "the apex selects the target's pods (rv {}) while the target is {}",
+                        c.rv,
+                        target
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        apex_on_target > 0,
+        "the apex never went back to the target's pods"
+    );
+    assert!(
+        runs_ready(
+            &api.get("apps", "deployments", NS, "reviews")
+                .expect("target"),
+            "reviews:v1"
+        ),
+        "the target runs the stable template at full scale"
+    );
+    for (resource, name) in [
+        ("deployments", "reviews-primary"),
+        ("services", "reviews-primary"),
+        ("services", "reviews-canary"),
+    ] {
+        let group = if resource == "deployments" {
+            "apps"
+        } else {
+            ""
+        };
+        assert!(api.get(group, resource, NS, name).is_none(), "{name} left");
+    }
+    pods.abort();
+    run.abort();
+}
