@@ -38,20 +38,20 @@ pub const CALLS: &[ApiCall] = &[
     ApiCall {
         group: "",
         resource: "services",
-        verbs: &["get", "create", "patch", "delete"],
-        why: "apply <name>-primary/-canary, create <name> if missing, clean up",
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        why: "watch cache; apply <name>-primary/-canary, create <name> if missing, clean up",
     },
     ApiCall {
         group: "networking.istio.io",
         resource: "virtualservices",
-        verbs: &["get", "patch", "delete"],
-        why: "read, then server-side apply of the routes when they differ; removed by the finalizer",
+        verbs: &["get", "list", "watch", "patch", "delete"],
+        why: "watch cache (get until synced), then server-side apply of the routes when they differ; removed by the finalizer",
     },
     ApiCall {
         group: "networking.istio.io",
         resource: "destinationrules",
-        verbs: &["get", "patch", "delete"],
-        why: "read, then server-side apply of the two hosts' rules when they differ; removed by the finalizer",
+        verbs: &["get", "list", "watch", "patch", "delete"],
+        why: "watch cache (get until synced), then server-side apply of the two hosts' rules when they differ; removed by the finalizer",
     },
     ApiCall {
         group: "gateway.networking.k8s.io",

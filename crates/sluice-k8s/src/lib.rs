@@ -19,6 +19,7 @@
 
 pub mod api_calls;
 pub mod backend;
+pub mod cache;
 pub mod commands;
 pub mod controller;
 pub mod gate;

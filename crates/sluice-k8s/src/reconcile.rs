@@ -37,6 +37,8 @@ pub struct Context {
     /// Uids of Rollouts whose finalizer this replica removed (the last [`FINALIZED_KEPT`]): a
     /// reconcile queued from a lagging cache for one of them sends nothing at all.
     finalized: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// The controller's watch caches (`None`: reads are GETs).
+    pub caches: Option<Arc<crate::cache::Caches>>,
 }
 
 /// How many finalized Rollouts [`Context`] remembers (a few KiB).
@@ -76,7 +78,29 @@ impl Context {
             clock,
             metrics: None,
             finalized: Default::default(),
+            caches: None,
         }
+    }
+
+    /// Reads from the controller's watch caches instead of the API server (see
+    /// [`crate::cache`]). Call before [`Context::with_identity`] and
+    /// [`Context::with_telemetry`], which wrap what this builds.
+    pub fn with_caches(mut self, caches: Arc<crate::cache::Caches>) -> Self {
+        let workloads = Arc::new(KubeWorkloads::with_caches(
+            self.client.clone(),
+            Arc::clone(&caches),
+        ));
+        let router = Arc::new(KubeRouter::with_caches(
+            self.client.clone(),
+            self.live.clone(),
+            Arc::clone(&caches),
+        ));
+        self.executors.workloads = workloads.clone();
+        self.executors.router = router.clone();
+        self.workloads = workloads;
+        self.router = router;
+        self.caches = Some(caches);
+        self
     }
 
     /// Names this replica in the Events it records (`reportingInstance`, e.g. the pod name).
@@ -414,7 +438,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     let caught: std::sync::Mutex<Option<commands::Pending>> = std::sync::Mutex::new(None);
     let out = {
         let seen = pending.as_ref().map(|p| p.raw.clone());
-        let interrupt = watch_for_preempting_command(&api, name, &old, seen, &caught);
+        let interrupt = watch_for_preempting_command(ctx, &api, rollout, &old, seen, &caught);
         let interrupt: exec::Interrupt<'_> = std::pin::pin!(interrupt);
         match &ctx.metrics {
             Some(m) => {
@@ -489,16 +513,27 @@ pub const COMMAND_POLL: Duration = Duration::from_millis(250);
 /// (`seen`), storing the annotation in `caught`. Reads start after one [`COMMAND_POLL`]: a
 /// quick tick costs no extra request.
 async fn watch_for_preempting_command(
+    ctx: &Context,
     api: &Api<Rollout>,
-    name: &str,
+    rollout: &Rollout,
     status: &RolloutStatus,
     seen: Option<String>,
     caught: &std::sync::Mutex<Option<commands::Pending>>,
 ) -> sluice_core::engine::Command {
+    let (ns, name) = (
+        rollout.metadata.namespace.as_deref().unwrap_or_default(),
+        rollout.metadata.name.as_deref().unwrap_or_default(),
+    );
     loop {
         tokio::time::sleep(COMMAND_POLL).await;
-        let Ok(fresh) = api.get(name).await else {
-            continue;
+        // The watch cache has the annotation as soon as the watch delivers it: no request.
+        let cached = ctx.caches.as_ref().map(|c| c.rollouts.get(ns, name));
+        let fresh = match cached {
+            Some(Ok(Some(r))) => r,
+            _ => match api.get(name).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            },
         };
         let Some(p) = commands::pending(&fresh) else {
             continue;

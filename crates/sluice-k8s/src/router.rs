@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use super::cache::Caches;
 use super::objects;
 use super::recorder::Live;
 use super::workloads::ignore_not_found;
@@ -37,6 +38,8 @@ pub fn destination_rule_resource() -> ApiResource {
 pub struct IstioRouter {
     client: Client,
     live: std::sync::Arc<Live>,
+    /// Reads come from the controller's watch caches once synced (`None`: GETs).
+    caches: Option<std::sync::Arc<Caches>>,
 }
 
 /// The generated object with the Rollout as controlling owner (garbage collection backs up
@@ -92,7 +95,11 @@ fn object_name(obj: &Value) -> Result<String> {
 
 impl IstioRouter {
     pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
-        IstioRouter { client, live }
+        IstioRouter {
+            client,
+            live,
+            caches: None,
+        }
     }
 
     fn api(&self, rollout: &Rollout, ar: &ApiResource) -> Result<Api<DynamicObject>> {
@@ -108,7 +115,16 @@ impl IstioRouter {
         let api = self.api(rollout, ar)?;
         // Read first: an object that already says all this is not applied again (no write per
         // reconcile); one that another manager changed is (the forced apply restores it).
-        if let Some(existing) = api.get_opt(&name).await?
+        let cached = self
+            .caches
+            .as_ref()
+            .and_then(|c| c.istio(ar))
+            .map(|c| c.get(objects::namespace(rollout).unwrap_or_default(), &name));
+        let existing = match cached {
+            Some(Ok(cached)) => cached,
+            _ => api.get_opt(&name).await?,
+        };
+        if let Some(existing) = existing
             && names::unchanged(&existing, &obj)
         {
             return Ok(());
@@ -272,6 +288,17 @@ impl KubeRouter {
             istio: IstioRouter::new(client.clone(), live.clone()),
             gateway_api: GatewayApiRouter::new(client, live),
         }
+    }
+
+    /// Reads the Istio objects from `caches` (see [`crate::cache`]).
+    pub fn with_caches(
+        client: Client,
+        live: std::sync::Arc<Live>,
+        caches: std::sync::Arc<Caches>,
+    ) -> Self {
+        let mut router = Self::new(client, live);
+        router.istio.caches = Some(caches);
+        router
     }
 
     pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {

@@ -430,3 +430,68 @@ async fn a_rollout_deleted_mid_canary_never_serves_the_canary_and_goes_quiet() {
     pods.abort();
     run.abort();
 }
+
+/// Requests the controller sent from log entry `from` on, apart from its watches (long-lived
+/// streams, opened once) and the leader election's Lease renewals.
+fn requests_since(api: &FakeApi, from: usize) -> Vec<String> {
+    api.log()[from..]
+        .iter()
+        .filter(|l| l.verb != "watch" && l.resource != "leases")
+        .map(|l| format!("{} {} {} → {}", l.verb, l.resource, l.path, l.status))
+        .collect()
+}
+
+/// Issue 16 item 5: an idle rollout costs no API request between its own changes. The
+/// reconcile reads the Deployments, Services and Istio objects from the watch caches, the web
+/// API reads Rollouts from there too, and sluice's own status write does not wake the
+/// reconcile again. Counted on the in-memory API server over five analysis intervals (1 s),
+/// while the web API is asked for the list and the rollout on every interval.
+#[tokio::test]
+async fn an_idle_rollout_costs_no_api_request_between_its_changes() {
+    use sluice_core::backend::Backend;
+
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed(
+        "apps",
+        "deployments",
+        fixtures::reviews_deployment(NS, "reviews:v1", 2),
+    );
+    let mut r = fixtures::reviews_rollout(NS);
+    r["spec"]["analysis"]["interval"] = serde_json::json!("1s");
+    api.seed("sluice.dev", "rollouts", r);
+    let pods = kubelet(&api);
+    let c = controller(&api);
+    let backend = c.backend();
+    let run = tokio::spawn(c.run());
+    eventually("initialized: v1 stable, target scaled to zero", || {
+        status(&api).is_some_and(|s| s.stable_revision.is_some())
+            && api
+                .get("apps", "deployments", NS, "reviews")
+                .is_some_and(|d| d["spec"]["replicas"] == 0)
+    })
+    .await;
+    // Let the last writes of the initialization settle (the scale-down's watch event).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let start = api.log().len();
+    for _ in 0..5 {
+        assert_eq!(backend.list().await.expect("list").len(), 1);
+        let view = backend.get(NS, "reviews").await.expect("get");
+        assert!(view.traffic.is_some());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let idle = requests_since(&api, start);
+    assert!(idle.is_empty(), "an idle rollout's requests: {idle:#?}");
+
+    // The count is not blind: a new revision is a change, and it costs requests.
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = serde_json::json!("reviews:v2");
+    });
+    eventually("the canary at its first step", || {
+        status(&api).is_some_and(|s| s.canary_weight == 10)
+    })
+    .await;
+    assert!(!requests_since(&api, start).is_empty());
+    pods.abort();
+    run.abort();
+}
