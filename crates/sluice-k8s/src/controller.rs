@@ -23,6 +23,7 @@ use super::gate::LeaderGateLayer;
 use super::leader::{self, Fence, LeaseConfig};
 use super::reconcile::{self, Context};
 use super::recorder::Live;
+use super::throttle::{ClientLimits, ThrottleLayer};
 use super::{Error, names};
 use sluice_core::exec::{Analyzer, Webhooks};
 use sluice_core::spec::Rollout;
@@ -39,6 +40,8 @@ pub struct Options {
     pub webhooks: Arc<dyn Webhooks>,
     /// Metrics and notifications around the executors.
     pub telemetry: Option<sluice_notify::Telemetry>,
+    /// Rate limit of the API clients [`Controller::new`] builds (shared by reads and writes).
+    pub client_limits: ClientLimits,
 }
 
 /// Clients of a controller replica: `read` for watches, the backend and the lease; `write`
@@ -48,12 +51,18 @@ pub struct Clients {
     pub write: Client,
 }
 
-pub async fn clients(leader: Fence) -> Result<Clients, Error> {
+pub async fn clients(leader: Fence, limits: ClientLimits) -> Result<Clients, Error> {
+    limits.check().map_err(Error::Invalid)?;
     let config = Config::infer()
         .await
         .map_err(|e| Error::Invalid(format!("kubeconfig / in-cluster config: {e}")))?;
-    let read = Client::try_from(config.clone())?;
+    // One bucket for both clients: the limit is this replica's, whatever it reads or writes.
+    let throttle = ThrottleLayer::new(limits);
+    let read = ClientBuilder::try_from(config.clone())?
+        .with_layer(&throttle)
+        .build();
     let write = ClientBuilder::try_from(config)?
+        .with_layer(&throttle)
         .with_layer(&LeaderGateLayer::new(leader))
         .build();
     Ok(Clients { read, write })
@@ -172,7 +181,7 @@ impl Controller {
     /// replica's fence (closed until it holds the Lease).
     pub async fn new(opts: Options) -> Result<Self, Error> {
         let fence = Fence::new();
-        let clients = clients(fence.clone()).await?;
+        let clients = clients(fence.clone(), opts.client_limits).await?;
         Ok(Self::assemble(opts, clients, fence))
     }
 

@@ -33,6 +33,7 @@ pub mod objects;
 pub mod reconcile;
 pub mod recorder;
 pub mod router;
+pub mod throttle;
 pub mod workloads;
 
 use std::future::Future;

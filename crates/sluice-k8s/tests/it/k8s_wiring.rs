@@ -29,6 +29,7 @@ fn replica(api: &FakeApi, identity: &str) -> Controller {
         analyzer: Arc::new(FakeAnalyzer::new(Verdict::Pass)),
         webhooks: Arc::new(NoWebhooks),
         telemetry: None,
+        client_limits: Default::default(),
     };
     let api = api.clone();
     Controller::with_clients(opts, move |fence| Clients {
@@ -494,4 +495,36 @@ async fn an_idle_rollout_costs_no_api_request_between_its_changes() {
     assert!(!requests_since(&api, start).is_empty());
     pods.abort();
     run.abort();
+}
+
+/// `--kube-qps 20 --kube-burst 2`: two requests go at once, the next four wait their turn
+/// (50 ms apart), none fails.
+#[tokio::test]
+async fn the_client_rate_limit_spaces_requests_beyond_the_burst() {
+    use sluice_k8s::throttle::{ClientLimits, ThrottleLayer};
+
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed("sluice.dev", "rollouts", fixtures::reviews_rollout(NS));
+    let client = kube::client::ClientBuilder::new(api.clone(), "default")
+        .with_layer(&ThrottleLayer::new(ClientLimits {
+            qps: 20.0,
+            burst: 2,
+        }))
+        .build();
+    let rollouts: Api<Rollout> = Api::namespaced(client, NS);
+    let t0 = std::time::Instant::now();
+    for _ in 0..2 {
+        rollouts.get("reviews").await.expect("get");
+    }
+    assert!(t0.elapsed() < Duration::from_millis(40), "the burst waited");
+    for _ in 0..4 {
+        rollouts.get("reviews").await.expect("get");
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(190),
+        "6 requests at 20/s with a burst of 2 took {took:?}"
+    );
+    assert_eq!(api.log().len(), 6);
 }

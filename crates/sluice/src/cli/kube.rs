@@ -39,6 +39,13 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     pub allowed_host: Vec<String>,
+    /// Requests per second this replica sends to the API server at most (reads and writes
+    /// together; waiting, not failing, beyond it). An idle fleet sends none.
+    #[arg(long, default_value_t = 50.0, env = "SLUICE_KUBE_QPS")]
+    pub kube_qps: f64,
+    /// Requests allowed in a burst above `--kube-qps` (e.g. on start-up with many Rollouts).
+    #[arg(long, default_value_t = 100, env = "SLUICE_KUBE_BURST")]
+    pub kube_burst: u32,
 }
 
 pub async fn controller(
@@ -64,6 +71,10 @@ pub async fn controller(
         analyzer,
         webhooks,
         telemetry: Some(telemetry),
+        client_limits: sluice_k8s::throttle::ClientLimits {
+            qps: args.kube_qps,
+            burst: args.kube_burst,
+        },
     })
     .await?;
 
