@@ -10,7 +10,9 @@
 //! renewals (one every 5 s whatever N is). Reconciles are the controller's own tick count
 //! (`sluice_tick_duration_seconds_count`). The process' RSS includes the in-memory API server
 //! and its copies of every object; the per-rollout figure is the growth from the seeded API
-//! server alone to the initialized fleet, divided by N.
+//! server alone to the initialized fleet (its history and request log forgotten), divided by
+//! N: an upper bound of the controller's own cost, since it also counts the API server's
+//! copies of the seven objects sluice creates per Rollout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,11 +40,16 @@ pub struct KubeBenchReport {
     pub idle_requests_per_s: f64,
     pub idle_reconciles_per_s: f64,
     pub idle_requests_per_reconcile: f64,
+    /// The idle window's requests by verb and resource, most frequent first.
+    pub idle_requests_by_kind: Vec<(String, usize)>,
     pub progressing_requests_per_s: f64,
     pub progressing_reconciles_per_s: f64,
     pub progressing_requests_per_reconcile: f64,
     /// Rollouts promoted by the end of the progressing window.
     pub promoted: usize,
+    /// From the new image on every Deployment until every Rollout promoted it (`None`: not
+    /// within the time limit).
+    pub all_promoted_s: Option<f64>,
     /// The whole process (controller + in-memory API server), after initialization.
     pub rss_mib: f64,
     pub rss_kib_per_rollout: f64,
@@ -120,12 +127,23 @@ pub fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Requests logged from `from` on that count: not watches, not the Lease.
-fn requests(api: &FakeApi, from: usize) -> usize {
-    api.log()[from..]
-        .iter()
-        .filter(|l| l.verb != "watch" && l.resource != "leases")
-        .count()
+/// Requests logged from `from` on that count (not watches, not the Lease), by verb and
+/// resource, most frequent first.
+fn requests(api: &FakeApi, from: usize) -> Vec<(String, usize)> {
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for l in api.log().get(from..).unwrap_or_default() {
+        if l.verb != "watch" && l.resource != "leases" {
+            *by.entry(format!("{} {}", l.verb, l.resource)).or_default() += 1;
+        }
+    }
+    let mut v: Vec<(String, usize)> = by.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v
+}
+
+fn total(by: &[(String, usize)]) -> f64 {
+    // A fold from +0.0: an empty float `sum()` is -0.0.
+    by.iter().fold(0.0, |t, (_, n)| t + *n as f64)
 }
 
 fn ticks(metrics: &sluice_telemetry::Metrics) -> f64 {
@@ -215,16 +233,18 @@ pub async fn bench_kube(rollouts: usize, interval: Duration) -> Result<KubeBench
         })
         .await?;
         let init_s = started.elapsed().as_secs_f64();
-        // The watch history is the API server's, not the controller's: forget it (as etcd
-        // compaction does) before measuring memory.
+        // The watch history and the request log are the API server's, not the controller's:
+        // forget them (as etcd compaction does) before measuring memory.
         api.compact();
+        api.clear_log();
         tokio::time::sleep(interval).await;
         let rss = rss_mib();
 
         let window = interval * 3;
         let (from, t0) = (api.log().len(), ticks(&metrics));
         tokio::time::sleep(window).await;
-        let idle_requests = requests(&api, from) as f64;
+        let idle_by = requests(&api, from);
+        let idle_requests = total(&idle_by);
         let idle_ticks = ticks(&metrics) - t0;
 
         let before: Vec<Option<String>> = statuses(&api, n)
@@ -236,15 +256,25 @@ pub async fn bench_kube(rollouts: usize, interval: Duration) -> Result<KubeBench
                 d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:v2");
             });
         }
+        let edited = Instant::now();
         let (from, t0) = (api.log().len(), ticks(&metrics));
         tokio::time::sleep(window).await;
-        let busy_requests = requests(&api, from) as f64;
+        let busy_requests = total(&requests(&api, from));
         let busy_ticks = ticks(&metrics) - t0;
         let promoted = statuses(&api, n)
             .into_iter()
             .zip(&before)
             .filter(|(s, b)| s.stable_revision.is_some() && s.stable_revision != **b)
             .count();
+        let all_promoted_s = until("every rollout promoted", limit, || {
+            statuses(&api, n)
+                .into_iter()
+                .zip(&before)
+                .all(|(s, b)| s.stable_revision.is_some() && s.stable_revision != *b)
+        })
+        .await
+        .ok()
+        .map(|()| edited.elapsed().as_secs_f64());
         let secs = window.as_secs_f64();
         let per = |r: f64, t: f64| if t > 0.0 { r / t } else { 0.0 };
         Ok(KubeBenchReport {
@@ -254,10 +284,12 @@ pub async fn bench_kube(rollouts: usize, interval: Duration) -> Result<KubeBench
             idle_requests_per_s: idle_requests / secs,
             idle_reconciles_per_s: idle_ticks / secs,
             idle_requests_per_reconcile: per(idle_requests, idle_ticks),
+            idle_requests_by_kind: idle_by,
             progressing_requests_per_s: busy_requests / secs,
             progressing_reconciles_per_s: busy_ticks / secs,
             progressing_requests_per_reconcile: per(busy_requests, busy_ticks),
             promoted,
+            all_promoted_s,
             rss_mib: rss,
             rss_kib_per_rollout: (rss - rss_seeded).max(0.0) * 1024.0 / n as f64,
         })

@@ -196,6 +196,14 @@ pub async fn bench_kube(args: BenchKubeArgs) -> anyhow::Result<()> {
         "  idle:        {:.2} API requests/s, {:.1} reconciles/s, {:.2} requests per reconcile",
         r.idle_requests_per_s, r.idle_reconciles_per_s, r.idle_requests_per_reconcile
     );
+    if !r.idle_requests_by_kind.is_empty() {
+        let by: Vec<String> = r
+            .idle_requests_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("    idle requests: {}", by.join(", "));
+    }
     println!(
         "  progressing: {:.2} API requests/s, {:.1} reconciles/s, {:.2} requests per reconcile ({} of {} promoted)",
         r.progressing_requests_per_s,
@@ -204,6 +212,10 @@ pub async fn bench_kube(args: BenchKubeArgs) -> anyhow::Result<()> {
         r.promoted,
         r.rollouts
     );
+    match r.all_promoted_s {
+        Some(s) => println!("  every rollout promoted {s:.1}s after the new image"),
+        None => println!("  not every rollout promoted within the time limit"),
+    }
     println!(
         "  memory: {:.1} MiB RSS (controller + in-memory API server), {:.1} KiB per rollout",
         r.rss_mib, r.rss_kib_per_rollout
