@@ -390,16 +390,17 @@ async fn a_rollout_deleted_mid_canary_never_serves_the_canary_and_goes_quiet() {
     for c in api.history() {
         match (c.resource.as_str(), c.name.as_str()) {
             ("deployments", "reviews") => target = c.object,
-            ("services", "reviews") if c.kind != "DELETED" => {
-                if c.object["spec"]["selector"] == serde_json::json!({"app": "reviews"}) {
-                    apex_on_target += 1;
-                    assert!(
-                        runs_ready(&target, "reviews:v1"),
-                        "the apex selects the target's pods (rv {}) while the target is {}",
-                        c.rv,
-                        target
-                    );
-                }
+            ("services", "reviews")
+                if c.kind != "DELETED"
+                    && c.object["spec"]["selector"] == serde_json::json!({"app": "reviews"}) =>
+            {
+                apex_on_target += 1;
+                assert!(
+                    runs_ready(&target, "reviews:v1"),
+                    "the apex selects the target's pods (rv {}) while the target is {}",
+                    c.rv,
+                    target
+                );
             }
             _ => {}
         }

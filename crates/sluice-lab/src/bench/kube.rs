@@ -137,7 +137,7 @@ fn requests(api: &FakeApi, from: usize) -> Vec<(String, usize)> {
         }
     }
     let mut v: Vec<(String, usize)> = by.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     v
 }
 
