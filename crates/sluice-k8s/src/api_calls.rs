@@ -85,9 +85,13 @@ pub const CALLS: &[ApiCall] = &[
     },
 ];
 
-/// Whether `verb` on `group`/`resource` is in [`CALLS`].
+/// Whether `verb` on `group`/`resource` is in [`CALLS`], or is API discovery (a `get` of
+/// `/apis/<group>/<version>`, resource ""): Kubernetes grants that to every authenticated user
+/// (the built-in `system:discovery` role), so the ClusterRole does not list it. sluice asks once
+/// per process whether the Gateway API route kinds are served.
 pub fn allowed(group: &str, resource: &str, verb: &str) -> bool {
-    CALLS
-        .iter()
-        .any(|c| c.group == group && c.resource == resource && c.verbs.contains(&verb))
+    (resource.is_empty() && verb == "get")
+        || CALLS
+            .iter()
+            .any(|c| c.group == group && c.resource == resource && c.verbs.contains(&verb))
 }

@@ -58,6 +58,10 @@ pub enum Error {
     Waiting(String),
     #[error("{0}")]
     Invalid(String),
+    /// An API the Rollout needs is not served (its CRDs are not installed): group/version
+    /// and resource, e.g. `gateway.networking.k8s.io/v1 httproutes`.
+    #[error("{0} not served by this cluster")]
+    ApiMissing(String),
 }
 
 impl Error {
@@ -71,6 +75,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Waiting(_) => "waiting",
             Error::Invalid(_) => "invalid",
+            Error::ApiMissing(_) => "api_missing",
         }
     }
 }

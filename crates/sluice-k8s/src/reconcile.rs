@@ -288,6 +288,14 @@ fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> 
                 s.message
             ),
         )),
+        (Error::ApiMissing(what), SetupStep::GatewayApi) => Some((
+            "GatewayAPIMissing",
+            format!(
+                "{what} not served by this cluster: install the Gateway API CRDs (standard \
+                 channel, v1.1 or later for GRPCRoute), or remove spec.routing.gatewayAPI to \
+                 route with Istio"
+            ),
+        )),
         (Error::Kube(kube::Error::Api(s)), step) if s.code == 403 => Some((
             "Forbidden",
             format!(
@@ -305,6 +313,7 @@ fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> 
 enum SetupStep {
     Workloads,
     Istio,
+    GatewayApi,
 }
 
 impl SetupStep {
@@ -312,6 +321,7 @@ impl SetupStep {
         match self {
             SetupStep::Workloads => "creating <name>-primary and its Services",
             SetupStep::Istio => "applying the DestinationRules",
+            SetupStep::GatewayApi => "reading the Gateway API discovery",
         }
     }
 }
@@ -394,13 +404,12 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         ctx.workloads.ensure(rollout).await,
     )
     .await?;
-    setup(
-        rollout,
-        ctx,
-        SetupStep::Istio,
-        ctx.router.ensure(rollout).await,
-    )
-    .await?;
+    let routing = if rollout.spec.routing.gateway_api.is_some() {
+        SetupStep::GatewayApi
+    } else {
+        SetupStep::Istio
+    };
+    setup(rollout, ctx, routing, ctx.router.ensure(rollout).await).await?;
 
     let name = objects::name(rollout)?;
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);

@@ -217,11 +217,55 @@ pub fn gateway_route_object(rollout: &Rollout, plan: &TrafficPlan) -> Result<Val
 pub struct GatewayApiRouter {
     client: Client,
     live: std::sync::Arc<Live>,
+    /// Route kinds discovery has shown to be served: asked once per process, not per
+    /// reconcile (an idle rollout sends nothing). A kind not seen yet is asked again on every
+    /// reconcile until it is.
+    served: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 impl GatewayApiRouter {
     pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
-        GatewayApiRouter { client, live }
+        GatewayApiRouter {
+            client,
+            live,
+            served: Default::default(),
+        }
+    }
+
+    /// Whether the cluster serves the Rollout's route kind (`gateway.networking.k8s.io/v1`
+    /// httproutes or grpcroutes); [`Error::ApiMissing`] naming group/version and resource
+    /// when it does not (the Gateway API CRDs are not installed, or an older version without
+    /// GRPCRoute v1).
+    pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
+        let ar = route_resource(gateway_api::route_kind(rollout));
+        let plural: &'static str = match gateway_api::route_kind(rollout) {
+            RouteKind::Http => "httproutes",
+            RouteKind::Grpc => "grpcroutes",
+        };
+        let known = |s: &Self| {
+            s.served
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(plural)
+        };
+        if known(self) {
+            return Ok(());
+        }
+        let gv = format!("{}/{}", ar.group, ar.version);
+        let missing = || Error::ApiMissing(format!("{gv} {plural}"));
+        let list = match self.client.list_api_group_resources(&gv).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        if !list.resources.iter().any(|r| r.name == plural) {
+            return Err(missing());
+        }
+        self.served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plural);
+        Ok(())
     }
 
     fn api(&self, rollout: &Rollout, kind: RouteKind) -> Result<Api<DynamicObject>> {
@@ -317,10 +361,11 @@ impl KubeRouter {
         }
     }
 
-    /// What must exist before traffic moves: Istio's DestinationRules; nothing for Gateway API.
+    /// What must exist before traffic moves: Istio's DestinationRules; for Gateway API, the
+    /// route kind served by the cluster.
     pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
         if uses_gateway_api(rollout) {
-            Ok(())
+            self.gateway_api.ensure(rollout).await
         } else {
             self.istio.ensure(rollout).await
         }

@@ -877,7 +877,7 @@ impl Harness {
         self.api.edit("sluice.dev", "rollouts", NS, "reviews", f);
     }
 
-    fn ready_condition(&self) -> Option<sluice_core::spec::Condition> {
+    pub(crate) fn ready_condition(&self) -> Option<sluice_core::spec::Condition> {
         self.status()
             .conditions
             .into_iter()
@@ -885,7 +885,7 @@ impl Harness {
     }
 
     /// Warning Events with `reason` sent (created, or repeated as a series patch).
-    fn events_with_reason(&self, reason: &str) -> usize {
+    pub(crate) fn events_with_reason(&self, reason: &str) -> usize {
         self.api
             .log()
             .into_iter()
