@@ -267,6 +267,7 @@ mod tests {
             }],
             hostnames: vec!["reviews.example.com".into()],
             route_kind: RouteKind::Grpc,
+            route_ref: None,
         };
         let r = rollout(Some(g));
         let route = declared_route(&r, &TrafficPlan::matched(&m, Some(20)));

@@ -1093,3 +1093,47 @@ fn gather_for_and_low_traffic_are_checked() {
         with("lowTraffic: maybe")
     );
 }
+
+#[test]
+fn owned_routes_load_and_bad_refs_name_their_field() {
+    let istio = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080}\n  routing:\n    istio:\n      virtualServiceRef: {name: reviews-vs, ruleName: reviews main}\n",
+    );
+    assert!(problems(&istio).iter().any(|g| g.starts_with(
+        "f.yaml: spec.routing.istio.virtualServiceRef.ruleName: \"reviews main\" is not a route name"
+    )));
+    let istio = istio.replace("reviews main", "reviews-main");
+    let rs = load_str(&istio, "f.yaml").expect("valid");
+    let r = rs[0].spec.routing.owned_route().expect("owned route");
+    assert_eq!(
+        (r.name.as_str(), r.rule_name.as_str()),
+        ("reviews-vs", "reviews-main")
+    );
+
+    let gw = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080}\n  routing:\n    gatewayAPI:\n      routeRef: {name: web, ruleName: main}\n",
+    );
+    let rs = load_str(&gw, "f.yaml").expect("valid");
+    assert_eq!(rs[0].spec.routing.owned_route().expect("owned").name, "web");
+
+    let bad = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080, gateways: [public]}\n  routing:\n    istio:\n      virtualServiceRef: {name: Bad_Name, ruleName: sluice-0}\n    gatewayAPI:\n      routeRef: {name: web, ruleName: Main}\n      hostnames: [reviews.example.com]\n",
+    );
+    let got = problems(&bad);
+    for e in [
+        "f.yaml: spec.routing: set one router: `istio` or `gatewayAPI`, not both",
+        "f.yaml: spec.routing.istio.virtualServiceRef.name: \"Bad_Name\"",
+        "f.yaml: spec.routing.istio.virtualServiceRef.ruleName: names starting with `sluice-`",
+        "f.yaml: spec.service.gateways: configures the VirtualService sluice generates",
+        "f.yaml: spec.routing.gatewayAPI.routeRef.ruleName: \"Main\" is not a rule name",
+        "f.yaml: spec.routing.gatewayAPI.hostnames: belongs to the route sluice generates",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+}
