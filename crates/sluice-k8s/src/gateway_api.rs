@@ -82,7 +82,7 @@ fn parent_refs(rollout: &Rollout) -> Value {
     serde_json::to_value(declared).unwrap_or_else(|_| json!([]))
 }
 
-fn backend(rollout: &Rollout, d: Destination) -> Value {
+pub(crate) fn backend(rollout: &Rollout, d: Destination) -> Value {
     let host = match d {
         Destination::Stable => primary_host(rollout),
         Destination::Canary => canary_host(rollout),
@@ -114,7 +114,7 @@ fn header_match(header: &str, m: &StringMatch) -> Value {
     json!({ "name": header, "type": kind, "value": value })
 }
 
-fn route_match(m: &HttpMatch) -> Value {
+pub(crate) fn route_match(m: &HttpMatch) -> Value {
     let headers: Vec<Value> = m.headers.iter().map(|(k, v)| header_match(k, v)).collect();
     json!({ "headers": headers })
 }

@@ -46,7 +46,7 @@ fn metadata(rollout: &Rollout, object_name: String) -> Value {
     Value::Object(m)
 }
 
-fn destination(rollout: &Rollout, d: Destination) -> Value {
+pub(crate) fn destination(rollout: &Rollout, d: Destination) -> Value {
     let host = match d {
         Destination::Stable => primary_host(rollout),
         Destination::Canary => canary_host(rollout),
@@ -69,7 +69,7 @@ fn string_match(m: &StringMatch) -> Value {
     Value::Object(out)
 }
 
-fn http_match(m: &HttpMatch) -> Value {
+pub(crate) fn http_match(m: &HttpMatch) -> Value {
     let headers: Map<String, Value> = m
         .headers
         .iter()

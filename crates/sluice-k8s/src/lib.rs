@@ -29,6 +29,8 @@ pub mod istio;
 pub mod leader;
 pub mod names;
 pub mod objects;
+/// Routes the user owns: the plan written into one named rule of their VirtualService or route.
+pub mod owned_route;
 pub mod reconcile;
 pub mod recorder;
 pub mod router;
@@ -88,7 +90,7 @@ pub fn is_conflict(e: &kube::Error) -> bool {
 
 /// Attempts of a write that meets 409 Conflict before giving up (the reconcile then fails and
 /// is requeued, so nothing is lost either way).
-const CONFLICT_ATTEMPTS: u32 = 5;
+pub(crate) const CONFLICT_ATTEMPTS: u32 = 5;
 
 /// Runs `write` again when the API server answers 409 Conflict (someone else changed the
 /// object between our read and our write). `write` must re-read what it depends on.
