@@ -58,6 +58,9 @@ pub enum Error {
     Waiting(String),
     #[error("{0}")]
     Invalid(String),
+    /// The user's route cannot take the plan (rule missing, not routing, bad annotation).
+    #[error(transparent)]
+    OwnedRoute(#[from] owned_route::OwnedRouteError),
 }
 
 impl Error {
@@ -71,6 +74,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Waiting(_) => "waiting",
             Error::Invalid(_) => "invalid",
+            Error::OwnedRoute(_) => "owned_route",
         }
     }
 }
