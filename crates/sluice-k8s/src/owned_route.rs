@@ -435,6 +435,131 @@ pub fn restore(d: Dialect, rollout: &Rollout, current: &Value, rule_name: &str) 
     Ok(out)
 }
 
+/// `sluice plan --route FILE`: for every step (and the promoted state, and the finalizer),
+/// what sluice would write into the user's route `route` (as read from their file), as a
+/// unified diff against it. The dialect comes from the route's `kind`; the rule from the
+/// Rollout's `virtualServiceRef` / `routeRef`, which must name a route of that kind.
+pub fn plan_diff(
+    rollout: &Rollout,
+    plan: &sluice_core::rollout_plan::RolloutPlan,
+    route: &Value,
+) -> std::result::Result<String, String> {
+    let d = Dialect::of(route).ok_or_else(|| {
+        format!(
+            "the route file holds a {}, not a VirtualService, HTTPRoute or GRPCRoute",
+            route["kind"].as_str().unwrap_or("document without `kind`")
+        )
+    })?;
+    let routing = &rollout.spec.routing;
+    let (reference, field) = match (d, &routing.gateway_api, &routing.istio) {
+        (Dialect::GatewayApi, Some(g), _) => {
+            (g.route_ref.as_ref(), "spec.routing.gatewayAPI.routeRef")
+        }
+        (Dialect::Istio, None, Some(i)) => (
+            i.virtual_service_ref.as_ref(),
+            "spec.routing.istio.virtualServiceRef",
+        ),
+        (Dialect::Istio, _, _) => (None, "spec.routing.istio.virtualServiceRef"),
+        (Dialect::GatewayApi, _, _) => (None, "spec.routing.gatewayAPI.routeRef"),
+    };
+    let reference = reference.ok_or_else(|| {
+        format!(
+            "the Rollout {} does not name a route of its own for this {}: set {field}",
+            rollout.metadata.name.as_deref().unwrap_or(""),
+            route["kind"].as_str().unwrap_or("route"),
+        )
+    })?;
+    let yaml = |v: &Value| sluice_core::yaml::to_string(v).map_err(|e| e.to_string());
+    let before = yaml(route)?;
+    let mut out = String::new();
+    let name = route["metadata"]["name"].as_str().unwrap_or("");
+    if name != reference.name {
+        out.push_str(&format!(
+            "# note: the file's route is {name:?}; the Rollout names {:?}\n",
+            reference.name
+        ));
+    }
+    let mut last = route.clone();
+    for s in sluice_core::plan::steps(plan) {
+        let title = match s.step {
+            Some(n) => format!("step {n}: {}", s.label),
+            None => s.label.clone(),
+        };
+        last = apply(d, rollout, &last, &reference.rule_name, &s.traffic)
+            .map_err(|e| e.to_string())?;
+        out.push_str(&format!("# {title}\n"));
+        out.push_str(&unified_diff(&before, &yaml(&last)?));
+    }
+    let restored = restore(d, rollout, &last, &reference.rule_name).map_err(|e| e.to_string())?;
+    out.push_str("# finalize (Rollout deleted): the rule put back\n");
+    out.push_str(&unified_diff(&before, &yaml(&restored)?));
+    Ok(out)
+}
+
+/// A unified diff (3 lines of context) of two texts; "(no change)" when equal. Longest common
+/// subsequence over lines: routes are small.
+pub fn unified_diff(a: &str, b: &str) -> String {
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    if a == b {
+        return "  (no change)\n".into();
+    }
+    let (n, m) = (a.len(), b.len());
+    let mut lcs = vec![vec![0u32; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // (tag, a index, b index, line)
+    let mut ops: Vec<(char, usize, usize, &str)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            ops.push((' ', i, j, a[i]));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals before additions, as `diff -u` prints a changed line.
+            ops.push(('-', i, j, a[i]));
+            i += 1;
+        } else {
+            ops.push(('+', i, j, b[j]));
+            j += 1;
+        }
+    }
+    const CONTEXT: usize = 3;
+    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
+    let mut out = String::new();
+    let mut k = 0;
+    while k < changed.len() {
+        let start = changed[k].saturating_sub(CONTEXT);
+        let mut end = changed[k];
+        while k + 1 < changed.len() && changed[k + 1] <= end + 2 * CONTEXT + 1 {
+            k += 1;
+            end = changed[k];
+        }
+        let end = (end + CONTEXT + 1).min(ops.len());
+        let hunk = &ops[start..end];
+        let a_len = hunk.iter().filter(|o| o.0 != '+').count();
+        let b_len = hunk.iter().filter(|o| o.0 != '-').count();
+        out.push_str(&format!(
+            "@@ -{},{a_len} +{},{b_len} @@\n",
+            hunk[0].1 + 1,
+            hunk[0].2 + 1
+        ));
+        for (tag, _, _, line) in hunk {
+            out.push_str(&format!("{tag}{line}\n"));
+        }
+        k += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,6 +710,17 @@ mod tests {
             restore(Dialect::GatewayApi, &rollout(), &out, "main"),
             Ok(route)
         );
+    }
+
+    #[test]
+    fn the_diff_shows_only_changed_lines_with_context() {
+        let a = "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n";
+        let b = "a\nb\nc\nd\nE\nf\ng\nh\ni\nj\nk\n";
+        assert_eq!(
+            unified_diff(a, b),
+            "@@ -2,9 +2,10 @@\n b\n c\n d\n-e\n+E\n f\n g\n h\n i\n j\n+k\n"
+        );
+        assert_eq!(unified_diff(a, a), "  (no change)\n");
     }
 
     #[test]

@@ -191,6 +191,7 @@ fn rollouts() -> Vec<Rollout> {
                 // Istio's hosts and gateways make no sense with Gateway API (refused).
                 g.spec.service.hosts.clear();
                 g.spec.service.gateways.clear();
+                g.spec.routing.istio = None;
                 g.spec.routing.gateway_api = Some(
                     serde_json::from_value(json!({
                         "parentRefs": [
@@ -385,5 +386,60 @@ mod generated {
                 }
             }
         }
+    }
+}
+
+/// An HTTPRoute and a GRPCRoute the user owns, edited by sluice at every step of every example
+/// (rules inserted with their matches, weights, the mirror filter), still match the schemas and
+/// the CEL rules above.
+#[test]
+fn a_users_route_edited_at_every_step_matches_the_gateway_api_schemas() {
+    use sluice_k8s::owned_route::{Dialect, apply};
+    let http = schema_of("httproute-v1.openapi.json");
+    let grpc = schema_of("grpcroute-v1.openapi.json");
+    let path = sluice_testkit::files::root().join("tests/fixtures/owned-routes/web-httproute.yaml");
+    let user_http: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml");
+    let user_grpc = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "grpc", "namespace": "bookinfo"},
+        "spec": {
+            "parentRefs": [{"name": "public", "namespace": "infra"}],
+            "rules": [
+                {"name": "ratings", "matches": [{"method": {"service": "bookinfo.Ratings"}}],
+                 "backendRefs": [{"name": "ratings", "port": 9080}]},
+                {"name": "reviews", "matches": [{"method": {"service": "bookinfo.Reviews"}}],
+                 "filters": [{"type": "RequestHeaderModifier",
+                              "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]}}],
+                 "backendRefs": [{"name": "reviews", "port": 9080}]},
+            ],
+        },
+    });
+    for (user, kind, schema) in [
+        (&user_http, "HTTPRoute", &http),
+        (&user_grpc, "GRPCRoute", &grpc),
+    ] {
+        // The user's own fields (path matches, timeouts, header filters) are copied into the
+        // inserted rules as written; their CEL rules are the ones `cel` does not evaluate, so
+        // those notes are left out here: the schema still checks them.
+        let checked = |route: &Value| -> Vec<String> {
+            problems(route, kind, schema)
+                .into_iter()
+                .filter(|p| !p.contains("not evaluated"))
+                .collect()
+        };
+        assert_eq!(checked(user), Vec::<String>::new());
+        let mut inserted = 0;
+        for r in rollouts() {
+            for step in sluice_core::plan::steps(&sluice_testkit::plan_of(&r)) {
+                let route =
+                    apply(Dialect::GatewayApi, &r, user, "reviews", &step.traffic).expect("apply");
+                let p = checked(&route);
+                assert!(p.is_empty(), "{kind} {} {}: {p:#?}", r.key(), step.label);
+                inserted += route["spec"]["rules"].as_array().map_or(0, Vec::len) - 2;
+            }
+        }
+        assert!(inserted >= 3, "{kind}: no rule was inserted ({inserted})");
     }
 }
