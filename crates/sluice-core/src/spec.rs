@@ -265,6 +265,32 @@ pub struct CanaryStrategy {
     pub step_weight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_weight: Option<u32>,
+    /// Sticky sessions (Flagger's `sessionAffinity`): a client that reached the new version
+    /// at a step gets a cookie from its responses and keeps reaching it at the following
+    /// steps; on rollback or promotion the cookie route goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+/// The cookie that pins a client to the new version during a canary.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinity {
+    /// Cookie name (an RFC 6265 token); default `sluice-canary`.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// How long the browser keeps the cookie (Go-style duration, whole seconds; default 1h).
+    /// A cookie outlives the rollout by up to this: a client that still holds it reaches the
+    /// next rollout's new version from its first step.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
+}
+
+fn default_cookie_name() -> String {
+    "sluice-canary".into()
+}
+fn default_max_age() -> String {
+    "1h".into()
 }
 
 impl CanaryStrategy {

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{HttpMatch, Rollout, RouteKind, StringMatch};
-use sluice_core::traffic::{Destination, TrafficPlan};
+use sluice_core::traffic::{Destination, TrafficPlan, WeightedDestination};
 
 use crate::istio::{MANAGED_BY, canary_host, primary_host};
 
@@ -90,6 +90,20 @@ pub(crate) fn backend(rollout: &Rollout, d: Destination) -> Value {
     json!({ "name": host, "port": rollout.spec.service.port })
 }
 
+/// One weighted backendRef; a sticky canary's answers carry the cookie through a
+/// `ResponseHeaderModifier` filter on that backend.
+pub(crate) fn weighted_backend(rollout: &Rollout, d: &WeightedDestination) -> Value {
+    let mut b = backend(rollout, d.destination);
+    b["weight"] = json!(d.weight);
+    if let Some(c) = &d.set_cookie {
+        b["filters"] = json!([{
+            "type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": c.header_value()}]},
+        }]);
+    }
+    b
+}
+
 /// `prefix` as an anchored regular expression (RE2 and Rust syntax alike).
 fn prefix_regex(prefix: &str) -> String {
     let mut out = String::from("^");
@@ -155,11 +169,7 @@ fn rules(rollout: &Rollout, plan: &TrafficPlan) -> Vec<Value> {
                 Value::Array(
                     r.destinations
                         .iter()
-                        .map(|d| {
-                            let mut b = backend(rollout, d.destination);
-                            b["weight"] = json!(d.weight);
-                            b
-                        })
+                        .map(|d| weighted_backend(rollout, d))
                         .collect(),
                 ),
             );

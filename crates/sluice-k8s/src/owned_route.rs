@@ -228,12 +228,7 @@ fn set_traffic(d: Dialect, rollout: &Rollout, rule: &mut Map<String, Value>, rou
             let dests: Vec<Value> = route
                 .destinations
                 .iter()
-                .map(|w| {
-                    json!({
-                        "destination": istio::destination(rollout, w.destination),
-                        "weight": w.weight,
-                    })
-                })
+                .map(|w| istio::route_destination(rollout, w))
                 .collect();
             rule.insert("route".into(), Value::Array(dests));
             if let Some(m) = &route.mirror {
@@ -249,11 +244,7 @@ fn set_traffic(d: Dialect, rollout: &Rollout, rule: &mut Map<String, Value>, rou
             let refs: Vec<Value> = route
                 .destinations
                 .iter()
-                .map(|w| {
-                    let mut b = gateway_api::backend(rollout, w.destination);
-                    b["weight"] = json!(w.weight);
-                    b
-                })
+                .map(|w| gateway_api::weighted_backend(rollout, w))
                 .collect();
             rule.insert("backendRefs".into(), Value::Array(refs));
             if let Some(m) = &route.mirror {

@@ -507,6 +507,36 @@ fn check_iterations(n: u32, p: &FieldPath, f: &mut Findings) {
 }
 
 fn check_canary(c: &CanaryStrategy, p: &FieldPath, f: &mut Findings) {
+    if let Some(a) = &c.session_affinity {
+        let ap = p.field("sessionAffinity");
+        // RFC 6265 `token`: what may stand before `=` in a Set-Cookie header.
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+        };
+        if !token(&a.cookie_name) {
+            f.add(
+                &ap.field("cookieName"),
+                format!(
+                    "{:?} is not a cookie name (1 to 64 letters, digits or !#$%&'*+-.^_`|~)",
+                    a.cookie_name
+                ),
+            );
+        }
+        let mp = ap.field("maxAge");
+        if !f.too_long(&a.max_age, MAX_STRING_LEN, &mp) {
+            match crate::duration::parse(&a.max_age) {
+                Err(e) => f.add(&mp, e),
+                Ok(d) if d.as_secs() == 0 => f.add(&mp, "must be at least 1s"),
+                Ok(d) if d.as_secs() > 400 * 24 * 3600 => {
+                    f.add(&mp, "at most 400 days (browsers cap cookies there)")
+                }
+                Ok(_) => {}
+            }
+        }
+    }
     match (&c.steps, c.step_weight) {
         (Some(_), Some(_)) => f.add(
             p,

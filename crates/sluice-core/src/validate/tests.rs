@@ -1137,3 +1137,54 @@ fn owned_routes_load_and_bad_refs_name_their_field() {
         );
     }
 }
+
+#[test]
+fn session_affinity_loads_and_bad_values_name_their_field() {
+    let ok = VALID.replace(
+        "canary: {steps: [10, 25, 50]}",
+        "canary: {steps: [10, 25, 50], sessionAffinity: {cookieName: beta-user, maxAge: 2h}}",
+    );
+    let rs = load_str(&ok, "f.yaml").expect("valid");
+    let plan = crate::rollout_plan::RolloutPlan::try_from(&rs[0].spec).expect("plan");
+    let cookie = plan.stages[0].traffic.sticky_cookie().expect("sticky");
+    assert_eq!(
+        (cookie.name.as_str(), cookie.max_age_seconds),
+        ("beta-user", 7200)
+    );
+    assert_eq!(plan.stages[0].label, "canary 10% (sticky)");
+    let defaults = load_str(
+        &VALID.replace("[10, 25, 50]}", "[10, 25, 50], sessionAffinity: {}}"),
+        "f.yaml",
+    )
+    .expect("valid");
+    let a = defaults[0]
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.session_affinity.as_ref());
+    assert_eq!(
+        a.map(|a| (a.cookie_name.as_str(), a.max_age.as_str())),
+        Some(("sluice-canary", "1h"))
+    );
+
+    let bad = VALID.replace(
+        "canary: {steps: [10, 25, 50]}",
+        "canary: {steps: [10, 25, 50], sessionAffinity: {cookieName: \"a b\", maxAge: 0s}}",
+    );
+    let got = problems(&bad);
+    for e in [
+        "f.yaml: spec.strategy.canary.sessionAffinity.cookieName: \"a b\" is not a cookie name",
+        "f.yaml: spec.strategy.canary.sessionAffinity.maxAge: must be at least 1s",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+    assert!(
+        problems(&bad.replace("0s", "1y"))
+            .iter()
+            .any(|g| g.contains("sessionAffinity.maxAge"))
+    );
+}
