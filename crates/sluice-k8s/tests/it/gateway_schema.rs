@@ -12,7 +12,11 @@
 //! - parentRefs: "sectionName must be specified / unique when parentRefs includes 2 or more
 //!   references to the same parent";
 //! - rules: "the total number of matches across all rules in a route must be less than 128";
-//! - and the list-map keys (`x-kubernetes-list-type: map`): header names unique in a match.
+//! - backendRefs' filters (sticky sessions): "ResponseHeaderModifier filter cannot be
+//!   repeated", "filter.responseHeaderModifier must be specified / must be nil if the
+//!   filter.type is not ResponseHeaderModifier";
+//! - and the list-map keys (`x-kubernetes-list-type: map`): header names unique in a match and
+//!   in a header modifier's `add` / `set`.
 //!
 //! Not evaluated, because sluice never writes the fields they constrain ([`cel`] asserts that
 //! it does not): the path-match rules (absolute path, no `//`, `/./`, `%2f`, ...), the
@@ -115,8 +119,53 @@ fn cel(spec: &Value) -> Vec<String> {
                     "{p}.backendRefs[{k}]: Must have port for Service reference"
                 ));
             }
-            if b.get("filters").is_some() {
-                out.push(format!("{p}.backendRefs[{k}].filters: not evaluated"));
+            // Sticky sessions: one ResponseHeaderModifier (its rules are evaluated here; any
+            // other backend filter is not).
+            let filters = b["filters"].as_array().unwrap_or(&empty);
+            let modifiers = filters
+                .iter()
+                .filter(|f| f["type"] == "ResponseHeaderModifier")
+                .count();
+            if modifiers > 1 {
+                out.push(format!(
+                    "{p}.backendRefs[{k}].filters: ResponseHeaderModifier filter cannot be repeated"
+                ));
+            }
+            for (j, f) in filters.iter().enumerate() {
+                let fp = format!("{p}.backendRefs[{k}].filters[{j}]");
+                if f["type"] != "ResponseHeaderModifier" {
+                    out.push(format!("{fp}.type: {} (rules not evaluated)", f["type"]));
+                    continue;
+                }
+                let others: Vec<&String> = f
+                    .as_object()
+                    .map(|o| {
+                        o.keys()
+                            .filter(|k| *k != "type" && *k != "responseHeaderModifier")
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !others.is_empty() {
+                    out.push(format!(
+                        "{fp}: {others:?} must be nil for ResponseHeaderModifier"
+                    ));
+                }
+                let Some(m) = f.get("responseHeaderModifier") else {
+                    out.push(format!(
+                        "{fp}: filter.responseHeaderModifier must be specified for \
+                         ResponseHeaderModifier filter.type"
+                    ));
+                    continue;
+                };
+                for list in ["add", "set"] {
+                    let mut seen = std::collections::BTreeSet::new();
+                    for h in m[list].as_array().unwrap_or(&empty) {
+                        let n = h["name"].as_str().unwrap_or("").to_ascii_lowercase();
+                        if !seen.insert(n.clone()) {
+                            out.push(format!("{fp}.responseHeaderModifier.{list}: {n} twice"));
+                        }
+                    }
+                }
             }
         }
         for (k, m) in rule["matches"]
