@@ -40,11 +40,14 @@ pub struct Logged {
     pub status: u16,
 }
 
+/// An edit of one object, as a user makes it.
+type UserEdit = Box<dyn FnOnce(&mut Value) + Send>;
+
 /// A user's edit waiting for a request ([`FakeApi::edit_before_next`]).
 struct PendingEdit {
     method: Method,
     path_suffix: String,
-    edit: Option<Box<dyn FnOnce(&mut Value) + Send>>,
+    edit: Option<UserEdit>,
 }
 
 struct Injection {
