@@ -25,7 +25,7 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use sluice_core::spec::{HttpMatch, Rollout, StringMatch};
-use sluice_core::traffic::{Destination, Route, TrafficPlan};
+use sluice_core::traffic::{Destination, Route, TrafficPlan, WeightedDestination};
 
 /// Name of the one RouteConfiguration every rollout's virtual host lives in.
 pub const ROUTE_CONFIG_NAME: &str = "sluice";
@@ -302,28 +302,45 @@ fn envoy_routes(
     index: usize,
     route: &Route,
 ) -> Result<Vec<Value>, Error> {
-    let action = route_action(target, route);
+    let (action, headers) = route_action(target, route);
     let name = |m: Option<usize>| match m {
         Some(m) => format!("routes[{index}].matches[{m}]"),
         None => format!("routes[{index}]"),
     };
+    let with_headers = |mut r: Value| {
+        if let Some(h) = &headers {
+            r["response_headers_to_add"] = h.clone();
+        }
+        r
+    };
     if route.matches.is_empty() {
-        return Ok(vec![json!({
+        return Ok(vec![with_headers(json!({
             "name": name(None),
             "match": {"prefix": "/"},
             "route": action,
-        })]);
+        }))]);
     }
     let mut out = Vec::new();
     for (m, hm) in route.matches.iter().enumerate() {
         let path = name(Some(m));
-        out.push(json!({
+        out.push(with_headers(json!({
             "name": path,
             "match": {"prefix": "/", "headers": header_matchers(key, &path, hm)?},
             "route": action.clone(),
-        }));
+        })));
     }
     Ok(out)
+}
+
+/// `response_headers_to_add` for a destination's `Set-Cookie` (sticky sessions). Appended, so
+/// the upstream's own cookies stay.
+fn set_cookie_headers(d: &WeightedDestination) -> Option<Value> {
+    d.set_cookie.as_ref().map(|c| {
+        json!([{
+            "header": {"key": "set-cookie", "value": c.header_value()},
+            "append_action": "APPEND_IF_EXISTS_OR_ADD",
+        }])
+    })
 }
 
 fn header_matchers(key: &str, path: &str, m: &HttpMatch) -> Result<Vec<Value>, Error> {
@@ -367,21 +384,37 @@ fn string_match(sm: &StringMatch) -> Option<Value> {
     }
 }
 
-fn route_action(target: &RouteTarget, route: &Route) -> Value {
+/// The route action, and the response headers of a route with a single cluster (with weighted
+/// clusters they sit on the cluster entry: only that cluster's answers carry them).
+fn route_action(target: &RouteTarget, route: &Route) -> (Value, Option<Value>) {
     // Merge duplicate destinations and drop zero weights: Envoy needs a positive total, and a
     // cluster listed with weight 0 would only clutter the config dump.
     let mut weights: BTreeMap<Destination, u32> = BTreeMap::new();
+    let mut headers: BTreeMap<Destination, Value> = BTreeMap::new();
     for d in &route.destinations {
         *weights.entry(d.destination).or_default() += d.weight;
+        if let Some(h) = set_cookie_headers(d)
+            && d.weight > 0
+        {
+            headers.insert(d.destination, h);
+        }
     }
     weights.retain(|_, w| *w > 0);
     let single: Vec<Destination> = weights.keys().copied().collect();
+    let mut route_headers = None;
     let mut action = if let [dest] = single.as_slice() {
+        route_headers = headers.get(dest).cloned();
         json!({"cluster": target.cluster(*dest)})
     } else {
         let clusters: Vec<Value> = weights
             .iter()
-            .map(|(dest, w)| json!({"name": target.cluster(*dest), "weight": w}))
+            .map(|(dest, w)| {
+                let mut c = json!({"name": target.cluster(*dest), "weight": w});
+                if let Some(h) = headers.get(dest) {
+                    c["response_headers_to_add"] = h.clone();
+                }
+                c
+            })
             .collect();
         json!({"weighted_clusters": {"clusters": clusters}})
     };
@@ -394,7 +427,7 @@ fn route_action(target: &RouteTarget, route: &Route) -> Value {
             }},
         }]);
     }
-    action
+    (action, route_headers)
 }
 
 /// A file-based xDS document: what Envoy reads from `cds.yaml` / `rds.yaml`.

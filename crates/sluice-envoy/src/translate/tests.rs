@@ -294,10 +294,12 @@ pub(crate) fn golden_plans() -> Vec<(&'static str, TrafficPlan)> {
         WeightedDestination {
             destination: Destination::Stable,
             weight: 75,
+            set_cookie: None,
         },
         WeightedDestination {
             destination: Destination::Canary,
             weight: 25,
+            set_cookie: None,
         },
     ];
     ab.routes[1].mirror = Some(Mirror {
@@ -312,6 +314,17 @@ pub(crate) fn golden_plans() -> Vec<(&'static str, TrafficPlan)> {
             TrafficPlan::matched(&ab_matches()[..1], Some(30)),
         ),
         ("mixed", ab),
+        (
+            "sticky",
+            TrafficPlan::sticky_weighted(
+                20,
+                &sluice_core::traffic::SetCookie {
+                    name: "sluice-canary".into(),
+                    value: sluice_core::traffic::STICKY_COOKIE_VALUE.into(),
+                    max_age_seconds: 3600,
+                },
+            ),
+        ),
     ]
 }
 
