@@ -391,7 +391,7 @@ impl EnvoyRouter {
     /// Apply `batch`: refuse the changes that cannot be translated, push the rest together,
     /// answer every waiter.
     async fn flush(&self, state: &mut State, batch: Vec<Pending>) {
-        let mut accepted: Vec<(Pending, Vec<(String, Option<Entry>)>)> = Vec::new();
+        let mut accepted: Vec<(Pending, Undo)> = Vec::new();
         for p in batch {
             let mut undo = Vec::new();
             let mut failed = None;
@@ -462,9 +462,8 @@ impl EnvoyRouter {
                     tracing::warn!(error = %e, "restoring the last good xDS config failed");
                 }
                 if n == 1 {
-                    for p in items {
+                    if let Some(p) = items.pop() {
                         let _ = p.done.send(Err(e));
-                        break;
                     }
                 } else {
                     // Which change did Envoy refuse? Each alone finds out.
@@ -491,6 +490,9 @@ impl EnvoyRouter {
         }
     }
 }
+
+/// What undoes a change: each touched key with the entry it had, in order.
+type Undo = Vec<(String, Option<Entry>)>;
 
 /// Apply one change to the entries (checked against the other rollouts); returns the key and
 /// the entry it had, to undo it.
@@ -536,7 +538,7 @@ fn put(state: &mut State, key: &str, new: Option<Entry>) -> Result<Option<Entry>
 }
 
 /// Undo changes, last first: each step restores a state that was valid, so none can clash.
-fn revert(state: &mut State, undo: Vec<(String, Option<Entry>)>) {
+fn revert(state: &mut State, undo: Undo) {
     for (key, prev) in undo.into_iter().rev() {
         let _ = put(state, &key, prev);
     }

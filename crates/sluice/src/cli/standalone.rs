@@ -247,3 +247,30 @@ pub async fn bench_rollback(args: RollbackArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod xds_tests {
+    use super::*;
+    use sluice_standalone::launch::Xds;
+
+    #[test]
+    fn xds_flags_pick_the_transport_or_say_what_is_missing() {
+        assert_eq!(
+            xds_choice(XdsKind::Ads, "127.0.0.1:18000", None).unwrap(),
+            Xds::Ads {
+                listen: "127.0.0.1:18000".into()
+            }
+        );
+        assert_eq!(
+            xds_choice(XdsKind::Files, "ignored", Some("/x".into())).unwrap(),
+            Xds::Files { dir: "/x".into() }
+        );
+        let e = xds_choice(XdsKind::Files, "a:1", None).unwrap_err();
+        assert!(e.to_string().contains("--xds files needs --xds-dir"), "{e}");
+        let e = xds_choice(XdsKind::Ads, "a:1", Some("/x".into())).unwrap_err();
+        assert!(
+            e.to_string().contains("--xds-dir is for --xds files"),
+            "{e}"
+        );
+    }
+}

@@ -300,7 +300,7 @@ async fn a_nack_keeps_the_last_good_config_and_says_why() {
         },
     );
     let (bad_plan, good_plan) = (
-        TrafficPlan::matched(&[near.clone()], None),
+        TrafficPlan::matched(&[near], None),
         TrafficPlan::weighted(100),
     );
     let bad = rig.router.set(&r, &bad_plan);
