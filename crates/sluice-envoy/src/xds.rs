@@ -448,7 +448,12 @@ impl EnvoyRouter {
                 }
             }
             Err(e) if e.is_rejection() => {
-                // Back to the last good state, in Envoy too.
+                // Back to the last good state, in Envoy too: what the batch published is the
+                // "before" of the restoring push (so clusters it added are removed again).
+                let after: BTreeMap<String, Option<Entry>> = before
+                    .keys()
+                    .map(|k| (k.clone(), state.entries.get(k).cloned()))
+                    .collect();
                 let n = accepted.len();
                 let mut items = Vec::new();
                 for (p, undo) in accepted.into_iter().rev() {
@@ -456,8 +461,9 @@ impl EnvoyRouter {
                     items.push(p);
                 }
                 items.reverse();
-                if let Sink::Ads { server, .. } = &self.sink
-                    && let Err(e) = push_ads(server, None, state, &before).await
+                // Waited for, so that when `set` reports the rejection Envoy is back on it.
+                if let Sink::Ads { server, timeout } = &self.sink
+                    && let Err(e) = push_ads(server, Some(*timeout), state, &after).await
                 {
                     tracing::warn!(error = %e, "restoring the last good xDS config failed");
                 }

@@ -327,6 +327,24 @@ async fn a_nack_keeps_the_last_good_config_and_says_why() {
         .await
         .expect("served");
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 0);
+    // A new rollout refused at its virtual host: the clusters pushed for it go away again.
+    let fresh = rollout("fresh", &["fresh"], &rig.v1, &rig.v2);
+    let (_, _, removed_before) = pushed(&rig, CLUSTER_TYPE);
+    rig.router
+        .set(&fresh, &bad_plan)
+        .await
+        .expect_err("envoy rejects the regex");
+    assert_eq!(rig.router.plan("default/fresh").await, None);
+    assert_eq!(pushed(&rig, CLUSTER_TYPE).2, removed_before + 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while find_cluster(&config_dump(&rig).await, "fresh-canary").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "fresh's clusters stayed in Envoy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rig.get("fresh", &[]).await.0, 404);
 }
 
 /// decision → served for one rollout's change with 100 and 1,000 rollouts loaded (debug build;
