@@ -269,12 +269,22 @@ fn content_version_is_stable_and_sensitive() {
 fn golden_configs() {
     let r = rollout(None, "reviews", &[]);
     let opts = BootstrapOptions {
-        xds_dir: "/var/lib/sluice/xds".into(),
+        xds: XdsSource::Files {
+            dir: "/var/lib/sluice/xds".into(),
+        },
         listen_address: "127.0.0.1".into(),
         listen_port: 10000,
         admin_port: 9901,
     };
     golden("bootstrap", &bootstrap(&opts));
+    let ads = BootstrapOptions {
+        xds: XdsSource::Ads {
+            host: "127.0.0.1".into(),
+            port: 18000,
+        },
+        ..opts.clone()
+    };
+    golden("bootstrap-ads", &bootstrap(&ads));
     for (name, plan) in golden_plans() {
         let cfg = translate(&[(target(&r), plan)]).unwrap();
         golden(
