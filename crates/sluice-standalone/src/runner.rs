@@ -285,6 +285,7 @@ fn new_record(rollout: &Rollout, source: Option<&PathBuf>) -> RolloutRecord {
         retired: false,
         next_event: 0,
         next_check: 0,
+        history: Default::default(),
     }
 }
 
@@ -590,6 +591,7 @@ async fn rollout_task(
                 dirty = false;
                 record.next_event = r.next_event;
                 record.next_check = r.next_check;
+                record.history = r.history;
                 if status_changed {
                     let _ = shared.changes.send(change(&key, &record.status, "status"));
                 }
