@@ -34,7 +34,10 @@ use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webh
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
 use sluice_core::traffic::TrafficPlan;
-use {sluice_notify::Telemetry, sluice_telemetry::observed_tick_interruptible};
+use {
+    sluice_notify::Telemetry,
+    sluice_telemetry::{observed_deliver, observed_tick_interruptible},
+};
 
 use super::store::{RolloutRecord, Store, spec_hash};
 use super::workloads::{
@@ -272,9 +275,10 @@ impl BufferRecorder {
 
 #[async_trait::async_trait]
 impl Recorder for BufferRecorder {
-    async fn event(&self, _rollout: &Rollout, status: &RolloutStatus, event: &Event) {
-        self.push_event(status, event);
-    }
+    /// A tick's events reach the history through its outbox, which the runner commits with
+    /// the status (`exec::deliver` runs only after that commit, for notifications and
+    /// metrics): recording them here too would write them twice.
+    async fn event(&self, _rollout: &Rollout, _status: &RolloutStatus, _event: &Event) {}
     async fn analysis(&self, _rollout: &Rollout, report: &AnalysisReport) {
         lock(&self.checks).extend(report.checks.iter().cloned());
     }
@@ -368,6 +372,10 @@ struct RolloutTask {
     last_ready: Option<(bool, bool)>,
     /// The status changed since the last commit (the API hears of it once stored).
     status_changed: bool,
+    /// The outbox of ticks whose commit has not succeeded yet (`exec::deliver` after it).
+    undelivered: Vec<exec::Outgoing>,
+    /// The revision the last tick ran for (what delivered notifications name).
+    revision: Option<String>,
 }
 
 impl RolloutTask {
@@ -449,6 +457,8 @@ impl RolloutTask {
                 phase,
                 last_ready: None,
                 status_changed: false,
+                undelivered: Vec::new(),
+                revision: None,
             },
             resumed,
         ))
@@ -655,6 +665,12 @@ impl RolloutTask {
         if let Some(c) = outcome.unhandled_command {
             self.queue.push_front(c);
         }
+        // The tick's events go into this commit's history; notifications leave after it.
+        for (ev, st) in outcome.events() {
+            self.buffer.push_event(st, ev);
+        }
+        self.undelivered.extend(outcome.outbox.iter().cloned());
+        self.revision = outcome.revision.clone();
         self.refusals = match &outcome.error {
             Some(e) if e.action == exec::APPLY_TRAFFIC => self.refusals.saturating_add(1),
             _ => 0,
@@ -705,6 +721,15 @@ impl RolloutTask {
     async fn commit(&mut self) {
         let (events, checks) = self.buffer.take();
         if !self.dirty && events.is_empty() && checks.is_empty() {
+            // Nothing to store: what the tick has to send can leave now.
+            let outbox = std::mem::take(&mut self.undelivered);
+            observed_deliver(
+                &self.ex,
+                &self.record.rollout,
+                self.revision.as_deref(),
+                &outbox,
+            )
+            .await;
             return;
         }
         let stored = self.shared.store.run({
@@ -720,6 +745,14 @@ impl RolloutTask {
             Ok(r) => {
                 let status_changed = std::mem::take(&mut self.status_changed);
                 self.dirty = false;
+                let outbox = std::mem::take(&mut self.undelivered);
+                observed_deliver(
+                    &self.ex,
+                    &self.record.rollout,
+                    self.revision.as_deref(),
+                    &outbox,
+                )
+                .await;
                 self.record.next_event = r.next_event;
                 self.record.next_check = r.next_check;
                 self.record.history = r.history;
