@@ -49,7 +49,7 @@ impl EventRecord {
     ) -> Self {
         EventRecord {
             at,
-            reason: event.reason.clone(),
+            reason: event.reason.as_str().to_string(),
             message: event.message.clone(),
             warning: event.warning,
             phase: status.phase,

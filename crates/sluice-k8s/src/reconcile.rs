@@ -15,7 +15,7 @@ use super::recorder::{KubeRecorder, Live};
 use super::router::KubeRouter;
 use super::workloads::KubeWorkloads;
 use super::{Error, ObjectError, Result, commands, names, objects, retry_on_conflict};
-use sluice_core::engine::Event;
+use sluice_core::engine::{Event, EventReason};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, Webhooks};
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{Condition, Phase, Rollout, RolloutStatus};
@@ -194,7 +194,7 @@ async fn refuse_invalid_spec(
         "invalid spec: {}{more}",
         problems.first().map_or("", String::as_str)
     );
-    report_blocked(rollout, ctx, names::INVALID_SPEC, &message).await?;
+    report_blocked(rollout, ctx, EventReason::InvalidSpec, &message).await?;
     tracing::warn!(rollout = %rollout.key(), problems = ?problems, "invalid spec: not acting on it");
     Ok(Action::await_change())
 }
@@ -202,21 +202,21 @@ async fn refuse_invalid_spec(
 /// What stops a rollout before any decision, as the condition reason and message a user reads
 /// in `kubectl describe rollout`; `None` for errors that are not about this Rollout's world
 /// (a conflict, a timeout: retried without a word).
-fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> {
+fn blocking_cause(e: &Error, step: SetupStep) -> Option<(EventReason, String)> {
     match (e, step) {
         (Error::NotFound(what), SetupStep::Workloads) => Some((
-            "TargetNotFound",
+            EventReason::TargetNotFound,
             format!("{what}; create it or fix spec.targetRef"),
         )),
         (Error::Object(ObjectError::NoSelector(d)), _) => Some((
-            "UnsupportedSelector",
+            EventReason::UnsupportedSelector,
             format!(
                 "target Deployment {d} selects its pods with matchExpressions only; sluice needs \
                  spec.selector.matchLabels"
             ),
         )),
         (Error::Kube(kube::Error::Api(s)), SetupStep::Istio) if s.code == 404 => Some((
-            "IstioAPIMissing",
+            EventReason::IstioAPIMissing,
             format!(
                 "networking.istio.io/v1 destinationrules/virtualservices not served by this \
                  cluster (Istio >= 1.22 installs them): {}",
@@ -224,7 +224,7 @@ fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> 
             ),
         )),
         (Error::Kube(kube::Error::Api(s)), step) if s.code == 403 => Some((
-            "Forbidden",
+            EventReason::Forbidden,
             format!(
                 "{}: {} (check the ClusterRole in deploy/rbac)",
                 step.what(),
@@ -257,7 +257,7 @@ impl SetupStep {
 async fn report_blocked(
     rollout: &Rollout,
     ctx: &Context,
-    reason: &str,
+    reason: EventReason,
     message: &str,
 ) -> Result<()> {
     let name = objects::name(rollout)?;
@@ -266,7 +266,7 @@ async fn report_blocked(
     let now = ctx.clock.now();
     let already_told = old.observed_generation == rollout.metadata.generation
         && old.conditions.iter().any(|c| {
-            c.kind == names::READY_CONDITION && c.reason == reason && c.message == message
+            c.kind == names::READY_CONDITION && c.reason == reason.as_str() && c.message == message
         });
     let mut status = old.clone();
     status.observed_generation = rollout.metadata.generation;
@@ -282,7 +282,7 @@ async fn report_blocked(
     status.conditions.push(Condition {
         kind: names::READY_CONDITION.into(),
         status: "False".into(),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message: message.to_string(),
         last_transition_time: since,
     });
@@ -292,7 +292,7 @@ async fn report_blocked(
     }
     if !already_told {
         let ev = Event {
-            reason: reason.into(),
+            reason,
             message: message.to_string(),
             warning: true,
         };
@@ -358,7 +358,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
             }
             Err(msg) => {
                 let ev = Event {
-                    reason: "CommandRejected".into(),
+                    reason: EventReason::CommandRejected,
                     message: msg.clone(),
                     warning: true,
                 };
@@ -618,7 +618,7 @@ pub async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     ctx.router.remove(rollout).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let ev = Event {
-        reason: "Finalized".into(),
+        reason: EventReason::Finalized,
         message: "traffic on the target again; sluice's objects removed".into(),
         warning: false,
     };

@@ -174,7 +174,7 @@ impl Recorder for KubeRecorder {
             } else {
                 EventType::Normal
             },
-            reason: truncate(&event.reason, 128),
+            reason: event.reason.as_str().into(),
             note: Some(truncate(&event.message, 1000)),
             action: "Reconcile".into(),
             secondary: None,

@@ -29,7 +29,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use sluice_core::backend::{Change, EventRecord};
 use sluice_core::clock::Clock;
-use sluice_core::engine::{AnalysisReport, Command, Event};
+use sluice_core::engine::{AnalysisReport, Command, Event, EventReason};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
@@ -206,10 +206,10 @@ impl Runner {
     }
 
     /// Records a warning in the rollout's history (e.g. its file became invalid).
-    pub fn note(&self, key: &str, reason: &str, message: String) {
+    pub fn note(&self, key: &str, reason: EventReason, message: String) {
         if let Some(h) = lock(&self.tasks).get(key) {
             let _ = h.msgs.send(Msg::Note(Event {
-                reason: reason.to_string(),
+                reason,
                 message,
                 warning: true,
             }));
@@ -510,7 +510,7 @@ impl RolloutTask {
             self.buffer.push_event(
                 &self.record.status,
                 &Event {
-                    reason: "Resumed".into(),
+                    reason: EventReason::Resumed,
                     message: format!(
                         "sluice restarted: resuming at step {} ({})",
                         self.record.status.step_index + 1,
@@ -558,7 +558,7 @@ impl RolloutTask {
             self.buffer.push_event(
                 &record.status,
                 &Event {
-                    reason: "SpecUpdated".into(),
+                    reason: EventReason::SpecUpdated,
                     message: format!("spec {} → {hash}", record.spec_hash),
                     warning: false,
                 },
@@ -574,13 +574,16 @@ impl RolloutTask {
         }
         let up = self.cell.upstreams();
         let (reason, what) = match sync {
-            StableSync::Repointed => ("StableRepointed", "upstreams.stable edited"),
-            _ => ("StableRelabelled", "upstreams.stableRevision edited"),
+            StableSync::Repointed => (EventReason::StableRepointed, "upstreams.stable edited"),
+            _ => (
+                EventReason::StableRelabelled,
+                "upstreams.stableRevision edited",
+            ),
         };
         self.buffer.push_event(
             &record.status,
             &Event {
-                reason: reason.into(),
+                reason,
                 message: format!(
                     "{what}: stable is {} at {}",
                     up.stable_revision, up.stable_address
@@ -688,7 +691,7 @@ impl RolloutTask {
                     self.buffer.push_event(
                         &outcome.status,
                         &Event {
-                            reason: "ExecutorError".into(),
+                            reason: EventReason::ExecutorError,
                             message: msg.clone(),
                             warning: true,
                         },
@@ -921,7 +924,7 @@ async fn retire(shared: &Shared, key: &str, record: &mut RolloutRecord, pending:
     let mut events = pending;
     events.push(EventRecord {
         at: shared.deps.clock.now(),
-        reason: "Unmanaged".into(),
+        reason: EventReason::Unmanaged.as_str().into(),
         message: "rollout file removed: traffic left on stable, no longer managed".into(),
         warning: false,
         phase: record.status.phase,

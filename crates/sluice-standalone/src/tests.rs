@@ -190,7 +190,7 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
         .collect();
     for r in [
         "Initialized",
-        "Progressing",
+        "RolloutStarted",
         "StepStarted",
         "StepAdvanced",
         "Promoting",
@@ -875,7 +875,12 @@ async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
     let st = backend.get("shop", "reviews").await.unwrap().status;
     assert_eq!(st.phase, Phase::Idle, "{st:?}");
     assert_eq!(st.canary_revision, None);
-    assert!(!reasons(&backend).await.iter().any(|r| r == "Progressing"));
+    assert!(
+        !reasons(&backend)
+            .await
+            .iter()
+            .any(|r| r == "RolloutStarted")
+    );
 
     // The user points the canary at v2 and labels it.
     runner.upsert(labelled(&s.stable, &s.canary, "v2", None), None);
@@ -1001,7 +1006,7 @@ async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
     assert!(
         !events[repointed..]
             .iter()
-            .any(|e| e.reason == "Progressing"),
+            .any(|e| e.reason == "RolloutStarted"),
         "{events:?}"
     );
     assert_eq!(s.router.log().last().unwrap().0, b);

@@ -30,6 +30,7 @@
 //! - an Inconclusive or missing check never counts as a pass;
 //! - `step_index` stays within the stages, and the engine never panics.
 
+mod events;
 #[cfg(test)]
 mod props;
 #[cfg(test)]
@@ -44,6 +45,8 @@ use crate::spec::{
     CheckResult, LowTraffic, PendingGate, Phase, Reason, RolloutStatus, Verdict, WebhookKind,
 };
 use crate::traffic::TrafficPlan;
+
+pub use events::{EngineEvent, Event, EventReason};
 
 /// What the executor saw since the last call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -207,15 +210,6 @@ pub enum Effect {
     Event(Event),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    /// CamelCase reason, e.g. `StepAdvanced`, `RolledBack`.
-    pub reason: String,
-    pub message: String,
-    pub warning: bool,
-}
-
 /// Whether `command` makes sense in `status` now. The HTTP API answers 409 with the message
 /// when it does not; the engine re-checks when the command arrives (the status may have moved
 /// on) and then records a `CommandRejected` warning event and changes nothing else.
@@ -322,7 +316,7 @@ impl Engine<'_> {
                 self.s.message = Some("waiting for the target's revision".into());
                 if let Some(cmd) = self.obs.command {
                     self.event(
-                        "CommandRejected",
+                        EventReason::CommandRejected,
                         format!("cannot {cmd}: the target's revision is not known yet"),
                         true,
                     );
@@ -333,7 +327,7 @@ impl Engine<'_> {
             self.s.phase = Phase::Idle;
             self.apply(TrafficPlan::stable_only());
             self.event(
-                "Initialized",
+                EventReason::Initialized,
                 format!("stable revision is {initial}"),
                 false,
             );
@@ -398,7 +392,7 @@ impl Engine<'_> {
             self.s.step_index = (n - 1) as u32;
             self.reset_step();
             self.event(
-                "StepsChanged",
+                EventReason::StepsChanged,
                 format!(
                     "the strategy now has {n} steps; step {} continues as step {n}",
                     old + 1
@@ -412,7 +406,7 @@ impl Engine<'_> {
 
     fn command(&mut self, cmd: Command) {
         if let Err(msg) = command_allowed(&self.s, cmd) {
-            self.event("CommandRejected", msg, true);
+            self.event(EventReason::CommandRejected, msg, true);
             return;
         }
         match cmd {
@@ -451,7 +445,11 @@ impl Engine<'_> {
                     self.s.consecutive_inconclusive = 0;
                     self.s.reason = None;
                     self.s.phase = Phase::Progressing;
-                    self.event("Promoted", "current step passed by user".into(), false);
+                    self.event(
+                        EventReason::Promoted,
+                        "current step passed by user".into(),
+                        false,
+                    );
                     // The next stage starts in `progress`, which `run` calls next.
                     self.advance(true);
                 }
@@ -527,10 +525,11 @@ impl Engine<'_> {
         self.s.consecutive_inconclusive = 0;
         self.s.last_verdicts.clear();
         self.effects.push(Effect::ScaleUpCanary);
-        self.transition(
+        self.transition_event(
             Phase::Progressing,
             None,
             &format!("rolling out {rev} ({why})"),
+            true,
         );
     }
 
@@ -645,7 +644,7 @@ impl Engine<'_> {
         self.s.reason = None;
         self.s.message = Some(format!("{}: waiting for analysis", stage.label));
         self.event(
-            "StepStarted",
+            EventReason::StepStarted,
             format!(
                 "step {}/{}: {}",
                 self.s.step_index + 1,
@@ -708,7 +707,7 @@ impl Engine<'_> {
             .collect();
         if shadow.checks.iter().any(|c| c.verdict == Verdict::Fail) {
             self.event(
-                "ShadowCheckFailed",
+                EventReason::ShadowCheckFailed,
                 format!(
                     "would have failed (shadow, no action): {}",
                     summarize(&shadow, Verdict::Fail)
@@ -756,7 +755,7 @@ impl Engine<'_> {
                         ),
                     );
                 } else {
-                    self.event("AnalysisFailed", failed, true);
+                    self.event(EventReason::AnalysisFailed, failed, true);
                 }
             }
             Verdict::Inconclusive => {
@@ -804,7 +803,7 @@ impl Engine<'_> {
                         ),
                     );
                 } else {
-                    self.event("AnalysisInconclusive", why, true);
+                    self.event(EventReason::AnalysisInconclusive, why, true);
                 }
             }
         }
@@ -836,7 +835,7 @@ impl Engine<'_> {
         self.s.step_index += 1;
         self.reset_step();
         self.event(
-            "StepAdvanced",
+            EventReason::StepAdvanced,
             format!("advancing to step {}", self.s.step_index + 1),
             false,
         );
@@ -897,7 +896,7 @@ impl Engine<'_> {
                 self.s.pending_gate = None;
                 self.s.passed_gates.push(kind);
                 self.event(
-                    "GateOpened",
+                    EventReason::GateOpened,
                     format!("{} webhooks passed", kind.as_str()),
                     false,
                 );
@@ -920,7 +919,7 @@ impl Engine<'_> {
             }
             if changed {
                 self.event(
-                    "GateHeld",
+                    EventReason::GateHeld,
                     format!("{} webhooks said no: {}", kind.as_str(), answer.message),
                     true,
                 );
@@ -972,7 +971,7 @@ impl Engine<'_> {
             if !self.obs.canary_ready && self.canary_live() {
                 self.apply(TrafficPlan::stable_only());
                 self.event(
-                    "CanaryNotReady",
+                    EventReason::CanaryNotReady,
                     "canary not ready during promotion: traffic to stable".into(),
                     true,
                 );
@@ -1004,7 +1003,7 @@ impl Engine<'_> {
         if self.canary_live() || self.s.step_started_at.is_some() {
             self.apply(TrafficPlan::stable_only());
             self.event(
-                "CanaryNotReady",
+                EventReason::CanaryNotReady,
                 "canary not ready: traffic back to stable".into(),
                 true,
             );
@@ -1056,6 +1055,18 @@ impl Engine<'_> {
     }
 
     fn transition(&mut self, phase: Phase, reason: Option<Reason>, message: &str) {
+        self.transition_event(phase, reason, message, false)
+    }
+
+    /// [`Self::transition`]; `starting` names the event `RolloutStarted` (a new rollout)
+    /// rather than after the phase (`Progressing` is a resume).
+    fn transition_event(
+        &mut self,
+        phase: Phase,
+        reason: Option<Reason>,
+        message: &str,
+        starting: bool,
+    ) {
         let warning = matches!(phase, Phase::Failed)
             || matches!(
                 reason,
@@ -1068,20 +1079,25 @@ impl Engine<'_> {
         if changed {
             self.s.last_transition_at = Some(self.now);
             let name = match (phase, reason) {
-                (Phase::Failed, Some(Reason::Undone)) => "Undone".to_string(),
-                (Phase::Failed, _) => "RolledBack".to_string(),
-                (p, _) => p.as_str().to_string(),
+                _ if starting => EventReason::RolloutStarted,
+                (Phase::Failed, Some(Reason::Undone)) => EventReason::Undone,
+                (Phase::Failed, _) => EventReason::RolledBack,
+                (Phase::Idle, _) => EventReason::Idle,
+                (Phase::Progressing, _) => EventReason::Progressing,
+                (Phase::Paused, _) => EventReason::Paused,
+                (Phase::Promoting, _) => EventReason::Promoting,
+                (Phase::Succeeded, _) => EventReason::Succeeded,
             };
-            self.event(&name, message.to_string(), warning);
+            self.event(name, message.to_string(), warning);
             if phase != Phase::Idle {
                 self.effects.push(Effect::CallWebhooks(WebhookKind::Event));
             }
         }
     }
 
-    fn event(&mut self, reason: &str, message: String, warning: bool) {
+    fn event(&mut self, reason: EventReason, message: String, warning: bool) {
         self.effects.push(Effect::Event(Event {
-            reason: reason.to_string(),
+            reason,
             message,
             warning,
         }));
