@@ -805,6 +805,7 @@ impl RolloutTask {
         }
         let sleep = tokio::time::sleep(sleep_for);
         tokio::pin!(sleep);
+        let mut prober_alive = true;
         let wake = loop {
             tokio::select! {
                 msg = self.msgs.recv() => match msg {
@@ -819,10 +820,11 @@ impl RolloutTask {
                 changed = self.spec_rx.changed() => {
                     break if changed.is_err() { Wake::Retire } else { Wake::Tick };
                 }
-                changed = self.readiness.changed() => {
+                changed = self.readiness.changed(), if prober_alive => {
                     if changed.is_err() {
-                        // The prober is gone (shutdown): the interval still ticks.
-                        std::future::pending::<()>().await;
+                        // The prober is gone (shutdown): the other wake-ups still work.
+                        prober_alive = false;
+                        continue;
                     }
                     let ready = self.ready_now(&self.record.rollout);
                     if ready.is_some() && ready != self.last_ready {
