@@ -118,6 +118,7 @@ pub fn classify(event: &Event) -> Option<Topic> {
         | R::TargetNotFound
         | R::UnsupportedSelector
         | R::IstioAPIMissing
+        | R::GatewayAPIMissing
         | R::Forbidden => return None,
     })
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use sluice_core::backend::{Change, EventRecord};
+use sluice_core::backend::{Change, ChangeKind, EventRecord};
 use sluice_core::clock::Clock;
 use sluice_core::engine::{AnalysisReport, Command, Event, EventReason};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
@@ -320,7 +320,7 @@ fn new_record(rollout: &Rollout, source: Option<&PathBuf>) -> RolloutRecord {
     }
 }
 
-fn change(key: &str, status: &RolloutStatus, kind: &str) -> Change {
+fn change(key: &str, status: &RolloutStatus, kind: ChangeKind) -> Change {
     let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
     Change {
         namespace: namespace.to_string(),
@@ -328,7 +328,7 @@ fn change(key: &str, status: &RolloutStatus, kind: &str) -> Change {
         phase: status.phase,
         step_index: status.step_index,
         canary_weight: status.canary_weight,
-        kind: kind.to_string(),
+        kind,
     }
 }
 
@@ -760,22 +760,24 @@ impl RolloutTask {
                 self.record.next_check = r.next_check;
                 self.record.history = r.history;
                 if status_changed {
-                    let _ =
-                        self.shared
-                            .changes
-                            .send(change(&self.key, &self.record.status, "status"));
+                    let _ = self.shared.changes.send(change(
+                        &self.key,
+                        &self.record.status,
+                        ChangeKind::Status,
+                    ));
                 }
                 if !events.is_empty() {
-                    let _ =
-                        self.shared
-                            .changes
-                            .send(change(&self.key, &self.record.status, "event"));
+                    let _ = self.shared.changes.send(change(
+                        &self.key,
+                        &self.record.status,
+                        ChangeKind::Event,
+                    ));
                 }
                 if !checks.is_empty() {
                     let _ = self.shared.changes.send(change(
                         &self.key,
                         &self.record.status,
-                        "analysis",
+                        ChangeKind::Analysis,
                     ));
                 }
             }
@@ -941,6 +943,8 @@ async fn retire(shared: &Shared, key: &str, record: &mut RolloutRecord, pending:
     if let Err(e) = committed.await {
         tracing::error!(rollout = %key, error = %e, "could not mark the rollout retired in the store");
     }
-    let _ = shared.changes.send(change(key, &record.status, "deleted"));
+    let _ = shared
+        .changes
+        .send(change(key, &record.status, ChangeKind::Deleted));
     tracing::info!(rollout = %key, "no longer managed (file removed): traffic left on stable");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::backend::StandaloneBackend;
 use super::runner::{Deps, Runner, Timing};
 use super::store::{Retention, Store};
-use sluice_core::backend::{Backend, BackendError};
+use sluice_core::backend::{Backend, BackendError, ChangeKind};
 use sluice_core::engine::Command;
 use sluice_core::spec::{Phase, Reason, Rollout, RolloutStatus, Verdict};
 use sluice_core::traffic::TrafficPlan;
@@ -204,8 +204,8 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
     while let Ok(c) = changes.try_recv() {
         kinds.push(c.kind);
     }
-    for k in ["status", "event", "analysis"] {
-        assert!(kinds.iter().any(|x| x == k), "no {k} change in {kinds:?}");
+    for k in [ChangeKind::Status, ChangeKind::Event, ChangeKind::Analysis] {
+        assert!(kinds.contains(&k), "no {k:?} change in {kinds:?}");
     }
     assert_eq!(backend.list().await.unwrap().len(), 1);
 

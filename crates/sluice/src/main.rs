@@ -117,6 +117,9 @@ enum BenchCmd {
     /// N rollouts progressing at once (real Envoy, Prometheus, `sluice standalone` as a child):
     /// memory, CPU, command → served, Prometheus queries/s, store growth, time to first step.
     Fleet(cli::standalone::FleetArgs),
+    /// API requests/s, requests per reconcile and memory of N Rollouts, idle and progressing
+    /// (the real controller against an in-memory Kubernetes API server).
+    Kube(cli::kube::BenchKubeArgs),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
         Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
             cli::envoy::bench_route_apply(&args).await
         })),
+        Cmd::Bench(BenchCmd::Kube(args)) => report(block_on(cli::kube::bench_kube(args))),
         Cmd::Bench(BenchCmd::Rollback(args)) => {
             report(block_on(cli::standalone::bench_rollback(args)))
         }

@@ -142,6 +142,8 @@ reasons! {
     UnsupportedSelector => true,
     /// Istio's `networking.istio.io/v1` is not served.
     IstioAPIMissing => true,
+    /// The Gateway API (`gateway.networking.k8s.io/v1` routes) is not served.
+    GatewayAPIMissing => true,
     /// RBAC forbids a request the controller needs.
     Forbidden => true,
 }

@@ -222,59 +222,116 @@ pub enum Effect {
 /// | `abort`   | `Progressing`, `Paused` or `Promoting`                                      |
 /// | `retry`   | `Failed` with a revision to retry                                           |
 /// | `undo`    | `Succeeded` with a previous stable revision                                 |
-pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), String> {
+pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), CommandRefusal> {
     let phase = status.phase;
-    let refuse = |why: String| Err(format!("cannot {command}: {why}"));
-    let in_phase = |why: &str| format!("the rollout is {phase}{why}");
+    let refuse = |why: Refusal| Err(CommandRefusal { command, why });
     match command {
         Command::Promote => {
             if !matches!(phase, Phase::Progressing | Phase::Paused) {
-                return refuse(in_phase(""));
+                return refuse(Refusal::Phase(phase));
             }
             if let Some(gate) = &status.pending_gate {
-                return refuse(format!(
-                    "waiting for {} webhooks, which promote does not override",
-                    gate.kind.as_str()
-                ));
+                return refuse(Refusal::GateWebhook(gate.kind));
             }
             if status.reason == Some(Reason::AwaitingPromotion) || status.step_started_at.is_some()
             {
                 Ok(())
             } else {
-                refuse(
-                    "the current step has not started (its traffic is not applied yet); \
-                     promote passes a running step"
-                        .into(),
-                )
+                refuse(Refusal::StepNotStarted)
             }
         }
         Command::Pause => match phase {
             Phase::Progressing | Phase::Paused => Ok(()),
-            _ => refuse(in_phase("")),
+            _ => refuse(Refusal::Phase(phase)),
         },
         Command::Resume => match (phase, status.reason) {
-            (Phase::Paused, Some(Reason::AwaitingPromotion)) => {
-                refuse("the rollout waits for promote, not resume".into())
-            }
+            (Phase::Paused, Some(Reason::AwaitingPromotion)) => refuse(Refusal::AwaitsPromote),
             (Phase::Paused, _) => Ok(()),
-            _ => refuse(in_phase(", not Paused")),
+            _ => refuse(Refusal::NotPaused(phase)),
         },
         Command::Abort => match phase {
             Phase::Progressing | Phase::Paused | Phase::Promoting => Ok(()),
-            _ => refuse(in_phase("; there is nothing in flight")),
+            _ => refuse(Refusal::NothingInFlight(phase)),
         },
         Command::Retry => match phase {
             Phase::Failed if status.canary_revision.is_some() => Ok(()),
-            Phase::Failed => refuse("no failed revision to retry".into()),
-            _ => refuse(in_phase(", not Failed")),
+            Phase::Failed => refuse(Refusal::NoRevisionToRetry),
+            _ => refuse(Refusal::NotFailed(phase)),
         },
         Command::Undo => match phase {
             Phase::Succeeded if status.previous_stable_revision.is_some() => Ok(()),
-            Phase::Succeeded => refuse("no previous stable revision to go back to".into()),
-            _ => refuse(in_phase(", not Succeeded")),
+            Phase::Succeeded => refuse(Refusal::NoPreviousStable),
+            _ => refuse(Refusal::NotSucceeded(phase)),
         },
     }
 }
+
+/// A command that does not apply now, and why ([`command_allowed`]). Its `Display` is the
+/// sentence the API answers with (409) and the `CommandRejected` event carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandRefusal {
+    pub command: Command,
+    pub why: Refusal,
+}
+
+/// Why a command was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The command does not apply in this phase.
+    Phase(Phase),
+    /// `resume` outside `Paused`.
+    NotPaused(Phase),
+    /// `abort` with nothing in flight.
+    NothingInFlight(Phase),
+    /// `retry` outside `Failed`.
+    NotFailed(Phase),
+    /// `undo` outside `Succeeded`.
+    NotSucceeded(Phase),
+    /// `promote` never overrides a webhook gate.
+    GateWebhook(WebhookKind),
+    /// `promote` passes a running step; this one's traffic is not applied yet.
+    StepNotStarted,
+    /// `resume` while the rollout waits for `promote`.
+    AwaitsPromote,
+    /// `retry` without a failed revision.
+    NoRevisionToRetry,
+    /// `undo` without a previous stable revision.
+    NoPreviousStable,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Phase(p) => write!(f, "the rollout is {p}"),
+            Refusal::NotPaused(p) => write!(f, "the rollout is {p}, not Paused"),
+            Refusal::NothingInFlight(p) => {
+                write!(f, "the rollout is {p}; there is nothing in flight")
+            }
+            Refusal::NotFailed(p) => write!(f, "the rollout is {p}, not Failed"),
+            Refusal::NotSucceeded(p) => write!(f, "the rollout is {p}, not Succeeded"),
+            Refusal::GateWebhook(kind) => write!(
+                f,
+                "waiting for {} webhooks, which promote does not override",
+                kind.as_str()
+            ),
+            Refusal::StepNotStarted => f.write_str(
+                "the current step has not started (its traffic is not applied yet); \
+                 promote passes a running step",
+            ),
+            Refusal::AwaitsPromote => f.write_str("the rollout waits for promote, not resume"),
+            Refusal::NoRevisionToRetry => f.write_str("no failed revision to retry"),
+            Refusal::NoPreviousStable => f.write_str("no previous stable revision to go back to"),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot {}: {}", self.command, self.why)
+    }
+}
+
+impl std::error::Error for CommandRefusal {}
 
 /// One engine step. See the module docs for the flow and guarantees.
 pub fn step(
@@ -405,8 +462,8 @@ impl Engine<'_> {
     // ------------------------------------------------------------------ commands
 
     fn command(&mut self, cmd: Command) {
-        if let Err(msg) = command_allowed(&self.s, cmd) {
-            self.event(EventReason::CommandRejected, msg, true);
+        if let Err(refusal) = command_allowed(&self.s, cmd) {
+            self.event(EventReason::CommandRejected, refusal.to_string(), true);
             return;
         }
         match cmd {

@@ -1245,7 +1245,9 @@ fn command_matrix() {
         sim.cmd(c);
         match expect {
             None => {
-                let msg = allowed.unwrap_err();
+                let refusal = allowed.unwrap_err();
+                assert_eq!(refusal.command, c, "{name}");
+                let msg = refusal.to_string();
                 assert!(msg.contains(c.as_str()), "{name} {c}: message {msg:?}");
                 assert_eq!(
                     sim.s, quiet_status,
