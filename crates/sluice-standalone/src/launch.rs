@@ -144,6 +144,7 @@ impl Standalone {
                 analyzer,
                 webhooks,
                 telemetry,
+                clock: Arc::new(sluice_core::clock::SystemClock),
             },
             opts.timing,
         );

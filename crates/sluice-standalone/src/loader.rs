@@ -20,7 +20,7 @@
 //!   linear nesting pre-scan), so one file costs milliseconds, never minutes; scans run on a
 //!   blocking thread, off the async runtime that serves HTTP and ticks rollouts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -135,6 +135,13 @@ impl DirLoader {
                 }
             }
         }
+        // Which file defines each rollout: one lookup per rollout instead of a search through
+        // every file (start-up with N files was O(N²)).
+        let mut owners: HashMap<String, PathBuf> = self
+            .files
+            .iter()
+            .flat_map(|(p, f)| f.good.keys().map(move |k| (k.clone(), p.clone())))
+            .collect();
         let now = SystemTime::now();
         for (path, stamp) in listed {
             if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
@@ -153,13 +160,19 @@ impl DirLoader {
             let parsed = sluice_core::validate::read_file(&path)
                 .and_then(|text| parse_checked(&text, &shown))
                 .and_then(|rollouts| {
-                    self.unique(&path, rollouts)
+                    unique(&owners, &path, rollouts)
                         .map_err(|e| vec![whole_file(&shown, "metadata", e)])
                 });
             let previous = self.files.remove(&path);
             let old = previous.map(|f| f.good).unwrap_or_default();
             match parsed {
                 Ok(new) => {
+                    for key in old.keys() {
+                        owners.remove(key);
+                    }
+                    for key in new.keys() {
+                        owners.insert(key.clone(), path.clone());
+                    }
                     for (key, rollout) in &new {
                         let same = old.get(key).is_some_and(|o| same_rollout(o, rollout));
                         if !same {
@@ -213,32 +226,29 @@ impl DirLoader {
             .flat_map(|f| f.problems.iter().cloned())
             .collect()
     }
+}
 
-    /// Rejects rollouts another file already defines (the first file keeps it).
-    fn unique(
-        &self,
-        path: &Path,
-        rollouts: Vec<Rollout>,
-    ) -> Result<BTreeMap<String, Rollout>, String> {
-        let mut out = BTreeMap::new();
-        for r in rollouts {
-            let key = r.key();
-            if let Some((other, _)) = self
-                .files
-                .iter()
-                .find(|(p, f)| p.as_path() != path && f.good.contains_key(&key))
-            {
-                return Err(format!(
-                    "rollout {key} is already defined in {}",
-                    other.display()
-                ));
-            }
-            if out.insert(key.clone(), r).is_some() {
-                return Err(format!("rollout {key} is defined twice in this file"));
-            }
+/// Rejects rollouts another file already defines (the first file keeps it). `owners`: the
+/// file defining each loaded rollout.
+fn unique(
+    owners: &HashMap<String, PathBuf>,
+    path: &Path,
+    rollouts: Vec<Rollout>,
+) -> Result<BTreeMap<String, Rollout>, String> {
+    let mut out = BTreeMap::new();
+    for r in rollouts {
+        let key = r.key();
+        if let Some(other) = owners.get(&key).filter(|p| p.as_path() != path) {
+            return Err(format!(
+                "rollout {key} is already defined in {}",
+                other.display()
+            ));
         }
-        Ok(out)
+        if out.insert(key.clone(), r).is_some() {
+            return Err(format!("rollout {key} is defined twice in this file"));
+        }
     }
+    Ok(out)
 }
 
 fn same_rollout(a: &Rollout, b: &Rollout) -> bool {

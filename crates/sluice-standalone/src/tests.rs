@@ -44,6 +44,25 @@ impl Setup {
     }
 
     async fn runner_with(&self, telemetry: Option<sluice_notify::Telemetry>) -> Arc<Runner> {
+        self.runner_full(
+            telemetry,
+            Arc::new(sluice_core::clock::SystemClock),
+            Timing {
+                max_period: Duration::from_millis(40),
+                min_period: Duration::from_millis(10),
+                probe_timeout: Duration::from_millis(300),
+                probe_period: Duration::from_millis(40),
+            },
+        )
+        .await
+    }
+
+    async fn runner_full(
+        &self,
+        telemetry: Option<sluice_notify::Telemetry>,
+        clock: Arc<dyn sluice_core::clock::Clock>,
+        timing: Timing,
+    ) -> Arc<Runner> {
         // A runner shut down just before (a restart test) releases the store once its tasks
         // have ended, which takes a scheduler turn or more: retry instead of guessing a sleep.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -64,12 +83,9 @@ impl Setup {
                 analyzer: self.analyzer.clone(),
                 webhooks: Arc::new(NoWebhooks),
                 telemetry,
+                clock,
             },
-            Timing {
-                max_period: Duration::from_millis(40),
-                min_period: Duration::from_millis(10),
-                probe_timeout: Duration::from_millis(300),
-            },
+            timing,
         )
     }
 
@@ -201,6 +217,80 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
         commits,
         "idle ticks wrote to the store"
     );
+}
+
+/// Issue 11 (the clock injected) and 16 (a rollout wakes at its own interval, not every
+/// second): under paused time a rollout checked every 10 s walks two steps and is promoted in
+/// about 30 virtual seconds — the test takes milliseconds, no fixed sleep — with one analysis
+/// per interval and a handful of ticks, where ticking every second took one per second.
+#[tokio::test(start_paused = true)]
+async fn under_paused_time_a_rollout_ticks_at_its_own_interval() {
+    let s = setup(Verdict::Pass).await;
+    let (wall0, t0) = (chrono::Utc::now(), tokio::time::Instant::now());
+    let clock = move || {
+        wall0 + chrono::Duration::from_std(tokio::time::Instant::now() - t0).unwrap_or_default()
+    };
+    let telemetry = sluice_notify::Telemetry::new(&sluice_notify::notify::NotifyConfig {
+        sinks: vec![],
+        ui_base_url: None,
+    })
+    .unwrap();
+    let metrics = telemetry.metrics.clone();
+    let runner = s
+        .runner_full(
+            Some(telemetry),
+            Arc::new(clock),
+            Timing {
+                max_period: Duration::from_secs(60),
+                min_period: Duration::from_millis(100),
+                probe_timeout: Duration::from_millis(300),
+                probe_period: Duration::from_secs(1),
+            },
+        )
+        .await;
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let rollout: Rollout = serde_yaml::from_str(
+        &serde_yaml::to_string(&s.rollout("[20, 50]"))
+            .unwrap()
+            .replace("interval: 40ms", "interval: 10s"),
+    )
+    .unwrap();
+    assert_eq!(rollout.spec.analysis.interval, "10s");
+    runner.upsert(rollout, None);
+    let mut status = None;
+    while t0.elapsed() < Duration::from_secs(120) {
+        if let Ok(v) = backend.get("shop", "reviews").await
+            && v.status.phase == Phase::Succeeded
+        {
+            status = Some(v.status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = t0.elapsed();
+    let status = status.unwrap_or_else(|| panic!("not promoted within 120 virtual seconds"));
+    // Two steps of one passing check each, 10 s apart.
+    assert!(
+        (Duration::from_secs(19)..Duration::from_secs(45)).contains(&took),
+        "{took:?}"
+    );
+    let analyses = s.analyzer.started.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(analyses, 2, "one analysis per interval and step");
+    let ticks: f64 = metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("sluice_tick_duration_seconds_count"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .expect("tick count");
+    // Start, each analysis, each step change and promotion — not one per second.
+    assert!(ticks < 15.0, "{ticks} ticks in {took:?}");
+    // History carries the injected clock's times.
+    let events = backend.events("shop", "reviews").await.unwrap();
+    let last = events.last().unwrap();
+    assert!(last.at >= wall0 + chrono::Duration::seconds(19), "{last:?}");
+    assert_eq!(status.stable_revision.as_deref(), Some(s.canary.as_str()));
 }
 
 #[tokio::test]
@@ -999,11 +1089,13 @@ async fn a_password_in_a_prometheus_or_webhook_url_reaches_no_output() {
             analyzer: Arc::new(analyzer),
             webhooks: Arc::new(webhooks),
             telemetry: Some(telemetry),
+            clock: Arc::new(sluice_core::clock::SystemClock),
         },
         Timing {
             max_period: Duration::from_millis(40),
             min_period: Duration::from_millis(10),
             probe_timeout: Duration::from_millis(300),
+            probe_period: Duration::from_millis(40),
         },
     );
     let rollout: Rollout = serde_yaml::from_str(&format!(

@@ -10,8 +10,9 @@
 //!   keeps them. Editing `upstreams.stable` in the file re-points stable directly (no
 //!   rollout): the operator said where stable is. Editing only `upstreams.stableRevision`
 //!   relabels stable while it still points at `upstreams.stable`.
-//! - **Readiness**: a TCP connect to each upstream with a short timeout. A canary that answers
-//!   500s is "ready" — judging it is the analysis' job.
+//! - **Readiness**: a TCP connect to each upstream with a short timeout, made by the shared
+//!   [`Prober`] once per period per address (not per rollout per tick); rollouts read its
+//!   answers. A canary that answers 500s is "ready" — judging it is the analysis' job.
 //! - **Scaling** is a no-op: standalone upstreams are started and stopped by whoever runs them.
 //!
 //! Labels and addresses never meet by accident: the stable label is the declared revision
@@ -22,6 +23,7 @@
 //! The router sees the rollout with `upstreams.stable` replaced by the stable pointer
 //! ([`EffectiveRouter`]), so the Envoy stable cluster follows promotions.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -168,7 +170,7 @@ impl TrafficRouter for EffectiveRouter {
 pub struct StandaloneWorkloads {
     pub router: Arc<dyn TrafficRouter>,
     pub cell: Arc<Cell>,
-    pub probe_timeout: Duration,
+    pub prober: Arc<Prober>,
 }
 
 impl StandaloneWorkloads {
@@ -201,11 +203,11 @@ impl Workloads for StandaloneWorkloads {
             .as_ref()
             .ok_or("spec.upstreams is required in standalone mode")?;
         let state = self.cell.upstreams();
-        let stable_ready = probe(&state.stable_address, self.probe_timeout).await;
+        let stable_ready = self.prober.ready(&state.stable_address).await;
         let canary_ready = if up.canary == state.stable_address {
             stable_ready
         } else {
-            probe(&up.canary, self.probe_timeout).await
+            self.prober.ready(&up.canary).await
         };
         Ok(Observations {
             revision: revision(rollout),
@@ -251,6 +253,111 @@ impl Workloads for StandaloneWorkloads {
         next.stable_address = previous;
         next.stable_revision = revision.to_string();
         self.repoint(rollout, next).await
+    }
+}
+
+/// Readiness of upstream addresses, probed once per period for every rollout that uses them
+/// (a TCP connect each), instead of two connects per rollout per tick: a thousand rollouts
+/// over the same two backends cost two connects a period. Rollouts read the cached answer and
+/// subscribe to [`Prober::changes`] to tick when one of theirs changes.
+pub struct Prober {
+    timeout: Duration,
+    state: Mutex<HashMap<String, Probed>>,
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+struct Probed {
+    ready: bool,
+    /// When a rollout last asked: addresses nobody asked about for a while are dropped.
+    asked: std::time::Instant,
+}
+
+/// Addresses not asked about for this long are no longer probed.
+const FORGET_AFTER: Duration = Duration::from_secs(300);
+/// Probes in flight at once.
+const PROBE_CONCURRENCY: usize = 64;
+
+impl Prober {
+    pub fn new(timeout: Duration) -> Arc<Prober> {
+        Arc::new(Prober {
+            timeout,
+            state: Mutex::new(HashMap::new()),
+            changes: tokio::sync::watch::channel(0).0,
+        })
+    }
+
+    /// Whether `address` answered its last probe. An address seen for the first time is
+    /// probed now (a new rollout does not wait a period for its first observation).
+    pub async fn ready(&self, address: &str) -> bool {
+        if let Some(p) = lock(&self.state).get_mut(address) {
+            p.asked = std::time::Instant::now();
+            return p.ready;
+        }
+        let ready = probe(address, self.timeout).await;
+        lock(&self.state).insert(
+            address.to_string(),
+            Probed {
+                ready,
+                asked: std::time::Instant::now(),
+            },
+        );
+        ready
+    }
+
+    /// The last answer for `address`, without probing (None: never probed).
+    pub fn cached(&self, address: &str) -> Option<bool> {
+        lock(&self.state).get(address).map(|p| p.ready)
+    }
+
+    /// Bumped whenever an address' readiness changed.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Probes every known address once (concurrently, bounded) and reports changes.
+    pub async fn probe_all(&self) {
+        use futures::StreamExt;
+        let addresses: Vec<String> = {
+            let mut s = lock(&self.state);
+            s.retain(|_, p| p.asked.elapsed() < FORGET_AFTER);
+            s.keys().cloned().collect()
+        };
+        let results: Vec<(String, bool)> = futures::stream::iter(addresses)
+            .map(|a| async move {
+                let r = probe(&a, self.timeout).await;
+                (a, r)
+            })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect()
+            .await;
+        let mut changed = false;
+        {
+            let mut s = lock(&self.state);
+            for (a, ready) in results {
+                if let Some(p) = s.get_mut(&a)
+                    && p.ready != ready
+                {
+                    p.ready = ready;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.changes.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// Probes every `period` until the returned task is aborted.
+    pub fn spawn(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                me.probe_all().await;
+            }
+        })
     }
 }
 
@@ -315,7 +422,7 @@ spec:
         let w = StandaloneWorkloads {
             router: fake.clone(),
             cell: cell.clone(),
-            probe_timeout: Duration::from_millis(300),
+            prober: Prober::new(Duration::from_millis(300)),
         };
         let er = EffectiveRouter {
             inner: fake.clone(),
@@ -405,6 +512,57 @@ spec:
         assert!(!obs.canary_ready);
         assert_eq!(obs.revision.as_deref(), Some(dead.as_str()));
         assert_eq!(obs.stable_running.as_deref(), Some(live.as_str()));
+    }
+
+    /// Issue 16: two TCP connects per rollout per tick. Now a thousand observations of the
+    /// same upstream cost one connect, each probe round one more, and a backend going away is
+    /// announced once on the change channel.
+    #[tokio::test]
+    async fn one_prober_connects_once_per_address_per_round_and_announces_changes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((_sock, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let connects = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let wait_connects = |n: usize| async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while connects() < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} < {n}",
+                    connects()
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        let prober = Prober::new(Duration::from_millis(300));
+        let mut changes = prober.changes();
+        for _ in 0..1000 {
+            assert!(prober.ready(&addr).await);
+        }
+        wait_connects(1).await;
+        prober.probe_all().await;
+        wait_connects(2).await;
+        assert_eq!(connects(), 2, "one connect per address per round");
+        assert!(!changes.has_changed().unwrap(), "nothing changed yet");
+
+        server.abort();
+        let _ = server.await;
+        prober.probe_all().await;
+        assert!(changes.has_changed().unwrap(), "the change is announced");
+        changes.borrow_and_update();
+        assert_eq!(prober.cached(&addr), Some(false));
+        assert!(!prober.ready(&addr).await);
+        prober.probe_all().await;
+        assert!(
+            !changes.has_changed().unwrap(),
+            "still down: no new announcement"
+        );
     }
 
     #[test]

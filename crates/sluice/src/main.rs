@@ -119,6 +119,9 @@ enum BenchCmd {
     Rollback(cli::standalone::RollbackArgs),
     /// Simulate the error-rate judges: false Fails on A/A traffic, requests to detect 1% → 2%.
     Judge(cli::analysis::BenchJudgeArgs),
+    /// N rollouts progressing at once (real Envoy, Prometheus, `sluice standalone` as a child):
+    /// memory, CPU, command → served, Prometheus queries/s, store growth, time to first step.
+    Fleet(cli::standalone::FleetArgs),
     /// API requests/s, requests per reconcile and memory of N Rollouts, idle and progressing
     /// (the real controller against an in-memory Kubernetes API server).
     Kube(cli::kube::BenchKubeArgs),
@@ -188,6 +191,7 @@ fn main() -> ExitCode {
         Cmd::Bench(BenchCmd::Rollback(args)) => {
             report(block_on(cli::standalone::bench_rollback(args)))
         }
+        Cmd::Bench(BenchCmd::Fleet(args)) => report(block_on(cli::standalone::bench_fleet(args))),
     }
 }
 

@@ -1,4 +1,5 @@
-//! CLI glue for standalone mode: `sluice standalone`, `sluice demo`, `sluice bench rollback`.
+//! CLI glue for standalone mode: `sluice standalone`, `sluice demo`, `sluice bench rollback`
+//! and `sluice bench fleet`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -245,6 +246,94 @@ pub async fn bench_rollback(args: RollbackArgs) -> anyhow::Result<()> {
             report.route_apply_p50_ms, report.route_apply_p99_ms, opts.swaps
         );
     }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct FleetArgs {
+    /// Rollouts progressing at once.
+    #[arg(long)]
+    pub rollouts: usize,
+    /// Every rollout's analysis interval.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Measurement window once all reached their first step (bounds the run).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Longest wait for every rollout to reach its first step (default: 3 intervals, at
+    /// least 60 s).
+    #[arg(long, value_parser = parse_duration)]
+    pub first_step_timeout: Option<Duration>,
+    /// Requests per second through Envoy, spread over every rollout's host.
+    #[arg(long, default_value_t = 100)]
+    pub rps: u32,
+    /// Single-rollout changes (aborts) timed during the window.
+    #[arg(long, default_value_t = 20)]
+    pub probes: usize,
+    /// Print one JSON object (rollouts, rss_mib, cpu_percent, apply_p50_ms, apply_p99_ms,
+    /// prometheus_qps, store_bytes_per_rollout_hour, all_first_step_s, and a few more).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn bench_fleet(args: FleetArgs) -> anyhow::Result<()> {
+    use sluice_lab::standalone::fleet::{self, FleetOptions};
+    let opts = FleetOptions {
+        rollouts: args.rollouts,
+        interval: args.interval,
+        duration: args.duration,
+        first_step_timeout: args
+            .first_step_timeout
+            .unwrap_or_else(|| (args.interval * 3).max(Duration::from_secs(60))),
+        rps: args.rps,
+        probes: args.probes,
+        // This very binary runs as `sluice standalone`.
+        sluice_bin: std::env::current_exe()?,
+    };
+    let mut progress = |line: String| eprintln!("{line}");
+    let run = fleet::fleet(&opts, &mut progress);
+    let r = tokio::select! {
+        r = run => r?,
+        _ = shutdown_signal() => anyhow::bail!("interrupted"),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+    println!("rollouts:                       {}", r.rollouts);
+    println!(
+        "all at their first step:        {}",
+        r.all_first_step_s.map_or(
+            format!("{}/{} within the timeout", r.first_step_reached, r.rollouts),
+            |s| format!("{s:.1} s")
+        )
+    );
+    println!(
+        "sluice RSS:                     {:.1} MiB (peak {:.1} MiB)",
+        r.rss_mib, r.rss_peak_mib
+    );
+    println!(
+        "sluice CPU:                     {:.1}% of a core",
+        r.cpu_percent
+    );
+    println!(
+        "Envoy:                          {:.1} MiB, {:.1}% of a core",
+        r.envoy_rss_mib, r.envoy_cpu_percent
+    );
+    println!(
+        "command → served:               p50 {}, p99 {} ({} aborts, {} not served within 30 s)",
+        ms(r.apply_p50_ms),
+        ms(r.apply_p99_ms),
+        r.apply_samples,
+        r.apply_timeouts
+    );
+    println!("Prometheus queries:             {:.2}/s", r.prometheus_qps);
+    println!(
+        "store growth:                   {:.0} bytes of history per rollout per hour (file {:.0} bytes, {:+.0} over the window)",
+        r.store_bytes_per_rollout_hour, r.store_file_bytes, r.store_file_growth_bytes
+    );
+    println!("window:                         {:.1} s", r.window_s);
     Ok(())
 }
 

@@ -2,5 +2,6 @@
 
 mod e2e_standalone;
 mod envoy_cli;
+mod fleet;
 mod ui_browser;
 mod yaml11;
