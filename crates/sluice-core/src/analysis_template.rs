@@ -273,6 +273,19 @@ pub fn resolve_spec(
             continue;
         };
         let what = t.label();
+        // A template read from the API server was checked by its schema only.
+        let invalid = check(&t.spec);
+        if let Some(first) = invalid.first() {
+            let more = match invalid.len() {
+                1 => String::new(),
+                n => format!(" (and {} more problems)", n - 1),
+            };
+            problems.push(problem(
+                &rp.field("name"),
+                format!("{what} is invalid: {first}{more}"),
+            ));
+            continue;
+        }
         let values = match arguments(&t.spec, &r.args, &rp.field("args"), &what) {
             Ok(v) => v,
             Err(p) => {
