@@ -401,7 +401,7 @@ fn arguments(
             (None, None) => Err(problem(
                 at,
                 format!(
-                    "missing argument `{}` ({} {what} has no default for it)",
+                    "missing argument `{}` (a {}; {what} gives it no default)",
                     a.name,
                     a.kind.as_str()
                 ),
