@@ -71,6 +71,9 @@ enum Cmd {
     /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
     /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
     Analyze(cli::analysis::AnalyzeArgs),
+    /// Replay a past window of Prometheus data through the Rollouts in FILE (same plan, engine
+    /// and judges, simulated time) and print what sluice would have decided, and when.
+    Backtest(cli::analysis::BacktestArgs),
     /// Show one rollout (NAME or NAMESPACE/NAME), or every rollout.
     Status(cli::control::StatusArgs),
     /// Wait until a rollout succeeds, pauses (e.g. at the manual gate) or is promoted.
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Cmd::Validate { files } => cli::plan::validate(&files),
         Cmd::Plan { file, output } => cli::plan::plan(&file, output),
         Cmd::Analyze(args) => cli::analysis::analyze(args),
+        Cmd::Backtest(args) => cli::analysis::backtest(args),
         Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
         Cmd::Standalone(args) => report(block_on(cli::standalone::standalone(args, &cli.notify))),
         Cmd::Demo(args) => report(block_on(cli::standalone::demo(args))),
