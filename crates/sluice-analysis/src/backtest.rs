@@ -218,9 +218,10 @@ pub async fn run(
             break;
         }
         // The next moment the engine waits for: a due check, or (promotion, gates) a moment later.
+        // Promotion is instant here: its end is seen a second later, not at a check time.
         let next = status
             .next_analysis_at
-            .filter(|t| *t > now)
+            .filter(|t| *t > now && status.phase != Phase::Promoting)
             .unwrap_or(now + Duration::seconds(1));
         if next > to || ticks > 100_000 {
             stop = None;
@@ -350,4 +351,84 @@ pub fn table(b: &Backtest) -> String {
         out.push_str(&format!("decided by: {}\n", s.driving_checks.join("; ")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_testkit::fakes::FakeAnalyzer;
+
+    fn rollout() -> Rollout {
+        sluice_testkit::fakes::rollout(
+            r#"apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}
+  service: {port: 8080}
+  strategy: {canary: {steps: [20, 50]}}
+  analysis:
+    interval: 30s
+    inconclusiveLimit: 2
+    metrics: [{name: success-rate, query: 'sum(up)', thresholds: {min: 99}}]
+"#,
+        )
+    }
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_window_without_data_pauses_and_never_passes() {
+        let a = Arc::new(FakeAnalyzer::new(Verdict::Inconclusive));
+        let b = run(&rollout(), a, t0(), t0() + Duration::minutes(10))
+            .await
+            .unwrap();
+        assert_eq!(b.summary.outcome, "paused");
+        assert_eq!(
+            b.summary.time_to_decision_secs,
+            Some(60),
+            "two inconclusive checks"
+        );
+        assert!(
+            b.steps.iter().all(|d| d.action != "advance"),
+            "{:?}",
+            b.steps
+        );
+    }
+
+    #[tokio::test]
+    async fn passing_checks_promote_at_the_check_times_and_a_short_window_is_undecided() {
+        let a = Arc::new(FakeAnalyzer::new(Verdict::Pass));
+        let b = run(&rollout(), a.clone(), t0(), t0() + Duration::minutes(10))
+            .await
+            .unwrap();
+        let at: Vec<(i64, &str)> = b
+            .steps
+            .iter()
+            .map(|d| (d.after_secs, d.action.as_str()))
+            .filter(|(_, a)| ["advance", "promote", "succeeded"].contains(a))
+            .collect();
+        assert_eq!(at, [(30, "advance"), (60, "promote"), (61, "succeeded")]);
+        assert_eq!(b.summary.outcome, "promoted");
+
+        let b = run(&rollout(), a, t0(), t0() + Duration::seconds(45))
+            .await
+            .unwrap();
+        assert_eq!(b.summary.outcome, "undecided");
+        assert_eq!(b.summary.time_to_decision_secs, None);
+        let table = table(&b);
+        assert!(table.contains("outcome: undecided;"), "{table}");
+        assert!(
+            run(
+                &rollout(),
+                Arc::new(FakeAnalyzer::new(Verdict::Pass)),
+                t0(),
+                t0()
+            )
+            .await
+            .is_err()
+        );
+    }
 }
