@@ -52,7 +52,7 @@ fn openmetrics(
                     "requests_total{{version=\"{version}\",code=\"{code}\"}} {total} {}",
                     t.timestamp()
                 )
-                .unwrap();
+                .expect("as written by this test");
                 t += Duration::seconds(10);
             }
         }
@@ -63,7 +63,12 @@ fn openmetrics(
 
 fn backtest(file: &std::path::Path, url: &str, from: DateTime<Utc>) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["backtest", file.to_str().unwrap(), "--prometheus", url])
+        .args([
+            "backtest",
+            file.to_str().expect("as written by this test"),
+            "--prometheus",
+            url,
+        ])
         .args(["--from", &from.to_rfc3339(), "--to"])
         .arg((from + Duration::minutes(10)).to_rfc3339())
         .args(["--scrape-interval", "10s", "-o", "json"])
@@ -85,12 +90,16 @@ fn decisions(b: &Value) -> Vec<(i64, String)> {
         .expect("steps")
         .iter()
         .filter(|d| {
-            ["advance", "promote", "rollback", "pause"].contains(&d["action"].as_str().unwrap())
+            ["advance", "promote", "rollback", "pause"]
+                .contains(&d["action"].as_str().expect("as written by this test"))
         })
         .map(|d| {
             (
-                d["afterSecs"].as_i64().unwrap(),
-                d["action"].as_str().unwrap().to_string(),
+                d["afterSecs"].as_i64().expect("as written by this test"),
+                d["action"]
+                    .as_str()
+                    .expect("as written by this test")
+                    .to_string(),
             )
         })
         .collect()
@@ -102,9 +111,10 @@ async fn past_windows_replay_to_the_expected_decisions_at_the_expected_times() {
     // Two windows well inside the default retention, in the past, on whole minutes; the
     // Prometheus head is empty, so backfilled blocks overlap nothing.
     let now = Utc::now().timestamp();
-    let healthy = DateTime::from_timestamp(now - now % 60 - 3 * 3600, 0).unwrap();
+    let healthy =
+        DateTime::from_timestamp(now - now % 60 - 3 * 3600, 0).expect("as written by this test");
     let spike = healthy + Duration::minutes(40);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("as written by this test");
     let spike_from = spike + Duration::seconds(90);
     let history = openmetrics(
         healthy - Duration::minutes(10),
@@ -112,9 +122,9 @@ async fn past_windows_replay_to_the_expected_decisions_at_the_expected_times() {
         |t| if t >= spike_from { 0.5 } else { 0.005 },
     );
     let om = dir.path().join("history.om");
-    std::fs::write(&om, &history).unwrap();
+    std::fs::write(&om, &history).expect("as written by this test");
     let data = dir.path().join("prom/data");
-    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).expect("as written by this test");
     let promtool = Command::new("promtool")
         .args(["tsdb", "create-blocks-from", "openmetrics"])
         .arg(&om)
@@ -131,7 +141,7 @@ async fn past_windows_replay_to_the_expected_decisions_at_the_expected_times() {
         .await
         .expect("prometheus");
     let rollout = dir.path().join("web.yaml");
-    std::fs::write(&rollout, ROLLOUT).unwrap();
+    std::fs::write(&rollout, ROLLOUT).expect("as written by this test");
 
     let b = backtest(&rollout, prom.url(), healthy);
     assert_eq!(
@@ -143,12 +153,14 @@ async fn past_windows_replay_to_the_expected_decisions_at_the_expected_times() {
     assert_eq!(b["summary"]["rollbacks"], 0);
     let promote = &b["steps"]
         .as_array()
-        .unwrap()
+        .expect("as written by this test")
         .iter()
         .find(|d| d["action"] == "promote")
-        .unwrap();
+        .expect("as written by this test");
     assert_eq!(promote["checks"][0]["verdict"], "Pass", "{promote:#}");
-    let value = promote["checks"][0]["value"].as_f64().unwrap();
+    let value = promote["checks"][0]["value"]
+        .as_f64()
+        .expect("as written by this test");
     assert!(
         (value - 0.5).abs() < 0.01,
         "canary errors {value}% (0.5% written)"
@@ -164,21 +176,23 @@ async fn past_windows_replay_to_the_expected_decisions_at_the_expected_times() {
     assert_eq!(s["outcome"], "rolled back", "{b:#}");
     assert_eq!(s["timeToDecisionSecs"], 120);
     assert_eq!(s["rollbacks"], 1);
-    let driving = s["drivingChecks"][0].as_str().unwrap();
+    let driving = s["drivingChecks"][0]
+        .as_str()
+        .expect("as written by this test");
     assert!(driving.starts_with("canary-errors: "), "{driving}");
 
     // The table names the same decisions.
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
             "backtest",
-            rollout.to_str().unwrap(),
+            rollout.to_str().expect("as written by this test"),
             "--prometheus",
             prom.url(),
         ])
         .args(["--from", &spike.timestamp().to_string(), "--to"])
         .arg((spike + Duration::minutes(10)).timestamp().to_string())
         .output()
-        .unwrap();
+        .expect("as written by this test");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("outcome: rolled back after 120s"), "{table}");
 }
