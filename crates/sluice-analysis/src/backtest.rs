@@ -191,9 +191,10 @@ pub async fn run(
     // Before the window: the stable version runs alone.
     let before = from - Duration::seconds(1);
     sim.lock().now = Some(before);
-    let mut status = exec::tick(&ex, rollout, &plan, &RolloutStatus::default(), None, before)
-        .await
-        .status;
+    let first = exec::tick(&ex, rollout, &plan, &RolloutStatus::default(), None, before).await;
+    // Nothing to persist here: the outbox (events into the replay's history) leaves at once.
+    exec::deliver(&ex, rollout, &first.outbox).await;
+    let mut status = first.status;
     {
         let mut w = sim.lock();
         w.revision = "canary".into();
@@ -208,6 +209,7 @@ pub async fn run(
         if let Some(e) = out.error {
             return Err(format!("at {now}: {e}"));
         }
+        exec::deliver(&ex, rollout, &out.outbox).await;
         status = out.status;
         ticks += 1;
         if matches!(

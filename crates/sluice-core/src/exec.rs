@@ -10,8 +10,17 @@
 //! - [`Webhooks`]: calls `spec.webhooks` of one kind (gates answer, others fire and forget);
 //! - [`Recorder`]: keeps events and analysis history (store, Kubernetes Events, notifications).
 //!
-//! Failure of an executor never panics and never loses state: the status computed so far is
-//! returned with the error, and the caller persists it.
+//! Failure of an executor never panics and never loses state. Effects run in a fixed order:
+//! traffic first, then workloads, then analysis and gate webhooks. A refused traffic plan
+//! keeps the previous status (the engine decides the same again). A workload effect that fails
+//! after the traffic moved does not undo the decision: the status is committed with that effect
+//! (and the round's later workload effects) in `status.pendingEffects`, which the next tick
+//! retries before stepping.
+//!
+//! ## Outbox
+//! A tick sends nothing to people: events and fire-and-forget webhooks come back in
+//! [`TickOutcome::outbox`]; the caller persists the status, then calls [`deliver`]. A status
+//! that was never persisted is decided again next tick, so its events never left twice.
 //!
 //! ## Preemption
 //! [`tick_interruptible`] takes a future that yields a command arriving meanwhile (`abort`,
@@ -30,7 +39,9 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::{self, AnalysisReport, Command, Effect, Event, GateAnswer, Observations};
 use crate::rollout_plan::RolloutPlan;
-use crate::spec::{CheckResult, Condition, Rollout, RolloutStatus, WebhookKind};
+use crate::spec::{
+    CheckResult, Condition, PendingEffect, Rollout, RolloutStatus, WebhookKind, WorkloadAction,
+};
 use crate::traffic::TrafficPlan;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -115,7 +126,8 @@ impl ExecError {
 }
 
 /// Outcome of one tick: the status to persist, and the first executor error if any (the
-/// status already reflects every effect that did succeed).
+/// status already reflects every effect that did succeed, and lists the workload effects still
+/// pending).
 pub struct TickOutcome {
     pub status: RolloutStatus,
     pub error: Option<ExecError>,
@@ -124,6 +136,57 @@ pub struct TickOutcome {
     /// A preempting command that interrupted this tick but that the engine did not see (an
     /// executor failed before it could): the caller queues it again.
     pub unhandled_command: Option<Command>,
+    /// The target's revision the tick observed (for log context when the outbox is sent).
+    pub revision: Option<String>,
+    /// Events and fire-and-forget webhooks of this tick, in order. Not sent yet: the caller
+    /// persists `status` first, then hands these to [`deliver`]. A status that was never
+    /// persisted is decided again by the next tick, so its events must not have left.
+    pub outbox: Vec<Outgoing>,
+}
+
+/// Something a tick wants people or systems told, once its status is persisted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outgoing {
+    /// A history entry / Kubernetes Event / notification, with the status right after it.
+    Event { event: Event, status: RolloutStatus },
+    /// `event`, `post-rollout` or `rollback` webhooks (their answers change nothing).
+    Webhooks {
+        kind: WebhookKind,
+        status: RolloutStatus,
+    },
+}
+
+impl Outgoing {
+    pub fn event(&self) -> Option<&Event> {
+        match self {
+            Outgoing::Event { event, .. } => Some(event),
+            Outgoing::Webhooks { .. } => None,
+        }
+    }
+}
+
+impl TickOutcome {
+    /// The events of the outbox, in order (for callers that keep history themselves).
+    pub fn events(&self) -> impl Iterator<Item = (&Event, &RolloutStatus)> {
+        self.outbox.iter().filter_map(|o| match o {
+            Outgoing::Event { event, status } => Some((event, status)),
+            Outgoing::Webhooks { .. } => None,
+        })
+    }
+}
+
+/// Sends a tick's outbox: events to the recorder (history, Kubernetes Events, notifications,
+/// metrics), fire-and-forget webhooks to their URLs. Call it after the tick's status is
+/// persisted, never before.
+pub async fn deliver(ex: &Executors, rollout: &Rollout, outbox: &[Outgoing]) {
+    for o in outbox {
+        match o {
+            Outgoing::Event { event, status } => ex.recorder.event(rollout, status, event).await,
+            Outgoing::Webhooks { kind, status } => {
+                let _ = ex.webhooks.call(rollout, status, *kind).await;
+            }
+        }
+    }
 }
 
 /// What [`tick_interruptible`] races analyses and webhook calls against: resolves with a
@@ -173,27 +236,91 @@ pub async fn tick_interruptible(
     status: &RolloutStatus,
     command: Option<Command>,
     now: DateTime<Utc>,
+    interrupt: Option<Interrupt<'_>>,
+) -> TickOutcome {
+    let mut out = tick_inner(ex, rollout, plan, status, command, now, interrupt).await;
+    effects_condition(&mut out.status, now);
+    out
+}
+
+/// Condition kind saying whether every workload effect the engine decided was carried out:
+/// `False` (reason [`EFFECT_PENDING`], the first pending effect and its error as message)
+/// while `status.pendingEffects` is not empty; absent otherwise.
+pub const EFFECTS_CONDITION: &str = "EffectsApplied";
+
+fn effects_condition(status: &mut RolloutStatus, now: DateTime<Utc>) {
+    let since = status
+        .conditions
+        .iter()
+        .find(|c| c.kind == EFFECTS_CONDITION)
+        .map(|c| c.last_transition_time);
+    status.conditions.retain(|c| c.kind != EFFECTS_CONDITION);
+    if let Some(p) = status.pending_effects.first() {
+        let more = status.pending_effects.len() - 1;
+        let message = match more {
+            0 => format!("{} failed: {}", p.action.as_str(), p.error),
+            n => format!(
+                "{} failed: {} (and {n} more pending)",
+                p.action.as_str(),
+                p.error
+            ),
+        };
+        status.conditions.push(Condition {
+            kind: EFFECTS_CONDITION.into(),
+            status: "False".into(),
+            reason: EFFECT_PENDING.into(),
+            message,
+            last_transition_time: since.unwrap_or(now),
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn tick_inner(
+    ex: &Executors,
+    rollout: &Rollout,
+    plan: &RolloutPlan,
+    status: &RolloutStatus,
+    command: Option<Command>,
+    now: DateTime<Utc>,
     mut interrupt: Option<Interrupt<'_>>,
 ) -> TickOutcome {
     let key = rollout.key();
     let mut status = status.clone();
-    let mut applied = None;
+    let mut out = TickOutcome {
+        status: RolloutStatus::default(),
+        error: None,
+        applied: None,
+        unhandled_command: None,
+        revision: None,
+        outbox: Vec::new(),
+    };
+    // What an earlier tick decided but could not carry out goes first: the engine's next
+    // decision builds on it. Still failing, the rollout holds — unless a person's command
+    // waits, whose own effects may replace the stuck one (an abort's scale-down a pending
+    // scale-up).
+    if !status.pending_effects.is_empty()
+        && let Err(error) = run_pending(ex, rollout, &mut status, &mut out.outbox, now).await
+        && command.is_none()
+    {
+        out.status = status;
+        out.error = Some(error);
+        return out;
+    }
     let mut obs = match ex.workloads.observe(rollout, &status).await {
         Ok(o) => o,
         Err(source) => {
-            return TickOutcome {
-                status,
-                error: Some(ExecError {
-                    rollout: key,
-                    action: "observe",
-                    source,
-                }),
-                applied,
-                unhandled_command: None,
-            };
+            out.status = status;
+            out.error = Some(ExecError {
+                rollout: key,
+                action: "observe",
+                source,
+            });
+            return out;
         }
     };
     obs.command = command;
+    out.revision = obs.revision.clone();
     if let Some(rev) = &obs.revision {
         // Fills the `revision` field of the caller's tick span (no-op without one).
         tracing::Span::current().record("revision", tracing::field::display(rev));
@@ -203,15 +330,32 @@ pub async fn tick_interruptible(
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let (next, effects) = engine::step(plan, &status, &obs, now);
+        let (next, mut effects) = engine::step(plan, &status, &obs, now);
         // Answers are consumed by the step that saw them.
         obs.command = None;
         obs.analysis = None;
         obs.webhooks.clear();
+        // Traffic first (never scale down a canary that still gets requests), then workloads,
+        // then the calls that answer; events and notifications leave through the outbox.
+        effects.sort_by_key(effect_order);
         let mut again = false;
-        let mut error = None;
-        let mut events: Vec<&Event> = Vec::new();
-        for effect in &effects {
+        let mut round_outbox: Vec<Outgoing> = Vec::new();
+        // The engine's events belong to its decision, whichever effect fails later; they are
+        // sent once the round's status is persisted. A round that fails keeps the previous
+        // status and is decided again, so they would otherwise repeat every tick (a refused
+        // plan sent one "started" notification per second).
+        let mut decided: Vec<Outgoing> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Event(event) => Some(Outgoing::Event {
+                    event: event.clone(),
+                    status: next.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut failed: Option<(usize, ExecError)> = None;
+        for (i, effect) in effects.iter().enumerate() {
             let blocking = matches!(effect, Effect::RunAnalysis | Effect::CallWebhooks(_));
             if blocking && preempted.is_some() {
                 // The command already decided; waiting on this call would only delay it.
@@ -220,7 +364,7 @@ pub async fn tick_interruptible(
             let result: Result<(), (&'static str, BoxError)> = match effect {
                 Effect::ApplyTraffic(plan) => match ex.router.apply(rollout, plan).await {
                     Ok(()) => {
-                        applied = Some(plan.clone());
+                        out.applied = Some(plan.clone());
                         Ok(())
                     }
                     Err(e) => Err((APPLY_TRAFFIC, e)),
@@ -240,87 +384,100 @@ pub async fn tick_interruptible(
                         }
                         Err(c) => {
                             preempted = Some(c);
-                            let ev = cancelled("AnalysisCancelled", "the analysis", c);
-                            ex.recorder.event(rollout, &next, &ev).await;
+                            let event = cancelled("AnalysisCancelled", "the analysis", c);
+                            round_outbox.push(Outgoing::Event {
+                                event,
+                                status: next.clone(),
+                            });
                         }
                     }
+                    Ok(())
+                }
+                Effect::CallWebhooks(kind) if !kind.is_gate() => {
+                    round_outbox.push(Outgoing::Webhooks {
+                        kind: *kind,
+                        status: next.clone(),
+                    });
                     Ok(())
                 }
                 Effect::CallWebhooks(kind) => {
                     match interruptible(ex.webhooks.call(rollout, &next, *kind), &mut interrupt)
                         .await
                     {
-                        Ok(Some(answer)) if kind.is_gate() => {
+                        Ok(Some(answer)) => {
                             obs.webhooks.push(answer);
                             again = true;
                         }
-                        Ok(_) => {}
+                        Ok(None) => {}
                         Err(c) => {
                             preempted = Some(c);
                             let what = format!("the {} webhooks", kind.as_str());
-                            let ev = cancelled("WebhookCancelled", &what, c);
-                            ex.recorder.event(rollout, &next, &ev).await;
+                            let event = cancelled("WebhookCancelled", &what, c);
+                            round_outbox.push(Outgoing::Event {
+                                event,
+                                status: next.clone(),
+                            });
                         }
                     }
                     Ok(())
                 }
-                Effect::ScaleUpCanary => ex
-                    .workloads
-                    .scale_up_canary(rollout)
-                    .await
-                    .map_err(|e| ("scale up canary", e)),
-                Effect::ScaleDownCanary => ex
-                    .workloads
-                    .scale_down_canary(rollout)
-                    .await
-                    .map_err(|e| ("scale down canary", e)),
-                Effect::PromoteCanary { revision } => ex
-                    .workloads
-                    .promote(rollout, revision)
-                    .await
-                    .map_err(|e| ("promote", e)),
-                Effect::RestoreStable { revision } => ex
-                    .workloads
-                    .restore_stable(rollout, revision)
-                    .await
-                    .map_err(|e| ("restore stable", e)),
-                Effect::Event(ev) => {
-                    // Recorded once the round's effects succeeded: a round that fails keeps the
-                    // previous status and is decided again, so its events would repeat every
-                    // tick (a refused plan sent one "started" notification per second).
-                    events.push(ev);
-                    Ok(())
-                }
+                Effect::ScaleUpCanary
+                | Effect::ScaleDownCanary
+                | Effect::PromoteCanary { .. }
+                | Effect::RestoreStable { .. } => run_workload(ex, rollout, effect).await,
+                Effect::Event(_) => Ok(()),
             };
             if let Err((action, source)) = result {
-                error = Some(ExecError {
-                    rollout: key.clone(),
-                    action,
-                    source,
-                });
+                failed = Some((
+                    i,
+                    ExecError {
+                        rollout: key.clone(),
+                        action,
+                        source,
+                    },
+                ));
                 break;
             }
         }
-        if let Some(error) = error {
-            // Traffic could not be applied: keep the *previous* status so the engine retries
-            // the same decision next tick instead of believing the data plane moved.
-            if error.action == APPLY_TRAFFIC {
-                refused(ex, rollout, &mut status, &error, now).await;
-            }
-            return TickOutcome {
-                status,
-                error: Some(error),
-                applied,
-                unhandled_command: preempted,
-            };
-        }
         let mut next = next;
-        for ev in events {
-            ex.recorder.event(rollout, &next, ev).await;
+        if let Some((i, error)) = failed {
+            if error.action == APPLY_TRAFFIC {
+                // Traffic goes first, so nothing else of this round ran: keep the *previous*
+                // status, and the engine decides the same again next tick instead of
+                // believing the data plane moved.
+                refused(&mut status, &error, &mut out.outbox, now);
+                out.status = status;
+                out.error = Some(error);
+                out.unhandled_command = preempted;
+                return out;
+            }
+            // A workload effect failed after the traffic moved: the decision stands (the
+            // data plane already serves it). It is committed with this effect and the
+            // round's later workload effects pending, retried before the next step.
+            if out.applied.is_some() {
+                accepted(&mut next, &mut out.outbox, now);
+            }
+            // Events in the order they happened: the decision's, the round's, the failure.
+            out.outbox.append(&mut decided);
+            out.outbox.append(&mut round_outbox);
+            postpone(&mut next, &effects[i..], &error, &mut out.outbox, now);
+            out.status = next;
+            out.error = Some(error);
+            out.unhandled_command = preempted;
+            return out;
         }
-        if applied.is_some() {
-            accepted(ex, rollout, &mut next, now).await;
+        // Workload effects that ran replace pending ones they supersede (see `run_pending`).
+        for e in &effects {
+            if let Some((action, _)) = workload_action(e) {
+                next.pending_effects
+                    .retain(|p| !action.supersedes(p.action));
+            }
         }
+        if out.applied.is_some() {
+            accepted(&mut next, &mut out.outbox, now);
+        }
+        out.outbox.append(&mut decided);
+        out.outbox.append(&mut round_outbox);
         status = next;
         if let Some(c) = preempted.take() {
             // The engine steps again from what was carried out, now with the command.
@@ -343,25 +500,191 @@ pub async fn tick_interruptible(
                 obs.command = command;
             }
             Err(source) => {
-                return TickOutcome {
-                    status,
-                    error: Some(ExecError {
-                        rollout: key,
-                        action: "observe",
-                        source,
-                    }),
-                    applied,
-                    unhandled_command: obs.command,
-                };
+                out.status = status;
+                out.error = Some(ExecError {
+                    rollout: key,
+                    action: "observe",
+                    source,
+                });
+                out.unhandled_command = obs.command;
+                return out;
             }
         }
     }
-    TickOutcome {
-        status,
-        error: None,
-        applied,
-        unhandled_command: None,
+    out.status = status;
+    out
+}
+
+/// Where an effect runs within a round (a stable sort keeps the engine's order otherwise).
+fn effect_order(e: &Effect) -> u8 {
+    match e {
+        Effect::ApplyTraffic(_) => 0,
+        Effect::ScaleUpCanary
+        | Effect::ScaleDownCanary
+        | Effect::PromoteCanary { .. }
+        | Effect::RestoreStable { .. } => 1,
+        Effect::RunAnalysis | Effect::CallWebhooks(_) => 2,
+        Effect::Event(_) => 3,
     }
+}
+
+/// The workload action of an effect, with its revision.
+fn workload_action(e: &Effect) -> Option<(WorkloadAction, Option<String>)> {
+    match e {
+        Effect::ScaleUpCanary => Some((WorkloadAction::ScaleUpCanary, None)),
+        Effect::ScaleDownCanary => Some((WorkloadAction::ScaleDownCanary, None)),
+        Effect::PromoteCanary { revision } => {
+            Some((WorkloadAction::PromoteCanary, Some(revision.clone())))
+        }
+        Effect::RestoreStable { revision } => {
+            Some((WorkloadAction::RestoreStable, Some(revision.clone())))
+        }
+        _ => None,
+    }
+}
+
+async fn run_workload(
+    ex: &Executors,
+    rollout: &Rollout,
+    effect: &Effect,
+) -> Result<(), (&'static str, BoxError)> {
+    let w = &ex.workloads;
+    let (action, result) = match effect {
+        Effect::ScaleUpCanary => (
+            WorkloadAction::ScaleUpCanary,
+            w.scale_up_canary(rollout).await,
+        ),
+        Effect::ScaleDownCanary => (
+            WorkloadAction::ScaleDownCanary,
+            w.scale_down_canary(rollout).await,
+        ),
+        Effect::PromoteCanary { revision } => (
+            WorkloadAction::PromoteCanary,
+            w.promote(rollout, revision).await,
+        ),
+        Effect::RestoreStable { revision } => (
+            WorkloadAction::RestoreStable,
+            w.restore_stable(rollout, revision).await,
+        ),
+        _ => return Ok(()),
+    };
+    result.map_err(|e| (action.as_str(), e))
+}
+
+/// Reason of the warning event when a workload effect fails and is left pending.
+pub const EFFECT_PENDING: &str = "EffectPending";
+/// Reason of the event when pending workload effects finally ran.
+pub const EFFECT_COMPLETED: &str = "EffectCompleted";
+
+/// Records the workload effects of `rest` (the failed one first) as pending in `status`; an
+/// event announces a failure the status did not already carry (not every retry).
+fn postpone(
+    status: &mut RolloutStatus,
+    rest: &[Effect],
+    error: &ExecError,
+    outbox: &mut Vec<Outgoing>,
+    now: DateTime<Utc>,
+) {
+    let cause = error.source.to_string();
+    let mut first = true;
+    for e in rest {
+        let Some((action, revision)) = workload_action(e) else {
+            continue;
+        };
+        status
+            .pending_effects
+            .retain(|p| !action.supersedes(p.action));
+        let why = if first {
+            cause.clone()
+        } else {
+            format!("waiting for {}", error.action)
+        };
+        first = false;
+        status.pending_effects.push(PendingEffect {
+            action,
+            revision,
+            error: why,
+            since: now,
+        });
+    }
+    let event = Event {
+        reason: EFFECT_PENDING.into(),
+        message: format!(
+            "{} failed: {cause}; the rollout's decision stands, retrying before the next step",
+            error.action
+        ),
+        warning: true,
+    };
+    outbox.push(Outgoing::Event {
+        event,
+        status: status.clone(),
+    });
+}
+
+/// Runs the pending workload effects in order, removing each that succeeds. The first failure
+/// stops the run and is returned; its `error` text in the status follows the latest attempt
+/// (its `since` stays), so a status write happens only when the cause changes.
+async fn run_pending(
+    ex: &Executors,
+    rollout: &Rollout,
+    status: &mut RolloutStatus,
+    outbox: &mut Vec<Outgoing>,
+    now: DateTime<Utc>,
+) -> Result<(), ExecError> {
+    let mut done = Vec::new();
+    while let Some(p) = status.pending_effects.first().cloned() {
+        let effect = match (p.action, p.revision.clone()) {
+            (WorkloadAction::ScaleUpCanary, _) => Effect::ScaleUpCanary,
+            (WorkloadAction::ScaleDownCanary, _) => Effect::ScaleDownCanary,
+            (WorkloadAction::PromoteCanary, Some(revision)) => Effect::PromoteCanary { revision },
+            (WorkloadAction::RestoreStable, Some(revision)) => Effect::RestoreStable { revision },
+            // A promotion without its revision cannot be carried out (a hand-edited status):
+            // drop it; the engine decides again from what runs.
+            (WorkloadAction::PromoteCanary | WorkloadAction::RestoreStable, None) => {
+                status.pending_effects.remove(0);
+                continue;
+            }
+        };
+        match run_workload(ex, rollout, &effect).await {
+            Ok(()) => {
+                status.pending_effects.remove(0);
+                done.push(p.action.as_str());
+            }
+            Err((action, source)) => {
+                let cause = source.to_string();
+                status.pending_effects[0].error = cause;
+                if !done.is_empty() {
+                    completed(status, &done, outbox, now);
+                }
+                return Err(ExecError {
+                    rollout: rollout.key(),
+                    action,
+                    source,
+                });
+            }
+        }
+    }
+    completed(status, &done, outbox, now);
+    Ok(())
+}
+
+fn completed(
+    status: &RolloutStatus,
+    done: &[&str],
+    outbox: &mut Vec<Outgoing>,
+    _now: DateTime<Utc>,
+) {
+    if done.is_empty() {
+        return;
+    }
+    outbox.push(Outgoing::Event {
+        event: Event {
+            reason: EFFECT_COMPLETED.into(),
+            message: format!("done after an earlier failure: {}", done.join(", ")),
+            warning: false,
+        },
+        status: status.clone(),
+    });
 }
 
 /// [`ExecError::action`] of a plan the router did not apply.
@@ -379,11 +702,10 @@ const REFUSED_PREFIX: &str = "traffic plan refused by the data plane: ";
 
 /// A refused plan is a state, not a loop: the condition carries the cause, and an event (hence
 /// one notification) leaves only when the cause is new, not on every retry.
-async fn refused(
-    ex: &Executors,
-    rollout: &Rollout,
+fn refused(
     status: &mut RolloutStatus,
     error: &ExecError,
+    outbox: &mut Vec<Outgoing>,
     now: DateTime<Utc>,
 ) {
     let cause = error.source.to_string();
@@ -404,7 +726,7 @@ async fn refused(
         last_transition_time: same.unwrap_or(now),
     });
     if same.is_none() {
-        let ev = Event {
+        let event = Event {
             reason: ROUTER_REFUSED.into(),
             message: format!(
                 "the data plane did not take the traffic plan: {cause}; nothing changed, \
@@ -412,12 +734,15 @@ async fn refused(
             ),
             warning: true,
         };
-        ex.recorder.event(rollout, status, &ev).await;
+        outbox.push(Outgoing::Event {
+            event,
+            status: status.clone(),
+        });
     }
 }
 
 /// A plan went through: a refusal recorded earlier is over.
-async fn accepted(ex: &Executors, rollout: &Rollout, status: &mut RolloutStatus, _: DateTime<Utc>) {
+fn accepted(status: &mut RolloutStatus, outbox: &mut Vec<Outgoing>, _: DateTime<Utc>) {
     let before = status.conditions.len();
     status.conditions.retain(|c| c.kind != TRAFFIC_CONDITION);
     if status
@@ -428,12 +753,15 @@ async fn accepted(ex: &Executors, rollout: &Rollout, status: &mut RolloutStatus,
         status.message = None;
     }
     if status.conditions.len() != before {
-        let ev = Event {
+        let event = Event {
             reason: "RouterAccepted".into(),
             message: "the data plane took the traffic plan again".into(),
             warning: false,
         };
-        ex.recorder.event(rollout, status, &ev).await;
+        outbox.push(Outgoing::Event {
+            event,
+            status: status.clone(),
+        });
     }
 }
 

@@ -958,6 +958,10 @@ pub struct RolloutStatus {
     /// they need (the largest estimate of the enforcing checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub more_requests: Option<u64>,
+    /// Workload changes the engine decided whose executor failed (e.g. a 403 on the canary
+    /// scale-down): the decision stands, and these are retried, in order, before the next step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_effects: Vec<PendingEffect>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -974,6 +978,54 @@ pub struct PendingGate {
     /// Last answer when it was not 2xx, for status/UI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+/// A workload change still to be carried out (see `RolloutStatus::pending_effects`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingEffect {
+    pub action: WorkloadAction,
+    /// The revision to promote or restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Why the last attempt failed (or which earlier effect it waits for).
+    pub error: String,
+    /// When the first attempt failed.
+    pub since: DateTime<Utc>,
+}
+
+/// The workload operations of the engine (`engine::Effect`'s non-traffic, non-analysis part).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum WorkloadAction {
+    ScaleUpCanary,
+    ScaleDownCanary,
+    PromoteCanary,
+    RestoreStable,
+}
+
+impl WorkloadAction {
+    /// What an error message calls it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadAction::ScaleUpCanary => "scale up canary",
+            WorkloadAction::ScaleDownCanary => "scale down canary",
+            WorkloadAction::PromoteCanary => "promote",
+            WorkloadAction::RestoreStable => "restore stable",
+        }
+    }
+    /// Actions that undo each other: a later one of the same group replaces an earlier
+    /// pending one (an abort's scale-down supersedes a pending scale-up).
+    pub fn supersedes(self, other: WorkloadAction) -> bool {
+        use WorkloadAction::*;
+        matches!(
+            (self, other),
+            (
+                ScaleUpCanary | ScaleDownCanary,
+                ScaleUpCanary | ScaleDownCanary
+            ) | (PromoteCanary | RestoreStable, PromoteCanary | RestoreStable)
+        )
+    }
 }
 
 /// Kubernetes-style condition.

@@ -470,8 +470,8 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         };
         processed = Some((c.raw.clone(), outcome));
     }
-    let mut status = out.status;
-    if let Some(plan) = out.applied {
+    let mut status = out.status.clone();
+    if let Some(plan) = out.applied.clone() {
         // Only after the router confirmed it: the status says what is served.
         status.applied_traffic = Some(plan);
     }
@@ -479,9 +479,18 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     status.conditions = conditions(&old, &status, now, processed);
     // An unchanged status is not written: every write is a watch event that wakes us again.
     if status != old {
+        // A failed write returns here: the tick's events never leave, and the next reconcile
+        // decides again from the old status (the outbox contract of `exec::deliver`).
         write_status(&api, name, &old, &status).await?;
         ctx.live.notify(rollout, &status, "status");
     }
+    sluice_telemetry::observed_deliver(
+        &ctx.executors,
+        rollout,
+        out.revision.as_deref(),
+        &out.outbox,
+    )
+    .await;
     for p in pending.iter().chain(caught.iter()) {
         // Clears only what the annotation still says: the caught command replaced the first.
         commands::clear(&api, name, &p.raw).await?;
@@ -602,11 +611,12 @@ pub fn conditions(
             last_transition_time: since,
         });
     }
-    // The tick's own: whether Istio took the last plan (see `exec::TRAFFIC_CONDITION`).
+    // The tick's own: whether Istio took the last plan (see `exec::TRAFFIC_CONDITION`) and
+    // whether every workload effect ran (`exec::EFFECTS_CONDITION`).
     out.extend(
         new.conditions
             .iter()
-            .filter(|c| c.kind == exec::TRAFFIC_CONDITION)
+            .filter(|c| c.kind == exec::TRAFFIC_CONDITION || c.kind == exec::EFFECTS_CONDITION)
             .cloned(),
     );
     match processed {

@@ -29,7 +29,10 @@ use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webh
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
 use sluice_core::traffic::TrafficPlan;
-use {sluice_notify::Telemetry, sluice_telemetry::observed_tick_interruptible};
+use {
+    sluice_notify::Telemetry,
+    sluice_telemetry::{observed_deliver, observed_tick_interruptible},
+};
 
 use super::store::{RolloutRecord, Store, spec_hash};
 use super::workloads::{
@@ -245,9 +248,10 @@ impl BufferRecorder {
 
 #[async_trait::async_trait]
 impl Recorder for BufferRecorder {
-    async fn event(&self, _rollout: &Rollout, status: &RolloutStatus, event: &Event) {
-        self.push_event(status, event);
-    }
+    /// A tick's events reach the history through its outbox, which the runner commits with
+    /// the status (`exec::deliver` runs only after that commit, for notifications and
+    /// metrics): recording them here too would write them twice.
+    async fn event(&self, _rollout: &Rollout, _status: &RolloutStatus, _event: &Event) {}
     async fn analysis(&self, _rollout: &Rollout, report: &AnalysisReport) {
         lock(&self.checks).extend(report.checks.iter().cloned());
     }
@@ -385,6 +389,8 @@ async fn rollout_task(
     }
 
     let mut queue: VecDeque<Command> = VecDeque::new();
+    // The outbox of ticks whose commit has not succeeded yet (`exec::deliver` after it).
+    let mut undelivered: Vec<exec::Outgoing> = Vec::new();
     let mut last_error: Option<String> = None;
     // Consecutive ticks whose plan the data plane refused: the wait doubles with each.
     let mut refusals: u32 = 0;
@@ -528,6 +534,12 @@ async fn rollout_task(
         if let Some(c) = outcome.unhandled_command {
             queue.push_front(c);
         }
+        // The tick's events go into this commit's history; notifications leave after it.
+        for (ev, st) in outcome.events() {
+            buffer.push_event(st, ev);
+        }
+        undelivered.extend(outcome.outbox.iter().cloned());
+        let revision = outcome.revision.clone();
         refusals = match &outcome.error {
             Some(e) if e.action == exec::APPLY_TRAFFIC => refusals.saturating_add(1),
             _ => 0,
@@ -588,6 +600,8 @@ async fn rollout_task(
         match committed {
             Ok(r) => {
                 dirty = false;
+                let outbox = std::mem::take(&mut undelivered);
+                observed_deliver(&ex, &rollout, revision.as_deref(), &outbox).await;
                 record.next_event = r.next_event;
                 record.next_check = r.next_check;
                 if status_changed {

@@ -27,6 +27,24 @@ use sluice_core::spec::{CheckResult, Rollout, RolloutStatus};
 pub use logging::LogFormat;
 pub use metrics::Metrics;
 
+/// [`exec::deliver`] in the rollout's tick span (its log lines carry the rollout and the
+/// `revision` the tick observed), after the caller persisted the tick's status.
+pub async fn observed_deliver(
+    ex: &Executors,
+    rollout: &Rollout,
+    revision: Option<&str>,
+    outbox: &[exec::Outgoing],
+) {
+    if outbox.is_empty() {
+        return;
+    }
+    let span = logging::tick_span(rollout);
+    if let Some(rev) = revision {
+        span.record("revision", tracing::field::display(rev));
+    }
+    exec::deliver(ex, rollout, outbox).instrument(span).await;
+}
+
 /// One reconcile with logging context and metrics around it.
 pub async fn observed_tick(
     ex: &Executors,

@@ -15,7 +15,9 @@ use sluice_core::engine::{AnalysisReport, Event, GateAnswer, Observations};
 use sluice_core::exec::{
     Analyzer, BoxError, Executors, Recorder, TrafficRouter, Webhooks, Workloads,
 };
-use sluice_core::spec::{CheckResult, Rollout, RolloutStatus, Verdict, WebhookKind};
+use sluice_core::spec::{
+    CheckResult, Rollout, RolloutStatus, Verdict, WebhookKind, WorkloadAction,
+};
 use sluice_core::traffic::TrafficPlan;
 
 /// One request the receiver saw.
@@ -181,6 +183,10 @@ impl FakeRouter {
 pub struct FakeWorkloads {
     pub revision: Mutex<String>,
     pub stable: Mutex<String>,
+    /// Actions that fail, with the error text (e.g. a 403 on the canary scale-down).
+    pub failing: Mutex<Vec<(WorkloadAction, String)>>,
+    /// Every action attempted, in order (failed ones too).
+    pub calls: Mutex<Vec<WorkloadAction>>,
 }
 
 impl FakeWorkloads {
@@ -188,6 +194,38 @@ impl FakeWorkloads {
         FakeWorkloads {
             revision: Mutex::new(revision.into()),
             stable: Mutex::new(stable.into()),
+            failing: Mutex::default(),
+            calls: Mutex::default(),
+        }
+    }
+    /// Every later `action` fails with `why`; `None` lets it succeed again.
+    pub fn fail(&self, action: WorkloadAction, why: Option<&str>) {
+        let mut f = self.failing.lock().unwrap();
+        f.retain(|(a, _)| *a != action);
+        if let Some(why) = why {
+            f.push((action, why.into()));
+        }
+    }
+    /// How often `action` was attempted.
+    pub fn attempts(&self, action: WorkloadAction) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| **a == action)
+            .count()
+    }
+    fn call(&self, action: WorkloadAction) -> Result<(), BoxError> {
+        self.calls.lock().unwrap().push(action);
+        match self
+            .failing
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(a, _)| *a == action)
+        {
+            Some((_, why)) => Err(why.clone().into()),
+            None => Ok(()),
         }
     }
 }
@@ -204,16 +242,18 @@ impl Workloads for FakeWorkloads {
         })
     }
     async fn scale_up_canary(&self, _: &Rollout) -> Result<(), BoxError> {
-        Ok(())
+        self.call(WorkloadAction::ScaleUpCanary)
     }
     async fn scale_down_canary(&self, _: &Rollout) -> Result<(), BoxError> {
-        Ok(())
+        self.call(WorkloadAction::ScaleDownCanary)
     }
     async fn promote(&self, _: &Rollout, revision: &str) -> Result<(), BoxError> {
+        self.call(WorkloadAction::PromoteCanary)?;
         *self.stable.lock().unwrap() = revision.into();
         Ok(())
     }
     async fn restore_stable(&self, _: &Rollout, revision: &str) -> Result<(), BoxError> {
+        self.call(WorkloadAction::RestoreStable)?;
         *self.stable.lock().unwrap() = revision.into();
         Ok(())
     }

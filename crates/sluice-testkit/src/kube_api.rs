@@ -375,7 +375,7 @@ impl FakeApi {
     }
 
     /// Answer the next `times` requests with `method` whose path ends with `path_suffix`
-    /// with an error `code` (409 → Conflict, 404 → NotFound, else InternalError).
+    /// with an error `code` (409 → Conflict, 404 → NotFound, 403 → Forbidden, else InternalError).
     pub fn inject(&self, method: Method, path_suffix: &str, code: u16, times: usize) {
         self.state.lock().expect("lock").injections.push(Injection {
             method,
@@ -433,6 +433,7 @@ impl FakeApi {
         let (code, out) = match injected {
             Some(409) => (409, status_body(409, "Conflict", "injected conflict")),
             Some(404) => (404, status_body(404, "NotFound", "injected not found")),
+            Some(403) => (403, status_body(403, "Forbidden", "injected forbidden")),
             Some(c) => (c, status_body(c, "InternalError", "injected error")),
             None => Self::serve(&mut s, &method, &t, ct, body.clone()),
         };

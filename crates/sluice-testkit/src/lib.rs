@@ -26,3 +26,34 @@ pub fn plan_of(rollout: &sluice_core::spec::Rollout) -> sluice_core::rollout_pla
     sluice_core::rollout_plan::RolloutPlan::try_from(&rollout.spec)
         .unwrap_or_else(|e| panic!("test rollout is invalid: {e:?}"))
 }
+
+/// `exec::tick`, then its outbox delivered at once: for tests whose "persisted status" is the
+/// value they keep (there is no store that could fail between the two).
+pub async fn tick_delivered(
+    ex: &sluice_core::exec::Executors,
+    rollout: &sluice_core::spec::Rollout,
+    plan: &sluice_core::rollout_plan::RolloutPlan,
+    status: &sluice_core::spec::RolloutStatus,
+    command: Option<sluice_core::engine::Command>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> sluice_core::exec::TickOutcome {
+    let out = sluice_core::exec::tick(ex, rollout, plan, status, command, now).await;
+    sluice_core::exec::deliver(ex, rollout, &out.outbox).await;
+    out
+}
+
+/// [`tick_delivered`] through `sluice_telemetry::observed_tick` (metrics and span around it).
+pub async fn observed_tick_delivered(
+    ex: &sluice_core::exec::Executors,
+    metrics: &sluice_telemetry::Metrics,
+    rollout: &sluice_core::spec::Rollout,
+    plan: &sluice_core::rollout_plan::RolloutPlan,
+    status: &sluice_core::spec::RolloutStatus,
+    command: Option<sluice_core::engine::Command>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> sluice_core::exec::TickOutcome {
+    let out =
+        sluice_telemetry::observed_tick(ex, metrics, rollout, plan, status, command, now).await;
+    sluice_telemetry::observed_deliver(ex, rollout, out.revision.as_deref(), &out.outbox).await;
+    out
+}

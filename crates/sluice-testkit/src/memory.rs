@@ -183,12 +183,14 @@ impl MemoryBackend {
                     e.traffic = Some(plan);
                 }
                 let changed = e.status != out.status;
-                e.status = out.status;
+                e.status = out.status.clone();
                 changed.then(|| change(&key, &e.status, "status"))
             };
             if let Some(c) = changed {
                 let _ = self.tx.send(c);
             }
+            // Stored above: now the events may leave (the executors' outbox contract).
+            exec::deliver(&ex, &rollout, &out.outbox).await;
         }
     }
 

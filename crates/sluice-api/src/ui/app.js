@@ -53,6 +53,17 @@ function fmtNum(v) {
   return v.toPrecision(3);
 }
 
+// What holds the rollout besides its phase: conditions that are False (the data plane refused
+// the plan, a workload change is pending, the controller cannot act), as `kubectl describe`
+// shows them.
+function blockers(s) {
+  const bad = (s.conditions || []).filter((c) => c.status === "False" && c.type !== "Healthy" && c.type !== "Progressing");
+  if (!bad.length) return null;
+  return h("div", { class: "blockers", id: "blockers" },
+    ...bad.map((c) => h("div", { class: "blocker" },
+      h("b", {}, `${c.type}: ${c.reason}`), " ", c.message)));
+}
+
 function toast(message, kind) {
   const el = h("div", { class: `toast ${kind || ""}` }, message);
   $("#toasts").appendChild(el);
@@ -368,6 +379,7 @@ function renderDetail(view, analysis, events) {
         h("span", {}, "stable ", h("b", {}, s.stableRevision || "—")),
         s.canaryRevision ? h("span", {}, "canary ", h("b", {}, s.canaryRevision)) : null,
         s.lastTransitionAt ? h("span", { title: s.lastTransitionAt }, `changed ${ago(s.lastTransitionAt)}`) : null)),
+    blockers(s),
     h("div", { class: "grid" },
       h("div", { class: "card" }, h("h2", {}, "Steps"), timeline(view)),
       h("div", { class: "card" }, h("h2", {}, "Traffic"),

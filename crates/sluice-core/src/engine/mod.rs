@@ -585,6 +585,12 @@ impl Engine<'_> {
         };
         if !self.obs.canary_ready {
             self.canary_unready();
+            // Ask again while waiting: scaling up is idempotent (a no-op when the canary
+            // runs), and it undoes a scale-down whose decision was never persisted (a
+            // rollback whose status write failed is decided again from the older status).
+            if !self.effects.contains(&Effect::ScaleUpCanary) {
+                self.effects.push(Effect::ScaleUpCanary);
+            }
             self.s.reason = Some(Reason::WaitingForReady);
             self.s.message = Some("waiting for the canary to be ready".into());
             return;

@@ -1148,6 +1148,124 @@ async fn an_idle_rollout_makes_no_write_in_ten_intervals() {
     );
 }
 
+/// The rollback's canary scale-down is forbidden (RBAC, an admission webhook): the rollback
+/// still stands — Failed, all traffic on primary, `RolledBack` sent once — and the scale-down
+/// stays pending (condition `EffectsApplied=False`), retried until it goes through.
+#[tokio::test]
+async fn a_forbidden_canary_scale_down_does_not_undo_the_rollback() {
+    use sluice_core::spec::WorkloadAction;
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert_eq!(h.weight("reviews-canary"), 10);
+    let canary_replicas = h.replicas("reviews");
+    assert!(canary_replicas > 0);
+
+    h.analyzer.set(Verdict::Fail);
+    h.api.inject(Method::PATCH, "/deployments/reviews", 403, 3);
+    h.advance(61);
+    assert!(
+        h.reconcile().await.is_err(),
+        "the refused scale-down is an error"
+    );
+    let st = h.status();
+    assert_eq!(st.phase, Phase::Failed, "{st:?}");
+    assert_eq!(h.weight("reviews-primary"), 100);
+    assert_eq!(h.weight("reviews-canary"), 0);
+    assert_eq!(
+        st.applied_traffic.as_ref().map(|p| p.canary_weight()),
+        Some(0),
+        "the status says what is served"
+    );
+    let pending: Vec<_> = st.pending_effects.iter().map(|p| p.action).collect();
+    assert_eq!(pending, [WorkloadAction::ScaleDownCanary]);
+    let cond = st
+        .conditions
+        .iter()
+        .find(|c| c.kind == "EffectsApplied")
+        .expect("EffectsApplied condition");
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "EffectPending")
+    );
+    assert!(cond.message.contains("scale down canary"), "{cond:?}");
+    assert_eq!(
+        h.replicas("reviews"),
+        canary_replicas,
+        "not scaled down yet"
+    );
+
+    // Still forbidden twice more: retried, nothing else happens.
+    for _ in 0..2 {
+        h.advance(10);
+        assert!(h.reconcile().await.is_err());
+        assert_eq!(h.status().phase, Phase::Failed);
+    }
+    h.advance(10);
+    h.ok().await;
+    assert_eq!(h.replicas("reviews"), 0, "scaled down once allowed");
+    let st = h.status();
+    assert!(st.pending_effects.is_empty(), "{:?}", st.pending_effects);
+    assert!(st.conditions.iter().all(|c| c.kind != "EffectsApplied"));
+    let forbidden = h
+        .api
+        .log()
+        .into_iter()
+        .filter(|l| l.path.ends_with("/deployments/reviews") && l.method == Method::PATCH)
+        .filter(|l| l.status == 403)
+        .count();
+    assert_eq!(forbidden, 3, "the scale-down was retried");
+    assert_eq!(
+        h.events_with_reason("RolledBack"),
+        1,
+        "RolledBack recorded once"
+    );
+    assert_eq!(
+        h.events_with_reason("EffectPending"),
+        1,
+        "one warning, not one per retry"
+    );
+    h.assert_rbac_covers_requests();
+}
+
+/// No Event leaves for a status that was not persisted: the status write fails, nothing is
+/// announced; the next reconcile decides again and announces it once.
+#[tokio::test]
+async fn no_event_is_sent_for_a_status_that_was_not_written() {
+    let h = Harness::new();
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    h.analyzer.set(Verdict::Fail);
+    h.api
+        .inject(Method::PATCH, "/rollouts/reviews/status", 500, 1);
+    h.advance(61);
+    assert!(h.reconcile().await.is_err());
+    assert_ne!(h.status().phase, Phase::Failed, "not persisted");
+    assert_eq!(
+        h.events_with_reason("RolledBack"),
+        0,
+        "announced before it was written"
+    );
+    // The next reconciles decide again from the persisted status (the canary was already
+    // scaled down, so it first waits for it) and announce the rollback once it is written.
+    for _ in 0..6 {
+        if h.status().phase == Phase::Failed {
+            break;
+        }
+        h.api.roll_out_deployments();
+        h.advance(61);
+        h.ok().await;
+    }
+    assert_eq!(h.status().phase, Phase::Failed);
+    assert_eq!(h.events_with_reason("RolledBack"), 1);
+}
+
 fn errors_template(query_label: &str) -> Value {
     json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",

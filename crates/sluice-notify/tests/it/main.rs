@@ -3,6 +3,7 @@
 //! `cargo nextest run -E 'test(/^real::/)'` selects them.
 
 mod dashboards;
+mod effects;
 mod notify;
 mod real;
 mod telemetry;

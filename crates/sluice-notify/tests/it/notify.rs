@@ -81,9 +81,17 @@ spec:
     let mut s = RolloutStatus::default();
     let mut now = t0();
     for _ in 0..3 {
-        s = sluice_telemetry::observed_tick(&ex, &tel.metrics, &r, &plan_of(&r), &s, None, now)
-            .await
-            .status;
+        s = sluice_testkit::observed_tick_delivered(
+            &ex,
+            &tel.metrics,
+            &r,
+            &plan_of(&r),
+            &s,
+            None,
+            now,
+        )
+        .await
+        .status;
         now += Duration::seconds(30);
     }
     assert_eq!(s.phase, Phase::Failed);
@@ -187,10 +195,10 @@ spec:
     });
     let mut now = t0();
     let mut s =
-        sluice_core::exec::tick(&ex, &r, &plan_of(&r), &RolloutStatus::default(), None, now)
+        sluice_testkit::tick_delivered(&ex, &r, &plan_of(&r), &RolloutStatus::default(), None, now)
             .await
             .status;
-    s = sluice_core::exec::tick(
+    s = sluice_testkit::tick_delivered(
         &ex,
         &r,
         &plan_of(&r),
@@ -201,7 +209,7 @@ spec:
     .await
     .status;
     assert_eq!(s.phase, Phase::Paused);
-    s = sluice_core::exec::tick(
+    s = sluice_testkit::tick_delivered(
         &ex,
         &r,
         &plan_of(&r),
@@ -213,7 +221,7 @@ spec:
     .status;
     for _ in 0..4 {
         now += Duration::seconds(30);
-        s = sluice_core::exec::tick(&ex, &r, &plan_of(&r), &s, None, now)
+        s = sluice_testkit::tick_delivered(&ex, &r, &plan_of(&r), &s, None, now)
             .await
             .status;
     }

@@ -12,9 +12,10 @@ use sluice_core::traffic::TrafficPlan;
 use sluice_notify::Telemetry;
 use sluice_notify::notify::{Notifier, NotifyConfig};
 use sluice_notify::webhooks::HttpWebhooks;
+use sluice_telemetry::Metrics;
 use sluice_telemetry::logging::{LogFormat, subscriber};
-use sluice_telemetry::{Metrics, observed_tick};
 use sluice_testkit::fakes::*;
+use sluice_testkit::observed_tick_delivered as observed_tick;
 use sluice_testkit::plan_of;
 use tracing_subscriber::EnvFilter;
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use sluice_core::engine::Command;
-use sluice_core::exec::tick;
 use sluice_core::spec::{Phase, Reason, RolloutStatus, Verdict, WebhookKind};
 use sluice_notify::webhooks::{HttpWebhooks, Retry};
 use sluice_testkit::fakes::*;
 use sluice_testkit::plan_of;
+use sluice_testkit::tick_delivered as tick;
 
 fn spec_yaml(base: &str, hooks: &[(&str, &str)], failure_limit: u32) -> String {
     let mut webhooks = String::new();

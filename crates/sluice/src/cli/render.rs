@@ -126,6 +126,28 @@ pub fn detail(v: &RolloutView) -> String {
     if let Some(m) = &s.message {
         let _ = writeln!(out, "  message    {m}");
     }
+    // What holds the rollout besides its phase (refused plan, pending workload change, a
+    // controller that cannot act): the False conditions `kubectl describe` shows.
+    for c in s
+        .conditions
+        .iter()
+        .filter(|c| c.status == "False" && c.kind != "Healthy" && c.kind != "Progressing")
+    {
+        let _ = writeln!(out, "  blocked    {}: {} {}", c.kind, c.reason, c.message);
+    }
+    for p in &s.pending_effects {
+        let _ = writeln!(
+            out,
+            "  pending    {}{} since {} ({})",
+            p.action.as_str(),
+            p.revision
+                .as_deref()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default(),
+            p.since.format("%H:%M:%S"),
+            p.error
+        );
+    }
     if let Some(n) = s.more_requests {
         let _ = writeln!(
             out,
@@ -258,5 +280,62 @@ mod tests {
         );
         // `sluice wait` prints this line while it waits.
         assert!(one_line(&view).ends_with("about 1200 more requests to the canary needed"));
+    }
+
+    #[test]
+    fn detail_names_what_blocks_the_rollout() {
+        use sluice_core::spec::{Condition, PendingEffect, WorkloadAction};
+        let at = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:05Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let view = RolloutView {
+            namespace: "shop".into(),
+            name: "web".into(),
+            spec: serde_yaml::from_str("{service: {port: 80}, strategy: {canary: {steps: [10]}}}")
+                .unwrap(),
+            status: RolloutStatus {
+                phase: Phase::Failed,
+                pending_effects: vec![PendingEffect {
+                    action: WorkloadAction::ScaleDownCanary,
+                    revision: None,
+                    error: "forbidden (403)".into(),
+                    since: at,
+                }],
+                conditions: vec![
+                    Condition {
+                        kind: "Healthy".into(),
+                        status: "False".into(),
+                        reason: "AnalysisFailed".into(),
+                        message: "rolled back".into(),
+                        last_transition_time: at,
+                    },
+                    Condition {
+                        kind: "EffectsApplied".into(),
+                        status: "False".into(),
+                        reason: "EffectPending".into(),
+                        message: "scale down canary failed: forbidden (403)".into(),
+                        last_transition_time: at,
+                    },
+                ],
+                ..Default::default()
+            },
+            traffic: None,
+            stages: vec!["canary 10%".into()],
+        };
+        let text = detail(&view);
+        assert!(
+            text.contains(
+                "blocked    EffectsApplied: EffectPending scale down canary failed: forbidden (403)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("pending    scale down canary since 10:00:05 (forbidden (403))"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("blocked    Healthy"),
+            "the phase already says it: {text}"
+        );
     }
 }
