@@ -89,7 +89,7 @@ impl From<RolloutView> for RolloutResponse {
                 CommandState {
                     command: c.as_str().to_string(),
                     allowed: verdict.is_ok(),
-                    reason: verdict.err(),
+                    reason: verdict.err().map(|r| r.to_string()),
                 }
             })
             .collect();

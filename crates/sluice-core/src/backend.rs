@@ -49,7 +49,7 @@ impl EventRecord {
     ) -> Self {
         EventRecord {
             at,
-            reason: event.reason.clone(),
+            reason: event.reason.as_str().to_string(),
             message: event.message.clone(),
             warning: event.warning,
             phase: status.phase,
@@ -68,8 +68,21 @@ pub struct Change {
     pub phase: crate::spec::Phase,
     pub step_index: u32,
     pub canary_weight: u32,
-    /// "status", "event", "analysis" or "deleted".
-    pub kind: String,
+    pub kind: ChangeKind,
+}
+
+/// What changed about a rollout (the `kind` of a live-view change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Its status (phase, step, traffic, …).
+    Status,
+    /// A new entry in its event history.
+    Event,
+    /// New analysis results.
+    Analysis,
+    /// It is gone (deleted, its file removed).
+    Deleted,
 }
 
 /// One problem of a rollout file (or object) that could not be loaded: what `sluice validate`
@@ -121,6 +134,13 @@ pub enum BackendError {
     Conflict(String),
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A refused command is a conflict with the rollout's current state (HTTP 409, its sentence).
+impl From<crate::engine::CommandRefusal> for BackendError {
+    fn from(r: crate::engine::CommandRefusal) -> Self {
+        BackendError::Conflict(r.to_string())
+    }
 }
 
 #[async_trait::async_trait]

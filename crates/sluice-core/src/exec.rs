@@ -37,7 +37,9 @@ use std::task::Poll;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::{self, AnalysisReport, Command, Effect, Event, GateAnswer, Observations};
+use crate::engine::{
+    self, AnalysisReport, Command, Effect, Event, EventReason, GateAnswer, Observations,
+};
 use crate::rollout_plan::RolloutPlan;
 use crate::spec::{
     CheckResult, Condition, PendingEffect, Rollout, RolloutStatus, WebhookKind, WorkloadAction,
@@ -244,7 +246,7 @@ pub async fn tick_interruptible(
 }
 
 /// Condition kind saying whether every workload effect the engine decided was carried out:
-/// `False` (reason [`EFFECT_PENDING`], the first pending effect and its error as message)
+/// `False` (reason `EffectPending`, the first pending effect and its error as message)
 /// while `status.pendingEffects` is not empty; absent otherwise.
 pub const EFFECTS_CONDITION: &str = "EffectsApplied";
 
@@ -268,7 +270,7 @@ fn effects_condition(status: &mut RolloutStatus, now: DateTime<Utc>) {
         status.conditions.push(Condition {
             kind: EFFECTS_CONDITION.into(),
             status: "False".into(),
-            reason: EFFECT_PENDING.into(),
+            reason: EventReason::EffectPending.as_str().into(),
             message,
             last_transition_time: since.unwrap_or(now),
         });
@@ -384,7 +386,8 @@ async fn tick_inner(
                         }
                         Err(c) => {
                             preempted = Some(c);
-                            let event = cancelled("AnalysisCancelled", "the analysis", c);
+                            let event =
+                                cancelled(EventReason::AnalysisCancelled, "the analysis", c);
                             round_outbox.push(Outgoing::Event {
                                 event,
                                 status: next.clone(),
@@ -412,7 +415,7 @@ async fn tick_inner(
                         Err(c) => {
                             preempted = Some(c);
                             let what = format!("the {} webhooks", kind.as_str());
-                            let event = cancelled("WebhookCancelled", &what, c);
+                            let event = cancelled(EventReason::WebhookCancelled, &what, c);
                             round_outbox.push(Outgoing::Event {
                                 event,
                                 status: next.clone(),
@@ -571,11 +574,6 @@ async fn run_workload(
     result.map_err(|e| (action.as_str(), e))
 }
 
-/// Reason of the warning event when a workload effect fails and is left pending.
-pub const EFFECT_PENDING: &str = "EffectPending";
-/// Reason of the event when pending workload effects finally ran.
-pub const EFFECT_COMPLETED: &str = "EffectCompleted";
-
 /// Records the workload effects of `rest` (the failed one first) as pending in `status`; an
 /// event announces a failure the status did not already carry (not every retry).
 fn postpone(
@@ -608,7 +606,7 @@ fn postpone(
         });
     }
     let event = Event {
-        reason: EFFECT_PENDING.into(),
+        reason: EventReason::EffectPending,
         message: format!(
             "{} failed: {cause}; the rollout's decision stands, retrying before the next step",
             error.action
@@ -679,7 +677,7 @@ fn completed(
     }
     outbox.push(Outgoing::Event {
         event: Event {
-            reason: EFFECT_COMPLETED.into(),
+            reason: EventReason::EffectCompleted,
             message: format!("done after an earlier failure: {}", done.join(", ")),
             warning: false,
         },
@@ -727,7 +725,7 @@ fn refused(
     });
     if same.is_none() {
         let event = Event {
-            reason: ROUTER_REFUSED.into(),
+            reason: EventReason::RouterRefused,
             message: format!(
                 "the data plane did not take the traffic plan: {cause}; nothing changed, \
                  retrying with backoff"
@@ -754,7 +752,7 @@ fn accepted(status: &mut RolloutStatus, outbox: &mut Vec<Outgoing>, _: DateTime<
     }
     if status.conditions.len() != before {
         let event = Event {
-            reason: "RouterAccepted".into(),
+            reason: EventReason::RouterAccepted,
             message: "the data plane took the traffic plan again".into(),
             warning: false,
         };
@@ -783,9 +781,9 @@ async fn interruptible<T>(
     }
 }
 
-fn cancelled(reason: &str, what: &str, command: Command) -> Event {
+fn cancelled(reason: EventReason, what: &str, command: Command) -> Event {
     Event {
-        reason: reason.into(),
+        reason,
         message: format!("{command} arrived while {what} ran: cancelled, its result discarded"),
         warning: false,
     }

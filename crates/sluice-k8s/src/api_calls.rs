@@ -50,20 +50,20 @@ pub const CALLS: &[ApiCall] = &[
     ApiCall {
         group: "",
         resource: "services",
-        verbs: &["get", "create", "patch", "delete"],
-        why: "apply <name>-primary/-canary, create <name> if missing, clean up",
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        why: "watch cache; apply <name>-primary/-canary, create <name> if missing, clean up",
     },
     ApiCall {
         group: "networking.istio.io",
         resource: "virtualservices",
-        verbs: &["get", "patch", "delete"],
-        why: "read, then server-side apply of the routes when they differ; removed by the finalizer",
+        verbs: &["get", "list", "watch", "patch", "delete"],
+        why: "watch cache (get until synced), then server-side apply of the routes when they differ; removed by the finalizer",
     },
     ApiCall {
         group: "networking.istio.io",
         resource: "destinationrules",
-        verbs: &["get", "patch", "delete"],
-        why: "read, then server-side apply of the two hosts' rules when they differ; removed by the finalizer",
+        verbs: &["get", "list", "watch", "patch", "delete"],
+        why: "watch cache (get until synced), then server-side apply of the two hosts' rules when they differ; removed by the finalizer",
     },
     ApiCall {
         group: "gateway.networking.k8s.io",
@@ -97,9 +97,13 @@ pub const CALLS: &[ApiCall] = &[
     },
 ];
 
-/// Whether `verb` on `group`/`resource` is in [`CALLS`].
+/// Whether `verb` on `group`/`resource` is in [`CALLS`], or is API discovery (a `get` of
+/// `/apis/<group>/<version>`, resource ""): Kubernetes grants that to every authenticated user
+/// (the built-in `system:discovery` role), so the ClusterRole does not list it. sluice asks once
+/// per process whether the Gateway API route kinds are served.
 pub fn allowed(group: &str, resource: &str, verb: &str) -> bool {
-    CALLS
-        .iter()
-        .any(|c| c.group == group && c.resource == resource && c.verbs.contains(&verb))
+    (resource.is_empty() && verb == "get")
+        || CALLS
+            .iter()
+            .any(|c| c.group == group && c.resource == resource && c.verbs.contains(&verb))
 }

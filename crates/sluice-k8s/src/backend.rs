@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch};
 
+use super::cache::Caches;
 use super::recorder::Live;
 use super::{commands, is_not_found};
 use sluice_core::backend::{Backend, BackendError, Change, EventRecord, RolloutView};
@@ -20,6 +21,9 @@ pub struct KubeBackend {
     /// Empty: all namespaces.
     namespaces: Vec<String>,
     live: Arc<Live>,
+    /// The controller's Rollout watch cache: lists and gets are served from it once it synced
+    /// (no request per page view); `None`, or not synced yet: from the API server.
+    caches: Option<Arc<Caches>>,
 }
 
 fn unavailable(e: kube::Error) -> BackendError {
@@ -48,7 +52,14 @@ impl KubeBackend {
             client,
             namespaces,
             live,
+            caches: None,
         }
+    }
+
+    /// Serves Rollouts from the controller's watch cache (see [`crate::cache`]).
+    pub fn with_caches(mut self, caches: Arc<Caches>) -> Self {
+        self.caches = Some(caches);
+        self
     }
 
     fn view(&self, r: Rollout) -> RolloutView {
@@ -58,6 +69,13 @@ impl KubeBackend {
     async fn fetch(&self, namespace: &str, name: &str) -> Result<Rollout, BackendError> {
         if !self.namespaces.is_empty() && !self.namespaces.iter().any(|n| n == namespace) {
             return Err(BackendError::NotFound(format!("{namespace}/{name}")));
+        }
+        if let Some(Ok(cached)) = self
+            .caches
+            .as_ref()
+            .map(|c| c.rollouts.get(namespace, name))
+        {
+            return cached.ok_or_else(|| BackendError::NotFound(format!("{namespace}/{name}")));
         }
         let api: Api<Rollout> = Api::namespaced(self.client.clone(), namespace);
         match api.get(name).await {
@@ -73,6 +91,14 @@ impl KubeBackend {
 #[async_trait::async_trait]
 impl Backend for KubeBackend {
     async fn list(&self) -> Result<Vec<RolloutView>, BackendError> {
+        if let Some(Ok(cached)) = self.caches.as_ref().map(|c| c.rollouts.list()) {
+            let mut out: Vec<RolloutView> = cached
+                .into_iter()
+                .map(|r| self.view(r.as_ref().clone()))
+                .collect();
+            out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            return Ok(out);
+        }
         let mut out = Vec::new();
         let apis: Vec<Api<Rollout>> = if self.namespaces.is_empty() {
             vec![Api::all(self.client.clone())]
@@ -160,8 +186,7 @@ impl Backend for KubeBackend {
         command: Command,
     ) -> Result<(), BackendError> {
         let r = self.fetch(namespace, name).await?;
-        engine::command_allowed(&r.status.unwrap_or_default(), command)
-            .map_err(BackendError::Conflict)?;
+        engine::command_allowed(&r.status.unwrap_or_default(), command)?;
         let value = commands::annotation_value(command, chrono::Utc::now());
         let patch = commands::request_patch(&value, None);
         let api: Api<Rollout> = Api::namespaced(self.client.clone(), namespace);

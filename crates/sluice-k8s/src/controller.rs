@@ -13,15 +13,17 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube::client::ClientBuilder;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller as KubeController, watcher};
+use kube::runtime::{Controller as KubeController, WatchStreamExt};
 use kube::{Client, Config};
 use tokio::sync::watch;
 
 use super::backend::KubeBackend;
+use super::cache::{Caches, Streams};
 use super::gate::LeaderGateLayer;
 use super::leader::{self, Fence, LeaseConfig};
 use super::reconcile::{self, Context};
 use super::recorder::Live;
+use super::throttle::{ClientLimits, ThrottleLayer};
 use super::{Error, names};
 use sluice_core::exec::{Analyzer, Webhooks};
 use sluice_core::spec::Rollout;
@@ -38,6 +40,8 @@ pub struct Options {
     pub webhooks: Arc<dyn Webhooks>,
     /// Metrics and notifications around the executors.
     pub telemetry: Option<sluice_notify::Telemetry>,
+    /// Rate limit of the API clients [`Controller::new`] builds (shared by reads and writes).
+    pub client_limits: ClientLimits,
 }
 
 /// Clients of a controller replica: `read` for watches, the backend and the lease; `write`
@@ -47,12 +51,18 @@ pub struct Clients {
     pub write: Client,
 }
 
-pub async fn clients(leader: Fence) -> Result<Clients, Error> {
+pub async fn clients(leader: Fence, limits: ClientLimits) -> Result<Clients, Error> {
+    limits.check().map_err(Error::Invalid)?;
     let config = Config::infer()
         .await
         .map_err(|e| Error::Invalid(format!("kubeconfig / in-cluster config: {e}")))?;
-    let read = Client::try_from(config.clone())?;
+    // One bucket for both clients: the limit is this replica's, whatever it reads or writes.
+    let throttle = ThrottleLayer::new(limits);
+    let read = ClientBuilder::try_from(config.clone())?
+        .with_layer(&throttle)
+        .build();
     let write = ClientBuilder::try_from(config)?
+        .with_layer(&throttle)
         .with_layer(&LeaderGateLayer::new(leader))
         .build();
     Ok(Clients { read, write })
@@ -74,6 +84,24 @@ fn rollouts_for(store: &Store<Rollout>, d: &Deployment) -> Vec<ObjectRef<Rollout
         })
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// What in a Rollout wakes its reconcile: the spec (`generation`), the annotations (commands),
+/// the finalizers and the deletion. Not the status: sluice's own status write would otherwise
+/// wake the reconcile that just wrote it. The engine's own wake-ups are the requeue it asks for
+/// (next analysis, the interval), and target Deployment changes arrive through their watch.
+fn wakes_reconcile(r: &Rollout) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.metadata.generation.hash(&mut h);
+    r.metadata.annotations.hash(&mut h);
+    r.metadata.finalizers.hash(&mut h);
+    r.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 /// Whether this replica can serve: every watch has listed once (caches synced) and no watch
@@ -139,6 +167,8 @@ impl Readiness {
 pub struct Controller {
     opts: Options,
     clients: Clients,
+    caches: Arc<Caches>,
+    streams: Streams,
     leader_tx: watch::Sender<bool>,
     leader_rx: watch::Receiver<bool>,
     fence: Fence,
@@ -151,7 +181,7 @@ impl Controller {
     /// replica's fence (closed until it holds the Lease).
     pub async fn new(opts: Options) -> Result<Self, Error> {
         let fence = Fence::new();
-        let clients = clients(fence.clone()).await?;
+        let clients = clients(fence.clone(), opts.client_limits).await?;
         Ok(Self::assemble(opts, clients, fence))
     }
 
@@ -166,9 +196,12 @@ impl Controller {
     fn assemble(opts: Options, clients: Clients, fence: Fence) -> Self {
         let (leader_tx, leader_rx) = watch::channel(false);
         let scopes = opts.namespaces.len().max(1);
+        let (caches, streams) = Caches::new(&clients.read, &opts.namespaces);
         Controller {
             opts,
             clients,
+            caches,
+            streams,
             leader_tx,
             leader_rx,
             fence,
@@ -195,6 +228,7 @@ impl Controller {
             self.opts.namespaces.clone(),
             self.live.clone(),
         )
+        .with_caches(Arc::clone(&self.caches))
     }
 
     /// Runs until SIGTERM / ctrl-c, then releases the Lease.
@@ -202,6 +236,8 @@ impl Controller {
         let Controller {
             opts,
             clients,
+            caches,
+            streams,
             leader_tx,
             leader_rx: rx,
             fence,
@@ -224,6 +260,7 @@ impl Controller {
             live,
             Arc::new(sluice_core::clock::SystemClock),
         )
+        .with_caches(Arc::clone(&caches))
         .with_identity(&opts.identity);
         if let Some(tel) = &opts.telemetry {
             ctx = ctx.with_telemetry(tel);
@@ -240,26 +277,28 @@ impl Controller {
             });
         }
         let ctx = Arc::new(ctx);
-        let scopes: Vec<(Api<Rollout>, Api<Deployment>)> = if opts.namespaces.is_empty() {
-            vec![(
-                Api::all(clients.read.clone()),
-                Api::all(clients.read.clone()),
-            )]
-        } else {
-            opts.namespaces
-                .iter()
-                .map(|n| {
-                    (
-                        Api::namespaced(clients.read.clone(), n),
-                        Api::namespaced(clients.read.clone(), n),
-                    )
-                })
-                .collect()
-        };
+        let (rollout_streams, deployment_streams, services, istio) = streams.split();
+        Streams::drive_others(services, istio);
+        let stores: Vec<Store<Rollout>> = caches.rollouts.stores().cloned().collect();
         let mut runs = Vec::new();
-        for (rollouts, deployments) in scopes {
-            let controller = KubeController::new(rollouts, watcher::Config::default());
-            let store = controller.store();
+        for ((rollouts, deployments), store) in rollout_streams
+            .into_iter()
+            .zip(deployment_streams)
+            .zip(stores)
+        {
+            // Every Rollout event reaches the live stream of a follower (the leader announces
+            // its own writes); only those in `wakes_reconcile` reach the reconcile.
+            let (live, leading) = (Arc::clone(&ctx.live), rx.clone());
+            let rollouts = rollouts
+                .inspect(move |r| {
+                    if let Ok(r) = r
+                        && !*leading.borrow()
+                    {
+                        live.observe(r);
+                    }
+                })
+                .predicate_filter(wakes_reconcile, Default::default());
+            let controller = KubeController::for_stream(rollouts, store.clone());
             let synced = store.clone();
             let ready = Arc::clone(&readiness);
             tokio::spawn(async move {
@@ -279,9 +318,7 @@ impl Controller {
             let leader = rx.clone();
             let ctx = ctx.clone();
             let run = controller
-                .watches(deployments, watcher::Config::default(), move |d| {
-                    rollouts_for(&store, &d)
-                })
+                .watches_stream(deployments, move |d| rollouts_for(&store, &d))
                 .shutdown_on_signal()
                 .run(
                     move |r, ctx: Arc<Context>| {
@@ -290,7 +327,6 @@ impl Controller {
                             // Followers keep their caches warm and serve the API: what the
                             // leader writes reaches their UI sessions through the watch.
                             if !*leader.borrow() {
-                                ctx.live.observe(&r);
                                 return Ok(kube::runtime::controller::Action::requeue(
                                     std::time::Duration::from_secs(5),
                                 ));
@@ -364,6 +400,7 @@ mod tests {
         );
     }
     use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
 
     fn rollout(ns: &str, name: &str, target: &str) -> Rollout {
         serde_yaml::from_str(&format!(

@@ -19,6 +19,7 @@
 
 pub mod api_calls;
 pub mod backend;
+pub mod cache;
 pub mod commands;
 pub mod controller;
 pub mod gate;
@@ -32,6 +33,7 @@ pub mod objects;
 pub mod reconcile;
 pub mod recorder;
 pub mod router;
+pub mod throttle;
 pub mod workloads;
 
 use std::future::Future;
@@ -56,6 +58,10 @@ pub enum Error {
     Waiting(String),
     #[error("{0}")]
     Invalid(String),
+    /// An API the Rollout needs is not served (its CRDs are not installed): group/version
+    /// and resource, e.g. `gateway.networking.k8s.io/v1 httproutes`.
+    #[error("{0} not served by this cluster")]
+    ApiMissing(String),
 }
 
 impl Error {
@@ -69,6 +75,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Waiting(_) => "waiting",
             Error::Invalid(_) => "invalid",
+            Error::ApiMissing(_) => "api_missing",
         }
     }
 }

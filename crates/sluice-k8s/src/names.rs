@@ -39,9 +39,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Condition type recording the last processed command, so a retried status write never runs
 /// a command twice.
 pub const COMMAND_CONDITION: &str = "CommandProcessed";
-/// Present (False, reason [`INVALID_SPEC`]) while the spec breaks a validation rule.
+/// Present (False, reason `EventReason::InvalidSpec`, `TargetNotFound`, …) while the
+/// controller cannot act on the Rollout.
 pub const READY_CONDITION: &str = "Ready";
-pub const INVALID_SPEC: &str = "InvalidSpec";
 
 pub fn primary(name: &str) -> String {
     format!("{name}-primary")

@@ -15,7 +15,8 @@ use super::recorder::{KubeRecorder, Live};
 use super::router::KubeRouter;
 use super::workloads::KubeWorkloads;
 use super::{Error, ObjectError, Result, commands, names, objects, retry_on_conflict};
-use sluice_core::engine::Event;
+use sluice_core::backend::ChangeKind;
+use sluice_core::engine::{Event, EventReason};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, Webhooks};
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{Condition, Phase, Rollout, RolloutStatus};
@@ -34,7 +35,15 @@ pub struct Context {
     pub clock: Clock,
     /// sluice's own metrics; `None` in tests that do not look at them.
     pub metrics: Option<Arc<sluice_telemetry::Metrics>>,
+    /// Uids of Rollouts whose finalizer this replica removed (the last [`FINALIZED_KEPT`]): a
+    /// reconcile queued from a lagging cache for one of them sends nothing at all.
+    finalized: std::sync::Mutex<std::collections::VecDeque<String>>,
+    /// The controller's watch caches (`None`: reads are GETs).
+    pub caches: Option<Arc<crate::cache::Caches>>,
 }
+
+/// How many finalized Rollouts [`Context`] remembers (a few KiB).
+const FINALIZED_KEPT: usize = 256;
 
 impl Context {
     /// `client` must be the leader-gated client: every write of the reconcile goes through it.
@@ -69,7 +78,30 @@ impl Context {
             live,
             clock,
             metrics: None,
+            finalized: Default::default(),
+            caches: None,
         }
+    }
+
+    /// Reads from the controller's watch caches instead of the API server (see
+    /// [`crate::cache`]). Call before [`Context::with_identity`] and
+    /// [`Context::with_telemetry`], which wrap what this builds.
+    pub fn with_caches(mut self, caches: Arc<crate::cache::Caches>) -> Self {
+        let workloads = Arc::new(KubeWorkloads::with_caches(
+            self.client.clone(),
+            Arc::clone(&caches),
+        ));
+        let router = Arc::new(KubeRouter::with_caches(
+            self.client.clone(),
+            self.live.clone(),
+            Arc::clone(&caches),
+        ));
+        self.executors.workloads = workloads.clone();
+        self.executors.router = router.clone();
+        self.workloads = workloads;
+        self.router = router;
+        self.caches = Some(caches);
+        self
     }
 
     /// Names this replica in the Events it records (`reportingInstance`, e.g. the pod name).
@@ -87,6 +119,28 @@ impl Context {
     }
 
     /// Adds analysis timing, event/verdict metrics and notifications around the executors.
+    fn lock_finalized(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<String>> {
+        // A panic while holding this lock cannot leave the list inconsistent.
+        self.finalized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finalized(&self, rollout: &Rollout) -> bool {
+        let uid = rollout.metadata.uid.as_deref();
+        uid.is_some_and(|uid| self.lock_finalized().iter().any(|u| u == uid))
+    }
+
+    fn remember_finalized(&self, rollout: &Rollout) {
+        if let Some(uid) = rollout.metadata.uid.clone() {
+            let mut kept = self.lock_finalized();
+            if kept.len() == FINALIZED_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(uid);
+        }
+    }
+
     pub fn with_telemetry(mut self, tel: &sluice_notify::Telemetry) -> Self {
         self.executors = tel.wrap(self.executors);
         self.metrics = Some(Arc::clone(&tel.metrics));
@@ -97,18 +151,30 @@ impl Context {
 /// Entry point for the kube-runtime Controller.
 pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action> {
     let ns = objects::namespace(&rollout)?.to_string();
+    let deleting = rollout.metadata.deletion_timestamp.is_some();
+    // Finalized here already (a uid is never reused): the copy comes from a cache that has not
+    // seen the deletion yet. Not even a read: no request about a Rollout after its finalizer
+    // is removed.
+    if ctx.finalized(&rollout) {
+        return Ok(Action::await_change());
+    }
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(rollout) = current_while_deleting(&api, rollout).await? else {
         return Ok(Action::await_change());
     };
-    finalizer(&api, names::FINALIZER, rollout, |event| async {
+    let copy = deleting.then(|| Arc::clone(&rollout));
+    let done = finalizer(&api, names::FINALIZER, rollout, |event| async {
         match event {
             Finalizer::Apply(r) => apply(&r, &ctx).await,
             Finalizer::Cleanup(r) => cleanup(&r, &ctx).await,
         }
     })
-    .await
-    .map_err(|e| match e {
+    .await;
+    // For a Rollout being deleted, success means cleanup ran and the finalizer is gone.
+    if let (Ok(_), Some(r)) = (&done, copy) {
+        ctx.remember_finalized(&r);
+    }
+    done.map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e)
         | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
@@ -194,7 +260,7 @@ async fn refuse_invalid_spec(
         "invalid spec: {}{more}",
         problems.first().map_or("", String::as_str)
     );
-    report_blocked(rollout, ctx, names::INVALID_SPEC, &message).await?;
+    report_blocked(rollout, ctx, EventReason::InvalidSpec, &message).await?;
     tracing::warn!(rollout = %rollout.key(), problems = ?problems, "invalid spec: not acting on it");
     Ok(Action::await_change())
 }
@@ -202,29 +268,37 @@ async fn refuse_invalid_spec(
 /// What stops a rollout before any decision, as the condition reason and message a user reads
 /// in `kubectl describe rollout`; `None` for errors that are not about this Rollout's world
 /// (a conflict, a timeout: retried without a word).
-fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> {
+fn blocking_cause(e: &Error, step: SetupStep) -> Option<(EventReason, String)> {
     match (e, step) {
         (Error::NotFound(what), SetupStep::Workloads) => Some((
-            "TargetNotFound",
+            EventReason::TargetNotFound,
             format!("{what}; create it or fix spec.targetRef"),
         )),
         (Error::Object(ObjectError::NoSelector(d)), _) => Some((
-            "UnsupportedSelector",
+            EventReason::UnsupportedSelector,
             format!(
                 "target Deployment {d} selects its pods with matchExpressions only; sluice needs \
                  spec.selector.matchLabels"
             ),
         )),
         (Error::Kube(kube::Error::Api(s)), SetupStep::Istio) if s.code == 404 => Some((
-            "IstioAPIMissing",
+            EventReason::IstioAPIMissing,
             format!(
                 "networking.istio.io/v1 destinationrules/virtualservices not served by this \
                  cluster (Istio >= 1.22 installs them): {}",
                 s.message
             ),
         )),
+        (Error::ApiMissing(what), SetupStep::GatewayApi) => Some((
+            "GatewayAPIMissing",
+            format!(
+                "{what} not served by this cluster: install the Gateway API CRDs (standard \
+                 channel, v1.1 or later for GRPCRoute), or remove spec.routing.gatewayAPI to \
+                 route with Istio"
+            ),
+        )),
         (Error::Kube(kube::Error::Api(s)), step) if s.code == 403 => Some((
-            "Forbidden",
+            EventReason::Forbidden,
             format!(
                 "{}: {} (check the ClusterRole in deploy/rbac)",
                 step.what(),
@@ -240,6 +314,7 @@ fn blocking_cause(e: &Error, step: SetupStep) -> Option<(&'static str, String)> 
 enum SetupStep {
     Workloads,
     Istio,
+    GatewayApi,
 }
 
 impl SetupStep {
@@ -247,6 +322,7 @@ impl SetupStep {
         match self {
             SetupStep::Workloads => "creating <name>-primary and its Services",
             SetupStep::Istio => "applying the DestinationRules",
+            SetupStep::GatewayApi => "reading the Gateway API discovery",
         }
     }
 }
@@ -257,7 +333,7 @@ impl SetupStep {
 async fn report_blocked(
     rollout: &Rollout,
     ctx: &Context,
-    reason: &str,
+    reason: EventReason,
     message: &str,
 ) -> Result<()> {
     let name = objects::name(rollout)?;
@@ -266,7 +342,7 @@ async fn report_blocked(
     let now = ctx.clock.now();
     let already_told = old.observed_generation == rollout.metadata.generation
         && old.conditions.iter().any(|c| {
-            c.kind == names::READY_CONDITION && c.reason == reason && c.message == message
+            c.kind == names::READY_CONDITION && c.reason == reason.as_str() && c.message == message
         });
     let mut status = old.clone();
     status.observed_generation = rollout.metadata.generation;
@@ -282,17 +358,17 @@ async fn report_blocked(
     status.conditions.push(Condition {
         kind: names::READY_CONDITION.into(),
         status: "False".into(),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message: message.to_string(),
         last_transition_time: since,
     });
     if status != old {
         write_status(&api, name, &old, &status).await?;
-        ctx.live.notify(rollout, &status, "status");
+        ctx.live.notify(rollout, &status, ChangeKind::Status);
     }
     if !already_told {
         let ev = Event {
-            reason: reason.into(),
+            reason,
             message: message.to_string(),
             warning: true,
         };
@@ -383,13 +459,12 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         ctx.workloads.ensure(rollout).await,
     )
     .await?;
-    setup(
-        rollout,
-        ctx,
-        SetupStep::Istio,
-        ctx.router.ensure(rollout).await,
-    )
-    .await?;
+    let routing = if rollout.spec.routing.gateway_api.is_some() {
+        SetupStep::GatewayApi
+    } else {
+        SetupStep::Istio
+    };
+    setup(rollout, ctx, routing, ctx.router.ensure(rollout).await).await?;
 
     let name = objects::name(rollout)?;
     let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), objects::namespace(rollout)?);
@@ -412,7 +487,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
             }
             Err(msg) => {
                 let ev = Event {
-                    reason: "CommandRejected".into(),
+                    reason: EventReason::CommandRejected,
                     message: msg.clone(),
                     warning: true,
                 };
@@ -427,7 +502,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     let caught: std::sync::Mutex<Option<commands::Pending>> = std::sync::Mutex::new(None);
     let out = {
         let seen = pending.as_ref().map(|p| p.raw.clone());
-        let interrupt = watch_for_preempting_command(&api, name, &old, seen, &caught);
+        let interrupt = watch_for_preempting_command(ctx, &api, rollout, &old, seen, &caught);
         let interrupt: exec::Interrupt<'_> = std::pin::pin!(interrupt);
         match &ctx.metrics {
             Some(m) => {
@@ -482,7 +557,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
         // A failed write returns here: the tick's events never leave, and the next reconcile
         // decides again from the old status (the outbox contract of `exec::deliver`).
         write_status(&api, name, &old, &status).await?;
-        ctx.live.notify(rollout, &status, "status");
+        ctx.live.notify(rollout, &status, ChangeKind::Status);
     }
     sluice_telemetry::observed_deliver(
         &ctx.executors,
@@ -511,16 +586,27 @@ pub const COMMAND_POLL: Duration = Duration::from_millis(250);
 /// (`seen`), storing the annotation in `caught`. Reads start after one [`COMMAND_POLL`]: a
 /// quick tick costs no extra request.
 async fn watch_for_preempting_command(
+    ctx: &Context,
     api: &Api<Rollout>,
-    name: &str,
+    rollout: &Rollout,
     status: &RolloutStatus,
     seen: Option<String>,
     caught: &std::sync::Mutex<Option<commands::Pending>>,
 ) -> sluice_core::engine::Command {
+    let (ns, name) = (
+        rollout.metadata.namespace.as_deref().unwrap_or_default(),
+        rollout.metadata.name.as_deref().unwrap_or_default(),
+    );
     loop {
         tokio::time::sleep(COMMAND_POLL).await;
-        let Ok(fresh) = api.get(name).await else {
-            continue;
+        // The watch cache has the annotation as soon as the watch delivers it: no request.
+        let cached = ctx.caches.as_ref().map(|c| c.rollouts.get(ns, name));
+        let fresh = match cached {
+            Some(Ok(Some(r))) => r,
+            _ => match api.get(name).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            },
         };
         let Some(p) = commands::pending(&fresh) else {
             continue;
@@ -672,12 +758,12 @@ pub async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action> {
     ctx.router.remove(rollout).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let ev = Event {
-        reason: "Finalized".into(),
+        reason: EventReason::Finalized,
         message: "traffic on the target again; sluice's objects removed".into(),
         warning: false,
     };
     ctx.recorder.event(rollout, &status, &ev).await;
-    ctx.live.notify(rollout, &status, "deleted");
+    ctx.live.notify(rollout, &status, ChangeKind::Deleted);
     Ok(Action::await_change())
 }
 

@@ -13,7 +13,7 @@ use kube::Resource;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder as EventRecorder, Reporter};
 use tokio::sync::broadcast;
 
-use sluice_core::backend::{Change, EventRecord};
+use sluice_core::backend::{Change, ChangeKind, EventRecord};
 use sluice_core::engine::{AnalysisReport, Event};
 use sluice_core::exec::Recorder;
 use sluice_core::spec::{CheckResult, Rollout, RolloutStatus};
@@ -104,18 +104,18 @@ impl Live {
         };
         if new {
             let status = rollout.status.clone().unwrap_or_default();
-            self.notify(rollout, &status, "status");
+            self.notify(rollout, &status, ChangeKind::Status);
         }
     }
 
-    pub fn notify(&self, rollout: &Rollout, status: &RolloutStatus, kind: &str) {
+    pub fn notify(&self, rollout: &Rollout, status: &RolloutStatus, kind: ChangeKind) {
         let _ = self.changes.send(Change {
             namespace: rollout.metadata.namespace.clone().unwrap_or_default(),
             name: rollout.metadata.name.clone().unwrap_or_default(),
             phase: status.phase,
             step_index: status.step_index,
             canary_weight: status.canary_weight,
-            kind: kind.to_string(),
+            kind,
         });
     }
 }
@@ -167,14 +167,14 @@ impl Recorder for KubeRecorder {
             &key,
             [EventRecord::of(self.clock.now(), status, event)],
         );
-        self.live.notify(rollout, status, "event");
+        self.live.notify(rollout, status, ChangeKind::Event);
         let ev = KubeEvent {
             type_: if event.warning {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason: truncate(&event.reason, 128),
+            reason: event.reason.as_str().into(),
             note: Some(truncate(&event.message, 1000)),
             action: "Reconcile".into(),
             secondary: None,

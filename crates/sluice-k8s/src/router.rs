@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use super::cache::Caches;
 use super::objects;
 use super::recorder::Live;
 use super::workloads::ignore_not_found;
@@ -37,6 +38,8 @@ pub fn destination_rule_resource() -> ApiResource {
 pub struct IstioRouter {
     client: Client,
     live: std::sync::Arc<Live>,
+    /// Reads come from the controller's watch caches once synced (`None`: GETs).
+    caches: Option<std::sync::Arc<Caches>>,
 }
 
 /// The generated object with the Rollout as controlling owner (garbage collection backs up
@@ -92,7 +95,11 @@ fn object_name(obj: &Value) -> Result<String> {
 
 impl IstioRouter {
     pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
-        IstioRouter { client, live }
+        IstioRouter {
+            client,
+            live,
+            caches: None,
+        }
     }
 
     fn api(&self, rollout: &Rollout, ar: &ApiResource) -> Result<Api<DynamicObject>> {
@@ -108,7 +115,16 @@ impl IstioRouter {
         let api = self.api(rollout, ar)?;
         // Read first: an object that already says all this is not applied again (no write per
         // reconcile); one that another manager changed is (the forced apply restores it).
-        if let Some(existing) = api.get_opt(&name).await?
+        let cached = self
+            .caches
+            .as_ref()
+            .and_then(|c| c.istio(ar))
+            .map(|c| c.get(objects::namespace(rollout).unwrap_or_default(), &name));
+        let existing = match cached {
+            Some(Ok(cached)) => cached,
+            _ => api.get_opt(&name).await?,
+        };
+        if let Some(existing) = existing
             && names::unchanged(&existing, &obj)
         {
             return Ok(());
@@ -201,11 +217,55 @@ pub fn gateway_route_object(rollout: &Rollout, plan: &TrafficPlan) -> Result<Val
 pub struct GatewayApiRouter {
     client: Client,
     live: std::sync::Arc<Live>,
+    /// Route kinds discovery has shown to be served: asked once per process, not per
+    /// reconcile (an idle rollout sends nothing). A kind not seen yet is asked again on every
+    /// reconcile until it is.
+    served: std::sync::Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 impl GatewayApiRouter {
     pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
-        GatewayApiRouter { client, live }
+        GatewayApiRouter {
+            client,
+            live,
+            served: Default::default(),
+        }
+    }
+
+    /// Whether the cluster serves the Rollout's route kind (`gateway.networking.k8s.io/v1`
+    /// httproutes or grpcroutes); [`Error::ApiMissing`] naming group/version and resource
+    /// when it does not (the Gateway API CRDs are not installed, or an older version without
+    /// GRPCRoute v1).
+    pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
+        let ar = route_resource(gateway_api::route_kind(rollout));
+        let plural: &'static str = match gateway_api::route_kind(rollout) {
+            RouteKind::Http => "httproutes",
+            RouteKind::Grpc => "grpcroutes",
+        };
+        let known = |s: &Self| {
+            s.served
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(plural)
+        };
+        if known(self) {
+            return Ok(());
+        }
+        let gv = format!("{}/{}", ar.group, ar.version);
+        let missing = || Error::ApiMissing(format!("{gv} {plural}"));
+        let list = match self.client.list_api_group_resources(&gv).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Err(missing()),
+            Err(e) => return Err(e.into()),
+        };
+        if !list.resources.iter().any(|r| r.name == plural) {
+            return Err(missing());
+        }
+        self.served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plural);
+        Ok(())
     }
 
     fn api(&self, rollout: &Rollout, kind: RouteKind) -> Result<Api<DynamicObject>> {
@@ -274,6 +334,17 @@ impl KubeRouter {
         }
     }
 
+    /// Reads the Istio objects from `caches` (see [`crate::cache`]).
+    pub fn with_caches(
+        client: Client,
+        live: std::sync::Arc<Live>,
+        caches: std::sync::Arc<Caches>,
+    ) -> Self {
+        let mut router = Self::new(client, live);
+        router.istio.caches = Some(caches);
+        router
+    }
+
     pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
         if uses_gateway_api(rollout) {
             self.gateway_api.apply_plan(rollout, plan).await
@@ -290,10 +361,11 @@ impl KubeRouter {
         }
     }
 
-    /// What must exist before traffic moves: Istio's DestinationRules; nothing for Gateway API.
+    /// What must exist before traffic moves: Istio's DestinationRules; for Gateway API, the
+    /// route kind served by the cluster.
     pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
         if uses_gateway_api(rollout) {
-            Ok(())
+            self.gateway_api.ensure(rollout).await
         } else {
             self.istio.ensure(rollout).await
         }

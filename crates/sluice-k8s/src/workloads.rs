@@ -4,10 +4,13 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use std::sync::Arc;
+
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use super::cache::Caches;
 use super::objects::{self, deployment_ready};
 use super::{Error, Result, is_not_found, names, retry_on_conflict};
 use sluice_core::engine::Observations;
@@ -16,6 +19,9 @@ use sluice_core::spec::{Rollout, RolloutStatus};
 
 pub struct KubeWorkloads {
     client: Client,
+    /// The controller's watch caches: reads come from there once synced (`None`: every read
+    /// is a GET, as in the reconcile tests).
+    caches: Option<Arc<Caches>>,
 }
 
 fn apply_params() -> PatchParams {
@@ -24,7 +30,40 @@ fn apply_params() -> PatchParams {
 
 impl KubeWorkloads {
     pub fn new(client: Client) -> Self {
-        KubeWorkloads { client }
+        KubeWorkloads {
+            client,
+            caches: None,
+        }
+    }
+
+    /// Reads Deployments and Services from `caches` (see [`crate::cache`]).
+    pub fn with_caches(client: Client, caches: Arc<Caches>) -> Self {
+        KubeWorkloads {
+            client,
+            caches: Some(caches),
+        }
+    }
+
+    /// A Deployment from the cache, or from the API server while the cache is not synced.
+    async fn read_deployment(&self, rollout: &Rollout, name: &str) -> Result<Option<Deployment>> {
+        let ns = objects::namespace(rollout)?;
+        if let Some(Ok(cached)) = self.caches.as_ref().map(|c| c.deployments.get(ns, name)) {
+            return Ok(cached);
+        }
+        Ok(self.deployments(rollout)?.get_opt(name).await?)
+    }
+
+    /// A Service from the cache, or from the API server while the cache is not synced.
+    async fn read_service(
+        &self,
+        api: &Api<Service>,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Service>> {
+        if let Some(Ok(cached)) = self.caches.as_ref().map(|c| c.services.get(ns, name)) {
+            return Ok(cached);
+        }
+        Ok(api.get_opt(name).await?)
     }
 
     fn deployments(&self, rollout: &Rollout) -> Result<Api<Deployment>> {
@@ -36,20 +75,17 @@ impl KubeWorkloads {
 
     pub async fn target(&self, rollout: &Rollout) -> Result<Deployment> {
         let name = objects::target_name(rollout)?;
-        self.deployments(rollout)?
-            .get_opt(name)
-            .await?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "target Deployment {}/{name} (spec.targetRef) not found",
-                    objects::namespace(rollout).unwrap_or_default()
-                ))
-            })
+        self.read_deployment(rollout, name).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "target Deployment {}/{name} (spec.targetRef) not found",
+                objects::namespace(rollout).unwrap_or_default()
+            ))
+        })
     }
 
     pub async fn primary(&self, rollout: &Rollout) -> Result<Option<Deployment>> {
         let name = names::primary(objects::name(rollout)?);
-        Ok(self.deployments(rollout)?.get_opt(&name).await?)
+        self.read_deployment(rollout, &name).await
     }
 
     async fn apply_primary(
@@ -89,7 +125,7 @@ impl KubeWorkloads {
         for svc in objects::services(rollout, &target)? {
             let name = svc.metadata.name.clone().unwrap_or_default();
             // Read first: an unchanged Service is not applied again (no write per reconcile).
-            if let Some(existing) = services.get_opt(&name).await?
+            if let Some(existing) = self.read_service(&services, ns, &name).await?
                 && names::unchanged(&existing, &svc)
             {
                 continue;
@@ -100,7 +136,11 @@ impl KubeWorkloads {
         }
         let apex = objects::apex_service(rollout, &target)?;
         let apex_name = apex.metadata.name.clone().unwrap_or_default();
-        if services.get_opt(&apex_name).await?.is_none() {
+        if self
+            .read_service(&services, ns, &apex_name)
+            .await?
+            .is_none()
+        {
             match services.create(&super::names::post_params(), &apex).await {
                 Ok(_) => {}
                 // Someone created it between our read and our create: theirs wins.

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::secret::{Secret, SecretError};
 use crate::webhooks::root_cause;
-use sluice_core::engine::{AnalysisReport, Event};
+use sluice_core::engine::{AnalysisReport, Event, EventReason};
 use sluice_core::exec::Recorder;
 use sluice_core::spec::{Notification, NotificationKind, Rollout, RolloutStatus};
 use sluice_telemetry::Metrics;
@@ -75,25 +75,50 @@ impl Topic {
     }
 }
 
-/// The notification topic of an engine event (by its reason), `None` for events that only
-/// go to the history (`Initialized`, `GateOpened`, `StepAdvanced`, ...).
+/// The notification topic of an event, `None` for events that only go to the history.
+/// Exhaustive on purpose: a new reason must be placed here, not silently dropped.
 pub fn classify(event: &Event) -> Option<Topic> {
-    Some(match event.reason.as_str() {
-        // `Progressing` is both the start of a rollout and a resume; the engine's start message
-        // is "rolling out <rev> (...)" (a test drives the engine to keep this true).
-        "Progressing" if event.message.starts_with("rolling out") => Topic::Started,
-        "Progressing" => Topic::Resumed,
+    use EventReason as R;
+    Some(match event.reason {
+        R::RolloutStarted => Topic::Started,
+        R::Progressing => Topic::Resumed,
         // `Promoted` is a person passing the current step.
-        "StepStarted" | "Promoted" => Topic::Step,
+        R::StepStarted | R::Promoted => Topic::Step,
         // A gate webhook said no (emitted when its answer changes): the rollout waits.
-        "Paused" | "GateHeld" => Topic::Paused,
-        "Succeeded" => Topic::Promoted,
-        "RolledBack" | "Undone" => Topic::RolledBack,
-        "AnalysisFailed" => Topic::Failed,
-        // The tick emits it once per distinct cause (`exec::ROUTER_REFUSED`), not per retry.
-        sluice_core::exec::ROUTER_REFUSED => Topic::RouterRefused,
-        "ShadowCheckFailed" => Topic::WouldHaveFailed,
-        _ => return None,
+        R::Paused | R::GateHeld => Topic::Paused,
+        R::Succeeded => Topic::Promoted,
+        R::RolledBack | R::Undone => Topic::RolledBack,
+        R::AnalysisFailed => Topic::Failed,
+        // The tick emits it once per distinct cause, not per retry.
+        R::RouterRefused => Topic::RouterRefused,
+        R::ShadowCheckFailed => Topic::WouldHaveFailed,
+        R::Initialized
+        | R::Promoting
+        | R::Idle
+        | R::CommandRejected
+        | R::StepAdvanced
+        | R::StepsChanged
+        | R::GateOpened
+        | R::CanaryNotReady
+        | R::AnalysisInconclusive
+        | R::RouterAccepted
+        | R::AnalysisCancelled
+        | R::WebhookCancelled
+        | R::EffectPending
+        | R::EffectCompleted
+        | R::Resumed
+        | R::SpecUpdated
+        | R::SpecInvalid
+        | R::StableRepointed
+        | R::StableRelabelled
+        | R::ExecutorError
+        | R::Unmanaged
+        | R::Finalized
+        | R::InvalidSpec
+        | R::TargetNotFound
+        | R::UnsupportedSelector
+        | R::IstioAPIMissing
+        | R::Forbidden => return None,
     })
 }
 
@@ -199,7 +224,7 @@ impl Message {
             namespace,
             name,
             phase: status.phase.as_str(),
-            event: event.reason.clone(),
+            event: event.reason.as_str().to_string(),
             reason: status
                 .reason
                 .and_then(|r| serde_json::to_value(r).ok())

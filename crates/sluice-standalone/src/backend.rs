@@ -96,7 +96,7 @@ impl Backend for StandaloneBackend {
         command: Command,
     ) -> Result<(), BackendError> {
         let record = self.record(namespace, name).await?;
-        engine::command_allowed(&record.status, command).map_err(BackendError::Conflict)?;
+        engine::command_allowed(&record.status, command)?;
         let key = format!("{namespace}/{name}");
         if self.runner.command(&key, command) {
             Ok(())

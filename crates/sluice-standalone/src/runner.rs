@@ -23,8 +23,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use sluice_core::backend::{Change, EventRecord};
-use sluice_core::engine::{AnalysisReport, Command, Event};
+use sluice_core::backend::{Change, ChangeKind, EventRecord};
+use sluice_core::engine::{AnalysisReport, Command, Event, EventReason};
 use sluice_core::exec::{self, Analyzer, Executors, Recorder, TrafficRouter, Webhooks};
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{CheckResult, Phase, Rollout, RolloutStatus};
@@ -188,10 +188,10 @@ impl Runner {
     }
 
     /// Records a warning in the rollout's history (e.g. its file became invalid).
-    pub fn note(&self, key: &str, reason: &str, message: String) {
+    pub fn note(&self, key: &str, reason: EventReason, message: String) {
         if let Some(h) = lock(&self.tasks).get(key) {
             let _ = h.msgs.send(Msg::Note(Event {
-                reason: reason.to_string(),
+                reason,
                 message,
                 warning: true,
             }));
@@ -292,7 +292,7 @@ fn new_record(rollout: &Rollout, source: Option<&PathBuf>) -> RolloutRecord {
     }
 }
 
-fn change(key: &str, status: &RolloutStatus, kind: &str) -> Change {
+fn change(key: &str, status: &RolloutStatus, kind: ChangeKind) -> Change {
     let (namespace, name) = key.split_once('/').unwrap_or(("default", key));
     Change {
         namespace: namespace.to_string(),
@@ -300,7 +300,7 @@ fn change(key: &str, status: &RolloutStatus, kind: &str) -> Change {
         phase: status.phase,
         step_index: status.step_index,
         canary_weight: status.canary_weight,
-        kind: kind.to_string(),
+        kind,
     }
 }
 
@@ -377,7 +377,7 @@ async fn rollout_task(
         buffer.push_event(
             &record.status,
             &Event {
-                reason: "Resumed".into(),
+                reason: EventReason::Resumed,
                 message: format!(
                     "sluice restarted: resuming at step {} ({})",
                     record.status.step_index + 1,
@@ -430,7 +430,7 @@ async fn rollout_task(
                 buffer.push_event(
                     &record.status,
                     &Event {
-                        reason: "SpecUpdated".into(),
+                        reason: EventReason::SpecUpdated,
                         message: format!("spec {} → {hash}", record.spec_hash),
                         warning: false,
                     },
@@ -444,13 +444,18 @@ async fn rollout_task(
             if sync != StableSync::Unchanged {
                 let up = cell.upstreams();
                 let (reason, what) = match sync {
-                    StableSync::Repointed => ("StableRepointed", "upstreams.stable edited"),
-                    _ => ("StableRelabelled", "upstreams.stableRevision edited"),
+                    StableSync::Repointed => {
+                        (EventReason::StableRepointed, "upstreams.stable edited")
+                    }
+                    _ => (
+                        EventReason::StableRelabelled,
+                        "upstreams.stableRevision edited",
+                    ),
                 };
                 buffer.push_event(
                     &record.status,
                     &Event {
-                        reason: reason.into(),
+                        reason,
                         message: format!(
                             "{what}: stable is {} at {}",
                             up.stable_revision, up.stable_address
@@ -557,7 +562,7 @@ async fn rollout_task(
                     buffer.push_event(
                         &outcome.status,
                         &Event {
-                            reason: "ExecutorError".into(),
+                            reason: EventReason::ExecutorError,
                             message: msg.clone(),
                             warning: true,
                         },
@@ -605,15 +610,19 @@ async fn rollout_task(
                 record.next_event = r.next_event;
                 record.next_check = r.next_check;
                 if status_changed {
-                    let _ = shared.changes.send(change(&key, &record.status, "status"));
+                    let _ = shared
+                        .changes
+                        .send(change(&key, &record.status, ChangeKind::Status));
                 }
                 if !events.is_empty() {
-                    let _ = shared.changes.send(change(&key, &record.status, "event"));
+                    let _ = shared
+                        .changes
+                        .send(change(&key, &record.status, ChangeKind::Event));
                 }
                 if !checks.is_empty() {
                     let _ = shared
                         .changes
-                        .send(change(&key, &record.status, "analysis"));
+                        .send(change(&key, &record.status, ChangeKind::Analysis));
                 }
             }
             Err(e) => {
@@ -672,7 +681,7 @@ async fn retire(shared: &Shared, key: &str, record: &mut RolloutRecord, pending:
     let mut events = pending;
     events.push(EventRecord {
         at: Utc::now(),
-        reason: "Unmanaged".into(),
+        reason: EventReason::Unmanaged.as_str().into(),
         message: "rollout file removed: traffic left on stable, no longer managed".into(),
         warning: false,
         phase: record.status.phase,
@@ -687,6 +696,8 @@ async fn retire(shared: &Shared, key: &str, record: &mut RolloutRecord, pending:
     if let Err(e) = committed.await {
         tracing::error!(rollout = %key, error = %e, "could not mark the rollout retired in the store");
     }
-    let _ = shared.changes.send(change(key, &record.status, "deleted"));
+    let _ = shared
+        .changes
+        .send(change(key, &record.status, ChangeKind::Deleted));
     tracing::info!(rollout = %key, "no longer managed (file removed): traffic left on stable");
 }

@@ -58,7 +58,7 @@ pub async fn apply_events(runner: &Runner, events: Vec<LoadEvent>) {
                 for key in keeps {
                     runner.note(
                         &key,
-                        "SpecInvalid",
+                        sluice_core::engine::EventReason::SpecInvalid,
                         format!(
                             "{}: {error} (the previous version keeps running)",
                             path.display()
@@ -111,7 +111,7 @@ pub async fn start(runner: &Runner, loader: &mut DirLoader) -> Result<(), ServeE
                 runner.upsert(rollout, Some(PathBuf::from(src)));
                 runner.note(
                     &key,
-                    "SpecInvalid",
+                    sluice_core::engine::EventReason::SpecInvalid,
                     format!("{src} is invalid; running the last good spec"),
                 );
             }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::backend::StandaloneBackend;
 use super::runner::{Deps, Runner, Timing};
 use super::store::{Retention, Store};
-use sluice_core::backend::{Backend, BackendError};
+use sluice_core::backend::{Backend, BackendError, ChangeKind};
 use sluice_core::engine::Command;
 use sluice_core::spec::{Phase, Reason, Rollout, RolloutStatus, Verdict};
 use sluice_core::traffic::TrafficPlan;
@@ -174,7 +174,7 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
         .collect();
     for r in [
         "Initialized",
-        "Progressing",
+        "RolloutStarted",
         "StepStarted",
         "StepAdvanced",
         "Promoting",
@@ -188,8 +188,8 @@ async fn canary_walks_every_step_then_stable_points_at_the_canary() {
     while let Ok(c) = changes.try_recv() {
         kinds.push(c.kind);
     }
-    for k in ["status", "event", "analysis"] {
-        assert!(kinds.iter().any(|x| x == k), "no {k} change in {kinds:?}");
+    for k in [ChangeKind::Status, ChangeKind::Event, ChangeKind::Analysis] {
+        assert!(kinds.contains(&k), "no {k:?} change in {kinds:?}");
     }
     assert_eq!(backend.list().await.unwrap().len(), 1);
 
@@ -785,7 +785,12 @@ async fn revision_labels_name_both_sides_across_promotion_restart_and_undo() {
     let st = backend.get("shop", "reviews").await.unwrap().status;
     assert_eq!(st.phase, Phase::Idle, "{st:?}");
     assert_eq!(st.canary_revision, None);
-    assert!(!reasons(&backend).await.iter().any(|r| r == "Progressing"));
+    assert!(
+        !reasons(&backend)
+            .await
+            .iter()
+            .any(|r| r == "RolloutStarted")
+    );
 
     // The user points the canary at v2 and labels it.
     runner.upsert(labelled(&s.stable, &s.canary, "v2", None), None);
@@ -911,7 +916,7 @@ async fn stable_label_from_the_file_and_its_edits_reach_the_engine() {
     assert!(
         !events[repointed..]
             .iter()
-            .any(|e| e.reason == "Progressing"),
+            .any(|e| e.reason == "RolloutStarted"),
         "{events:?}"
     );
     assert_eq!(s.router.log().last().unwrap().0, b);

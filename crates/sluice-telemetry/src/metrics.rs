@@ -332,7 +332,7 @@ impl Metrics {
             .get_or_create(&EventLabels {
                 namespace,
                 name,
-                reason: event.reason.clone(),
+                reason: event.reason.as_str().to_string(),
             })
             .inc();
     }

@@ -336,7 +336,7 @@ impl MemRecorder {
             .lock()
             .unwrap()
             .iter()
-            .map(|e| e.reason.clone())
+            .map(|e| e.reason.as_str().to_string())
             .collect()
     }
 }

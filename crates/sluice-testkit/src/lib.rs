@@ -10,15 +10,15 @@
 //!   status subresource, finalizers, injected errors) for `kube::Client::new`.
 //! - [`files`]: the repository's golden files, fixtures and example Rollouts.
 //! - [`procs`] and [`demo_app`]: the real Envoy and Prometheus as child processes and the demo
-//!   backend (they live in `sluice-lab`, which `sluice demo` and `sluice bench` use too).
+//!   backend; [`kube_api`] too lives in `sluice-lab` (`sluice bench kube` runs the controller
+//!   against it).
 
 pub mod fakes;
 pub mod files;
-pub mod kube_api;
 pub mod memory;
 pub mod web;
 
-pub use sluice_lab::{demo_app, procs};
+pub use sluice_lab::{demo_app, kube_api, procs};
 
 /// The plan of a test's Rollout (the engine runs plans). A test Rollout that does not parse is
 /// a broken test: this panics with every problem.

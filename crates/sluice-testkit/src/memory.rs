@@ -16,7 +16,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, broadcast};
 
-use sluice_core::backend::{Backend, BackendError, Change, EventRecord, RolloutView};
+use sluice_core::backend::{Backend, BackendError, Change, ChangeKind, EventRecord, RolloutView};
 use sluice_core::engine::{self, AnalysisReport, Command, Event, GateAnswer, Observations};
 use sluice_core::exec::{self, BoxError, Executors};
 use sluice_core::rollout_plan::RolloutPlan;
@@ -184,7 +184,7 @@ impl MemoryBackend {
                 }
                 let changed = e.status != out.status;
                 e.status = out.status.clone();
-                changed.then(|| change(&key, &e.status, "status"))
+                changed.then(|| change(&key, &e.status, ChangeKind::Status))
             };
             if let Some(c) = changed {
                 let _ = self.tx.send(c);
@@ -220,14 +220,14 @@ fn key_of(r: &Rollout) -> Key {
     )
 }
 
-fn change(key: &Key, s: &RolloutStatus, kind: &str) -> Change {
+fn change(key: &Key, s: &RolloutStatus, kind: ChangeKind) -> Change {
     Change {
         namespace: key.0.clone(),
         name: key.1.clone(),
         phase: s.phase,
         step_index: s.step_index,
         canary_weight: s.canary_weight,
-        kind: kind.to_string(),
+        kind,
     }
 }
 
@@ -282,7 +282,7 @@ impl Backend for MemoryBackend {
             let e = w
                 .get_mut(&(namespace.into(), name.into()))
                 .ok_or_else(|| not_found(namespace, name))?;
-            engine::command_allowed(&e.status, command).map_err(BackendError::Conflict)?;
+            engine::command_allowed(&e.status, command)?;
             e.commands.push_back(command);
         }
         self.wake.notify_one();
@@ -379,7 +379,7 @@ impl exec::Recorder for Fake {
         let sent = self.0.with_entry(rollout, |e| {
             e.events.push(EventRecord::of(e.clock, status, event));
             trim(&mut e.events);
-            change(&key, status, "event")
+            change(&key, status, ChangeKind::Event)
         });
         if let Some(c) = sent {
             let _ = self.0.tx.send(c);
@@ -390,7 +390,7 @@ impl exec::Recorder for Fake {
         let sent = self.0.with_entry(rollout, |e| {
             e.analysis.extend(report.checks.iter().cloned());
             trim(&mut e.analysis);
-            change(&key, &e.status, "analysis")
+            change(&key, &e.status, ChangeKind::Analysis)
         });
         if let Some(c) = sent {
             let _ = self.0.tx.send(c);

@@ -129,6 +129,9 @@ enum BenchCmd {
     Rollback(cli::standalone::RollbackArgs),
     /// Simulate the error-rate judges: false Fails on A/A traffic, requests to detect 1% → 2%.
     Judge(cli::analysis::BenchJudgeArgs),
+    /// API requests/s, requests per reconcile and memory of N Rollouts, idle and progressing
+    /// (the real controller against an in-memory Kubernetes API server).
+    Kube(cli::kube::BenchKubeArgs),
 }
 
 fn main() -> ExitCode {
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
         Cmd::Bench(BenchCmd::RouteApply(args)) => report(block_on(async move {
             cli::envoy::bench_route_apply(&args).await
         })),
+        Cmd::Bench(BenchCmd::Kube(args)) => report(block_on(cli::kube::bench_kube(args))),
         Cmd::Bench(BenchCmd::Rollback(args)) => {
             report(block_on(cli::standalone::bench_rollback(args)))
         }

@@ -364,7 +364,9 @@ async fn refused_commands_are_409() {
         assert_eq!(body["error"], "conflict");
         // The engine's own words, whatever they are.
         let status = b.status("default", "web").unwrap();
-        let why = command_allowed(&status, verb.parse().unwrap()).unwrap_err();
+        let why = command_allowed(&status, verb.parse().unwrap())
+            .unwrap_err()
+            .to_string();
         assert_eq!(body["message"], why.as_str());
         assert!(why.contains(verb), "{why}");
     }

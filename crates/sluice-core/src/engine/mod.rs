@@ -30,6 +30,7 @@
 //! - an Inconclusive or missing check never counts as a pass;
 //! - `step_index` stays within the stages, and the engine never panics.
 
+mod events;
 #[cfg(test)]
 mod props;
 #[cfg(test)]
@@ -44,6 +45,8 @@ use crate::spec::{
     CheckResult, LowTraffic, PendingGate, Phase, Reason, RolloutStatus, Verdict, WebhookKind,
 };
 use crate::traffic::TrafficPlan;
+
+pub use events::{EngineEvent, Event, EventReason};
 
 /// What the executor saw since the last call.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -207,15 +210,6 @@ pub enum Effect {
     Event(Event),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    /// CamelCase reason, e.g. `StepAdvanced`, `RolledBack`.
-    pub reason: String,
-    pub message: String,
-    pub warning: bool,
-}
-
 /// Whether `command` makes sense in `status` now. The HTTP API answers 409 with the message
 /// when it does not; the engine re-checks when the command arrives (the status may have moved
 /// on) and then records a `CommandRejected` warning event and changes nothing else.
@@ -228,59 +222,116 @@ pub struct Event {
 /// | `abort`   | `Progressing`, `Paused` or `Promoting`                                      |
 /// | `retry`   | `Failed` with a revision to retry                                           |
 /// | `undo`    | `Succeeded` with a previous stable revision                                 |
-pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), String> {
+pub fn command_allowed(status: &RolloutStatus, command: Command) -> Result<(), CommandRefusal> {
     let phase = status.phase;
-    let refuse = |why: String| Err(format!("cannot {command}: {why}"));
-    let in_phase = |why: &str| format!("the rollout is {phase}{why}");
+    let refuse = |why: Refusal| Err(CommandRefusal { command, why });
     match command {
         Command::Promote => {
             if !matches!(phase, Phase::Progressing | Phase::Paused) {
-                return refuse(in_phase(""));
+                return refuse(Refusal::Phase(phase));
             }
             if let Some(gate) = &status.pending_gate {
-                return refuse(format!(
-                    "waiting for {} webhooks, which promote does not override",
-                    gate.kind.as_str()
-                ));
+                return refuse(Refusal::GateWebhook(gate.kind));
             }
             if status.reason == Some(Reason::AwaitingPromotion) || status.step_started_at.is_some()
             {
                 Ok(())
             } else {
-                refuse(
-                    "the current step has not started (its traffic is not applied yet); \
-                     promote passes a running step"
-                        .into(),
-                )
+                refuse(Refusal::StepNotStarted)
             }
         }
         Command::Pause => match phase {
             Phase::Progressing | Phase::Paused => Ok(()),
-            _ => refuse(in_phase("")),
+            _ => refuse(Refusal::Phase(phase)),
         },
         Command::Resume => match (phase, status.reason) {
-            (Phase::Paused, Some(Reason::AwaitingPromotion)) => {
-                refuse("the rollout waits for promote, not resume".into())
-            }
+            (Phase::Paused, Some(Reason::AwaitingPromotion)) => refuse(Refusal::AwaitsPromote),
             (Phase::Paused, _) => Ok(()),
-            _ => refuse(in_phase(", not Paused")),
+            _ => refuse(Refusal::NotPaused(phase)),
         },
         Command::Abort => match phase {
             Phase::Progressing | Phase::Paused | Phase::Promoting => Ok(()),
-            _ => refuse(in_phase("; there is nothing in flight")),
+            _ => refuse(Refusal::NothingInFlight(phase)),
         },
         Command::Retry => match phase {
             Phase::Failed if status.canary_revision.is_some() => Ok(()),
-            Phase::Failed => refuse("no failed revision to retry".into()),
-            _ => refuse(in_phase(", not Failed")),
+            Phase::Failed => refuse(Refusal::NoRevisionToRetry),
+            _ => refuse(Refusal::NotFailed(phase)),
         },
         Command::Undo => match phase {
             Phase::Succeeded if status.previous_stable_revision.is_some() => Ok(()),
-            Phase::Succeeded => refuse("no previous stable revision to go back to".into()),
-            _ => refuse(in_phase(", not Succeeded")),
+            Phase::Succeeded => refuse(Refusal::NoPreviousStable),
+            _ => refuse(Refusal::NotSucceeded(phase)),
         },
     }
 }
+
+/// A command that does not apply now, and why ([`command_allowed`]). Its `Display` is the
+/// sentence the API answers with (409) and the `CommandRejected` event carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandRefusal {
+    pub command: Command,
+    pub why: Refusal,
+}
+
+/// Why a command was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The command does not apply in this phase.
+    Phase(Phase),
+    /// `resume` outside `Paused`.
+    NotPaused(Phase),
+    /// `abort` with nothing in flight.
+    NothingInFlight(Phase),
+    /// `retry` outside `Failed`.
+    NotFailed(Phase),
+    /// `undo` outside `Succeeded`.
+    NotSucceeded(Phase),
+    /// `promote` never overrides a webhook gate.
+    GateWebhook(WebhookKind),
+    /// `promote` passes a running step; this one's traffic is not applied yet.
+    StepNotStarted,
+    /// `resume` while the rollout waits for `promote`.
+    AwaitsPromote,
+    /// `retry` without a failed revision.
+    NoRevisionToRetry,
+    /// `undo` without a previous stable revision.
+    NoPreviousStable,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Phase(p) => write!(f, "the rollout is {p}"),
+            Refusal::NotPaused(p) => write!(f, "the rollout is {p}, not Paused"),
+            Refusal::NothingInFlight(p) => {
+                write!(f, "the rollout is {p}; there is nothing in flight")
+            }
+            Refusal::NotFailed(p) => write!(f, "the rollout is {p}, not Failed"),
+            Refusal::NotSucceeded(p) => write!(f, "the rollout is {p}, not Succeeded"),
+            Refusal::GateWebhook(kind) => write!(
+                f,
+                "waiting for {} webhooks, which promote does not override",
+                kind.as_str()
+            ),
+            Refusal::StepNotStarted => f.write_str(
+                "the current step has not started (its traffic is not applied yet); \
+                 promote passes a running step",
+            ),
+            Refusal::AwaitsPromote => f.write_str("the rollout waits for promote, not resume"),
+            Refusal::NoRevisionToRetry => f.write_str("no failed revision to retry"),
+            Refusal::NoPreviousStable => f.write_str("no previous stable revision to go back to"),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot {}: {}", self.command, self.why)
+    }
+}
+
+impl std::error::Error for CommandRefusal {}
 
 /// One engine step. See the module docs for the flow and guarantees.
 pub fn step(
@@ -322,7 +373,7 @@ impl Engine<'_> {
                 self.s.message = Some("waiting for the target's revision".into());
                 if let Some(cmd) = self.obs.command {
                     self.event(
-                        "CommandRejected",
+                        EventReason::CommandRejected,
                         format!("cannot {cmd}: the target's revision is not known yet"),
                         true,
                     );
@@ -333,7 +384,7 @@ impl Engine<'_> {
             self.s.phase = Phase::Idle;
             self.apply(TrafficPlan::stable_only());
             self.event(
-                "Initialized",
+                EventReason::Initialized,
                 format!("stable revision is {initial}"),
                 false,
             );
@@ -399,7 +450,7 @@ impl Engine<'_> {
             self.s.step_index = (n - 1) as u32;
             self.reset_step();
             self.event(
-                "StepsChanged",
+                EventReason::StepsChanged,
                 format!(
                     "the strategy now has {n} steps; step {} continues as step {n}",
                     old + 1
@@ -441,8 +492,8 @@ impl Engine<'_> {
     // ------------------------------------------------------------------ commands
 
     fn command(&mut self, cmd: Command) {
-        if let Err(msg) = command_allowed(&self.s, cmd) {
-            self.event("CommandRejected", msg, true);
+        if let Err(refusal) = command_allowed(&self.s, cmd) {
+            self.event(EventReason::CommandRejected, refusal.to_string(), true);
             return;
         }
         match cmd {
@@ -481,7 +532,11 @@ impl Engine<'_> {
                     self.s.consecutive_inconclusive = 0;
                     self.s.reason = None;
                     self.s.phase = Phase::Progressing;
-                    self.event("Promoted", "current step passed by user".into(), false);
+                    self.event(
+                        EventReason::Promoted,
+                        "current step passed by user".into(),
+                        false,
+                    );
                     // The next stage starts in `progress`, which `run` calls next.
                     self.advance(true);
                 }
@@ -557,10 +612,11 @@ impl Engine<'_> {
         self.s.consecutive_inconclusive = 0;
         self.s.last_verdicts.clear();
         self.effects.push(Effect::ScaleUpCanary);
-        self.transition(
+        self.transition_event(
             Phase::Progressing,
             None,
             &format!("rolling out {rev} ({why})"),
+            true,
         );
     }
 
@@ -675,7 +731,7 @@ impl Engine<'_> {
         self.s.reason = None;
         self.s.message = Some(format!("{}: waiting for analysis", stage.label));
         self.event(
-            "StepStarted",
+            EventReason::StepStarted,
             format!(
                 "step {}/{}: {}",
                 self.s.step_index + 1,
@@ -738,7 +794,7 @@ impl Engine<'_> {
             .collect();
         if shadow.checks.iter().any(|c| c.verdict == Verdict::Fail) {
             self.event(
-                "ShadowCheckFailed",
+                EventReason::ShadowCheckFailed,
                 format!(
                     "would have failed (shadow, no action): {}",
                     summarize(&shadow, Verdict::Fail)
@@ -786,7 +842,7 @@ impl Engine<'_> {
                         ),
                     );
                 } else {
-                    self.event("AnalysisFailed", failed, true);
+                    self.event(EventReason::AnalysisFailed, failed, true);
                 }
             }
             Verdict::Inconclusive => {
@@ -834,7 +890,7 @@ impl Engine<'_> {
                         ),
                     );
                 } else {
-                    self.event("AnalysisInconclusive", why, true);
+                    self.event(EventReason::AnalysisInconclusive, why, true);
                 }
             }
         }
@@ -866,7 +922,7 @@ impl Engine<'_> {
         self.s.step_index += 1;
         self.reset_step();
         self.event(
-            "StepAdvanced",
+            EventReason::StepAdvanced,
             format!("advancing to step {}", self.s.step_index + 1),
             false,
         );
@@ -927,7 +983,7 @@ impl Engine<'_> {
                 self.s.pending_gate = None;
                 self.s.passed_gates.push(kind);
                 self.event(
-                    "GateOpened",
+                    EventReason::GateOpened,
                     format!("{} webhooks passed", kind.as_str()),
                     false,
                 );
@@ -950,7 +1006,7 @@ impl Engine<'_> {
             }
             if changed {
                 self.event(
-                    "GateHeld",
+                    EventReason::GateHeld,
                     format!("{} webhooks said no: {}", kind.as_str(), answer.message),
                     true,
                 );
@@ -1002,7 +1058,7 @@ impl Engine<'_> {
             if !self.obs.canary_ready && self.canary_live() {
                 self.apply(TrafficPlan::stable_only());
                 self.event(
-                    "CanaryNotReady",
+                    EventReason::CanaryNotReady,
                     "canary not ready during promotion: traffic to stable".into(),
                     true,
                 );
@@ -1034,7 +1090,7 @@ impl Engine<'_> {
         if self.canary_live() || self.s.step_started_at.is_some() {
             self.apply(TrafficPlan::stable_only());
             self.event(
-                "CanaryNotReady",
+                EventReason::CanaryNotReady,
                 "canary not ready: traffic back to stable".into(),
                 true,
             );
@@ -1086,6 +1142,18 @@ impl Engine<'_> {
     }
 
     fn transition(&mut self, phase: Phase, reason: Option<Reason>, message: &str) {
+        self.transition_event(phase, reason, message, false)
+    }
+
+    /// [`Self::transition`]; `starting` names the event `RolloutStarted` (a new rollout)
+    /// rather than after the phase (`Progressing` is a resume).
+    fn transition_event(
+        &mut self,
+        phase: Phase,
+        reason: Option<Reason>,
+        message: &str,
+        starting: bool,
+    ) {
         let warning = matches!(phase, Phase::Failed)
             || matches!(
                 reason,
@@ -1098,20 +1166,25 @@ impl Engine<'_> {
         if changed {
             self.s.last_transition_at = Some(self.now);
             let name = match (phase, reason) {
-                (Phase::Failed, Some(Reason::Undone)) => "Undone".to_string(),
-                (Phase::Failed, _) => "RolledBack".to_string(),
-                (p, _) => p.as_str().to_string(),
+                _ if starting => EventReason::RolloutStarted,
+                (Phase::Failed, Some(Reason::Undone)) => EventReason::Undone,
+                (Phase::Failed, _) => EventReason::RolledBack,
+                (Phase::Idle, _) => EventReason::Idle,
+                (Phase::Progressing, _) => EventReason::Progressing,
+                (Phase::Paused, _) => EventReason::Paused,
+                (Phase::Promoting, _) => EventReason::Promoting,
+                (Phase::Succeeded, _) => EventReason::Succeeded,
             };
-            self.event(&name, message.to_string(), warning);
+            self.event(name, message.to_string(), warning);
             if phase != Phase::Idle {
                 self.effects.push(Effect::CallWebhooks(WebhookKind::Event));
             }
         }
     }
 
-    fn event(&mut self, reason: &str, message: String, warning: bool) {
+    fn event(&mut self, reason: EventReason, message: String, warning: bool) {
         self.effects.push(Effect::Event(Event {
-            reason: reason.to_string(),
+            reason,
             message,
             warning,
         }));

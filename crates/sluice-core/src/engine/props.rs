@@ -260,7 +260,9 @@ fn check_modes(
         prop_assert_eq!(&s2, s, "a shadow verdict changed the rollout");
         let acting: Vec<&Effect> = fx
             .iter()
-            .filter(|e| !matches!(e, Effect::Event(ev) if ev.reason == "ShadowCheckFailed"))
+            .filter(
+                |e| !matches!(e, Effect::Event(ev) if ev.reason == EventReason::ShadowCheckFailed),
+            )
             .collect();
         prop_assert_eq!(acting, fx2.iter().collect::<Vec<_>>());
     }
@@ -356,7 +358,7 @@ fn fresh_pass(
 }
 
 fn is_rejected(e: &Effect) -> bool {
-    matches!(e, Effect::Event(ev) if ev.reason == "CommandRejected")
+    matches!(e, Effect::Event(ev) if ev.reason == EventReason::CommandRejected)
 }
 
 /// Runs one step and checks every invariant against the step before.
@@ -415,7 +417,7 @@ fn check_step(
     // in it is not announced again.
     let announced = fx
         .iter()
-        .filter(|e| matches!(e, Effect::Event(ev) if ev.reason == "RolledBack" || ev.reason == "Undone"))
+        .filter(|e| matches!(e, Effect::Event(ev) if ev.reason == EventReason::RolledBack || ev.reason == EventReason::Undone))
         .count();
     let entered = s.phase == Phase::Failed && prev.phase != Phase::Failed;
     // The progress deadline fails a rollout only after a wait of at least the deadline.

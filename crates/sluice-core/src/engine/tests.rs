@@ -1089,7 +1089,7 @@ fn regression_command_before_initialization_is_rejected_visibly() {
     assert_eq!(s.phase, Phase::Idle);
     assert!(
         fx.iter().any(
-            |e| matches!(e, Effect::Event(ev) if ev.reason == "CommandRejected" && ev.warning)
+            |e| matches!(e, Effect::Event(ev) if ev.reason == EventReason::CommandRejected && ev.warning)
         )
     );
 }
@@ -1245,14 +1245,16 @@ fn command_matrix() {
         sim.cmd(c);
         match expect {
             None => {
-                let msg = allowed.unwrap_err();
+                let refusal = allowed.unwrap_err();
+                assert_eq!(refusal.command, c, "{name}");
+                let msg = refusal.to_string();
                 assert!(msg.contains(c.as_str()), "{name} {c}: message {msg:?}");
                 assert_eq!(
                     sim.s, quiet_status,
                     "{name} {c}: rejected command changed the status"
                 );
                 let rejected = Effect::Event(Event {
-                    reason: "CommandRejected".into(),
+                    reason: EventReason::CommandRejected,
                     message: msg,
                     warning: true,
                 });
@@ -1717,7 +1719,9 @@ fn a_shadow_fail_is_shown_and_announced_but_never_acts() {
         // The shadow verdict is kept for the status and the UI.
         assert_eq!(s.last_verdicts[1].verdict, shadow);
         let would = fx.iter().find_map(|e| match e {
-            Effect::Event(ev) if ev.reason == "ShadowCheckFailed" => Some(ev.message.clone()),
+            Effect::Event(ev) if ev.reason == EventReason::ShadowCheckFailed => {
+                Some(ev.message.clone())
+            }
             _ => None,
         });
         match shadow {

@@ -173,3 +173,57 @@ async fn without_gateway_api_routing_the_virtual_service_is_written() {
     );
     assert!(h.route("httproutes").is_none());
 }
+
+/// The Gateway API CRDs not installed: a named cause on the Rollout (`Ready=False`,
+/// `GatewayAPIMissing`, group/version and resource in the message) and one Warning Event, not
+/// one per retry, no route attempted; once the CRDs are there the next reconcile routes, and
+/// discovery is not asked again on later reconciles.
+#[tokio::test]
+async fn missing_gateway_api_crds_are_a_named_cause_until_they_are_installed() {
+    let h = harness(gateway_routing());
+    h.api.unserve(GROUP);
+    h.ok().await; // the finalizer
+    for _ in 0..3 {
+        let err = h.reconcile().await.expect_err("blocked");
+        assert!(matches!(err, sluice_k8s::Error::ApiMissing(_)), "{err}");
+    }
+    let ready = h.ready_condition().expect("Ready condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "GatewayAPIMissing")
+    );
+    assert!(
+        ready
+            .message
+            .contains("gateway.networking.k8s.io/v1 httproutes"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(h.status().message.as_deref(), Some(ready.message.as_str()));
+    assert_eq!(h.events_with_reason("GatewayAPIMissing"), 1);
+    assert!(
+        h.api
+            .log()
+            .iter()
+            .all(|l| !(l.resource == "httproutes" && l.verb == "patch")),
+        "no route attempted while the API is missing"
+    );
+
+    h.api.serve_group(GROUP);
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    assert!(h.ready_condition().is_none(), "the cause cleared");
+    assert_eq!(h.backend_weight("reviews-primary"), 100);
+    h.api.clear_log();
+    h.ok().await;
+    let discovery = h
+        .api
+        .log()
+        .iter()
+        .filter(|l| l.resource.is_empty() && l.group == GROUP)
+        .count();
+    assert_eq!(discovery, 0, "the served route kind is remembered");
+    h.assert_rbac_covers_requests();
+    h.no_istio_objects();
+}

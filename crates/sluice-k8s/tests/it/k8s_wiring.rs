@@ -29,6 +29,7 @@ fn replica(api: &FakeApi, identity: &str) -> Controller {
         analyzer: Arc::new(FakeAnalyzer::new(Verdict::Pass)),
         webhooks: Arc::new(NoWebhooks),
         telemetry: None,
+        client_limits: Default::default(),
     };
     let api = api.clone();
     Controller::with_clients(opts, move |fence| Clients {
@@ -286,4 +287,245 @@ async fn a_failing_rollout_watch_makes_readyz_false_until_it_recovers() {
     })
     .await;
     run.abort();
+}
+
+/// Plays the Deployment controller and the kubelet: every Deployment's pods become Ready soon
+/// after each change (until the returned task is aborted).
+fn kubelet(api: &FakeApi) -> tokio::task::JoinHandle<()> {
+    let api = api.clone();
+    tokio::spawn(async move {
+        loop {
+            api.roll_out_deployments();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    })
+}
+
+fn status(api: &FakeApi) -> Option<sluice_core::spec::RolloutStatus> {
+    rollout(api)?.status
+}
+
+/// Whether a Deployment as stored ran `image` on all its replicas, Ready.
+fn runs_ready(d: &Value, image: &str) -> bool {
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+        && want > 0
+        && d["status"]["observedGeneration"].as_i64() >= d["metadata"]["generation"].as_i64()
+        && d["status"]["readyReplicas"].as_i64() >= Some(want)
+}
+
+/// Issue 12: a Rollout deleted while its canary is at a step. Through the real wiring (the
+/// Rollout and Deployment watches queue reconciles as they please): the apex Service
+/// `reviews` never selects the target's pods while they run the unpromoted template (checked
+/// on every change the API server recorded, in order), and once the finalizer is removed the
+/// controller sends nothing more about this Rollout.
+#[tokio::test]
+async fn a_rollout_deleted_mid_canary_never_serves_the_canary_and_goes_quiet() {
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed(
+        "apps",
+        "deployments",
+        fixtures::reviews_deployment(NS, "reviews:v1", 2),
+    );
+    api.seed("sluice.dev", "rollouts", fixtures::reviews_rollout(NS));
+    let pods = kubelet(&api);
+    let run = tokio::spawn(controller(&api).run());
+    eventually("initialized: v1 stable, target scaled to zero", || {
+        status(&api).is_some_and(|s| s.stable_revision.is_some())
+            && api
+                .get("apps", "deployments", NS, "reviews")
+                .is_some_and(|d| d["spec"]["replicas"] == 0)
+    })
+    .await;
+
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = serde_json::json!("reviews:v2");
+    });
+    eventually("the canary (v2) at its first step, 10%", || {
+        status(&api).is_some_and(|s| {
+            s.canary_weight == 10 && s.applied_traffic.is_some_and(|t| t.canary_weight() == 10)
+        })
+    })
+    .await;
+
+    let rollouts: Api<Rollout> = Api::namespaced(api.client(), NS);
+    rollouts
+        .delete("reviews", &Default::default())
+        .await
+        .expect("delete");
+    eventually("the finalizer removed and the Rollout gone", || {
+        rollout(&api).is_none()
+    })
+    .await;
+    // A user's edit of the target afterwards is a Deployment event the controller watches:
+    // nothing may act on the deleted Rollout because of it.
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["metadata"]["annotations"] = serde_json::json!({"team": "reviews"});
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let log = api.log();
+    let removed = log
+        .iter()
+        .rposition(|l| {
+            l.resource == "rollouts"
+                && l.verb == "patch"
+                && l.body.to_string().contains("finalizers")
+        })
+        .expect("the finalizer was removed by a patch");
+    let after: Vec<String> = log[removed + 1..]
+        .iter()
+        .filter(|l| !matches!(l.verb.as_str(), "watch" | "list") && l.resource != "leases")
+        .map(|l| format!("{} {} {} → {}", l.verb, l.resource, l.path, l.status))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "requests after the finalizer was removed: {after:#?}"
+    );
+
+    // Every state the apex Service was in, against the target's state at that moment.
+    let mut target = Value::Null;
+    let mut apex_on_target = 0;
+    for c in api.history() {
+        match (c.resource.as_str(), c.name.as_str()) {
+            ("deployments", "reviews") => target = c.object,
+            ("services", "reviews")
+                if c.kind != "DELETED"
+                    && c.object["spec"]["selector"] == serde_json::json!({"app": "reviews"}) =>
+            {
+                apex_on_target += 1;
+                assert!(
+                    runs_ready(&target, "reviews:v1"),
+                    "the apex selects the target's pods (rv {}) while the target is {}",
+                    c.rv,
+                    target
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        apex_on_target > 0,
+        "the apex never went back to the target's pods"
+    );
+    assert!(
+        runs_ready(
+            &api.get("apps", "deployments", NS, "reviews")
+                .expect("target"),
+            "reviews:v1"
+        ),
+        "the target runs the stable template at full scale"
+    );
+    for (resource, name) in [
+        ("deployments", "reviews-primary"),
+        ("services", "reviews-primary"),
+        ("services", "reviews-canary"),
+    ] {
+        let group = if resource == "deployments" {
+            "apps"
+        } else {
+            ""
+        };
+        assert!(api.get(group, resource, NS, name).is_none(), "{name} left");
+    }
+    pods.abort();
+    run.abort();
+}
+
+/// Requests the controller sent from log entry `from` on, apart from its watches (long-lived
+/// streams, opened once) and the leader election's Lease renewals.
+fn requests_since(api: &FakeApi, from: usize) -> Vec<String> {
+    api.log()[from..]
+        .iter()
+        .filter(|l| l.verb != "watch" && l.resource != "leases")
+        .map(|l| format!("{} {} {} → {}", l.verb, l.resource, l.path, l.status))
+        .collect()
+}
+
+/// Issue 16 item 5: an idle rollout costs no API request between its own changes. The
+/// reconcile reads the Deployments, Services and Istio objects from the watch caches, the web
+/// API reads Rollouts from there too, and sluice's own status write does not wake the
+/// reconcile again. Counted on the in-memory API server over five analysis intervals (1 s),
+/// while the web API is asked for the list and the rollout on every interval.
+#[tokio::test]
+async fn an_idle_rollout_costs_no_api_request_between_its_changes() {
+    use sluice_core::backend::Backend;
+
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed(
+        "apps",
+        "deployments",
+        fixtures::reviews_deployment(NS, "reviews:v1", 2),
+    );
+    let mut r = fixtures::reviews_rollout(NS);
+    r["spec"]["analysis"]["interval"] = serde_json::json!("1s");
+    api.seed("sluice.dev", "rollouts", r);
+    let pods = kubelet(&api);
+    let c = controller(&api);
+    let backend = c.backend();
+    let run = tokio::spawn(c.run());
+    eventually("initialized: v1 stable, target scaled to zero", || {
+        status(&api).is_some_and(|s| s.stable_revision.is_some())
+            && api
+                .get("apps", "deployments", NS, "reviews")
+                .is_some_and(|d| d["spec"]["replicas"] == 0)
+    })
+    .await;
+    // Let the last writes of the initialization settle (the scale-down's watch event).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let start = api.log().len();
+    for _ in 0..5 {
+        assert_eq!(backend.list().await.expect("list").len(), 1);
+        let view = backend.get(NS, "reviews").await.expect("get");
+        assert!(view.traffic.is_some());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let idle = requests_since(&api, start);
+    assert!(idle.is_empty(), "an idle rollout's requests: {idle:#?}");
+
+    // The count is not blind: a new revision is a change, and it costs requests.
+    api.edit("apps", "deployments", NS, "reviews", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = serde_json::json!("reviews:v2");
+    });
+    eventually("the canary at its first step", || {
+        status(&api).is_some_and(|s| s.canary_weight == 10)
+    })
+    .await;
+    assert!(!requests_since(&api, start).is_empty());
+    pods.abort();
+    run.abort();
+}
+
+/// `--kube-qps 20 --kube-burst 2`: two requests go at once, the next four wait their turn
+/// (50 ms apart), none fails.
+#[tokio::test]
+async fn the_client_rate_limit_spaces_requests_beyond_the_burst() {
+    use sluice_k8s::throttle::{ClientLimits, ThrottleLayer};
+
+    sluice_testkit::fakes::install_crypto();
+    let api = FakeApi::new();
+    api.seed("sluice.dev", "rollouts", fixtures::reviews_rollout(NS));
+    let client = kube::client::ClientBuilder::new(api.clone(), "default")
+        .with_layer(&ThrottleLayer::new(ClientLimits {
+            qps: 20.0,
+            burst: 2,
+        }))
+        .build();
+    let rollouts: Api<Rollout> = Api::namespaced(client, NS);
+    let t0 = std::time::Instant::now();
+    for _ in 0..2 {
+        rollouts.get("reviews").await.expect("get");
+    }
+    assert!(t0.elapsed() < Duration::from_millis(40), "the burst waited");
+    for _ in 0..4 {
+        rollouts.get("reviews").await.expect("get");
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(190),
+        "6 requests at 20/s with a burst of 2 took {took:?}"
+    );
+    assert_eq!(api.log().len(), 6);
 }

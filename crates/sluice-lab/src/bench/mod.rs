@@ -2,6 +2,7 @@
 //! never in timed unit tests.
 
 pub mod judge;
+pub mod kube;
 pub mod route_apply;
 
 /// Nearest-rank percentile (`q` in 0..=1) of unsorted samples; None when empty.

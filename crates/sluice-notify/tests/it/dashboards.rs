@@ -39,7 +39,7 @@ fn exported_sample_names() -> BTreeSet<String> {
     m.observe_event(
         &r,
         &Event {
-            reason: "RolledBack".into(),
+            reason: sluice_core::engine::EventReason::RolledBack,
             message: String::new(),
             warning: true,
         },

@@ -27,7 +27,9 @@ spec:
 }
 
 fn reasons(out: &exec::TickOutcome) -> Vec<String> {
-    out.events().map(|(e, _)| e.reason.clone()).collect()
+    out.events()
+        .map(|(e, _)| e.reason.as_str().to_string())
+        .collect()
 }
 
 /// A failing analysis at 50% rolls back while the canary scale-down is refused (403): the

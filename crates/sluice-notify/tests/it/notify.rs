@@ -241,39 +241,75 @@ spec:
 
 #[test]
 fn only_notifying_events_are_classified() {
-    let ev = |reason: &str, message: &str| sluice_core::engine::Event {
-        reason: reason.into(),
-        message: message.into(),
-        warning: false,
-    };
-    assert_eq!(
-        classify(&ev("Progressing", "rolling out v2 (new revision)")),
-        Some(Topic::Started)
-    );
-    assert_eq!(
-        classify(&ev("Progressing", "resumed by user")),
-        Some(Topic::Resumed)
-    );
-    assert_eq!(classify(&ev("RolledBack", "x")), Some(Topic::RolledBack));
-    assert_eq!(classify(&ev("Undone", "x")), Some(Topic::RolledBack));
-    assert_eq!(classify(&ev("AnalysisFailed", "x")), Some(Topic::Failed));
-    assert_eq!(
-        classify(&ev(
-            "ShadowCheckFailed",
-            "would have failed (shadow, no action): s: x"
-        )),
-        Some(Topic::WouldHaveFailed)
-    );
-    assert_eq!(classify(&ev("GateHeld", "x")), Some(Topic::Paused));
-    for quiet in [
-        "Initialized",
-        "GateOpened",
-        "StepAdvanced",
-        "CommandRejected",
-        "Idle",
+    use sluice_core::engine::{Event, EventReason as R};
+    let ev = |reason: R| Event::new(reason, "x");
+    for (reason, topic) in [
+        (R::RolloutStarted, Topic::Started),
+        (R::Progressing, Topic::Resumed),
+        (R::StepStarted, Topic::Step),
+        (R::Promoted, Topic::Step),
+        (R::Paused, Topic::Paused),
+        (R::GateHeld, Topic::Paused),
+        (R::Succeeded, Topic::Promoted),
+        (R::RolledBack, Topic::RolledBack),
+        (R::Undone, Topic::RolledBack),
+        (R::AnalysisFailed, Topic::Failed),
+        (R::RouterRefused, Topic::RouterRefused),
+        (R::ShadowCheckFailed, Topic::WouldHaveFailed),
     ] {
-        assert_eq!(classify(&ev(quiet, "x")), None, "{quiet}");
+        assert_eq!(classify(&ev(reason)), Some(topic), "{reason}");
     }
+    for quiet in [
+        R::Initialized,
+        R::GateOpened,
+        R::StepAdvanced,
+        R::CommandRejected,
+        R::Idle,
+        R::EffectPending,
+    ] {
+        assert_eq!(classify(&ev(quiet)), None, "{quiet}");
+    }
+}
+
+/// The engine names a new rollout `RolloutStarted` and a resume `Progressing`: the topics
+/// come from the reason alone, not from the wording of the message.
+#[tokio::test]
+async fn a_start_and_a_resume_are_told_apart_by_reason() {
+    use sluice_core::engine::{Command, EventReason};
+    let r = rollout(
+        r#"
+apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: ratings}
+spec:
+  upstreams: {stable: "127.0.0.1:1", canary: "127.0.0.1:2"}
+  service: {port: 9080}
+  strategy: {canary: {steps: [50]}}
+"#,
+    );
+    let fakes = Fakes::new(Verdict::Pass);
+    let ex = fakes.executors(Arc::new(NoWebhooks));
+    let plan = plan_of(&r);
+    let now = t0();
+    let mut s = RolloutStatus::default();
+    for cmd in [None, Some(Command::Pause), Some(Command::Resume)] {
+        s = sluice_testkit::tick_delivered(&ex, &r, &plan, &s, cmd, now)
+            .await
+            .status;
+    }
+    let events = fakes.recorder.events.lock().unwrap().clone();
+    let started: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason == EventReason::RolloutStarted)
+        .collect();
+    assert_eq!(started.len(), 1, "{events:?}");
+    assert!(started[0].message.starts_with("rolling out v2"));
+    let resumed: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason == EventReason::Progressing)
+        .collect();
+    assert_eq!(resumed.len(), 1, "{events:?}");
+    assert_eq!(resumed[0].message, "resumed by user");
 }
 
 #[test]

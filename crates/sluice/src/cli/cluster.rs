@@ -177,7 +177,7 @@ impl KubeClient {
         loop {
             let r = self.fetch(ns, name).await?;
             engine::command_allowed(&r.status.clone().unwrap_or_default(), cmd)
-                .map_err(ClientError::Conflict)?;
+                .map_err(|refusal| ClientError::Conflict(refusal.to_string()))?;
             let value = commands::annotation_value(cmd, chrono::Utc::now());
             let patch = commands::request_patch(&value, r.metadata.resource_version.as_deref());
             match self

@@ -39,6 +39,13 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     pub allowed_host: Vec<String>,
+    /// Requests per second this replica sends to the API server at most (reads and writes
+    /// together; waiting, not failing, beyond it). An idle fleet sends none.
+    #[arg(long, default_value_t = 50.0, env = "SLUICE_KUBE_QPS")]
+    pub kube_qps: f64,
+    /// Requests allowed in a burst above `--kube-qps` (e.g. on start-up with many Rollouts).
+    #[arg(long, default_value_t = 100, env = "SLUICE_KUBE_BURST")]
+    pub kube_burst: u32,
 }
 
 pub async fn controller(
@@ -64,6 +71,10 @@ pub async fn controller(
         analyzer,
         webhooks,
         telemetry: Some(telemetry),
+        client_limits: sluice_k8s::throttle::ClientLimits {
+            qps: args.kube_qps,
+            burst: args.kube_burst,
+        },
     })
     .await?;
 
@@ -148,4 +159,66 @@ async fn probes(
         }
         Err(e) => tracing::error!(%addr, error = %e, "cannot bind probe address"),
     }
+}
+
+/// `sluice bench kube` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchKubeArgs {
+    /// Rollouts (each with its own Deployment).
+    #[arg(long, default_value_t = 100)]
+    pub rollouts: usize,
+    /// Every Rollout's analysis interval (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s")]
+    pub interval: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn bench_kube(args: BenchKubeArgs) -> anyhow::Result<()> {
+    let interval = sluice_core::duration::parse(&args.interval)
+        .map_err(|e| anyhow::anyhow!("--interval: {e}"))?;
+    if interval.is_zero() {
+        anyhow::bail!("--interval: must be longer than zero");
+    }
+    let r = sluice_lab::bench::kube::bench_kube(args.rollouts, interval)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "kube: {} rollouts, interval {}s, initialized in {:.1}s",
+        r.rollouts, r.interval_s, r.init_s
+    );
+    println!(
+        "  idle:        {:.2} API requests/s, {:.1} reconciles/s, {:.2} requests per reconcile",
+        r.idle_requests_per_s, r.idle_reconciles_per_s, r.idle_requests_per_reconcile
+    );
+    if !r.idle_requests_by_kind.is_empty() {
+        let by: Vec<String> = r
+            .idle_requests_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("    idle requests: {}", by.join(", "));
+    }
+    println!(
+        "  progressing: {:.2} API requests/s, {:.1} reconciles/s, {:.2} requests per reconcile ({} of {} promoted)",
+        r.progressing_requests_per_s,
+        r.progressing_reconciles_per_s,
+        r.progressing_requests_per_reconcile,
+        r.promoted,
+        r.rollouts
+    );
+    match r.all_promoted_s {
+        Some(s) => println!("  every rollout promoted {s:.1}s after the new image"),
+        None => println!("  not every rollout promoted within the time limit"),
+    }
+    println!(
+        "  memory: {:.1} MiB RSS (controller + in-memory API server), {:.1} KiB per rollout",
+        r.rss_mib, r.rss_kib_per_rollout
+    );
+    Ok(())
 }

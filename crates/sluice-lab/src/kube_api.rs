@@ -57,6 +57,19 @@ struct Change {
     object: Value,
 }
 
+/// One change as [`FakeApi::history`] reports it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub rv: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub object: Value,
+}
+
 /// An open watch: (group, resource, namespace or "" for all) and where its lines go.
 struct Watcher {
     group: String,
@@ -92,6 +105,9 @@ struct State {
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted_at: u64,
     watchers: Vec<Watcher>,
+    /// API groups this server does not serve (their CRDs not installed): discovery and every
+    /// request to them answer 404, as the API server does.
+    unserved: std::collections::BTreeSet<String>,
 }
 
 impl State {
@@ -257,6 +273,25 @@ impl FakeApi {
         s.changes.clear();
     }
 
+    /// Every change since the last [`FakeApi::compact`], oldest first, each with the object as
+    /// it was right after that change: for tests that check what was true at every moment
+    /// (e.g. what a Service selected while another object had some state).
+    pub fn history(&self) -> Vec<Recorded> {
+        let s = self.state.lock().expect("lock");
+        s.changes
+            .iter()
+            .map(|c| Recorded {
+                rv: c.rv,
+                kind: c.kind,
+                group: c.key.0.clone(),
+                resource: c.key.1.clone(),
+                namespace: c.key.2.clone(),
+                name: c.key.3.clone(),
+                object: c.object.clone(),
+            })
+            .collect()
+    }
+
     /// How many watches are open now (for tests that wait for a controller to start).
     pub fn open_watches(&self) -> usize {
         let mut s = self.state.lock().expect("lock");
@@ -354,24 +389,99 @@ impl FakeApi {
             .cloned()
             .collect();
         for key in keys {
-            let Some(mut obj) = s.objects.get(&key).cloned() else {
+            let Some(current) = s.objects.get(&key) else {
                 continue;
             };
-            let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let replicas = current["spec"]["replicas"].as_i64().unwrap_or(1);
             let status = json!({
-                "observedGeneration": obj["metadata"]["generation"],
+                "observedGeneration": current["metadata"]["generation"],
                 "replicas": replicas, "updatedReplicas": replicas,
                 "readyReplicas": replicas, "availableReplicas": replicas,
             });
-            if obj["status"] == status {
+            // Compared before cloning: `sluice bench kube` calls this often over thousands.
+            if current["status"] == status {
                 continue;
             }
+            let mut obj = current.clone();
             obj["status"] = status;
             s.rv += 1;
             obj["metadata"]["resourceVersion"] = json!(s.rv.to_string());
             s.changed("MODIFIED", &key, &obj);
             s.objects.insert(key, obj);
         }
+    }
+
+    /// Stops serving API `group` (as if its CRDs were uninstalled): discovery of it and every
+    /// request to its resources get 404.
+    pub fn unserve(&self, group: &str) {
+        self.state
+            .lock()
+            .expect("lock")
+            .unserved
+            .insert(group.to_string());
+    }
+
+    /// Serves `group` again (its CRDs installed).
+    pub fn serve_group(&self, group: &str) {
+        self.state.lock().expect("lock").unserved.remove(group);
+    }
+
+    /// `GET /apis/<group>/<version>` (API discovery): the resources sluice uses in that group,
+    /// or 404 when the group is not served. Logged as a `get` of resource "" (RBAC grants
+    /// discovery to every authenticated user).
+    fn discovery(s: &mut State, method: &Method, path: &str) -> Option<(u16, Value)> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["apis", group, version] = parts.as_slice() else {
+            return None;
+        };
+        if method != Method::GET {
+            return None;
+        }
+        let resources: &[(&str, &str)] = match *group {
+            "gateway.networking.k8s.io" => {
+                &[("httproutes", "HTTPRoute"), ("grpcroutes", "GRPCRoute")]
+            }
+            "networking.istio.io" => &[
+                ("virtualservices", "VirtualService"),
+                ("destinationrules", "DestinationRule"),
+            ],
+            _ => &[],
+        };
+        let answer = if s.unserved.contains(*group) {
+            (
+                404,
+                status_body(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
+            )
+        } else {
+            let list: Vec<Value> = resources
+                .iter()
+                .map(|(plural, kind)| {
+                    json!({"name": plural, "singularName": "", "namespaced": true, "kind": kind,
+                           "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]})
+                })
+                .collect();
+            (
+                200,
+                json!({"kind": "APIResourceList", "apiVersion": "v1",
+                       "groupVersion": format!("{group}/{version}"), "resources": list}),
+            )
+        };
+        s.log.push(Logged {
+            method: Method::GET,
+            path: path.into(),
+            query: String::new(),
+            content_type: String::new(),
+            body: Value::Null,
+            group: group.to_string(),
+            resource: String::new(),
+            verb: "get".into(),
+            status: answer.0,
+        });
+        Some(answer)
     }
 
     /// Answer the next `times` requests with `method` whose path ends with `path_suffix`
@@ -402,12 +512,25 @@ impl FakeApi {
         body: Value,
     ) -> (u16, Value) {
         let mut s = self.state.lock().expect("lock");
+        if let Some(answer) = Self::discovery(&mut s, &method, path) {
+            return answer;
+        }
         let Some(t) = parse_path(path) else {
             return (
                 404,
                 status_body(404, "NotFound", &format!("no route {path}")),
             );
         };
+        if s.unserved.contains(&t.group) {
+            return (
+                404,
+                status_body(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
+            );
+        }
         let resource = match &t.sub {
             Some(sub) => format!("{}/{sub}", t.resource),
             None => t.resource.clone(),
