@@ -235,19 +235,19 @@ pub async fn run(
     let mut steps = Vec::new();
     let mut rollbacks = 0;
     for (at, ev, st) in &w.events {
-        let action = match ev.reason.as_str() {
-            // The only way into Progressing here: the new revision at `from`.
-            "Progressing" => "deploy",
-            "StepStarted" => "start",
-            "StepAdvanced" => "advance",
-            "Promoting" => "promote",
-            "Succeeded" => "succeeded",
-            "Paused" => "pause",
-            "RolledBack" => {
+        use sluice_core::engine::EventReason as R;
+        let action = match ev.reason {
+            R::RolloutStarted => "deploy",
+            R::StepStarted => "start",
+            R::StepAdvanced => "advance",
+            R::Promoting => "promote",
+            R::Succeeded => "succeeded",
+            R::Paused => "pause",
+            R::RolledBack => {
                 rollbacks += 1;
                 "rollback"
             }
-            other => other,
+            other => other.as_str(),
         };
         // The analysis of this instant drove the decision, if there was one.
         let checks = match action {

@@ -290,7 +290,7 @@ fn blocking_cause(e: &Error, step: SetupStep) -> Option<(EventReason, String)> {
             ),
         )),
         (Error::ApiMissing(what), SetupStep::GatewayApi) => Some((
-            "GatewayAPIMissing",
+            EventReason::GatewayAPIMissing,
             format!(
                 "{what} not served by this cluster: install the Gateway API CRDs (standard \
                  channel, v1.1 or later for GRPCRoute), or remove spec.routing.gatewayAPI to \

@@ -98,6 +98,7 @@ pub fn classify(event: &Event) -> Option<Topic> {
         | R::CommandRejected
         | R::StepAdvanced
         | R::StepsChanged
+        | R::AnalysisTemplateChanged
         | R::GateOpened
         | R::CanaryNotReady
         | R::AnalysisInconclusive
@@ -118,6 +119,7 @@ pub fn classify(event: &Event) -> Option<Topic> {
         | R::TargetNotFound
         | R::UnsupportedSelector
         | R::IstioAPIMissing
+        | R::GatewayAPIMissing
         | R::Forbidden => return None,
     })
 }

@@ -91,6 +91,8 @@ reasons! {
     StepAdvanced => false,
     /// The spec's stages changed mid-rollout.
     StepsChanged => false,
+    /// An analysis template the spec uses changed (new resourceVersion / content hash).
+    AnalysisTemplateChanged => false,
     /// A gate webhook said no.
     GateHeld => true,
     /// A gate webhook said yes.
@@ -142,6 +144,8 @@ reasons! {
     UnsupportedSelector => true,
     /// Istio's `networking.istio.io/v1` is not served.
     IstioAPIMissing => true,
+    /// The Gateway API route kind a Rollout uses is not served.
+    GatewayAPIMissing => true,
     /// RBAC forbids a request the controller needs.
     Forbidden => true,
 }

@@ -483,7 +483,7 @@ impl Engine<'_> {
             parts.push(format!("{b} removed"));
         }
         self.event(
-            "AnalysisTemplateChanged",
+            EventReason::AnalysisTemplateChanged,
             format!("checks from now on use {}", parts.join(", ")),
             false,
         );

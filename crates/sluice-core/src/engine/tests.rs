@@ -1919,7 +1919,7 @@ fn an_edited_analysis_template_is_recorded_once_and_the_step_goes_on() {
         .fx
         .iter()
         .filter_map(|e| match e {
-            Effect::Event(ev) if ev.reason == "AnalysisTemplateChanged" => Some(ev),
+            Effect::Event(ev) if ev.reason == EventReason::AnalysisTemplateChanged => Some(ev),
             _ => None,
         })
         .collect();
