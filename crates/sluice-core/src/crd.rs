@@ -89,6 +89,45 @@ fn rules() -> Vec<Rule> {
             field_path: Some(".service"),
         },
         Rule {
+            at: &[],
+            rule: "!has(self.routing) || !has(self.routing.istio) || \
+                   !has(self.routing.istio.virtualServiceRef) || \
+                   ((!has(self.service.hosts) || size(self.service.hosts) == 0) && \
+                   (!has(self.service.gateways) || size(self.service.gateways) == 0))",
+            message: "with routing.istio.virtualServiceRef the hosts and gateways are your \
+                      VirtualService's own: leave `service.hosts` / `service.gateways` empty",
+            field_path: Some(".service"),
+        },
+        Rule {
+            at: &["routing"],
+            rule: "!has(self.istio) || !has(self.gatewayAPI)",
+            message: "set one router: `istio` or `gatewayAPI`, not both",
+            field_path: None,
+        },
+        Rule {
+            at: &["routing", "gatewayAPI"],
+            rule: "!has(self.routeRef) || \
+                   ((!has(self.parentRefs) || size(self.parentRefs) == 0) && \
+                   (!has(self.hostnames) || size(self.hostnames) == 0))",
+            message: "with routeRef the parents and hostnames are your route's own: leave \
+                      `parentRefs` / `hostnames` empty",
+            field_path: Some(".routeRef"),
+        },
+        Rule {
+            at: &["routing", "gatewayAPI", "routeRef"],
+            rule: "!self.ruleName.startsWith('sluice-')",
+            message: "names starting with `sluice-` are the rules sluice inserts; name your rule \
+                      otherwise",
+            field_path: Some(".ruleName"),
+        },
+        Rule {
+            at: &["routing", "istio", "virtualServiceRef"],
+            rule: "!self.ruleName.startsWith('sluice-')",
+            message: "names starting with `sluice-` are the routes sluice inserts; name your \
+                      route otherwise",
+            field_path: Some(".ruleName"),
+        },
+        Rule {
             at: &["strategy"],
             rule: "(has(self.canary) ? 1 : 0) + (has(self.darkLaunch) ? 1 : 0) + \
                    (has(self.abTest) ? 1 : 0) == 1",

@@ -16,7 +16,7 @@ use chrono::Duration;
 
 use crate::schedule::Windows;
 use crate::spec::{CanaryStrategy, DeadlineWait, LowTraffic, MetricMode, RolloutSpec, WebhookKind};
-use crate::traffic::TrafficPlan;
+use crate::traffic::{STICKY_COOKIE_VALUE, SetCookie, TrafficPlan};
 use crate::validate::FieldPath;
 use crate::validate::rules::{self, Findings};
 
@@ -236,7 +236,7 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
     let st = &spec.strategy;
     let sp = root.field("strategy");
     let mut stages = match (&st.canary, &st.dark_launch, &st.ab_test) {
-        (Some(c), None, None) => canary_stages(c),
+        (Some(c), None, None) => canary_stages(c, &sp.field("canary"), p)?,
         (None, Some(d), None) => {
             let label = match d.mirror_percent.filter(|p| *p > 0) {
                 Some(m) => format!("dark launch (mirror {m}%)"),
@@ -249,7 +249,11 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
                 gates: Vec::new(),
             }];
             if let Some(c) = &d.then_canary {
-                out.extend(canary_stages(c));
+                out.extend(canary_stages(
+                    c,
+                    &sp.field("darkLaunch").field("thenCanary"),
+                    p,
+                )?);
             }
             out
         }
@@ -427,16 +431,45 @@ pub fn paced_by_evidence(spec: &RolloutSpec) -> bool {
         .any(|m| m.compare.is_some() && m.mode.is_enforce())
 }
 
-fn canary_stages(c: &CanaryStrategy) -> Vec<Stage> {
-    c.weights()
-        .into_iter()
-        .map(|w| Stage {
-            label: format!("canary {w}%"),
-            traffic: TrafficPlan::weighted(w),
-            checks: 1,
-            gates: Vec::new(),
-        })
-        .collect()
+fn canary_stages(c: &CanaryStrategy, at: &FieldPath, p: &mut Problems<'_>) -> Option<Vec<Stage>> {
+    let cookie = match &c.session_affinity {
+        None => None,
+        Some(a) => match crate::duration::parse(&a.max_age) {
+            Ok(d) if d.as_secs() > 0 => Some(SetCookie {
+                name: a.cookie_name.clone(),
+                value: STICKY_COOKIE_VALUE.to_string(),
+                max_age_seconds: d.as_secs(),
+            }),
+            Ok(_) => {
+                p.add(
+                    &at.field("sessionAffinity").field("maxAge"),
+                    "must be at least 1s",
+                );
+                return None;
+            }
+            Err(e) => {
+                p.add(&at.field("sessionAffinity").field("maxAge"), e);
+                return None;
+            }
+        },
+    };
+    Some(
+        c.weights()
+            .into_iter()
+            .map(|w| Stage {
+                label: match cookie {
+                    Some(_) => format!("canary {w}% (sticky)"),
+                    None => format!("canary {w}%"),
+                },
+                traffic: match &cookie {
+                    Some(cookie) => TrafficPlan::sticky_weighted(w, cookie),
+                    None => TrafficPlan::weighted(w),
+                },
+                checks: 1,
+                gates: Vec::new(),
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -501,6 +534,7 @@ mod tests {
                     steps,
                     step_weight,
                     max_weight,
+                    session_affinity: None,
                 },
             );
         let matches =

@@ -121,10 +121,15 @@ pub struct ServiceSpec {
     pub gateways: Vec<String>,
 }
 
-/// `spec.routing`: the router of a Kubernetes Rollout. Empty: Istio.
+/// `spec.routing`: the router of a Kubernetes Rollout. Empty: Istio, with a VirtualService
+/// sluice generates and owns.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Routing {
+    /// Istio routing options (the default router); `virtualServiceRef` makes sluice edit a
+    /// rule of the user's own VirtualService instead of generating one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioRouting>,
     /// Route with a `gateway.networking.k8s.io/v1` HTTPRoute (or GRPCRoute) named like the
     /// Rollout instead of an Istio VirtualService.
     #[serde(
@@ -156,6 +161,49 @@ pub struct GatewayApiRouting {
     /// `HTTPRoute` (default) or `GRPCRoute`.
     #[serde(default, skip_serializing_if = "RouteKind::is_http")]
     pub route_kind: RouteKind,
+    /// A route the user owns (of kind `routeKind`): sluice edits only the named rule's
+    /// backendRefs (and mirror) and inserts its match rules before it, instead of generating
+    /// the route `<name>`. Its parents and hostnames are the route's own, so `parentRefs` and
+    /// `hostnames` stay empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_ref: Option<RouteRef>,
+}
+
+/// Istio routing: by default sluice generates and owns the VirtualService `<name>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioRouting {
+    /// A VirtualService the user owns: sluice edits only the named `http` route's
+    /// destinations (and mirror) and inserts its match routes before it; `service.hosts` and
+    /// `service.gateways` stay empty (the VirtualService has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_service_ref: Option<RouteRef>,
+}
+
+/// A rule of a route the user owns, in the Rollout's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteRef {
+    /// The route object's name.
+    pub name: String,
+    /// The `name` of the rule (Istio `http[].name`, Gateway API `rules[].name`) whose traffic
+    /// the rollout moves. While it runs, sluice owns that rule's destinations (Istio `route`,
+    /// `mirror`, `mirrorPercentage`; Gateway API `backendRefs` and its own RequestMirror
+    /// filter); every other field and rule stays the user's. On deletion of the Rollout the
+    /// rule is put back as it was (kept meanwhile in the route's `sluice.dev/original-rules`
+    /// annotation).
+    pub rule_name: String,
+}
+
+impl Routing {
+    /// The user's route and rule sluice edits, if the Rollout names one (either router).
+    pub fn owned_route(&self) -> Option<&RouteRef> {
+        match (&self.gateway_api, &self.istio) {
+            (Some(g), _) => g.route_ref.as_ref(),
+            (None, Some(i)) => i.virtual_service_ref.as_ref(),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The Gateway API route kind sluice writes.
@@ -217,6 +265,32 @@ pub struct CanaryStrategy {
     pub step_weight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_weight: Option<u32>,
+    /// Sticky sessions (Flagger's `sessionAffinity`): a client that reached the new version
+    /// at a step gets a cookie from its responses and keeps reaching it at the following
+    /// steps; on rollback or promotion the cookie route goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+/// The cookie that pins a client to the new version during a canary.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionAffinity {
+    /// Cookie name (an RFC 6265 token); default `sluice-canary`.
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// How long the browser keeps the cookie (Go-style duration, whole seconds; default 1h).
+    /// A cookie outlives the rollout by up to this: a client that still holds it reaches the
+    /// next rollout's new version from its first step.
+    #[serde(default = "default_max_age")]
+    pub max_age: String,
+}
+
+fn default_cookie_name() -> String {
+    "sluice-canary".into()
+}
+fn default_max_age() -> String {
+    "1h".into()
 }
 
 impl CanaryStrategy {

@@ -8,7 +8,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::spec::HttpMatch;
+use crate::spec::{HttpMatch, StringMatch};
 
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
@@ -24,7 +24,66 @@ pub enum Destination {
 pub struct WeightedDestination {
     pub destination: Destination,
     pub weight: u32,
+    /// A cookie this destination's responses set (sticky sessions: the client that reached
+    /// the canary keeps reaching it through the plan's cookie route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_cookie: Option<SetCookie>,
 }
+
+/// A `Set-Cookie` a destination's responses carry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SetCookie {
+    pub name: String,
+    pub value: String,
+    pub max_age_seconds: u64,
+}
+
+impl SetCookie {
+    /// The `Set-Cookie` header value: `<name>=<value>; Max-Age=<s>; Path=/`.
+    pub fn header_value(&self) -> String {
+        format!(
+            "{}={}; Max-Age={}; Path=/",
+            self.name, self.value, self.max_age_seconds
+        )
+    }
+
+    /// A `cookie` header match that holds when the request carries this cookie, wherever it
+    /// sits among the others (`a=1; <name>=<value>; b=2`).
+    pub fn request_match(&self) -> HttpMatch {
+        let regex = format!(
+            "^(.*?; ?)?{}={}(;.*)?$",
+            regex_escape(&self.name),
+            regex_escape(&self.value)
+        );
+        HttpMatch {
+            headers: [(
+                "cookie".to_string(),
+                StringMatch {
+                    regex: Some(regex),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        }
+    }
+}
+
+/// `s` as a literal in a regular expression (RE2 and Rust syntax alike).
+pub fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The value of the sticky-session cookie: one per rollout plan (the cookie names the cohort,
+/// not a user).
+pub const STICKY_COOKIE_VALUE: &str = "canary";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -69,6 +128,42 @@ impl TrafficPlan {
         }
     }
 
+    /// A canary step with sticky sessions: requests carrying `cookie` go to the canary (a
+    /// match route ahead of the weighted one), and the canary's answers on the weighted route
+    /// set that cookie. At 0% there is nothing to stick to: a plain weighted plan.
+    pub fn sticky_weighted(canary_weight: u32, cookie: &SetCookie) -> Self {
+        let mut plan = Self::weighted(canary_weight);
+        if plan.canary_weight() == 0 {
+            return plan;
+        }
+        for d in &mut plan.routes[0].destinations {
+            if d.destination == Destination::Canary {
+                d.set_cookie = Some(cookie.clone());
+            }
+        }
+        plan.routes.insert(
+            0,
+            Route {
+                matches: vec![cookie.request_match()],
+                destinations: vec![WeightedDestination {
+                    destination: Destination::Canary,
+                    weight: 100,
+                    set_cookie: None,
+                }],
+                mirror: None,
+            },
+        );
+        plan
+    }
+
+    /// The cookie the plan's canary answers set, if any.
+    pub fn sticky_cookie(&self) -> Option<&SetCookie> {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.destinations)
+            .find_map(|d| d.set_cookie.as_ref())
+    }
+
     /// Matching requests to the canary; the rest to stable, with an optional mirror of
     /// `mirror_percent`% of them to the canary (dark launch). No matches: plain stable.
     pub fn matched(matches: &[HttpMatch], mirror_percent: Option<u32>) -> Self {
@@ -79,6 +174,7 @@ impl TrafficPlan {
                 destinations: vec![WeightedDestination {
                     destination: Destination::Canary,
                     weight: 100,
+                    set_cookie: None,
                 }],
                 mirror: None,
             });
@@ -154,10 +250,12 @@ fn split(canary_weight: u32) -> Vec<WeightedDestination> {
         WeightedDestination {
             destination: Destination::Stable,
             weight: 100 - canary_weight,
+            set_cookie: None,
         },
         WeightedDestination {
             destination: Destination::Canary,
             weight: canary_weight,
+            set_cookie: None,
         },
     ]
 }
@@ -194,7 +292,58 @@ pub fn name_prefix(namespace: Option<&str>, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::StringMatch;
+
+    #[test]
+    fn a_sticky_step_routes_the_cookie_to_the_canary_whose_answers_set_it() {
+        let cookie = SetCookie {
+            name: "sluice-canary".into(),
+            value: STICKY_COOKIE_VALUE.into(),
+            max_age_seconds: 3600,
+        };
+        let p = TrafficPlan::sticky_weighted(20, &cookie);
+        p.check().unwrap();
+        assert_eq!(p.canary_weight(), 20);
+        assert_eq!(p.routes.len(), 2);
+        assert_eq!(p.routes[0].matches, vec![cookie.request_match()]);
+        assert_eq!(p.routes[0].destinations[0].destination, Destination::Canary);
+        assert_eq!(
+            p.routes[1].destinations[1].set_cookie.as_ref(),
+            Some(&cookie)
+        );
+        assert_eq!(p.routes[1].destinations[0].set_cookie, None);
+        assert_eq!(p.sticky_cookie(), Some(&cookie));
+        assert_eq!(
+            cookie.header_value(),
+            "sluice-canary=canary; Max-Age=3600; Path=/"
+        );
+        let re = regex::Regex::new(
+            cookie.request_match().headers["cookie"]
+                .regex
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        for yes in [
+            "sluice-canary=canary",
+            "a=1; sluice-canary=canary",
+            "a=1;sluice-canary=canary; b=2",
+        ] {
+            assert!(re.is_match(yes), "{yes}");
+        }
+        for no in [
+            "sluice-canary=canaryX",
+            "xsluice-canary=canary",
+            "a=sluice-canary=canary",
+            "",
+        ] {
+            assert!(!re.is_match(no), "{no}");
+        }
+        assert_eq!(
+            TrafficPlan::sticky_weighted(0, &cookie),
+            TrafficPlan::weighted(0)
+        );
+        assert_eq!(TrafficPlan::stable_only().sticky_cookie(), None);
+    }
 
     #[test]
     fn weighted_plans_add_to_100() {

@@ -25,15 +25,19 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use sluice_core::spec::{HttpMatch, Rollout, StringMatch};
-use sluice_core::traffic::{Destination, Route, TrafficPlan};
+use sluice_core::traffic::{Destination, Route, TrafficPlan, WeightedDestination};
 
 /// Name of the one RouteConfiguration every rollout's virtual host lives in.
 pub const ROUTE_CONFIG_NAME: &str = "sluice";
 /// `stat_prefix` of the listener's HttpConnectionManager (`http.sluice.*` stats).
 pub const STAT_PREFIX: &str = "sluice";
 /// File names inside the xDS directory.
-pub const CDS_FILE: &str = "cds.yaml";
-pub const RDS_FILE: &str = "rds.yaml";
+/// JSON rather than YAML: Envoy parses JSON several times faster (it reads the whole file on
+/// every change).
+pub const CDS_FILE: &str = "cds.json";
+pub const RDS_FILE: &str = "rds.json";
+/// Name of the static cluster through which Envoy reaches sluice's ADS server.
+pub const XDS_CLUSTER: &str = "sluice_xds";
 
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
@@ -206,72 +210,176 @@ impl XdsConfig {
     }
 }
 
+/// One rollout's share of the configuration: its two clusters and its virtual host (without
+/// the catch-all `*` a lone rollout gets: see [`with_catch_all`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RolloutConfig {
+    /// `namespace/name`.
+    pub key: String,
+    /// Cluster name prefix (also the virtual host's name).
+    pub prefix: String,
+    pub clusters: Vec<Value>,
+    pub virtual_host: Value,
+    /// The virtual host's domains, lower-cased, each once.
+    pub domains: Vec<String>,
+}
+
+/// Translate one rollout's plan on its own. What only the whole set can tell (two rollouts
+/// sharing a host or a cluster prefix) is checked by [`translate`] and by the router's index.
+pub fn translate_rollout(target: &RouteTarget, plan: &TrafficPlan) -> Result<RolloutConfig, Error> {
+    let key = target.key();
+    plan.check().map_err(|reason| Error::BadPlan {
+        rollout: key.clone(),
+        reason,
+    })?;
+    // `default/shop-cart` and `shop/cart` flatten to the same cluster names.
+    let prefix = name_prefix(target.namespace.as_deref(), &target.name);
+    let clusters = [Destination::Stable, Destination::Canary]
+        .into_iter()
+        .map(|dest| cluster(&target.cluster(dest), target.upstream(dest)))
+        .collect();
+    let mut domains: Vec<String> = Vec::new();
+    for host in &target.hosts {
+        // Listed twice by the same rollout: once is enough.
+        let lower = host.to_ascii_lowercase();
+        if !domains.contains(&lower) {
+            domains.push(lower);
+        }
+    }
+    let mut routes = Vec::new();
+    for (i, route) in plan.routes.iter().enumerate() {
+        routes.extend(envoy_routes(target, &key, i, route)?);
+    }
+    let virtual_host = json!({
+        "name": prefix,
+        "domains": domains,
+        "routes": routes,
+    });
+    Ok(RolloutConfig {
+        key,
+        prefix,
+        clusters,
+        virtual_host,
+        domains,
+    })
+}
+
+impl RolloutConfig {
+    pub fn cluster_names(&self) -> std::collections::BTreeSet<String> {
+        self.clusters
+            .iter()
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+/// `vhost` answering every host as well (`*`): the lone rollout's, so a bare
+/// `curl 127.0.0.1:PORT` works.
+pub fn with_catch_all(vhost: &Value) -> Value {
+    let mut v = vhost.clone();
+    if let Some(domains) = v["domains"].as_array_mut()
+        && !domains.iter().any(|d| d == "*")
+    {
+        domains.push(json!("*"));
+    }
+    v
+}
+
+/// The one RouteConfiguration holding `virtual_hosts` (file-based RDS).
+pub fn route_configuration(virtual_hosts: Vec<Value>) -> Value {
+    json!({
+        "@type": ROUTE_TYPE,
+        "name": ROUTE_CONFIG_NAME,
+        "validate_clusters": true,
+        "virtual_hosts": virtual_hosts,
+    })
+}
+
 /// Translate every rollout's current plan (any order; output is sorted by rollout key so the
 /// same inputs always give the same bytes).
 pub fn translate(entries: &[(RouteTarget, TrafficPlan)]) -> Result<XdsConfig, Error> {
     let mut sorted: Vec<&(RouteTarget, TrafficPlan)> = entries.iter().collect();
     sorted.sort_by_key(|(t, _)| t.key());
+    let mut configs = Vec::new();
+    let mut claims = Claims::default();
+    for (target, plan) in &sorted {
+        let cfg = translate_rollout(target, plan)?;
+        claims.claim(&cfg)?;
+        configs.push(cfg);
+    }
+    Ok(assemble(configs.iter()))
+}
+
+/// The whole configuration from per-rollout pieces (already checked against each other), in
+/// the order given.
+pub fn assemble<'a>(configs: impl ExactSizeIterator<Item = &'a RolloutConfig>) -> XdsConfig {
+    let lone = configs.len() == 1;
     let mut clusters = Vec::new();
     let mut virtual_hosts = Vec::new();
-    let mut claimed: BTreeMap<String, String> = BTreeMap::new();
-    let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
-    for (target, plan) in &sorted {
-        let key = target.key();
-        plan.check().map_err(|reason| Error::BadPlan {
-            rollout: key.clone(),
-            reason,
-        })?;
-        // `default/shop-cart` and `shop/cart` flatten to the same cluster names.
-        let prefix = name_prefix(target.namespace.as_deref(), &target.name);
-        if let Some(first) = prefixes.insert(prefix.clone(), key.clone()) {
+    for cfg in configs {
+        clusters.extend(cfg.clusters.iter().cloned());
+        virtual_hosts.push(if lone {
+            with_catch_all(&cfg.virtual_host)
+        } else {
+            cfg.virtual_host.clone()
+        });
+    }
+    XdsConfig {
+        clusters,
+        route_config: route_configuration(virtual_hosts),
+    }
+}
+
+/// Who owns which host and cluster prefix: Envoy rejects a route config with one domain in two
+/// virtual hosts, and two rollouts must not share clusters. Kept up to date one rollout at a
+/// time, so checking a change costs O(its hosts), not O(rollouts).
+#[derive(Clone, Debug, Default)]
+pub struct Claims {
+    hosts: BTreeMap<String, String>,
+    prefixes: BTreeMap<String, String>,
+}
+
+impl Claims {
+    /// Record `cfg`'s hosts and prefix, or say who already holds one (nothing recorded then).
+    pub fn claim(&mut self, cfg: &RolloutConfig) -> Result<(), Error> {
+        if let Some(first) = self.prefixes.get(&cfg.prefix)
+            && *first != cfg.key
+        {
             return Err(Error::DuplicateClusters {
-                prefix,
-                first,
-                second: key,
+                prefix: cfg.prefix.clone(),
+                first: first.clone(),
+                second: cfg.key.clone(),
             });
         }
-        for dest in [Destination::Stable, Destination::Canary] {
-            clusters.push(cluster(&target.cluster(dest), target.upstream(dest)));
-        }
-        let mut domains = Vec::new();
-        for host in &target.hosts {
-            // Envoy rejects a route config with one domain in two virtual hosts; say who clashes.
-            let lower = host.to_ascii_lowercase();
-            match claimed.insert(lower.clone(), key.clone()) {
-                // Listed twice by the same rollout: once is enough.
-                Some(first) if first == key => continue,
-                Some(first) => {
-                    return Err(Error::DuplicateHost {
-                        host: host.clone(),
-                        first,
-                        second: key,
-                    });
-                }
-                None => domains.push(lower),
+        for host in &cfg.domains {
+            if let Some(first) = self.hosts.get(host)
+                && *first != cfg.key
+            {
+                return Err(Error::DuplicateHost {
+                    host: host.clone(),
+                    first: first.clone(),
+                    second: cfg.key.clone(),
+                });
             }
         }
-        if sorted.len() == 1 && !domains.iter().any(|d| d == "*") {
-            domains.push("*".to_string());
+        self.prefixes.insert(cfg.prefix.clone(), cfg.key.clone());
+        for host in &cfg.domains {
+            self.hosts.insert(host.clone(), cfg.key.clone());
         }
-        let mut routes = Vec::new();
-        for (i, route) in plan.routes.iter().enumerate() {
-            routes.extend(envoy_routes(target, &key, i, route)?);
-        }
-        virtual_hosts.push(json!({
-            "name": prefix,
-            "domains": domains,
-            "routes": routes,
-        }));
+        Ok(())
     }
-    Ok(XdsConfig {
-        clusters,
-        route_config: json!({
-            "@type": ROUTE_TYPE,
-            "name": ROUTE_CONFIG_NAME,
-            "validate_clusters": true,
-            "virtual_hosts": virtual_hosts,
-        }),
-    })
+
+    /// Forget what `cfg` held.
+    pub fn release(&mut self, cfg: &RolloutConfig) {
+        if self.prefixes.get(&cfg.prefix) == Some(&cfg.key) {
+            self.prefixes.remove(&cfg.prefix);
+        }
+        for host in &cfg.domains {
+            if self.hosts.get(host) == Some(&cfg.key) {
+                self.hosts.remove(host);
+            }
+        }
+    }
 }
 
 fn cluster(name: &str, up: &Upstream) -> Value {
@@ -302,28 +410,45 @@ fn envoy_routes(
     index: usize,
     route: &Route,
 ) -> Result<Vec<Value>, Error> {
-    let action = route_action(target, route);
+    let (action, headers) = route_action(target, route);
     let name = |m: Option<usize>| match m {
         Some(m) => format!("routes[{index}].matches[{m}]"),
         None => format!("routes[{index}]"),
     };
+    let with_headers = |mut r: Value| {
+        if let Some(h) = &headers {
+            r["response_headers_to_add"] = h.clone();
+        }
+        r
+    };
     if route.matches.is_empty() {
-        return Ok(vec![json!({
+        return Ok(vec![with_headers(json!({
             "name": name(None),
             "match": {"prefix": "/"},
             "route": action,
-        })]);
+        }))]);
     }
     let mut out = Vec::new();
     for (m, hm) in route.matches.iter().enumerate() {
         let path = name(Some(m));
-        out.push(json!({
+        out.push(with_headers(json!({
             "name": path,
             "match": {"prefix": "/", "headers": header_matchers(key, &path, hm)?},
             "route": action.clone(),
-        }));
+        })));
     }
     Ok(out)
+}
+
+/// `response_headers_to_add` for a destination's `Set-Cookie` (sticky sessions). Appended, so
+/// the upstream's own cookies stay.
+fn set_cookie_headers(d: &WeightedDestination) -> Option<Value> {
+    d.set_cookie.as_ref().map(|c| {
+        json!([{
+            "header": {"key": "set-cookie", "value": c.header_value()},
+            "append_action": "APPEND_IF_EXISTS_OR_ADD",
+        }])
+    })
 }
 
 fn header_matchers(key: &str, path: &str, m: &HttpMatch) -> Result<Vec<Value>, Error> {
@@ -367,21 +492,37 @@ fn string_match(sm: &StringMatch) -> Option<Value> {
     }
 }
 
-fn route_action(target: &RouteTarget, route: &Route) -> Value {
+/// The route action, and the response headers of a route with a single cluster (with weighted
+/// clusters they sit on the cluster entry: only that cluster's answers carry them).
+fn route_action(target: &RouteTarget, route: &Route) -> (Value, Option<Value>) {
     // Merge duplicate destinations and drop zero weights: Envoy needs a positive total, and a
     // cluster listed with weight 0 would only clutter the config dump.
     let mut weights: BTreeMap<Destination, u32> = BTreeMap::new();
+    let mut headers: BTreeMap<Destination, Value> = BTreeMap::new();
     for d in &route.destinations {
         *weights.entry(d.destination).or_default() += d.weight;
+        if let Some(h) = set_cookie_headers(d)
+            && d.weight > 0
+        {
+            headers.insert(d.destination, h);
+        }
     }
     weights.retain(|_, w| *w > 0);
     let single: Vec<Destination> = weights.keys().copied().collect();
+    let mut route_headers = None;
     let mut action = if let [dest] = single.as_slice() {
+        route_headers = headers.get(dest).cloned();
         json!({"cluster": target.cluster(*dest)})
     } else {
         let clusters: Vec<Value> = weights
             .iter()
-            .map(|(dest, w)| json!({"name": target.cluster(*dest), "weight": w}))
+            .map(|(dest, w)| {
+                let mut c = json!({"name": target.cluster(*dest), "weight": w});
+                if let Some(h) = headers.get(dest) {
+                    c["response_headers_to_add"] = h.clone();
+                }
+                c
+            })
             .collect();
         json!({"weighted_clusters": {"clusters": clusters}})
     };
@@ -394,7 +535,7 @@ fn route_action(target: &RouteTarget, route: &Route) -> Value {
             }},
         }]);
     }
-    action
+    (action, route_headers)
 }
 
 /// A file-based xDS document: what Envoy reads from `cds.yaml` / `rds.yaml`.
@@ -415,14 +556,55 @@ pub fn content_version(resources: &[Value]) -> String {
     format!("{h:016x}")
 }
 
-/// Where Envoy listens and finds its files.
+/// Where Envoy gets its clusters and routes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum XdsSource {
+    /// sluice's ADS server (delta gRPC) at `host:port`.
+    Ads { host: String, port: u16 },
+    /// Files in `dir`, an absolute path (Envoy resolves paths from its own cwd).
+    Files { dir: String },
+}
+
+/// Where Envoy listens and finds its configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootstrapOptions {
-    /// Absolute path of the xDS directory (Envoy resolves paths from its own cwd).
-    pub xds_dir: String,
+    pub xds: XdsSource,
     pub listen_address: String,
     pub listen_port: u16,
     pub admin_port: u16,
+}
+
+/// The Envoy stats sluice, its builtin queries and the demo read (Envoy's names, before the
+/// Prometheus renaming): per-cluster request counts by code / code class, the latency
+/// histogram, requests in flight and resets; the xDS update counters and versions the router
+/// and the tests check; the ADS connection state. Everything else (≈ 340 series per rollout)
+/// is never created, so `/stats/prometheus` stays small at thousands of rollouts.
+pub const STATS_INCLUDED: &[(&str, &str)] = &[
+    // Envoy's regexes match the whole name. `[^.]+`: not `cluster.X.external.upstream_rq_*`
+    // (a copy of each series); Envoy's own tag extraction cuts cluster names at the first dot
+    // too, so a dotted name had no usable per-cluster series before either.
+    (
+        "safe_regex",
+        r"cluster\.[^.]+\.upstream_rq_([1-5]xx|[1-5][0-9][0-9]|total|active|time|rx_reset)",
+    ),
+    ("prefix", "cluster_manager.cds."),
+    ("prefix", "http.sluice.rds."),
+    ("prefix", "http.sluice.vhds."),
+    ("prefix", "control_plane."),
+    ("exact", "server.live"),
+    ("exact", "server.state"),
+    ("exact", "server.uptime"),
+];
+
+fn stats_config() -> Value {
+    let patterns: Vec<Value> = STATS_INCLUDED
+        .iter()
+        .map(|(kind, v)| match *kind {
+            "safe_regex" => json!({"safe_regex": {"regex": v}}),
+            _ => json!({ *kind: v }),
+        })
+        .collect();
+    json!({"stats_matcher": {"inclusion_list": {"patterns": patterns}}})
 }
 
 fn hcm(route_source: Value) -> Value {
@@ -434,6 +616,13 @@ fn hcm(route_source: Value) -> Value {
         "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER_TYPE}}],
     });
     match route_source {
+        Value::Null => {
+            // ADS: the route configuration, whose virtual hosts come by VHDS on the same stream.
+            hcm["rds"] = json!({
+                "route_config_name": ROUTE_CONFIG_NAME,
+                "config_source": ads_source(),
+            });
+        }
         Value::String(path) => {
             hcm["rds"] = json!({
                 "route_config_name": ROUTE_CONFIG_NAME,
@@ -456,8 +645,14 @@ fn parent_dir(path: &str) -> String {
     }
 }
 
+/// An `ads` config source; Envoy starts serving (with what it has) after 1 s without sluice.
+fn ads_source() -> Value {
+    json!({"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "1s"})
+}
+
 fn base_bootstrap(opts: &BootstrapOptions, hcm: Value) -> Value {
     json!({
+        "stats_config": stats_config(),
         "node": {"id": "sluice", "cluster": "sluice"},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}},
         // Without this, latency histograms lag counters by ~5 s in /stats/prometheus.
@@ -473,16 +668,52 @@ fn base_bootstrap(opts: &BootstrapOptions, hcm: Value) -> Value {
     })
 }
 
-/// The bootstrap pointing Envoy at sluice's xDS files.
+/// The bootstrap pointing Envoy at sluice's ADS server or xDS files.
 pub fn bootstrap(opts: &BootstrapOptions) -> Value {
-    let dir = opts.xds_dir.trim_end_matches('/');
-    let dir = if dir.is_empty() { "/" } else { dir };
-    let mut b = base_bootstrap(opts, hcm(Value::String(format!("{dir}/{RDS_FILE}"))));
-    b["dynamic_resources"] = json!({"cds_config": {
-        "resource_api_version": "V3",
-        "path_config_source": {"path": format!("{dir}/{CDS_FILE}"), "watched_directory": {"path": dir}},
-    }});
-    b
+    match &opts.xds {
+        XdsSource::Files { dir } => {
+            let dir = dir.trim_end_matches('/');
+            let dir = if dir.is_empty() { "/" } else { dir };
+            let mut b = base_bootstrap(opts, hcm(Value::String(format!("{dir}/{RDS_FILE}"))));
+            b["dynamic_resources"] = json!({"cds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": {"path": format!("{dir}/{CDS_FILE}"), "watched_directory": {"path": dir}},
+            }});
+            b
+        }
+        XdsSource::Ads { host, port } => {
+            let mut b = base_bootstrap(opts, hcm(Value::Null));
+            b["dynamic_resources"] = json!({
+                "ads_config": {
+                    "api_type": "DELTA_GRPC",
+                    "transport_api_version": "V3",
+                    "set_node_on_first_message_only": true,
+                    "grpc_services": [{"envoy_grpc": {
+                        "cluster_name": XDS_CLUSTER,
+                        // Reconnect quickly when sluice (re)starts after Envoy.
+                        "retry_policy": {"retry_back_off": {"base_interval": "0.1s", "max_interval": "1s"}},
+                    }}],
+                },
+                "cds_config": ads_source(),
+            });
+            let up = Upstream {
+                host: host.clone(),
+                port: *port,
+            };
+            let mut xds = cluster(XDS_CLUSTER, &up);
+            if let Some(o) = xds.as_object_mut() {
+                o.remove("@type");
+            }
+            xds["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}},
+                },
+            });
+            b["static_resources"]["clusters"] = json!([xds]);
+            b
+        }
+    }
 }
 
 /// A self-contained bootstrap carrying `config` statically: what `envoy --mode validate`

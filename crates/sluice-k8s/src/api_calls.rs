@@ -56,8 +56,8 @@ pub const CALLS: &[ApiCall] = &[
     ApiCall {
         group: "networking.istio.io",
         resource: "virtualservices",
-        verbs: &["get", "list", "watch", "patch", "delete"],
-        why: "watch cache (get until synced), then server-side apply of the routes when they differ; removed by the finalizer",
+        verbs: &["get", "list", "watch", "update", "patch", "delete"],
+        why: "watch cache (get until synced), then server-side apply of the routes when they differ; removed by the finalizer; update: one rule of a VirtualService the user owns (virtualServiceRef)",
     },
     ApiCall {
         group: "networking.istio.io",
@@ -68,13 +68,13 @@ pub const CALLS: &[ApiCall] = &[
     ApiCall {
         group: "gateway.networking.k8s.io",
         resource: "httproutes",
-        verbs: &["patch", "delete"],
-        why: "server-side apply of the routes of Rollouts with routing.gatewayAPI; removed by the finalizer",
+        verbs: &["get", "update", "patch", "delete"],
+        why: "server-side apply of the routes of Rollouts with routing.gatewayAPI; removed by the finalizer; get/update: one rule of a route the user owns (routeRef)",
     },
     ApiCall {
         group: "gateway.networking.k8s.io",
         resource: "grpcroutes",
-        verbs: &["patch", "delete"],
+        verbs: &["get", "update", "patch", "delete"],
         why: "the same for routeKind GRPCRoute",
     },
     ApiCall {

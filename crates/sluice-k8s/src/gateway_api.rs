@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{HttpMatch, Rollout, RouteKind, StringMatch};
-use sluice_core::traffic::{Destination, TrafficPlan};
+use sluice_core::traffic::{Destination, TrafficPlan, WeightedDestination};
 
 use crate::istio::{MANAGED_BY, canary_host, primary_host};
 
@@ -82,12 +82,26 @@ fn parent_refs(rollout: &Rollout) -> Value {
     serde_json::to_value(declared).unwrap_or_else(|_| json!([]))
 }
 
-fn backend(rollout: &Rollout, d: Destination) -> Value {
+pub(crate) fn backend(rollout: &Rollout, d: Destination) -> Value {
     let host = match d {
         Destination::Stable => primary_host(rollout),
         Destination::Canary => canary_host(rollout),
     };
     json!({ "name": host, "port": rollout.spec.service.port })
+}
+
+/// One weighted backendRef; a sticky canary's answers carry the cookie through a
+/// `ResponseHeaderModifier` filter on that backend.
+pub(crate) fn weighted_backend(rollout: &Rollout, d: &WeightedDestination) -> Value {
+    let mut b = backend(rollout, d.destination);
+    b["weight"] = json!(d.weight);
+    if let Some(c) = &d.set_cookie {
+        b["filters"] = json!([{
+            "type": "ResponseHeaderModifier",
+            "responseHeaderModifier": {"add": [{"name": "Set-Cookie", "value": c.header_value()}]},
+        }]);
+    }
+    b
 }
 
 /// `prefix` as an anchored regular expression (RE2 and Rust syntax alike).
@@ -114,7 +128,7 @@ fn header_match(header: &str, m: &StringMatch) -> Value {
     json!({ "name": header, "type": kind, "value": value })
 }
 
-fn route_match(m: &HttpMatch) -> Value {
+pub(crate) fn route_match(m: &HttpMatch) -> Value {
     let headers: Vec<Value> = m.headers.iter().map(|(k, v)| header_match(k, v)).collect();
     json!({ "headers": headers })
 }
@@ -155,11 +169,7 @@ fn rules(rollout: &Rollout, plan: &TrafficPlan) -> Vec<Value> {
                 Value::Array(
                     r.destinations
                         .iter()
-                        .map(|d| {
-                            let mut b = backend(rollout, d.destination);
-                            b["weight"] = json!(d.weight);
-                            b
-                        })
+                        .map(|d| weighted_backend(rollout, d))
                         .collect(),
                 ),
             );
@@ -267,6 +277,7 @@ mod tests {
             }],
             hostnames: vec!["reviews.example.com".into()],
             route_kind: RouteKind::Grpc,
+            route_ref: None,
         };
         let r = rollout(Some(g));
         let route = declared_route(&r, &TrafficPlan::matched(&m, Some(20)));

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use sluice_core::rollout_plan::RolloutPlan;
 use sluice_core::spec::{HttpMatch, Rollout, StringMatch};
-use sluice_core::traffic::{Destination, TrafficPlan};
+use sluice_core::traffic::{Destination, TrafficPlan, WeightedDestination};
 
 pub const API_VERSION: &str = "networking.istio.io/v1";
 /// Label put on every object sluice generates.
@@ -46,12 +46,25 @@ fn metadata(rollout: &Rollout, object_name: String) -> Value {
     Value::Object(m)
 }
 
-fn destination(rollout: &Rollout, d: Destination) -> Value {
+pub(crate) fn destination(rollout: &Rollout, d: Destination) -> Value {
     let host = match d {
         Destination::Stable => primary_host(rollout),
         Destination::Canary => canary_host(rollout),
     };
     json!({ "host": host, "port": { "number": rollout.spec.service.port } })
+}
+
+/// One weighted `route` entry; a sticky canary's answers carry the cookie through
+/// `headers.response.add`.
+pub(crate) fn route_destination(rollout: &Rollout, d: &WeightedDestination) -> Value {
+    let mut v = json!({
+        "destination": destination(rollout, d.destination),
+        "weight": d.weight,
+    });
+    if let Some(c) = &d.set_cookie {
+        v["headers"] = json!({"response": {"add": {"set-cookie": c.header_value()}}});
+    }
+    v
 }
 
 fn string_match(m: &StringMatch) -> Value {
@@ -69,7 +82,7 @@ fn string_match(m: &StringMatch) -> Value {
     Value::Object(out)
 }
 
-fn http_match(m: &HttpMatch) -> Value {
+pub(crate) fn http_match(m: &HttpMatch) -> Value {
     let headers: Map<String, Value> = m
         .headers
         .iter()
@@ -116,12 +129,7 @@ pub fn virtual_service(rollout: &Rollout, plan: &TrafficPlan) -> Value {
                 Value::Array(
                     r.destinations
                         .iter()
-                        .map(|d| {
-                            json!({
-                                "destination": destination(rollout, d.destination),
-                                "weight": d.weight,
-                            })
-                        })
+                        .map(|d| route_destination(rollout, d))
                         .collect(),
                 ),
             );

@@ -30,6 +30,8 @@ pub mod istio;
 pub mod leader;
 pub mod names;
 pub mod objects;
+/// Routes the user owns: the plan written into one named rule of their VirtualService or route.
+pub mod owned_route;
 pub mod reconcile;
 pub mod recorder;
 pub mod router;
@@ -62,6 +64,9 @@ pub enum Error {
     /// and resource, e.g. `gateway.networking.k8s.io/v1 httproutes`.
     #[error("{0} not served by this cluster")]
     ApiMissing(String),
+    /// The user's route cannot take the plan (rule missing, not routing, bad annotation).
+    #[error(transparent)]
+    OwnedRoute(#[from] owned_route::OwnedRouteError),
 }
 
 impl Error {
@@ -76,6 +81,7 @@ impl Error {
             Error::Waiting(_) => "waiting",
             Error::Invalid(_) => "invalid",
             Error::ApiMissing(_) => "api_missing",
+            Error::OwnedRoute(_) => "owned_route",
         }
     }
 }
@@ -95,7 +101,7 @@ pub fn is_conflict(e: &kube::Error) -> bool {
 
 /// Attempts of a write that meets 409 Conflict before giving up (the reconcile then fails and
 /// is requeued, so nothing is lost either way).
-const CONFLICT_ATTEMPTS: u32 = 5;
+pub(crate) const CONFLICT_ATTEMPTS: u32 = 5;
 
 /// Runs `write` again when the API server answers 409 Conflict (someone else changed the
 /// object between our read and our write). `write` must re-read what it depends on.

@@ -281,6 +281,11 @@ fn blocking_cause(e: &Error, step: SetupStep) -> Option<(EventReason, String)> {
                  spec.selector.matchLabels"
             ),
         )),
+        (Error::NotFound(what), SetupStep::Istio | SetupStep::GatewayApi) => Some((
+            EventReason::RouteNotFound,
+            format!("{what}; create it or fix the reference"),
+        )),
+        (Error::OwnedRoute(e), _) => Some((EventReason::RouteRuleUnusable, e.to_string())),
         (Error::Kube(kube::Error::Api(s)), SetupStep::Istio) if s.code == 404 => Some((
             EventReason::IstioAPIMissing,
             format!(
@@ -321,8 +326,8 @@ impl SetupStep {
     fn what(self) -> &'static str {
         match self {
             SetupStep::Workloads => "creating <name>-primary and its Services",
-            SetupStep::Istio => "applying the DestinationRules",
-            SetupStep::GatewayApi => "reading the Gateway API discovery",
+            SetupStep::Istio => "preparing the routes (DestinationRules, or the route you own)",
+            SetupStep::GatewayApi => "reading the Gateway API discovery, or the route you own",
         }
     }
 }
@@ -754,8 +759,10 @@ pub async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action> {
             rollout.key()
         )));
     }
-    ctx.workloads.remove(rollout).await?;
+    // Routes first: a route the user owns gets its rule back (pointing at their own Services)
+    // before `<name>-primary` and its Service go.
     ctx.router.remove(rollout).await?;
+    ctx.workloads.remove(rollout).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let ev = Event {
         reason: EventReason::Finalized,

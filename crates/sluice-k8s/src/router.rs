@@ -1,7 +1,9 @@
 //! [`sluice_core::exec::TrafficRouter`] for Kubernetes: [`KubeRouter`] picks, per Rollout, the
 //! [`IstioRouter`] (server-side apply of the VirtualService `<name>` and the DestinationRules of
 //! the two hosts) or, with `spec.routing.gatewayAPI`, the [`GatewayApiRouter`] (server-side
-//! apply of the HTTPRoute or GRPCRoute `<name>`), both with field manager `sluice`.
+//! apply of the HTTPRoute or GRPCRoute `<name>`), both with field manager `sluice`; or, when
+//! the Rollout names a route the user owns, the [`OwnedRouter`] (one rule of that route edited
+//! in a resourceVersion-guarded read-modify-write, see [`owned_route`]).
 //!
 //! The objects come from [`crate::istio`] — the same functions `sluice plan -o
 //! virtualservice` prints — plus an owner reference to the Rollout. Server-side apply means
@@ -14,11 +16,14 @@ use serde_json::{Value, json};
 
 use super::cache::Caches;
 use super::objects;
+use super::owned_route::{self, Dialect};
 use super::recorder::Live;
 use super::workloads::ignore_not_found;
-use super::{Error, Result, gateway_api, istio, names, retry_on_conflict};
+use super::{
+    CONFLICT_ATTEMPTS, Error, Result, gateway_api, is_conflict, istio, names, retry_on_conflict,
+};
 use sluice_core::exec::{BoxError, TrafficRouter};
-use sluice_core::spec::{Rollout, RouteKind};
+use sluice_core::spec::{Rollout, RouteKind, RouteRef};
 use sluice_core::traffic::TrafficPlan;
 
 pub fn virtual_service_resource() -> ApiResource {
@@ -171,12 +176,18 @@ impl IstioRouter {
         let name = objects::name(rollout)?;
         let vs = self.api(rollout, &virtual_service_resource())?;
         ignore_not_found(vs.delete(name, &Default::default()).await)?;
+        self.remove_destination_rules(rollout).await?;
+        self.live.forget(&rollout.key());
+        Ok(())
+    }
+
+    /// The DestinationRules of the two hosts (also with a VirtualService the user owns).
+    pub async fn remove_destination_rules(&self, rollout: &Rollout) -> Result<()> {
         let drs = self.api(rollout, &destination_rule_resource())?;
         for dr in istio::destination_rules(rollout) {
             let dr_name = object_name(&dr)?;
             ignore_not_found(drs.delete(&dr_name, &Default::default()).await)?;
         }
-        self.live.forget(&rollout.key());
         Ok(())
     }
 }
@@ -316,21 +327,179 @@ impl GatewayApiRouter {
     }
 }
 
-/// The router of each Rollout: Gateway API when `spec.routing.gatewayAPI` is set, else Istio.
+/// A route the user owns (`routing.istio.virtualServiceRef` / `routing.gatewayAPI.routeRef`):
+/// [`owned_route::apply`] / [`owned_route::restore`] in a read-modify-write guarded by the
+/// route's resourceVersion (a replace that carries it). A 409 Conflict means the user (or
+/// another tool) changed the route between the read and the write: read again and apply
+/// again, so their change is kept. Server-side apply is no help here: the rule lists are
+/// atomic in these CRDs, so applying one rule would take the whole list.
+pub struct OwnedRouter {
+    client: Client,
+    live: std::sync::Arc<Live>,
+}
+
+/// The route a Rollout names, with the API it lives in and the field path that names it.
+struct OwnedTarget<'a> {
+    dialect: Dialect,
+    resource: ApiResource,
+    reference: &'a RouteRef,
+    field: &'static str,
+}
+
+fn owned_target(rollout: &Rollout) -> Option<OwnedTarget<'_>> {
+    let routing = &rollout.spec.routing;
+    match (&routing.gateway_api, &routing.istio) {
+        (Some(g), _) => g.route_ref.as_ref().map(|reference| OwnedTarget {
+            dialect: Dialect::GatewayApi,
+            resource: route_resource(g.route_kind),
+            reference,
+            field: "spec.routing.gatewayAPI.routeRef",
+        }),
+        (None, Some(i)) => i.virtual_service_ref.as_ref().map(|reference| OwnedTarget {
+            dialect: Dialect::Istio,
+            resource: virtual_service_resource(),
+            reference,
+            field: "spec.routing.istio.virtualServiceRef",
+        }),
+        (None, None) => None,
+    }
+}
+
+impl OwnedRouter {
+    pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
+        OwnedRouter { client, live }
+    }
+
+    /// Reads the route, computes the edit, writes it with the resourceVersion it read;
+    /// again on 409. An edit that changes nothing is not written. A missing route is an error
+    /// unless `missing_ok` (the finalizer's way out: nothing to put back).
+    async fn edit(
+        &self,
+        rollout: &Rollout,
+        missing_ok: bool,
+        edit: impl Fn(Dialect, &Value, &str) -> Result<Value, owned_route::OwnedRouteError>,
+    ) -> Result<()> {
+        let Some(t) = owned_target(rollout) else {
+            return Err(Error::Invalid(
+                "the Rollout names no route of its own".into(),
+            ));
+        };
+        let ns = objects::namespace(rollout)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &t.resource);
+        let name = t.reference.name.as_str();
+        let mut attempt = 1;
+        loop {
+            let Some(obj) = api.get_opt(name).await? else {
+                if missing_ok {
+                    return Ok(());
+                }
+                return Err(Error::NotFound(format!(
+                    "{} {ns}/{name} named in {}.name not found",
+                    t.resource.kind, t.field
+                )));
+            };
+            let current = serde_json::to_value(&obj)
+                .map_err(|e| Error::Invalid(format!("{} {ns}/{name}: {e}", t.resource.kind)))?;
+            let next = edit(t.dialect, &current, &t.reference.rule_name)?;
+            if next == current {
+                return Ok(());
+            }
+            let next: DynamicObject = serde_json::from_value(next)
+                .map_err(|e| Error::Invalid(format!("{} {ns}/{name}: {e}", t.resource.kind)))?;
+            match api.replace(name, &names::post_params(), &next).await {
+                Err(e) if is_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                    tracing::debug!(rollout = %rollout.key(), route = %name, attempt,
+                        "the route changed since it was read; reading it again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Before traffic moves: the route exists and has the named rule (and it routes), so a
+    /// typo shows on the Rollout's Ready condition instead of at the first step.
+    pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
+        let Some(t) = owned_target(rollout) else {
+            return Ok(());
+        };
+        let ns = objects::namespace(rollout)?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &t.resource);
+        let name = t.reference.name.as_str();
+        let Some(obj) = api.get_opt(name).await? else {
+            return Err(Error::NotFound(format!(
+                "{} {ns}/{name} named in {}.name not found",
+                t.resource.kind, t.field
+            )));
+        };
+        let current = serde_json::to_value(&obj)
+            .map_err(|e| Error::Invalid(format!("{} {ns}/{name}: {e}", t.resource.kind)))?;
+        owned_route::apply(
+            t.dialect,
+            rollout,
+            &current,
+            &t.reference.rule_name,
+            &TrafficPlan::stable_only(),
+        )?;
+        Ok(())
+    }
+
+    pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        self.edit(rollout, false, |d, current, rule| {
+            owned_route::apply(d, rollout, current, rule, plan)
+        })
+        .await?;
+        self.live.set_plan(&rollout.key(), plan.clone());
+        Ok(())
+    }
+
+    /// For the finalizer: `plan` on the route if it (and its rule) is still there.
+    pub async fn apply_plan_if_present(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
+        self.edit(rollout, true, |d, current, rule| {
+            match owned_route::apply(d, rollout, current, rule, plan) {
+                Err(owned_route::OwnedRouteError::RuleNotFound { .. }) => Ok(current.clone()),
+                other => other,
+            }
+        })
+        .await?;
+        self.live.set_plan(&rollout.key(), plan.clone());
+        Ok(())
+    }
+
+    /// For the finalizer: the user's rule back as they wrote it; the route itself stays.
+    pub async fn restore(&self, rollout: &Rollout) -> Result<()> {
+        self.edit(rollout, true, |d, current, rule| {
+            owned_route::restore(d, rollout, current, rule)
+        })
+        .await?;
+        self.live.forget(&rollout.key());
+        Ok(())
+    }
+}
+
+/// The router of each Rollout: a route the user owns when the Rollout names one; else Gateway
+/// API when `spec.routing.gatewayAPI` is set, else Istio.
 pub struct KubeRouter {
     pub istio: IstioRouter,
     pub gateway_api: GatewayApiRouter,
+    pub owned: OwnedRouter,
 }
 
 fn uses_gateway_api(rollout: &Rollout) -> bool {
     rollout.spec.routing.gateway_api.is_some()
 }
 
+fn uses_owned_route(rollout: &Rollout) -> bool {
+    rollout.spec.routing.owned_route().is_some()
+}
+
 impl KubeRouter {
     pub fn new(client: Client, live: std::sync::Arc<Live>) -> Self {
         KubeRouter {
             istio: IstioRouter::new(client.clone(), live.clone()),
-            gateway_api: GatewayApiRouter::new(client, live),
+            gateway_api: GatewayApiRouter::new(client.clone(), live.clone()),
+            owned: OwnedRouter::new(client, live),
         }
     }
 
@@ -346,7 +515,9 @@ impl KubeRouter {
     }
 
     pub async fn apply_plan(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
-        if uses_gateway_api(rollout) {
+        if uses_owned_route(rollout) {
+            self.owned.apply_plan(rollout, plan).await
+        } else if uses_gateway_api(rollout) {
             self.gateway_api.apply_plan(rollout, plan).await
         } else {
             self.istio.apply_plan(rollout, plan).await
@@ -354,26 +525,37 @@ impl KubeRouter {
     }
 
     pub async fn apply_plan_if_present(&self, rollout: &Rollout, plan: &TrafficPlan) -> Result<()> {
-        if uses_gateway_api(rollout) {
+        if uses_owned_route(rollout) {
+            self.owned.apply_plan_if_present(rollout, plan).await
+        } else if uses_gateway_api(rollout) {
             self.gateway_api.apply_plan_if_present(rollout, plan).await
         } else {
             self.istio.apply_plan_if_present(rollout, plan).await
         }
     }
 
-    /// What must exist before traffic moves: Istio's DestinationRules; for Gateway API, the
-    /// route kind served by the cluster.
+    /// What must exist before traffic moves: Istio's DestinationRules, or for Gateway API the
+    /// route kind served by the cluster; then the user's route and rule when the Rollout names
+    /// one.
     pub async fn ensure(&self, rollout: &Rollout) -> Result<()> {
         if uses_gateway_api(rollout) {
-            self.gateway_api.ensure(rollout).await
+            self.gateway_api.ensure(rollout).await?;
         } else {
-            self.istio.ensure(rollout).await
+            self.istio.ensure(rollout).await?;
         }
+        self.owned.ensure(rollout).await
     }
 
-    /// For the finalizer: the declared router's objects.
+    /// For the finalizer: the declared router's objects; a route the user owns is restored,
+    /// never deleted.
     pub async fn remove(&self, rollout: &Rollout) -> Result<()> {
-        if uses_gateway_api(rollout) {
+        if uses_owned_route(rollout) {
+            self.owned.restore(rollout).await?;
+            if !uses_gateway_api(rollout) {
+                self.istio.remove_destination_rules(rollout).await?;
+            }
+            Ok(())
+        } else if uses_gateway_api(rollout) {
             self.gateway_api.remove(rollout).await
         } else {
             self.istio.remove(rollout).await

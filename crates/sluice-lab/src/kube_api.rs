@@ -40,6 +40,16 @@ pub struct Logged {
     pub status: u16,
 }
 
+/// An edit of one object, as a user makes it.
+type UserEdit = Box<dyn FnOnce(&mut Value) + Send>;
+
+/// A user's edit waiting for a request ([`FakeApi::edit_before_next`]).
+struct PendingEdit {
+    method: Method,
+    path_suffix: String,
+    edit: Option<UserEdit>,
+}
+
 struct Injection {
     method: Method,
     path_suffix: String,
@@ -100,6 +110,7 @@ struct State {
     uid: u64,
     log: Vec<Logged>,
     injections: Vec<Injection>,
+    edits: Vec<PendingEdit>,
     /// Every change since the last compaction, oldest first.
     changes: Vec<Change>,
     /// Watches from a resourceVersion below this get 410 Gone.
@@ -364,9 +375,13 @@ impl FakeApi {
         f: impl FnOnce(&mut Value),
     ) {
         let mut s = self.state.lock().expect("lock");
+        Self::edit_locked(&mut s, &Self::key(group, resource, ns, name), f);
+    }
+
+    fn edit_locked(s: &mut State, key: &Key, f: impl FnOnce(&mut Value)) {
         s.rv += 1;
         let rv = s.rv;
-        if let Some(obj) = s.objects.get_mut(&Self::key(group, resource, ns, name)) {
+        if let Some(obj) = s.objects.get_mut(key) {
             let spec_before = obj["spec"].clone();
             f(obj);
             if obj["spec"] != spec_before {
@@ -375,8 +390,24 @@ impl FakeApi {
             }
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
             let obj = obj.clone();
-            s.changed("MODIFIED", &Self::key(group, resource, ns, name), &obj);
+            s.changed("MODIFIED", key, &obj);
         }
+    }
+
+    /// A user's edit that lands just before the next `method` request whose path ends with
+    /// `path_suffix` is served, on the object that request names: a write that carries the
+    /// resourceVersion it read before then meets a real 409 Conflict.
+    pub fn edit_before_next(
+        &self,
+        method: Method,
+        path_suffix: &str,
+        f: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
+        self.state.lock().expect("lock").edits.push(PendingEdit {
+            method,
+            path_suffix: path_suffix.into(),
+            edit: Some(Box::new(f)),
+        });
     }
 
     /// The Deployment controller and kubelet: every Deployment is rolled out and available.
@@ -545,6 +576,16 @@ impl FakeApi {
             (&Method::DELETE, _) => "delete",
             _ => "unknown",
         };
+        let due = s.edits.iter_mut().find_map(|e| {
+            (e.method == method && path.ends_with(&e.path_suffix))
+                .then(|| e.edit.take())
+                .flatten()
+        });
+        if let (Some(edit), Some(name)) = (due, &t.name) {
+            let key = Self::key(&t.group, &t.resource, &t.namespace, name);
+            Self::edit_locked(&mut s, &key, edit);
+        }
+        s.edits.retain(|e| e.edit.is_some());
         let mut injected = None;
         for inj in s.injections.iter_mut() {
             if inj.times > 0 && inj.method == method && path.ends_with(&inj.path_suffix) {

@@ -120,6 +120,8 @@ pub fn classify(event: &Event) -> Option<Topic> {
         | R::UnsupportedSelector
         | R::IstioAPIMissing
         | R::GatewayAPIMissing
+        | R::RouteNotFound
+        | R::RouteRuleUnusable
         | R::Forbidden => return None,
     })
 }

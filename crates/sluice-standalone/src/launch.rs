@@ -24,8 +24,8 @@ use super::store::{Retention, Store};
 pub struct Options {
     /// Directory of Rollout files.
     pub dir: PathBuf,
-    /// Directory of the xDS files Envoy watches.
-    pub xds_dir: PathBuf,
+    /// How Envoy gets its configuration: sluice's ADS server, or files.
+    pub xds: Xds,
     /// The store file.
     pub store: PathBuf,
     /// Prometheus for every rollout without its own `analysis.provider`.
@@ -34,17 +34,33 @@ pub struct Options {
     pub scrape_interval: Duration,
     /// HTTP API/UI address (`127.0.0.1:0` picks a free port).
     pub listen: String,
-    /// Envoy's admin address: when set, a routing change counts as applied only once Envoy
-    /// reports the new config version.
+    /// Envoy's admin address (file-based xDS): when set, a routing change counts as applied
+    /// only once Envoy reports the new config version. ADS confirms by Envoy's ACK instead.
     pub envoy_admin: Option<String>,
     pub timing: Timing,
 }
+
+/// How sluice hands Envoy its clusters and routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Xds {
+    /// Serve delta ADS (gRPC) on `listen` (`host:port`); Envoy's bootstrap points there
+    /// (`sluice envoy-bootstrap --xds ads`). Each change pushes only that rollout's resources
+    /// and counts as applied once Envoy acknowledges it.
+    Ads { listen: String },
+    /// Write `cds.json` / `rds.json` into `dir`, which Envoy watches.
+    Files { dir: PathBuf },
+}
+
+/// Default address of the ADS server.
+pub const DEFAULT_XDS_LISTEN: &str = "127.0.0.1:18000";
+/// How long a routing change waits for Envoy's ACK (or admin confirmation).
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error(transparent)]
     Serve(#[from] ServeError),
-    #[error("xDS directory: {0}")]
+    #[error("xDS: {0}")]
     Router(#[from] sluice_envoy::xds::XdsError),
     #[error("Prometheus client: {0}")]
     Analyzer(#[from] sluice_analysis::SourceError),
@@ -63,6 +79,8 @@ pub struct Standalone {
     pub backend: Arc<StandaloneBackend>,
     /// Where the HTTP API/UI listens.
     pub http_addr: SocketAddr,
+    /// Where the ADS server listens (None with file-based xDS).
+    pub xds_addr: Option<SocketAddr>,
     watch: tokio::task::JoinHandle<()>,
     http: tokio::task::JoinHandle<Result<(), ServeError>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -80,21 +98,33 @@ impl Standalone {
             return Err(LaunchError::NoDir(opts.dir.display().to_string()));
         }
         let store = Store::open(&opts.store, Retention::default()).map_err(ServeError::from)?;
-        let mut router = EnvoyRouter::open(&opts.xds_dir)?;
-        if let Some(admin) = &opts.envoy_admin {
-            let base = if admin.starts_with("http") {
-                admin.clone()
-            } else {
-                format!("http://{admin}")
-            };
-            router = router.with_admin(EnvoyAdmin::with_base(base)?, Duration::from_secs(5));
-        }
-        // One write with every stored rollout before any rollout ticks (see stored_plans).
+        let router = match &opts.xds {
+            Xds::Ads { listen } => EnvoyRouter::serve_ads(listen, CONFIRM_TIMEOUT).await?,
+            Xds::Files { dir } => {
+                let mut router = EnvoyRouter::open(dir)?;
+                if let Some(admin) = &opts.envoy_admin {
+                    let base = if admin.starts_with("http") {
+                        admin.clone()
+                    } else {
+                        format!("http://{admin}")
+                    };
+                    router = router.with_admin(EnvoyAdmin::with_base(base)?, CONFIRM_TIMEOUT);
+                }
+                router
+            }
+        };
+        let xds_addr = router.ads().map(|a| a.local_addr());
+        // One push with every stored rollout before any rollout ticks (see stored_plans). Over
+        // ADS Envoy may not be connected yet: publish, and let it fetch when it connects.
         let stored = server::stored_plans(&store).await?;
-        if !stored.is_empty()
-            && let Err(e) = router.set_many(&stored).await
-        {
-            tracing::warn!(error = %e, "re-applying the stored traffic plans failed");
+        if !stored.is_empty() {
+            let res = match &opts.xds {
+                Xds::Ads { .. } => router.preload(&stored).await,
+                Xds::Files { .. } => router.set_many(&stored).await,
+            };
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "re-applying the stored traffic plans failed");
+            }
         }
         let router: Arc<dyn TrafficRouter> = Arc::new(router);
         let analyzer: Arc<dyn Analyzer> = Arc::new(
@@ -162,11 +192,12 @@ impl Standalone {
                 });
             }
         };
-        tracing::info!(%http_addr, dir = %opts.dir.display(), "sluice standalone running");
+        tracing::info!(%http_addr, ?xds_addr, dir = %opts.dir.display(), "sluice standalone running");
         Ok(Standalone {
             runner,
             backend,
             http_addr,
+            xds_addr,
             watch,
             http,
             stop: Some(stop_tx),

@@ -118,6 +118,11 @@ enum Cmd {
         /// Rollout; json: steps, traffic plans, VirtualServices, HTTPRoutes and GRPCRoutes.
         #[arg(short, long, value_enum, default_value_t = cli::plan::Output::Table)]
         output: cli::plan::Output,
+        /// A route you own (VirtualService, HTTPRoute or GRPCRoute YAML) that the Rollout names
+        /// in routing.istio.virtualServiceRef / routing.gatewayAPI.routeRef: print, for every
+        /// step, the diff of what sluice would write into it (instead of `-o`).
+        #[arg(long, value_name = "FILE")]
+        route: Option<std::path::PathBuf>,
     },
 }
 
@@ -184,7 +189,11 @@ fn main() -> ExitCode {
         Cmd::Retry(a) => ExitCode::from(cli::control::command(Command::Retry, a)),
         Cmd::Undo(a) => ExitCode::from(cli::control::command(Command::Undo, a)),
         Cmd::Validate { files } => cli::plan::validate(&files),
-        Cmd::Plan { file, output } => cli::plan::plan(&file, output),
+        Cmd::Plan {
+            file,
+            output,
+            route,
+        } => cli::plan::plan(&file, output, route.as_deref()),
         Cmd::Analyze(args) => cli::analysis::analyze(args),
         Cmd::Backtest(args) => cli::analysis::backtest(args),
         Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),

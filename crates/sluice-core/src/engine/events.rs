@@ -144,8 +144,12 @@ reasons! {
     UnsupportedSelector => true,
     /// Istio's `networking.istio.io/v1` is not served.
     IstioAPIMissing => true,
-    /// The Gateway API route kind a Rollout uses is not served.
+    /// The Gateway API (`gateway.networking.k8s.io/v1` routes) is not served.
     GatewayAPIMissing => true,
+    /// The route the user owns (`virtualServiceRef` / `routeRef`) does not exist.
+    RouteNotFound => true,
+    /// The user's route rule cannot take the plan (missing rule, a redirect, …).
+    RouteRuleUnusable => true,
     /// RBAC forbids a request the controller needs.
     Forbidden => true,
 }

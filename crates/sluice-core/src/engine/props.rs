@@ -36,6 +36,18 @@ fn weights() -> impl Strategy<Value = Vec<u32>> {
 fn strategy_spec() -> impl Strategy<Value = RolloutSpec> {
     prop_oneof![
         weights().prop_map(|w| canary_spec(&w)),
+        // Sticky sessions: the cookie route must follow the same invariants (gone on
+        // rollback, abort and promotion: every plan that leaves the canary is stable-only).
+        weights().prop_map(|w| {
+            let mut spec = canary_spec(&w);
+            if let Some(c) = spec.strategy.canary.as_mut() {
+                c.session_affinity = Some(crate::spec::SessionAffinity {
+                    cookie_name: "sluice-canary".into(),
+                    max_age: "1h".into(),
+                });
+            }
+            spec
+        }),
         (1u32..=50, 1u32..=100).prop_map(|(step, max)| step_weight_spec(step, max.max(step))),
         (
             proptest::option::of(0u32..=100),
@@ -385,6 +397,12 @@ fn check_step(
     prop_assert!(plans.len() <= 1, "several plans in one step: {:?}", fx);
     if let Some(plan) = plans.first() {
         prop_assert!(plan.check().is_ok(), "invalid plan {:?}", plan);
+        if plan.sticky_cookie().is_some() {
+            prop_assert!(
+                plan.canary_weight() > 0,
+                "a cookie route without a canary step"
+            );
+        }
         if plan.touches_canary() {
             prop_assert!(obs.canary_ready, "plan to an unready canary: {:?}", plan);
             let stage = stages(spec);

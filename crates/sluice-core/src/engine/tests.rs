@@ -72,6 +72,7 @@ pub(crate) fn step_weight_spec(step: u32, max: u32) -> RolloutSpec {
         steps: None,
         step_weight: Some(step),
         max_weight: Some(max),
+        session_affinity: None,
     });
     spec
 }

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::spec::{
-    Analysis, CanaryStrategy, GatewayApiRouting, HttpMatch, Metric, Rollout, RolloutSpec, Schedule,
-    StringMatch,
+    Analysis, CanaryStrategy, GatewayApiRouting, HttpMatch, Metric, Rollout, RolloutSpec, RouteRef,
+    Schedule, StringMatch,
 };
 
 use super::FieldPath;
@@ -193,6 +193,36 @@ pub fn check_spec(s: &RolloutSpec, f: &mut Findings) {
 /// (patterns, lengths, distinct parents), checked here so a bad value is refused with its
 /// field path before any route is written.
 fn check_routing(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
+    if let Some(i) = &s.routing.istio {
+        let ip = p.field("istio");
+        if s.routing.gateway_api.is_some() {
+            f.add(p, "set one router: `istio` or `gatewayAPI`, not both");
+        } else if s.upstreams.is_some() {
+            f.add(
+                &ip,
+                "applies to Kubernetes (`targetRef`) only; standalone rollouts route with Envoy",
+            );
+        }
+        if let Some(r) = &i.virtual_service_ref {
+            let rp = ip.field("virtualServiceRef");
+            check_route_ref(r, &rp, RuleNames::Istio, f);
+            for (field, list) in [
+                ("hosts", &s.service.hosts),
+                ("gateways", &s.service.gateways),
+            ] {
+                if !list.is_empty() {
+                    f.add(
+                        &FieldPath::root("spec").field("service").field(field),
+                        format!(
+                            "configures the VirtualService sluice generates; with \
+                             routing.istio.virtualServiceRef the {field} are your \
+                             VirtualService's own"
+                        ),
+                    );
+                }
+            }
+        }
+    }
     let Some(g) = &s.routing.gateway_api else {
         return;
     };
@@ -222,6 +252,23 @@ fn check_routing(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
             );
         }
     }
+    if let Some(r) = &g.route_ref {
+        check_route_ref(r, &gp.field("routeRef"), RuleNames::GatewayApi, f);
+        for (field, empty) in [
+            ("parentRefs", g.parent_refs.is_empty()),
+            ("hostnames", g.hostnames.is_empty()),
+        ] {
+            if !empty {
+                f.add(
+                    &gp.field(field),
+                    format!(
+                        "belongs to the route sluice generates; with routeRef the {field} are \
+                         your route's own"
+                    ),
+                );
+            }
+        }
+    }
     check_parent_refs(g, &gp.field("parentRefs"), f);
     let hp = gp.field("hostnames");
     f.too_many(g.hostnames.len(), MAX_HOSTNAMES, "hostnames", &hp);
@@ -231,6 +278,62 @@ fn check_routing(s: &RolloutSpec, p: &FieldPath, f: &mut Findings) {
         }
     }
 }
+
+/// Whose rule names a [`RouteRef`] names: Istio's `http[].name` is free text, Gateway API's
+/// `rules[].name` a DNS label-like SectionName.
+#[derive(Clone, Copy)]
+enum RuleNames {
+    Istio,
+    GatewayApi,
+}
+
+/// The route's name is an object name (a DNS subdomain); the rule's name must be one the
+/// route's CRD accepts, and must not start with `sluice-` (the names of the rules sluice
+/// inserts before it).
+fn check_route_ref(r: &RouteRef, p: &FieldPath, names: RuleNames, f: &mut Findings) {
+    if let Err(e) = dns_subdomain(&r.name) {
+        f.add(&p.field("name"), e);
+    }
+    let rp = p.field("ruleName");
+    let rule_ok = match names {
+        RuleNames::Istio => {
+            !r.rule_name.is_empty()
+                && r.rule_name.len() <= MAX_STRING_LEN
+                && !r
+                    .rule_name
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+        }
+        RuleNames::GatewayApi => dns_subdomain(&r.rule_name).is_ok(),
+    };
+    if !rule_ok {
+        f.add(
+            &rp,
+            match names {
+                RuleNames::Istio => format!(
+                    "{:?} is not a route name (1 to {MAX_STRING_LEN} characters, no spaces)",
+                    r.rule_name
+                ),
+                RuleNames::GatewayApi => format!(
+                    "{:?} is not a rule name (lowercase letters, digits, `-` and `.`, at most \
+                     253 characters)",
+                    r.rule_name
+                ),
+            },
+        );
+    } else if r.rule_name.starts_with(OWNED_RULE_PREFIX) {
+        f.add(
+            &rp,
+            format!(
+                "names starting with `{OWNED_RULE_PREFIX}` are the rules sluice inserts; name \
+                 your rule otherwise"
+            ),
+        );
+    }
+}
+
+/// Prefix of the rules sluice inserts into a route the user owns.
+pub const OWNED_RULE_PREFIX: &str = "sluice-";
 
 fn check_parent_refs(g: &GatewayApiRouting, p: &FieldPath, f: &mut Findings) {
     f.too_many(g.parent_refs.len(), MAX_PARENT_REFS, "parentRefs", p);
@@ -404,6 +507,36 @@ fn check_iterations(n: u32, p: &FieldPath, f: &mut Findings) {
 }
 
 fn check_canary(c: &CanaryStrategy, p: &FieldPath, f: &mut Findings) {
+    if let Some(a) = &c.session_affinity {
+        let ap = p.field("sessionAffinity");
+        // RFC 6265 `token`: what may stand before `=` in a Set-Cookie header.
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+        };
+        if !token(&a.cookie_name) {
+            f.add(
+                &ap.field("cookieName"),
+                format!(
+                    "{:?} is not a cookie name (1 to 64 letters, digits or !#$%&'*+-.^_`|~)",
+                    a.cookie_name
+                ),
+            );
+        }
+        let mp = ap.field("maxAge");
+        if !f.too_long(&a.max_age, MAX_STRING_LEN, &mp) {
+            match crate::duration::parse(&a.max_age) {
+                Err(e) => f.add(&mp, e),
+                Ok(d) if d.as_secs() == 0 => f.add(&mp, "must be at least 1s"),
+                Ok(d) if d.as_secs() > 400 * 24 * 3600 => {
+                    f.add(&mp, "at most 400 days (browsers cap cookies there)")
+                }
+                Ok(_) => {}
+            }
+        }
+    }
     match (&c.steps, c.step_weight) {
         (Some(_), Some(_)) => f.add(
             p,

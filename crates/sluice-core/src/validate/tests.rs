@@ -1093,3 +1093,98 @@ fn gather_for_and_low_traffic_are_checked() {
         with("lowTraffic: maybe")
     );
 }
+
+#[test]
+fn owned_routes_load_and_bad_refs_name_their_field() {
+    let istio = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080}\n  routing:\n    istio:\n      virtualServiceRef: {name: reviews-vs, ruleName: reviews main}\n",
+    );
+    assert!(problems(&istio).iter().any(|g| g.starts_with(
+        "f.yaml: spec.routing.istio.virtualServiceRef.ruleName: \"reviews main\" is not a route name"
+    )));
+    let istio = istio.replace("reviews main", "reviews-main");
+    let rs = load_str(&istio, "f.yaml").expect("valid");
+    let r = rs[0].spec.routing.owned_route().expect("owned route");
+    assert_eq!(
+        (r.name.as_str(), r.rule_name.as_str()),
+        ("reviews-vs", "reviews-main")
+    );
+
+    let gw = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080}\n  routing:\n    gatewayAPI:\n      routeRef: {name: web, ruleName: main}\n",
+    );
+    let rs = load_str(&gw, "f.yaml").expect("valid");
+    assert_eq!(rs[0].spec.routing.owned_route().expect("owned").name, "web");
+
+    let bad = VALID.replace(
+        "  service: {port: 9080}\n",
+        "  service: {port: 9080, gateways: [public]}\n  routing:\n    istio:\n      virtualServiceRef: {name: Bad_Name, ruleName: sluice-0}\n    gatewayAPI:\n      routeRef: {name: web, ruleName: Main}\n      hostnames: [reviews.example.com]\n",
+    );
+    let got = problems(&bad);
+    for e in [
+        "f.yaml: spec.routing: set one router: `istio` or `gatewayAPI`, not both",
+        "f.yaml: spec.routing.istio.virtualServiceRef.name: \"Bad_Name\"",
+        "f.yaml: spec.routing.istio.virtualServiceRef.ruleName: names starting with `sluice-`",
+        "f.yaml: spec.service.gateways: configures the VirtualService sluice generates",
+        "f.yaml: spec.routing.gatewayAPI.routeRef.ruleName: \"Main\" is not a rule name",
+        "f.yaml: spec.routing.gatewayAPI.hostnames: belongs to the route sluice generates",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+}
+
+#[test]
+fn session_affinity_loads_and_bad_values_name_their_field() {
+    let ok = VALID.replace(
+        "canary: {steps: [10, 25, 50]}",
+        "canary: {steps: [10, 25, 50], sessionAffinity: {cookieName: beta-user, maxAge: 2h}}",
+    );
+    let rs = load_str(&ok, "f.yaml").expect("valid");
+    let plan = crate::rollout_plan::RolloutPlan::try_from(&rs[0].spec).expect("plan");
+    let cookie = plan.stages[0].traffic.sticky_cookie().expect("sticky");
+    assert_eq!(
+        (cookie.name.as_str(), cookie.max_age_seconds),
+        ("beta-user", 7200)
+    );
+    assert_eq!(plan.stages[0].label, "canary 10% (sticky)");
+    let defaults = load_str(
+        &VALID.replace("[10, 25, 50]}", "[10, 25, 50], sessionAffinity: {}}"),
+        "f.yaml",
+    )
+    .expect("valid");
+    let a = defaults[0]
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.session_affinity.as_ref());
+    assert_eq!(
+        a.map(|a| (a.cookie_name.as_str(), a.max_age.as_str())),
+        Some(("sluice-canary", "1h"))
+    );
+
+    let bad = VALID.replace(
+        "canary: {steps: [10, 25, 50]}",
+        "canary: {steps: [10, 25, 50], sessionAffinity: {cookieName: \"a b\", maxAge: 0s}}",
+    );
+    let got = problems(&bad);
+    for e in [
+        "f.yaml: spec.strategy.canary.sessionAffinity.cookieName: \"a b\" is not a cookie name",
+        "f.yaml: spec.strategy.canary.sessionAffinity.maxAge: must be at least 1s",
+    ] {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in {got:#?}"
+        );
+    }
+    assert!(
+        problems(&bad.replace("0s", "1y"))
+            .iter()
+            .any(|g| g.contains("sessionAffinity.maxAge"))
+    );
+}

@@ -269,12 +269,22 @@ fn content_version_is_stable_and_sensitive() {
 fn golden_configs() {
     let r = rollout(None, "reviews", &[]);
     let opts = BootstrapOptions {
-        xds_dir: "/var/lib/sluice/xds".into(),
+        xds: XdsSource::Files {
+            dir: "/var/lib/sluice/xds".into(),
+        },
         listen_address: "127.0.0.1".into(),
         listen_port: 10000,
         admin_port: 9901,
     };
     golden("bootstrap", &bootstrap(&opts));
+    let ads = BootstrapOptions {
+        xds: XdsSource::Ads {
+            host: "127.0.0.1".into(),
+            port: 18000,
+        },
+        ..opts.clone()
+    };
+    golden("bootstrap-ads", &bootstrap(&ads));
     for (name, plan) in golden_plans() {
         let cfg = translate(&[(target(&r), plan)]).unwrap();
         golden(
@@ -294,10 +304,12 @@ pub(crate) fn golden_plans() -> Vec<(&'static str, TrafficPlan)> {
         WeightedDestination {
             destination: Destination::Stable,
             weight: 75,
+            set_cookie: None,
         },
         WeightedDestination {
             destination: Destination::Canary,
             weight: 25,
+            set_cookie: None,
         },
     ];
     ab.routes[1].mirror = Some(Mirror {
@@ -312,6 +324,17 @@ pub(crate) fn golden_plans() -> Vec<(&'static str, TrafficPlan)> {
             TrafficPlan::matched(&ab_matches()[..1], Some(30)),
         ),
         ("mixed", ab),
+        (
+            "sticky",
+            TrafficPlan::sticky_weighted(
+                20,
+                &sluice_core::traffic::SetCookie {
+                    name: "sluice-canary".into(),
+                    value: sluice_core::traffic::STICKY_COOKIE_VALUE.into(),
+                    max_age_seconds: 3600,
+                },
+            ),
+        ),
     ]
 }
 

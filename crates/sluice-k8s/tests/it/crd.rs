@@ -268,6 +268,46 @@ fn kubernetes_refuses_up_front_what_the_controller_refuses() {
             "routing.gatewayAPI.hostnames",
         ),
         (
+            "both routers",
+            |s| s["routing"] = json!({"istio": {}, "gatewayAPI": {}}),
+            "not both",
+        ),
+        (
+            "an owned VirtualService with Istio hosts",
+            |s| {
+                s["routing"] =
+                    json!({"istio": {"virtualServiceRef": {"name": "vs", "ruleName": "main"}}});
+                s["service"]["gateways"] = json!(["public"]);
+            },
+            "VirtualService's own",
+        ),
+        (
+            "an owned HTTPRoute with parentRefs",
+            |s| {
+                s["routing"] = json!({"gatewayAPI": {
+                    "routeRef": {"name": "web", "ruleName": "main"},
+                    "parentRefs": [{"name": "public"}],
+                }})
+            },
+            "your route's own",
+        ),
+        (
+            "an owned rule named like sluice's",
+            |s| {
+                s["routing"] =
+                    json!({"gatewayAPI": {"routeRef": {"name": "web", "ruleName": "sluice-x"}}})
+            },
+            "rules sluice inserts",
+        ),
+        (
+            "an owned route named like sluice's",
+            |s| {
+                s["routing"] =
+                    json!({"istio": {"virtualServiceRef": {"name": "vs", "ruleName": "sluice-x"}}})
+            },
+            "routes sluice inserts",
+        ),
+        (
             "upstreams instead of targetRef",
             |s| {
                 s.as_object_mut().unwrap().remove("targetRef");

@@ -12,7 +12,11 @@
 //! - parentRefs: "sectionName must be specified / unique when parentRefs includes 2 or more
 //!   references to the same parent";
 //! - rules: "the total number of matches across all rules in a route must be less than 128";
-//! - and the list-map keys (`x-kubernetes-list-type: map`): header names unique in a match.
+//! - backendRefs' filters (sticky sessions): "ResponseHeaderModifier filter cannot be
+//!   repeated", "filter.responseHeaderModifier must be specified / must be nil if the
+//!   filter.type is not ResponseHeaderModifier";
+//! - and the list-map keys (`x-kubernetes-list-type: map`): header names unique in a match and
+//!   in a header modifier's `add` / `set`.
 //!
 //! Not evaluated, because sluice never writes the fields they constrain ([`cel`] asserts that
 //! it does not): the path-match rules (absolute path, no `//`, `/./`, `%2f`, ...), the
@@ -115,8 +119,53 @@ fn cel(spec: &Value) -> Vec<String> {
                     "{p}.backendRefs[{k}]: Must have port for Service reference"
                 ));
             }
-            if b.get("filters").is_some() {
-                out.push(format!("{p}.backendRefs[{k}].filters: not evaluated"));
+            // Sticky sessions: one ResponseHeaderModifier (its rules are evaluated here; any
+            // other backend filter is not).
+            let filters = b["filters"].as_array().unwrap_or(&empty);
+            let modifiers = filters
+                .iter()
+                .filter(|f| f["type"] == "ResponseHeaderModifier")
+                .count();
+            if modifiers > 1 {
+                out.push(format!(
+                    "{p}.backendRefs[{k}].filters: ResponseHeaderModifier filter cannot be repeated"
+                ));
+            }
+            for (j, f) in filters.iter().enumerate() {
+                let fp = format!("{p}.backendRefs[{k}].filters[{j}]");
+                if f["type"] != "ResponseHeaderModifier" {
+                    out.push(format!("{fp}.type: {} (rules not evaluated)", f["type"]));
+                    continue;
+                }
+                let others: Vec<&String> = f
+                    .as_object()
+                    .map(|o| {
+                        o.keys()
+                            .filter(|k| *k != "type" && *k != "responseHeaderModifier")
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !others.is_empty() {
+                    out.push(format!(
+                        "{fp}: {others:?} must be nil for ResponseHeaderModifier"
+                    ));
+                }
+                let Some(m) = f.get("responseHeaderModifier") else {
+                    out.push(format!(
+                        "{fp}: filter.responseHeaderModifier must be specified for \
+                         ResponseHeaderModifier filter.type"
+                    ));
+                    continue;
+                };
+                for list in ["add", "set"] {
+                    let mut seen = std::collections::BTreeSet::new();
+                    for h in m[list].as_array().unwrap_or(&empty) {
+                        let n = h["name"].as_str().unwrap_or("").to_ascii_lowercase();
+                        if !seen.insert(n.clone()) {
+                            out.push(format!("{fp}.responseHeaderModifier.{list}: {n} twice"));
+                        }
+                    }
+                }
             }
         }
         for (k, m) in rule["matches"]
@@ -191,6 +240,7 @@ fn rollouts() -> Vec<Rollout> {
                 // Istio's hosts and gateways make no sense with Gateway API (refused).
                 g.spec.service.hosts.clear();
                 g.spec.service.gateways.clear();
+                g.spec.routing.istio = None;
                 g.spec.routing.gateway_api = Some(
                     serde_json::from_value(json!({
                         "parentRefs": [
@@ -385,5 +435,60 @@ mod generated {
                 }
             }
         }
+    }
+}
+
+/// An HTTPRoute and a GRPCRoute the user owns, edited by sluice at every step of every example
+/// (rules inserted with their matches, weights, the mirror filter), still match the schemas and
+/// the CEL rules above.
+#[test]
+fn a_users_route_edited_at_every_step_matches_the_gateway_api_schemas() {
+    use sluice_k8s::owned_route::{Dialect, apply};
+    let http = schema_of("httproute-v1.openapi.json");
+    let grpc = schema_of("grpcroute-v1.openapi.json");
+    let path = sluice_testkit::files::root().join("tests/fixtures/owned-routes/web-httproute.yaml");
+    let user_http: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml");
+    let user_grpc = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "grpc", "namespace": "bookinfo"},
+        "spec": {
+            "parentRefs": [{"name": "public", "namespace": "infra"}],
+            "rules": [
+                {"name": "ratings", "matches": [{"method": {"service": "bookinfo.Ratings"}}],
+                 "backendRefs": [{"name": "ratings", "port": 9080}]},
+                {"name": "reviews", "matches": [{"method": {"service": "bookinfo.Reviews"}}],
+                 "filters": [{"type": "RequestHeaderModifier",
+                              "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]}}],
+                 "backendRefs": [{"name": "reviews", "port": 9080}]},
+            ],
+        },
+    });
+    for (user, kind, schema) in [
+        (&user_http, "HTTPRoute", &http),
+        (&user_grpc, "GRPCRoute", &grpc),
+    ] {
+        // The user's own fields (path matches, timeouts, header filters) are copied into the
+        // inserted rules as written; their CEL rules are the ones `cel` does not evaluate, so
+        // those notes are left out here: the schema still checks them.
+        let checked = |route: &Value| -> Vec<String> {
+            problems(route, kind, schema)
+                .into_iter()
+                .filter(|p| !p.contains("not evaluated"))
+                .collect()
+        };
+        assert_eq!(checked(user), Vec::<String>::new());
+        let mut inserted = 0;
+        for r in rollouts() {
+            for step in sluice_core::plan::steps(&sluice_testkit::plan_of(&r)) {
+                let route =
+                    apply(Dialect::GatewayApi, &r, user, "reviews", &step.traffic).expect("apply");
+                let p = checked(&route);
+                assert!(p.is_empty(), "{kind} {} {}: {p:#?}", r.key(), step.label);
+                inserted += route["spec"]["rules"].as_array().map_or(0, Vec::len) - 2;
+            }
+        }
+        assert!(inserted >= 3, "{kind}: no rule was inserted ({inserted})");
     }
 }

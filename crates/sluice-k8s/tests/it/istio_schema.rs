@@ -190,3 +190,27 @@ mod generated {
         }
     }
 }
+
+/// A VirtualService the user owns (tests/fixtures/owned-routes/), edited by sluice at every
+/// step of every example (match routes inserted, weights, mirror), still matches the schema.
+#[test]
+fn a_users_virtual_service_edited_at_every_step_matches_istio_schema() {
+    use sluice_k8s::owned_route::{Dialect, apply};
+    let vs_schema = schema_of("virtualservice-v1.openapi.json");
+    let path = sluice_testkit::files::root().join("tests/fixtures/owned-routes/reviews-vs.yaml");
+    let user: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).expect("read")).expect("yaml");
+    assert!(problems(&user, "VirtualService", &vs_schema).is_empty());
+    let mut inserted = 0;
+    for f in sluice_testkit::files::example_files() {
+        for r in sluice_testkit::files::load(&f) {
+            for step in sluice_core::plan::steps(&sluice_testkit::plan_of(&r)) {
+                let vs = apply(Dialect::Istio, &r, &user, "main", &step.traffic).expect("apply");
+                let p = problems(&vs, "VirtualService", &vs_schema);
+                assert!(p.is_empty(), "{} {}: {p:#?}", f.display(), step.label);
+                inserted += vs["spec"]["http"].as_array().map_or(0, Vec::len) - 2;
+            }
+        }
+    }
+    assert!(inserted >= 3, "no match route was inserted ({inserted})");
+}

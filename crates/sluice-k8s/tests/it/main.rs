@@ -8,5 +8,6 @@ mod k8s_gateway;
 mod k8s_golden;
 mod k8s_manifests;
 mod k8s_objects;
+mod k8s_owned_route;
 mod k8s_wiring;
 mod real;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use sluice_envoy::admin::EnvoyAdmin;
-use sluice_envoy::translate::{BootstrapOptions, bootstrap};
+use sluice_envoy::translate::{BootstrapOptions, XdsSource, bootstrap};
 use sluice_envoy::xds::{EnvoyRouter, XdsError, write_atomic};
 
 #[derive(Debug, thiserror::Error)]
@@ -243,16 +243,12 @@ impl EnvoyProcess {
         })
     }
 
-    /// Everything a standalone setup needs in `work_dir`: the xDS directory (`xds/`, opened
-    /// by the returned router, which confirms writes through the admin API), the bootstrap
-    /// (`envoy.yaml`) and a running Envoy on free ports. Retries with new ports when one was
-    /// taken in the meantime.
-    pub async fn start_standalone(
+    /// A running Envoy on free ports whose bootstrap (`work_dir/envoy.yaml`) points at `xds`.
+    /// Retries with new ports when one was taken in the meantime.
+    pub async fn start_with_xds(
         work_dir: &Path,
-        confirm_timeout: Duration,
-    ) -> Result<(EnvoyProcess, EnvoyRouter), EnvoyError> {
-        let router = EnvoyRouter::open(work_dir.join("xds"))?;
-        let xds_dir = router.dir().display().to_string();
+        xds: XdsSource,
+    ) -> Result<EnvoyProcess, EnvoyError> {
         let mut last = None;
         for attempt in 0..3 {
             let ports = (super::free_port(), super::free_port());
@@ -266,7 +262,7 @@ impl EnvoyProcess {
             write_bootstrap(
                 &bootstrap_path,
                 &BootstrapOptions {
-                    xds_dir: xds_dir.clone(),
+                    xds: xds.clone(),
                     listen_address: "127.0.0.1".into(),
                     listen_port,
                     admin_port,
@@ -281,14 +277,44 @@ impl EnvoyProcess {
                 ready_timeout: Duration::from_secs(20),
             };
             match EnvoyProcess::start(&opts).await {
-                Ok(p) => {
-                    let router = router.with_admin(p.admin().clone(), confirm_timeout);
-                    return Ok((p, router));
-                }
+                Ok(p) => return Ok(p),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or(EnvoyError::NotFound))
+    }
+
+    /// Everything a file-based standalone setup needs in `work_dir`: the xDS directory
+    /// (`xds/`, opened by the returned router, which confirms writes through the admin API),
+    /// the bootstrap (`envoy.yaml`) and a running Envoy on free ports.
+    pub async fn start_standalone(
+        work_dir: &Path,
+        confirm_timeout: Duration,
+    ) -> Result<(EnvoyProcess, EnvoyRouter), EnvoyError> {
+        let router = EnvoyRouter::open(work_dir.join("xds"))?;
+        let dir = router
+            .dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let p = Self::start_with_xds(work_dir, XdsSource::Files { dir }).await?;
+        let router = router.with_admin(p.admin().clone(), confirm_timeout);
+        Ok((p, router))
+    }
+
+    /// The same over ADS: the returned router serves delta ADS on a free port of 127.0.0.1
+    /// (waiting up to `confirm_timeout` for each ACK), and Envoy is connected to it.
+    pub async fn start_ads(
+        work_dir: &Path,
+        confirm_timeout: Duration,
+    ) -> Result<(EnvoyProcess, EnvoyRouter), EnvoyError> {
+        let router = EnvoyRouter::serve_ads("127.0.0.1:0", confirm_timeout).await?;
+        let port = router.ads().map(|a| a.local_addr().port()).unwrap_or(0);
+        let xds = XdsSource::Ads {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let p = Self::start_with_xds(work_dir, xds).await?;
+        Ok((p, router))
     }
 
     pub fn admin(&self) -> &EnvoyAdmin {

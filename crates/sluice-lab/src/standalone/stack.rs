@@ -1,5 +1,6 @@
 //! The real standalone setup the demo, `sluice bench rollback` and the end-to-end tests run:
-//! demo backends (in this process), a real Envoy fed by file-based xDS, a real Prometheus
+//! demo backends (in this process), a real Envoy fed over ADS by the sluice that runs on it
+//! (or by file-based xDS: [`Stack::start_files`]), a real Prometheus
 //! scraping Envoy's `/stats/prometheus` every second, all on 127.0.0.1 with free ports, in one
 //! work directory. Every child process is killed when the [`Stack`] is dropped.
 
@@ -11,7 +12,8 @@ use crate::demo_app::{self, DemoConfig, DemoHandle};
 use crate::procs::envoy::{EnvoyError, EnvoyProcess};
 use crate::procs::{ProcError, Prometheus};
 
-use sluice_standalone::launch::Options;
+use sluice_envoy::translate::XdsSource;
+use sluice_standalone::launch::{Options, Xds};
 use sluice_standalone::runner::Timing;
 
 /// Prometheus' scrape interval in this setup.
@@ -49,14 +51,32 @@ pub struct Stack {
     pub envoy: EnvoyProcess,
     pub prometheus: Prometheus,
     pub rollouts_dir: PathBuf,
-    pub xds_dir: PathBuf,
+    /// How Envoy is fed: the ADS address sluice must serve on, or the xDS directory.
+    pub xds: Xds,
     pub store_path: PathBuf,
 }
 
 impl Stack {
-    /// Starts the backends, Envoy and Prometheus in `work_dir`, and waits until Prometheus
-    /// scrapes Envoy.
+    /// Starts the backends, Envoy (bootstrapped for ADS from the sluice that
+    /// [`options`](Stack::options) configures) and Prometheus in `work_dir`, and waits until
+    /// Prometheus scrapes Envoy.
     pub async fn start(work_dir: &Path, backends: &[DemoConfig]) -> Result<Stack, StackError> {
+        Self::start_xds(work_dir, backends, false).await
+    }
+
+    /// [`Stack::start`] with file-based xDS (`work_dir/xds`).
+    pub async fn start_files(
+        work_dir: &Path,
+        backends: &[DemoConfig],
+    ) -> Result<Stack, StackError> {
+        Self::start_xds(work_dir, backends, true).await
+    }
+
+    async fn start_xds(
+        work_dir: &Path,
+        backends: &[DemoConfig],
+        files: bool,
+    ) -> Result<Stack, StackError> {
         let rollouts_dir = work_dir.join("rollouts");
         std::fs::create_dir_all(&rollouts_dir).map_err(io(&rollouts_dir))?;
         let mut apps = Vec::new();
@@ -67,11 +87,31 @@ impl Stack {
                 demo_app::start(cfg.clone(), any).await?,
             ));
         }
-        // The router the helper returns is not used: sluice opens the same directory itself.
-        let (envoy, router) =
-            EnvoyProcess::start_standalone(work_dir, Duration::from_secs(5)).await?;
-        let xds_dir = router.dir().to_path_buf();
-        drop(router);
+        let (envoy, xds) = if files {
+            // The router the helper returns is not used: sluice opens the same directory itself.
+            let (envoy, router) =
+                EnvoyProcess::start_standalone(work_dir, Duration::from_secs(5)).await?;
+            let dir = router.dir().map(Path::to_path_buf).unwrap_or_default();
+            (envoy, Xds::Files { dir })
+        } else {
+            // Envoy starts first and keeps reconnecting (every ≤ 1 s) until sluice serves ADS
+            // on this port.
+            let port = crate::procs::free_port().map_err(|source| StackError::Io {
+                path: "127.0.0.1:0".into(),
+                source,
+            })?;
+            let xds = XdsSource::Ads {
+                host: "127.0.0.1".into(),
+                port,
+            };
+            let envoy = EnvoyProcess::start_with_xds(work_dir, xds).await?;
+            (
+                envoy,
+                Xds::Ads {
+                    listen: format!("127.0.0.1:{port}"),
+                },
+            )
+        };
         let config = prometheus_config(envoy.admin_port);
         let prometheus = Prometheus::start_in(&work_dir.join("prometheus"), &config).await?;
         prometheus
@@ -83,7 +123,7 @@ impl Stack {
             envoy,
             prometheus,
             rollouts_dir,
-            xds_dir,
+            xds,
             store_path: work_dir.join("sluice.redb"),
         })
     }
@@ -118,7 +158,7 @@ impl Stack {
     pub fn options(&self, listen: &str) -> Options {
         Options {
             dir: self.rollouts_dir.clone(),
-            xds_dir: self.xds_dir.clone(),
+            xds: self.xds.clone(),
             store: self.store_path.clone(),
             prometheus: Some(self.prometheus.url().to_string()),
             scrape_interval: SCRAPE,

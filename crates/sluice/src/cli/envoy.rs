@@ -4,17 +4,27 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use sluice_envoy::translate::{BootstrapOptions, bootstrap};
+use sluice_envoy::translate::{BootstrapOptions, XdsSource, bootstrap};
+use sluice_standalone::launch::Xds;
+
+use crate::cli::standalone::{XdsKind, xds_choice};
 use sluice_envoy::xds::EnvoyRouter;
 use sluice_lab::demo_app::{self, DemoConfig};
 use sluice_lab::procs::envoy::write_bootstrap;
 
 #[derive(Args, Debug)]
 pub struct BootstrapArgs {
-    /// Directory of the xDS files sluice writes (created, with empty cds.yaml/rds.yaml where
-    /// missing, so Envoy can start right away).
+    /// Where Envoy gets its configuration: `ads` (sluice's gRPC server at --xds-address) or
+    /// `files` (--xds-dir); the same as `sluice standalone --xds`.
+    #[arg(long, value_enum, default_value_t = XdsKind::Ads)]
+    pub xds: XdsKind,
+    /// sluice's ADS server (`sluice standalone --xds-listen`), as host:port.
+    #[arg(long, default_value = sluice_standalone::launch::DEFAULT_XDS_LISTEN)]
+    pub xds_address: String,
+    /// Directory of the xDS files sluice writes, with --xds files (created, with empty
+    /// cds.json/rds.json where missing, so Envoy can start right away).
     #[arg(long)]
-    pub xds_dir: PathBuf,
+    pub xds_dir: Option<PathBuf>,
     /// Port of Envoy's one listener (every rollout, selected by Host).
     #[arg(long)]
     pub listen_port: u16,
@@ -29,9 +39,25 @@ pub struct BootstrapArgs {
 }
 
 pub fn envoy_bootstrap(args: &BootstrapArgs) -> anyhow::Result<()> {
-    let router = EnvoyRouter::open(&args.xds_dir)?;
+    let xds = match xds_choice(args.xds, &args.xds_address, args.xds_dir.clone())? {
+        Xds::Files { dir } => {
+            let router = EnvoyRouter::open(&dir)?;
+            let dir = router.dir().unwrap_or(&dir).display().to_string();
+            XdsSource::Files { dir }
+        }
+        Xds::Ads { listen } => {
+            let (host, port) = listen
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--xds-address: {listen:?} is not host:port"))?;
+            XdsSource::Ads {
+                host: host.to_string(),
+                port,
+            }
+        }
+    };
     let opts = BootstrapOptions {
-        xds_dir: router.dir().display().to_string(),
+        xds,
         listen_address: args.listen_address.clone(),
         listen_port: args.listen_port,
         admin_port: args.admin_port,

@@ -43,7 +43,18 @@ pub fn validate(files: &[std::path::PathBuf]) -> ExitCode {
     }
 }
 
-pub fn plan(file: &std::path::Path, output: Output) -> ExitCode {
+/// The user's route file for `--route`: one YAML document.
+fn read_route(path: &std::path::Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let route: serde_json::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !route.is_object() {
+        return Err(format!("{}: not a route object", path.display()));
+    }
+    Ok(route)
+}
+
+pub fn plan(file: &std::path::Path, output: Output, route: Option<&std::path::Path>) -> ExitCode {
     let rollouts = match sluice_core::validate::load_resolved(&[file.to_path_buf()]) {
         Ok(r) => r.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
         Err(problems) => {
@@ -67,7 +78,36 @@ pub fn plan(file: &std::path::Path, output: Output) -> ExitCode {
             }
         }
     }
-    let rendered: Result<String, String> = match output {
+    let rendered: Result<String, String> = match (route, output) {
+        (Some(path), _) => read_route(path).and_then(|route| {
+            planned
+                .iter()
+                .map(|(r, p)| sluice_k8s::owned_route::plan_diff(r, p, &route))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|v| v.concat())
+        }),
+        (None, output) => render(&planned, output),
+    };
+    match rendered {
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn render(
+    planned: &[(
+        sluice_core::spec::Rollout,
+        sluice_core::rollout_plan::RolloutPlan,
+    )],
+    output: Output,
+) -> Result<String, String> {
+    match output {
         Output::Table => Ok(planned
             .iter()
             .map(|(r, p)| sluice_core::plan::table(r, p))
@@ -100,16 +140,6 @@ pub fn plan(file: &std::path::Path, output: Output) -> ExitCode {
             serde_json::to_string_pretty(&all)
                 .map(|s| s + "\n")
                 .map_err(|e| e.to_string())
-        }
-    };
-    match rendered {
-        Ok(s) => {
-            print!("{s}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -14,9 +14,17 @@ pub struct StandaloneArgs {
     /// Directory of Rollout files (polled every second for edits).
     #[arg(long)]
     pub dir: PathBuf,
-    /// Directory of the xDS files Envoy watches (see `sluice envoy-bootstrap`).
+    /// How Envoy gets its configuration: `ads` (sluice serves delta ADS over gRPC on
+    /// --xds-listen; each change sends only that rollout's resources) or `files` (cds.json /
+    /// rds.json in --xds-dir). Envoy's bootstrap must match (`sluice envoy-bootstrap --xds ...`).
+    #[arg(long, value_enum, default_value_t = XdsKind::Ads)]
+    pub xds: XdsKind,
+    /// Address of the ADS server (with --xds ads).
+    #[arg(long, default_value = sluice_standalone::launch::DEFAULT_XDS_LISTEN)]
+    pub xds_listen: String,
+    /// Directory of the xDS files Envoy watches (with --xds files).
     #[arg(long)]
-    pub xds_dir: PathBuf,
+    pub xds_dir: Option<PathBuf>,
     /// The store file (created if missing): every rollout's state and history.
     #[arg(long)]
     pub store: PathBuf,
@@ -29,7 +37,8 @@ pub struct StandaloneArgs {
     /// Address of the HTTP API / UI.
     #[arg(long, default_value = "127.0.0.1:7474")]
     pub listen: String,
-    /// Envoy's admin address (host:port): confirm every routing change with Envoy.
+    /// Envoy's admin address (host:port), with --xds files: confirm every routing change with
+    /// Envoy (ADS confirms by Envoy's ACK).
     #[arg(long)]
     pub envoy_admin: Option<String>,
     /// File holding the API token mutating HTTP calls need (else $SLUICE_API_TOKEN; without
@@ -45,6 +54,34 @@ pub struct StandaloneArgs {
         value_delimiter = ','
     )]
     pub allowed_host: Vec<String>,
+}
+
+/// `--xds`: the transport to Envoy.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdsKind {
+    Ads,
+    Files,
+}
+
+/// The transport from `--xds`, `--xds-listen` and `--xds-dir`, or what is missing / extra.
+pub fn xds_choice(
+    kind: XdsKind,
+    listen: &str,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<sluice_standalone::launch::Xds> {
+    use sluice_standalone::launch::Xds;
+    match (kind, dir) {
+        (XdsKind::Ads, None) => Ok(Xds::Ads {
+            listen: listen.to_string(),
+        }),
+        (XdsKind::Ads, Some(_)) => {
+            anyhow::bail!(
+                "--xds-dir is for --xds files (the default, --xds ads, serves gRPC on --xds-listen)"
+            )
+        }
+        (XdsKind::Files, Some(dir)) => Ok(Xds::Files { dir }),
+        (XdsKind::Files, None) => anyhow::bail!("--xds files needs --xds-dir DIR"),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -82,7 +119,7 @@ pub async fn standalone(
     let metrics = telemetry.metrics.encoder();
     let opts = Options {
         dir: args.dir,
-        xds_dir: args.xds_dir,
+        xds: xds_choice(args.xds, &args.xds_listen, args.xds_dir)?,
         store: args.store,
         prometheus: args.prometheus,
         scrape_interval: args.scrape_interval,
@@ -100,6 +137,9 @@ pub async fn standalone(
     })
     .await?;
     eprintln!("sluice standalone: HTTP on http://{}", s.http_addr);
+    if let Some(xds) = s.xds_addr {
+        eprintln!("sluice standalone: ADS (delta xDS over gRPC) on {xds}");
+    }
     tokio::select! {
         r = s.wait() => r?,
         _ = shutdown_signal() => s.shutdown().await,
@@ -206,4 +246,31 @@ pub async fn bench_rollback(args: RollbackArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod xds_tests {
+    use super::*;
+    use sluice_standalone::launch::Xds;
+
+    #[test]
+    fn xds_flags_pick_the_transport_or_say_what_is_missing() {
+        assert_eq!(
+            xds_choice(XdsKind::Ads, "127.0.0.1:18000", None).unwrap(),
+            Xds::Ads {
+                listen: "127.0.0.1:18000".into()
+            }
+        );
+        assert_eq!(
+            xds_choice(XdsKind::Files, "ignored", Some("/x".into())).unwrap(),
+            Xds::Files { dir: "/x".into() }
+        );
+        let e = xds_choice(XdsKind::Files, "a:1", None).unwrap_err();
+        assert!(e.to_string().contains("--xds files needs --xds-dir"), "{e}");
+        let e = xds_choice(XdsKind::Ads, "a:1", Some("/x".into())).unwrap_err();
+        assert!(
+            e.to_string().contains("--xds-dir is for --xds files"),
+            "{e}"
+        );
+    }
 }

@@ -237,3 +237,50 @@ fn cli_prints_the_same_stream() {
         assert!(expected.contains("type: RequestMirror"), "{expected}");
     }
 }
+
+/// `sluice plan --route FILE`: the diff of every step against the user's own route, for the
+/// two examples that name one (golden files), the same from the binary, and a clear error for
+/// a route the Rollout does not name.
+#[test]
+fn plan_route_shows_each_steps_diff_against_the_users_route() {
+    for (example, route) in [
+        ("reviews-owned-virtualservice", "reviews-vs"),
+        ("reviews-owned-httproute", "web-httproute"),
+    ] {
+        let file = root().join(format!("rollouts/{example}.yaml"));
+        let route_file = root().join(format!("tests/fixtures/owned-routes/{route}.yaml"));
+        let user_route: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&route_file).expect("read route"))
+                .expect("route YAML");
+        let r = &load(&file)[0];
+        let diff = sluice_k8s::owned_route::plan_diff(r, &sluice_testkit::plan_of(r), &user_route)
+            .expect("diff");
+        assert_golden(&format!("plan/{example}.route.diff"), &diff);
+        assert!(diff.contains("# finalize (Rollout deleted): the rule put back\n  (no change)\n"));
+
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["plan", "--route"])
+            .arg(&route_file)
+            .arg(&file)
+            .output()
+            .expect("run sluice plan");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), diff);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["plan", "--route"])
+        .arg(root().join("tests/fixtures/owned-routes/web-httproute.yaml"))
+        .arg(root().join("rollouts/reviews-owned-virtualservice.yaml"))
+        .output()
+        .expect("run sluice plan");
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: the Rollout reviews does not name a route of its own for this HTTPRoute: set \
+         spec.routing.gatewayAPI.routeRef\n"
+    );
+}

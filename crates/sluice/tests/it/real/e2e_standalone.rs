@@ -14,7 +14,7 @@ use sluice_core::engine::Command;
 use sluice_core::spec::{Phase, Reason, RolloutStatus, Verdict};
 use sluice_lab::standalone::load::{self, LoadGen, Tally, Target};
 use sluice_lab::standalone::stack::{Stack, canary_rollout};
-use sluice_standalone::launch::Standalone;
+use sluice_standalone::launch::{Standalone, Xds};
 use sluice_standalone::store::{Retention, Store};
 use sluice_testkit::demo_app::DemoConfig;
 
@@ -382,14 +382,20 @@ async fn prometheus_down_mid_analysis_pauses_inconclusive_and_never_advances() {
 
 // ------------------------------------------------------------------------------ crash
 
-/// Canary weight of `name`'s default route in the routes file Envoy reads.
-fn canary_weight_on_disk(xds_dir: &Path, name: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(xds_dir.join("rds.yaml")).ok()?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
-    let vhosts = doc["resources"][0]["virtual_hosts"].as_sequence()?;
-    let vh = vhosts.iter().find(|v| v["name"].as_str() == Some(name))?;
-    let last = vh["routes"].as_sequence()?.last()?;
-    let clusters = last["route"]["weighted_clusters"]["clusters"].as_sequence();
+/// Canary weight of `name`'s default route as Envoy serves it (its `/config_dump`: the same
+/// over ADS and file-based xDS).
+async fn canary_weight_served(w: &World, name: &str) -> Option<u64> {
+    let url = format!("http://{}/config_dump", w.stack.envoy_admin());
+    let dump: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+    let mut vhosts = Vec::new();
+    collect_vhosts(&dump, &mut vhosts);
+    // Over ADS the virtual host is the VHDS resource `sluice/<name>`.
+    let vh = vhosts.into_iter().find(|v| {
+        let n = v["name"].as_str().unwrap_or_default();
+        n == name || n.strip_prefix("sluice/") == Some(name)
+    })?;
+    let last = vh["routes"].as_array()?.last()?;
+    let clusters = last["route"]["weighted_clusters"]["clusters"].as_array();
     match clusters {
         Some(cs) => cs
             .iter()
@@ -403,6 +409,19 @@ fn canary_weight_on_disk(xds_dir: &Path, name: &str) -> Option<u64> {
     }
 }
 
+fn collect_vhosts<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(o) => {
+            if let Some(serde_json::Value::Array(vs)) = o.get("virtual_hosts") {
+                out.extend(vs.iter());
+            }
+            o.values().for_each(|x| collect_vhosts(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_vhosts(x, out)),
+        _ => {}
+    }
+}
+
 fn spawn_sluice(w: &World) -> std::process::Child {
     spawn_sluice_on(w, "127.0.0.1:0")
 }
@@ -412,7 +431,7 @@ fn spawn_sluice_on(w: &World, listen: &str) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("standalone")
         .args(["--dir", &o.dir.display().to_string()])
-        .args(["--xds-dir", &o.xds_dir.display().to_string()])
+        .args(xds_args(&o.xds))
         .args(["--store", &o.store.display().to_string()])
         .args(["--prometheus", o.prometheus.as_deref().unwrap_or_default()])
         .args(["--scrape-interval", "1s"])
@@ -422,6 +441,18 @@ fn spawn_sluice_on(w: &World, listen: &str) -> std::process::Child {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("spawn the sluice binary")
+}
+
+fn xds_args(xds: &Xds) -> Vec<String> {
+    match xds {
+        Xds::Ads { listen } => vec!["--xds-listen".into(), listen.clone()],
+        Xds::Files { dir } => vec![
+            "--xds".into(),
+            "files".into(),
+            "--xds-dir".into(),
+            dir.display().to_string(),
+        ],
+    }
 }
 
 /// Kills the child on drop (a failing assertion must not leave sluice running).
@@ -460,7 +491,7 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
     );
     let mut sluice = Killed(spawn_sluice_on(&w, &api));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while canary_weight_on_disk(&w.stack.xds_dir, "reviews").is_none() {
+    while canary_weight_served(&w, "reviews").await.is_none() {
         assert!(
             Instant::now() < deadline,
             "sluice never wrote the rollout's routes"
@@ -469,7 +500,7 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
     }
     // Load across the crash: every answer must come from v1 or v2 (no Envoy 404/503).
     let bg = LoadGen::start(client.clone(), w.target("reviews"), 40);
-    while canary_weight_on_disk(&w.stack.xds_dir, "reviews") != Some(50) {
+    while canary_weight_served(&w, "reviews").await != Some(50) {
         assert!(Instant::now() < deadline, "never reached the 50% step");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -495,7 +526,7 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
     let (before, history) = read_store(&w);
     assert_eq!(before.step_index, 1, "{before:?}");
     assert_eq!(before.canary_weight, 50);
-    assert_eq!(canary_weight_on_disk(&w.stack.xds_dir, "reviews"), Some(50));
+    assert_eq!(canary_weight_served(&w, "reviews").await, Some(50));
     // Envoy keeps serving the last routes while sluice is down.
     let down = load::burst(&client, &w.target("reviews"), 100, 8).await;
     assert_eq!(down.count("v1") + down.count("v2"), 100, "{down:?}");
@@ -504,7 +535,7 @@ async fn kill_9_mid_rollout_resumes_at_the_same_step_with_history_and_valid_rout
     // Let it run on: it must continue from step 2, never restart from step 1.
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let wgt = canary_weight_on_disk(&w.stack.xds_dir, "reviews");
+        let wgt = canary_weight_served(&w, "reviews").await;
         assert_ne!(
             wgt,
             Some(20),

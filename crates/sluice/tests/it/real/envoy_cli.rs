@@ -20,20 +20,58 @@ async fn envoy_bootstrap_writes_a_config_envoy_accepts() {
             "--admin-port",
             "9901",
         ])
-        .arg("--xds-dir")
+        .args(["--xds", "files", "--xds-dir"])
         .arg(dir.path().join("xds"))
         .arg("-o")
         .arg(&out)
         .status()
         .expect("run sluice");
     assert!(status.success());
-    assert!(dir.path().join("xds/cds.yaml").is_file());
-    assert!(dir.path().join("xds/rds.yaml").is_file());
+    assert!(dir.path().join("xds/cds.json").is_file());
+    assert!(dir.path().join("xds/rds.json").is_file());
     sluice_testkit::procs::envoy::validate(&out)
         .await
         .expect("bootstrap passes envoy --mode validate");
     let text = std::fs::read_to_string(&out).expect("bootstrap");
     assert!(text.contains("stats_flush_interval: 1s"), "{text}");
+
+    // The default: ADS from `sluice standalone`'s --xds-listen.
+    let ads = dir.path().join("envoy-ads.yaml");
+    let status = Command::new(SLUICE)
+        .args([
+            "envoy-bootstrap",
+            "--listen-port",
+            "10000",
+            "--admin-port",
+            "9901",
+        ])
+        .args(["--xds-address", "127.0.0.1:18001", "-o"])
+        .arg(&ads)
+        .status()
+        .expect("run sluice");
+    assert!(status.success());
+    sluice_testkit::procs::envoy::validate(&ads)
+        .await
+        .expect("ADS bootstrap passes envoy --mode validate");
+    let text = std::fs::read_to_string(&ads).expect("bootstrap");
+    assert!(text.contains("port_value: 18001"), "{text}");
+
+    // Mixed flags are refused with what to do.
+    let out = Command::new(SLUICE)
+        .args([
+            "envoy-bootstrap",
+            "--listen-port",
+            "1",
+            "--admin-port",
+            "2",
+            "--xds-dir",
+            "/tmp/x",
+        ])
+        .output()
+        .expect("run sluice");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--xds-dir is for --xds files"), "{err}");
 }
 
 struct Kill(std::process::Child);

@@ -437,7 +437,7 @@ async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
         .await
         .expect("Envoy starts (run scripts/install-deps.sh)");
     // sluice opens the same xDS directory itself.
-    let xds_dir = xds.dir().to_path_buf();
+    let xds_dir = xds.dir().expect("file-based xDS").to_path_buf();
     drop(xds);
     let rollouts = work.path().join("rollouts");
     std::fs::create_dir_all(&rollouts).unwrap();
@@ -456,7 +456,7 @@ async fn promote_over_the_standalone_backend_moves_the_rollout_on() {
     .unwrap();
     let opts = Options {
         dir: rollouts,
-        xds_dir,
+        xds: sluice_standalone::launch::Xds::Files { dir: xds_dir },
         store: work.path().join("sluice.redb"),
         // No metric is defined, so the analyzer never queries a Prometheus.
         prometheus: None,

@@ -164,7 +164,7 @@ fn the_crd_reads_the_same_under_yaml_1_1() {
     assert_eq!(read_yaml11(&printed).len(), 1);
 }
 
-/// The Envoy bootstrap and the xDS files sluice writes (Envoy reads them with yaml-cpp).
+/// The Envoy bootstraps sluice prints (Envoy reads them with yaml-cpp); the xDS files are JSON.
 #[test]
 fn envoy_files_read_the_same_under_yaml_1_1() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -177,16 +177,30 @@ fn envoy_files_read_the_same_under_yaml_1_1() {
             "10000",
             "--admin-port",
             "9901",
+            "--xds",
+            "files",
             "--xds-dir",
             &xds_arg,
         ],
         None,
     );
     assert_eq!(read_yaml11(&printed), read_yaml12(&printed));
-    for f in ["cds.yaml", "rds.yaml"] {
+    for f in ["cds.json", "rds.json"] {
         let text = std::fs::read_to_string(xds.join(f)).expect("xds file");
-        assert_eq!(read_yaml11(&text), read_yaml12(&text), "{f}");
+        serde_json::from_str::<serde_json::Value>(&text).expect(f);
     }
+    let ads = sluice(
+        &[
+            "envoy-bootstrap",
+            "--listen-port",
+            "10000",
+            "--admin-port",
+            "9901",
+        ],
+        None,
+    );
+    assert_eq!(read_yaml11(&ads), read_yaml12(&ads));
+    assert!(ads.contains("DELTA_GRPC"), "{ads}");
 }
 
 /// Golden files and the generated manifests under deploy/ (the CRDs, the chart's copy).
