@@ -16,6 +16,7 @@
 //! Pass; secrets never appear in reasons or logs. docs/analysis.md documents the exact PromQL.
 
 pub mod analyzer;
+pub mod backtest;
 pub mod builtin;
 pub mod judge;
 pub mod names;

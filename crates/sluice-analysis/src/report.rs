@@ -27,17 +27,20 @@ pub enum CliError {
     Output(#[from] std::io::Error),
 }
 
-/// Rollouts of a YAML file, checked like `sluice validate` does (every problem at once).
+/// Rollouts of a YAML file, checked like `sluice validate` does (every problem at once), with
+/// their analysis templates resolved (from the file and its directory).
 pub fn load_rollouts(path: &Path) -> Result<Vec<Rollout>, CliError> {
-    sluice_core::validate::load_file(path).map_err(|problems| {
-        CliError::Invalid(
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })
+    sluice_core::validate::load_resolved(&[path.to_path_buf()])
+        .map(|loaded| loaded.into_iter().map(|(_, r)| r).collect())
+        .map_err(|problems| {
+            CliError::Invalid(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+        })
 }
 
 /// Runs every metric of every rollout in `file` once and prints the results to `out`.

@@ -15,6 +15,7 @@
 use kube::CustomResourceExt;
 use serde_json::{Value, json};
 
+use crate::analysis_template::{AnalysisTemplate, ClusterAnalysisTemplate};
 use crate::spec::Rollout;
 use crate::validate::limits::MAX_STEPS;
 
@@ -231,4 +232,49 @@ pub fn rollout_crd() -> Value {
         }
     }
     crd
+}
+
+/// The `AnalysisTemplate` CRD (`sluice crd analysis-template`; `deploy/crds/analysistemplate.yaml`).
+pub fn analysis_template_crd() -> Value {
+    relaxed(serde_json::to_value(AnalysisTemplate::crd()).expect("a CRD serializes"))
+}
+
+/// The `ClusterAnalysisTemplate` CRD (`deploy/crds/clusteranalysistemplate.yaml`).
+pub fn cluster_analysis_template_crd() -> Value {
+    relaxed(serde_json::to_value(ClusterAnalysisTemplate::crd()).expect("a CRD serializes"))
+}
+
+/// A template metric is a Rollout metric whose numeric fields may still say
+/// `"{{ args.NAME }}"`: those fields accept a number or a string here, and sluice checks the
+/// value once the arguments are in (with the field path).
+fn relaxed(mut crd: Value) -> Value {
+    if let Some(metric) = crd.pointer_mut(
+        "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/metrics/items",
+    ) {
+        relax_numbers(metric);
+    }
+    crd
+}
+
+fn relax_numbers(schema: &mut Value) {
+    let numeric = matches!(
+        schema.get("type").and_then(Value::as_str),
+        Some("number" | "integer")
+    );
+    if numeric {
+        let mut relaxed = json!({"x-kubernetes-preserve-unknown-fields": true});
+        for keep in ["description", "nullable"] {
+            if let Some(v) = schema.get(keep) {
+                relaxed[keep] = v.clone();
+            }
+        }
+        *schema = relaxed;
+        return;
+    }
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.values_mut().for_each(relax_numbers);
+    }
+    if let Some(items) = schema.get_mut("items") {
+        relax_numbers(items);
+    }
 }

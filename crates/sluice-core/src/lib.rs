@@ -17,6 +17,7 @@
 //! This crate must not depend on a Kubernetes client, an HTTP stack or a store (CI checks
 //! `cargo tree`); the kube `CustomResource` derive is behind the `crd` feature.
 
+pub mod analysis_template;
 pub mod backend;
 pub mod clock;
 #[cfg(feature = "crd")]

@@ -62,6 +62,9 @@ pub struct AnalysisPlan {
     pub gather_for: Duration,
     /// `lowTraffic`: what happens after that.
     pub low_traffic: LowTraffic,
+    /// The analysis templates the metrics were taken from, as `<Kind> <name>@<version>`
+    /// (see [`crate::analysis_template`]); the engine records a change in the history.
+    pub templates: Vec<String>,
 }
 
 impl AnalysisPlan {
@@ -184,13 +187,31 @@ impl RolloutPlan {
 /// that is not valid (such a rollout never runs a step). Parses the spec: for the rare paths
 /// that hold only the spec (notifications, webhook payloads), never for the engine's loop.
 pub fn stage_count(spec: &RolloutSpec) -> usize {
-    RolloutPlan::try_from(spec).map_or(0, |p| p.stages.len())
+    stages_only(spec).map_or(0, |p| p.stages.len())
+}
+
+/// The plan of `spec` for its stages only: the stages do not depend on analysis templates, so
+/// a Rollout read as written (references not resolved) still shows them.
+fn stages_only(spec: &RolloutSpec) -> Option<RolloutPlan> {
+    if spec
+        .analysis
+        .templates
+        .iter()
+        .all(|t| t.resolved_version.is_some())
+    {
+        return RolloutPlan::try_from(spec).ok();
+    }
+    let mut s = spec.clone();
+    for t in &mut s.analysis.templates {
+        t.resolved_version.get_or_insert_with(String::new);
+    }
+    RolloutPlan::try_from(&s).ok()
 }
 
 /// The stage labels of `spec` ("canary 10%", …) for the UI's step timeline; empty for a spec
 /// that is not valid. Parses the spec, like [`stage_count`].
 pub fn stage_labels(spec: &RolloutSpec) -> Vec<String> {
-    RolloutPlan::try_from(spec)
+    stages_only(spec)
         .map(|p| p.stages.into_iter().map(|s| s.label).collect())
         .unwrap_or_default()
 }
@@ -354,6 +375,23 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
     };
     let covers = |w: DeadlineWait| deadline.covers.contains(&w);
 
+    // A reference not resolved means the template's metrics are not in this spec: running it
+    // would judge without them (or, with no other check, pass every step on no evidence).
+    let mut templates = Vec::new();
+    for (i, t) in spec.analysis.templates.iter().enumerate() {
+        match t.recorded() {
+            Some(l) => templates.push(l),
+            None => p.add(
+                &root.field("analysis").field("templates").index(i),
+                format!(
+                    "template `{}` is not resolved: its metrics are not in this spec \
+                     (sluice resolves templates before it plans)",
+                    t.name
+                ),
+            ),
+        }
+    }
+
     Some(RolloutPlan {
         progress_deadline: DeadlinePlan {
             duration: deadline_duration?,
@@ -374,6 +412,7 @@ fn parse(spec: &RolloutSpec, p: &mut Problems<'_>) -> Option<RolloutPlan> {
             critical: names(&|m| m.critical),
             gather_for: gather_for?,
             low_traffic: a.low_traffic,
+            templates,
         },
         schedule,
         promotion: PromotionPlan {

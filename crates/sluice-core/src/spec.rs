@@ -384,6 +384,10 @@ pub struct Analysis {
     pub provider: Option<Provider>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<Metric>,
+    /// Shared metrics: `AnalysisTemplate`s (this namespace) or `ClusterAnalysisTemplate`s by
+    /// name, with arguments. Their metrics run next to `metrics`, re-read at every check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateRef>,
     /// While a `compare` judge gathers evidence ("about N more requests"), its Inconclusive
     /// checks do not count towards `inconclusiveLimit` for this long into a step (Go-style
     /// duration; default 10m). Then `lowTraffic` decides.
@@ -394,6 +398,73 @@ pub struct Analysis {
     /// `inconclusiveLimit` again) or `wait` (keep gathering).
     #[serde(default, skip_serializing_if = "LowTraffic::is_pause")]
     pub low_traffic: LowTraffic,
+}
+
+/// A reference to an analysis template, with the values of its arguments.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRef {
+    /// The template's `metadata.name`.
+    pub name: String,
+    /// `true`: a `ClusterAnalysisTemplate`; `false` (default): an `AnalysisTemplate` in the
+    /// Rollout's namespace (standalone: a template file in the Rollouts' directory).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_scope: bool,
+    /// Argument values by name; arguments the template declares with a `default` may be left
+    /// out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, ArgValue>,
+    /// Set by sluice on the spec it runs: the template's resourceVersion (Kubernetes) or
+    /// content hash (files) its metrics were taken from. Leave it out: a written value is
+    /// replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_version: Option<String>,
+}
+
+impl TemplateRef {
+    /// `AnalysisTemplate errors@17` once resolved (what the status records), else `None`.
+    pub fn recorded(&self) -> Option<String> {
+        let kind = if self.cluster_scope {
+            "ClusterAnalysisTemplate"
+        } else {
+            "AnalysisTemplate"
+        };
+        self.resolved_version
+            .as_ref()
+            .map(|v| format!("{kind} {}@{v}", self.name))
+    }
+}
+
+/// An argument value: a number or a string (`1.5`, `"reviews"`, `"30s"`); the template's
+/// declared `type` says which it must be.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum ArgValue {
+    Number(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for ArgValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArgValue::Number(n) => write!(f, "{n}"),
+            ArgValue::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+// A number or a string: the API server's structural schemas allow a node without `type` only
+// with `x-kubernetes-preserve-unknown-fields` (`int-or-string` would refuse `0.5`).
+impl JsonSchema for ArgValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ArgValue".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A number or a string.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
@@ -421,6 +492,7 @@ impl Default for Analysis {
             inconclusive_limit: default_inconclusive_limit(),
             provider: None,
             metrics: Vec::new(),
+            templates: Vec::new(),
             gather_for: None,
             low_traffic: LowTraffic::Pause,
         }
@@ -952,6 +1024,10 @@ pub struct RolloutStatus {
     /// The latest verdict per metric.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub last_verdicts: Vec<CheckResult>,
+    /// The analysis templates the running spec took metrics from, as
+    /// `<Kind> <name>@<version>`: a change is recorded in the history when a check uses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis_templates: Vec<String>,
     /// While the step's judges gather evidence: roughly how many more requests to the canary
     /// they need (the largest estimate of the enforcing checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]

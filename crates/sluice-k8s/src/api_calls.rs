@@ -30,6 +30,18 @@ pub const CALLS: &[ApiCall] = &[
         why: "write phase, step, weight, verdicts, conditions",
     },
     ApiCall {
+        group: "sluice.dev",
+        resource: "analysistemplates",
+        verbs: &["get"],
+        why: "read the analysis templates a Rollout references, at every reconcile",
+    },
+    ApiCall {
+        group: "sluice.dev",
+        resource: "clusteranalysistemplates",
+        verbs: &["get"],
+        why: "read the cluster-wide analysis templates a Rollout references",
+    },
+    ApiCall {
         group: "apps",
         resource: "deployments",
         verbs: &["get", "list", "watch", "patch", "delete"],

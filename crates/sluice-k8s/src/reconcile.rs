@@ -398,7 +398,61 @@ async fn setup<T>(
     result
 }
 
+/// How soon a Rollout whose templates do not resolve is looked at again: a template created or
+/// fixed later does not change the Rollout, so no watch event would wake it.
+pub const TEMPLATE_RETRY: Duration = Duration::from_secs(30);
+
+/// `rollout` with its analysis templates resolved against the API server as it is now (an
+/// edited template applies at the next check; the engine records its new resourceVersion),
+/// or every problem as `field path: message`.
+pub async fn with_templates(
+    rollout: &Rollout,
+    client: &Client,
+) -> Result<std::result::Result<Rollout, Vec<String>>> {
+    use sluice_core::analysis_template::{
+        self as at, AnalysisTemplate, ClusterAnalysisTemplate, Scope, TemplateSource, Templates,
+    };
+    if rollout.spec.analysis.templates.is_empty() {
+        return Ok(Ok(rollout.clone()));
+    }
+    let ns = objects::namespace(rollout)?;
+    let mut set = Templates::default();
+    for t in &rollout.spec.analysis.templates {
+        let found = if t.cluster_scope {
+            let api: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
+            api.get_opt(&t.name)
+                .await?
+                .map(|o| (Scope::Cluster, None, o.metadata, o.spec.into()))
+        } else {
+            let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
+            api.get_opt(&t.name)
+                .await?
+                .map(|o| (Scope::Namespaced, Some(ns.to_string()), o.metadata, o.spec))
+        };
+        if let Some((scope, namespace, meta, spec)) = found {
+            set.insert(TemplateSource {
+                scope,
+                namespace,
+                name: t.name.clone(),
+                version: meta
+                    .resource_version
+                    .unwrap_or_else(|| at::content_hash(&spec)),
+                spec,
+            });
+        }
+    }
+    Ok(at::resolve(rollout, &set).map_err(|e| e.iter().map(ToString::to_string).collect()))
+}
+
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action> {
+    let resolved = match with_templates(rollout, &ctx.client).await? {
+        Ok(r) => r,
+        Err(problems) => {
+            refuse_invalid_spec(rollout, ctx, &problems).await?;
+            return Ok(Action::requeue(TEMPLATE_RETRY));
+        }
+    };
+    let rollout = &resolved;
     let plan = match parse_rollout(rollout) {
         Ok(plan) => plan,
         Err(problems) => return refuse_invalid_spec(rollout, ctx, &problems).await,

@@ -194,6 +194,14 @@ fn parse_path(path: &str) -> Option<Target> {
             name: None,
             sub: None,
         }),
+        // Cluster-scoped objects (ClusterAnalysisTemplates).
+        [resource, name, tail @ ..] if *resource != "namespaces" => Some(Target {
+            group,
+            resource: resource.to_string(),
+            namespace: String::new(),
+            name: Some(name.to_string()),
+            sub: tail.first().map(|s| s.to_string()),
+        }),
         _ => None,
     }
 }

@@ -98,6 +98,7 @@ pub fn classify(event: &Event) -> Option<Topic> {
         | R::CommandRejected
         | R::StepAdvanced
         | R::StepsChanged
+        | R::AnalysisTemplateChanged
         | R::GateOpened
         | R::CanaryNotReady
         | R::AnalysisInconclusive

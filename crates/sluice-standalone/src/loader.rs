@@ -12,6 +12,14 @@
 //! Polling (not inotify) keeps this portable and simple; a second of delay is far below any
 //! analysis interval. A file may hold several YAML documents, one Rollout each.
 //!
+//! ## Analysis templates
+//! Files may also hold `kind: AnalysisTemplate` / `ClusterAnalysisTemplate` documents. After a
+//! scan that changed anything, every Rollout is resolved against the templates of the whole
+//! directory ([`sluice_core::analysis_template::resolve`]); the runner gets the resolved
+//! Rollout, so an edited template reaches a Rollout as an `Upsert` and applies at its next
+//! check (the engine records the template's new content hash). A Rollout whose templates do
+//! not resolve (missing, wrong arguments) is `Invalid` and keeps its last good spec.
+//!
 //! ## Isolation
 //! - A changed file is read only once it has not been modified for the settle time
 //!   ([`SETTLE`] in `sluice standalone`): an editor or `cp` still writing it is not read
@@ -20,13 +28,14 @@
 //!   linear nesting pre-scan), so one file costs milliseconds, never minutes; scans run on a
 //!   blocking thread, off the async runtime that serves HTTP and ticks rollouts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use sluice_core::analysis_template::{TemplateSource, Templates};
 use sluice_core::backend::FileProblem;
 use sluice_core::spec::Rollout;
-use sluice_core::validate::Problem;
+use sluice_core::validate::{Documents, Problem};
 
 /// What changed in the directory since the last scan.
 #[derive(Clone, Debug)]
@@ -49,8 +58,10 @@ pub enum LoadEvent {
 
 struct FileState {
     stamp: (Option<SystemTime>, u64),
-    /// The file's last good rollouts, by key.
+    /// The file's last good rollouts, by key, as written (templates not resolved).
     good: BTreeMap<String, Rollout>,
+    /// The file's last good analysis templates.
+    templates: Vec<TemplateSource>,
     /// Why the file's current content could not be loaded (empty when it loaded).
     problems: Vec<FileProblem>,
 }
@@ -59,6 +70,14 @@ pub struct DirLoader {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     settle: Duration,
+    /// What each rollout last went out as (resolved): an edit of a file or a template that
+    /// does not change it sends nothing.
+    emitted: BTreeMap<String, Rollout>,
+    /// Rollouts whose templates do not resolve now, with the problems (reported once each).
+    unresolved: BTreeMap<String, Vec<FileProblem>>,
+    /// Stored rollouts running in place of an unreadable file's ([`DirLoader::adopt`]): already
+    /// resolved, not resolved again until their file loads.
+    adopted: BTreeSet<String>,
 }
 
 /// How long a file must be left alone after its last modification before it is read.
@@ -71,6 +90,9 @@ impl DirLoader {
             dir: dir.to_path_buf(),
             files: BTreeMap::new(),
             settle: Duration::ZERO,
+            emitted: BTreeMap::new(),
+            unresolved: BTreeMap::new(),
+            adopted: BTreeSet::new(),
         }
     }
 
@@ -85,7 +107,13 @@ impl DirLoader {
     /// against it, and dropping it from the file removes it.
     pub fn adopt(&mut self, path: &Path, rollout: Rollout) {
         if let Some(f) = self.files.get_mut(path) {
-            f.good.insert(rollout.key(), rollout);
+            let key = rollout.key();
+            // A file that parsed (its templates did not resolve) keeps its own version.
+            if !f.good.contains_key(&key) {
+                f.good.insert(key.clone(), rollout.clone());
+                self.adopted.insert(key.clone());
+            }
+            self.emitted.insert(key, rollout);
         }
     }
 
@@ -103,6 +131,7 @@ impl DirLoader {
     /// directory itself; every rollout keeps running.
     pub fn scan(&mut self) -> Vec<LoadEvent> {
         let mut out = Vec::new();
+        let mut changed = false;
         let listed = match list(&self.dir) {
             Ok(l) => l,
             Err(e) => {
@@ -127,7 +156,9 @@ impl DirLoader {
             .collect();
         for path in gone {
             if let Some(state) = self.files.remove(&path) {
+                changed = true;
                 for key in state.good.into_keys() {
+                    self.forget(&key);
                     out.push(LoadEvent::Remove {
                         key,
                         path: path.clone(),
@@ -157,32 +188,27 @@ impl DirLoader {
             }
             // Bounded read: a file over the size limit is refused without loading it.
             let shown = path.display().to_string();
+            changed = true;
             let parsed = sluice_core::validate::read_file(&path)
-                .and_then(|text| parse_checked(&text, &shown))
-                .and_then(|rollouts| {
-                    unique(&owners, &path, rollouts)
+                .and_then(|text| parse_documents(&text, &shown))
+                .and_then(|docs| {
+                    unique(&owners, &path, docs.rollouts)
+                        .map(|r| (r, docs.templates))
                         .map_err(|e| vec![whole_file(&shown, "metadata", e)])
                 });
             let previous = self.files.remove(&path);
-            let old = previous.map(|f| f.good).unwrap_or_default();
+            let (old, old_templates) = previous.map(|f| (f.good, f.templates)).unwrap_or_default();
             match parsed {
-                Ok(new) => {
+                Ok((new, templates)) => {
                     for key in old.keys() {
                         owners.remove(key);
                     }
                     for key in new.keys() {
                         owners.insert(key.clone(), path.clone());
-                    }
-                    for (key, rollout) in &new {
-                        let same = old.get(key).is_some_and(|o| same_rollout(o, rollout));
-                        if !same {
-                            out.push(LoadEvent::Upsert {
-                                rollout: Box::new(rollout.clone()),
-                                path: path.clone(),
-                            });
-                        }
+                        self.adopted.remove(key);
                     }
                     for key in old.keys().filter(|k| !new.contains_key(*k)) {
+                        self.forget(key);
                         out.push(LoadEvent::Remove {
                             key: key.clone(),
                             path: path.clone(),
@@ -193,6 +219,7 @@ impl DirLoader {
                         FileState {
                             stamp,
                             good: new,
+                            templates,
                             problems: Vec::new(),
                         },
                     );
@@ -210,13 +237,75 @@ impl DirLoader {
                         FileState {
                             stamp,
                             good: old,
+                            templates: old_templates,
                             problems: problems.iter().map(FileProblem::from).collect(),
                         },
                     );
                 }
             }
         }
+        if changed {
+            self.resolve_all(&mut out);
+        }
         out
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.emitted.remove(key);
+        self.unresolved.remove(key);
+        self.adopted.remove(key);
+    }
+
+    /// Resolves every rollout against the directory's templates: an `Upsert` for each that
+    /// goes out differently than before, an `Invalid` (once) for each that does not resolve.
+    fn resolve_all(&mut self, out: &mut Vec<LoadEvent>) {
+        let mut templates = Templates::default();
+        for f in self.files.values() {
+            f.templates
+                .iter()
+                .cloned()
+                .for_each(|t| templates.insert(t));
+        }
+        for (path, f) in &self.files {
+            for (key, raw) in &f.good {
+                if self.adopted.contains(key) {
+                    continue;
+                }
+                match sluice_core::analysis_template::resolve(raw, &templates) {
+                    Ok(resolved) => {
+                        self.unresolved.remove(key);
+                        let same = self
+                            .emitted
+                            .get(key)
+                            .is_some_and(|o| same_rollout(o, &resolved));
+                        if !same {
+                            self.emitted.insert(key.clone(), resolved.clone());
+                            out.push(LoadEvent::Upsert {
+                                rollout: Box::new(resolved),
+                                path: path.clone(),
+                            });
+                        }
+                    }
+                    Err(found) => {
+                        let shown = path.display().to_string();
+                        let problems: Vec<Problem> = found
+                            .iter()
+                            .map(|p| whole_file(&shown, &p.path, p.message.clone()))
+                            .collect();
+                        let as_files: Vec<FileProblem> =
+                            problems.iter().map(FileProblem::from).collect();
+                        if self.unresolved.get(key) != Some(&as_files) {
+                            self.unresolved.insert(key.clone(), as_files);
+                            out.push(LoadEvent::Invalid {
+                                path: path.clone(),
+                                keeps: vec![key.clone()],
+                                error: joined(&problems),
+                            });
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Every problem of every file that could not be loaded as it is now, by file.
@@ -224,31 +313,9 @@ impl DirLoader {
         self.files
             .values()
             .flat_map(|f| f.problems.iter().cloned())
+            .chain(self.unresolved.values().flatten().cloned())
             .collect()
     }
-}
-
-/// Rejects rollouts another file already defines (the first file keeps it). `owners`: the
-/// file defining each loaded rollout.
-fn unique(
-    owners: &HashMap<String, PathBuf>,
-    path: &Path,
-    rollouts: Vec<Rollout>,
-) -> Result<BTreeMap<String, Rollout>, String> {
-    let mut out = BTreeMap::new();
-    for r in rollouts {
-        let key = r.key();
-        if let Some(other) = owners.get(&key).filter(|p| p.as_path() != path) {
-            return Err(format!(
-                "rollout {key} is already defined in {}",
-                other.display()
-            ));
-        }
-        if out.insert(key.clone(), r).is_some() {
-            return Err(format!("rollout {key} is defined twice in this file"));
-        }
-    }
-    Ok(out)
 }
 
 fn same_rollout(a: &Rollout, b: &Rollout) -> bool {
@@ -290,8 +357,14 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Rollout>, String> {
 
 /// [`parse`] with the problems as values (file, document, field path, position).
 pub fn parse_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
-    let rollouts = sluice_core::validate::load_str(text, source)?;
-    let missing: Vec<Problem> = rollouts
+    parse_documents(text, source).map(|d| d.rollouts)
+}
+
+/// [`parse_checked`] keeping the file's analysis templates too.
+pub fn parse_documents(text: &str, source: &str) -> Result<Documents, Vec<Problem>> {
+    let docs = sluice_core::validate::load_documents(text, source)?;
+    let missing: Vec<Problem> = docs
+        .rollouts
         .iter()
         .filter(|r| r.spec.upstreams.is_none())
         .map(|r| {
@@ -306,7 +379,7 @@ pub fn parse_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Probl
         })
         .collect();
     if missing.is_empty() {
-        Ok(rollouts)
+        Ok(docs)
     } else {
         Err(missing)
     }
@@ -330,6 +403,29 @@ fn joined(problems: &[Problem]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Rejects rollouts another file already defines (the first file keeps it). `owners`: the
+/// file defining each loaded rollout.
+fn unique(
+    owners: &HashMap<String, PathBuf>,
+    path: &Path,
+    rollouts: Vec<Rollout>,
+) -> Result<BTreeMap<String, Rollout>, String> {
+    let mut out = BTreeMap::new();
+    for r in rollouts {
+        let key = r.key();
+        if let Some(other) = owners.get(&key).filter(|p| p.as_path() != path) {
+            return Err(format!(
+                "rollout {key} is already defined in {}",
+                other.display()
+            ));
+        }
+        if out.insert(key.clone(), r).is_some() {
+            return Err(format!("rollout {key} is defined twice in this file"));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -562,6 +658,108 @@ spec:
         assert_eq!(
             keys(&first.scan_all()),
             BTreeSet::from(["default/a".to_string()])
+        );
+    }
+
+    const TEMPLATED: &str = r#"apiVersion: sluice.dev/v1alpha1
+kind: Rollout
+metadata: {name: a}
+spec:
+  upstreams: {stable: "127.0.0.1:9001", canary: "127.0.0.1:9002"}
+  service: {port: 8080}
+  strategy: {canary: {steps: [50]}}
+  analysis:
+    interval: 1s
+    templates: [{name: errors, args: {cluster: "{{ canary }}"}}]
+"#;
+
+    fn template(max: &str) -> String {
+        format!(
+            r#"apiVersion: sluice.dev/v1alpha1
+kind: AnalysisTemplate
+metadata: {{name: errors}}
+spec:
+  args: [{{name: cluster}}, {{name: max, type: number, default: {max}}}]
+  metrics:
+    - name: errors
+      query: 'sum(rate(envoy_cluster_upstream_rq_xx{{envoy_cluster_name="{{{{ args.cluster }}}}",envoy_response_code_class="5"}}[{{{{ interval }}}}]))'
+      thresholds: {{max: "{{{{ args.max }}}}"}}
+"#
+        )
+    }
+
+    fn upserted(events: &[LoadEvent]) -> Vec<Rollout> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                LoadEvent::Upsert { rollout, .. } => Some((**rollout).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn template_files_next_to_rollouts_are_resolved_and_their_edits_reach_the_rollout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = DirLoader::new(dir.path());
+        let r = dir.path().join("a.yaml");
+        let t = dir.path().join("errors.yaml");
+
+        // The template is missing: the rollout does not start; the problem names the field.
+        write(&r, TEMPLATED);
+        let ev = l.scan();
+        assert!(upserted(&ev).is_empty(), "{ev:?}");
+        match ev.as_slice() {
+            [LoadEvent::Invalid { keeps, error, .. }] => {
+                assert_eq!(keeps, &["default/a".to_string()]);
+                assert!(
+                    error.contains(
+                        "spec.analysis.templates[0].name: AnalysisTemplate default/errors not found"
+                    ),
+                    "{error}"
+                );
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+        assert_eq!(l.problems().len(), 1);
+        assert!(l.scan().is_empty(), "reported once");
+
+        // The template appears: the rollout starts with its metric, arguments substituted.
+        write(&t, &template("1"));
+        let ev = l.scan();
+        let up = upserted(&ev);
+        assert_eq!(up.len(), 1, "{ev:?}");
+        let m = &up[0].spec.analysis.metrics[0];
+        assert!(
+            m.query
+                .as_deref()
+                .unwrap()
+                .contains(r#"envoy_cluster_name="{{ canary }}""#),
+            "{m:?}"
+        );
+        assert_eq!(m.thresholds.max, Some(1.0));
+        let first = up[0].spec.analysis.templates[0].recorded().unwrap();
+        assert!(l.problems().is_empty());
+
+        // An edit of the template alone reaches the rollout, under a new version.
+        write(&t, &template("5"));
+        let up = upserted(&l.scan());
+        assert_eq!(up.len(), 1);
+        assert_eq!(up[0].spec.analysis.metrics[0].thresholds.max, Some(5.0));
+        let second = up[0].spec.analysis.templates[0].recorded().unwrap();
+        assert_ne!(first, second);
+        assert!(second.starts_with("AnalysisTemplate errors@"), "{second}");
+
+        // A broken template: the rollout keeps its last good spec, the file's problem shows.
+        write(&t, &template("lots"));
+        let ev = l.scan();
+        assert!(upserted(&ev).is_empty(), "{ev:?}");
+        assert!(
+            l.problems()
+                .iter()
+                .any(|p| p.path == "spec.args[1].default"),
+            "{:?}",
+            l.problems()
         );
     }
 }

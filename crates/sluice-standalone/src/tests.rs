@@ -1171,3 +1171,92 @@ spec:
         );
     }
 }
+
+/// A template file next to the rollout: its metric runs, and an edit reaches the rollout at
+/// its next check, recorded in the history with the template's new content hash.
+#[tokio::test]
+async fn a_template_file_in_the_directory_feeds_the_rollout_and_its_edit_is_recorded() {
+    use super::loader::DirLoader;
+    use super::server;
+    let s = setup(Verdict::Inconclusive).await;
+    let runner = s.runner().await;
+    let backend = StandaloneBackend {
+        runner: runner.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = serde_json::to_value(s.rollout("[20, 50]")).unwrap();
+    r["spec"]["analysis"]["templates"] =
+        serde_json::json!([{"name": "errors", "args": {"max": 2}}]);
+    std::fs::write(
+        dir.path().join("reviews.yaml"),
+        serde_yaml::to_string(&r).unwrap(),
+    )
+    .unwrap();
+    let template = |query: &str| {
+        format!(
+            "apiVersion: sluice.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata: {{name: errors, namespace: shop}}\n\
+             spec:\n  args: [{{name: max, type: number}}]\n  metrics:\n    - {{name: errors, query: '{query}', thresholds: {{max: \"{{{{ args.max }}}}\"}}}}\n"
+        )
+    };
+    let t = dir.path().join("errors.yaml");
+    std::fs::write(&t, template("sum(errors_a)")).unwrap();
+    let mut loader = DirLoader::new(dir.path());
+    server::apply_events(&runner, loader.scan()).await;
+    let st = wait_for(&backend, "canary 20%", |st| st.canary_weight == 20).await;
+    assert_eq!(st.analysis_templates.len(), 1, "{st:?}");
+    let first = st.analysis_templates[0].clone();
+    assert!(first.starts_with("AnalysisTemplate errors@"), "{first}");
+    let seen = || {
+        s.analyzer
+            .metrics
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // The metrics the last check ran, once one has run `q` (5 s deadline).
+    let ran = |q: &'static str| {
+        let seen = &seen;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let last = seen();
+                if last.first().and_then(|m| m.query.as_deref()) == Some(q) {
+                    return last;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no check ran {q}: {last:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(ran("sum(errors_a)").await[0].thresholds.max, Some(2.0));
+
+    // Same size, new content: make the stamp differ as the loader tests do.
+    std::fs::write(&t, template("sum(errors_b)")).unwrap();
+    let f = std::fs::File::options().write(true).open(&t).unwrap();
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(2))
+        .unwrap();
+    server::apply_events(&runner, loader.scan()).await;
+    let st = wait_for(&backend, "the new template version", |st| {
+        st.analysis_templates.first().is_some_and(|v| *v != first)
+    })
+    .await;
+    assert_eq!(st.step_index, 0, "the rollout goes on where it was");
+    ran("sum(errors_b)").await;
+    let events = backend.events("shop", "reviews").await.unwrap();
+    let changed: Vec<&str> = events
+        .iter()
+        .filter(|e| e.reason == "AnalysisTemplateChanged")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .any(|m| m.contains(&format!("(was {first})"))),
+        "{changed:?}"
+    );
+}

@@ -268,6 +268,8 @@ pub struct FakeAnalyzer {
     /// Analyses started, and finished (not cancelled).
     pub started: std::sync::atomic::AtomicUsize,
     pub finished: std::sync::atomic::AtomicUsize,
+    /// The metrics of the spec each analysis was asked for (resolved templates included).
+    pub metrics: Mutex<Vec<Vec<sluice_core::spec::Metric>>>,
 }
 
 impl FakeAnalyzer {
@@ -277,6 +279,7 @@ impl FakeAnalyzer {
             delay: Mutex::new(std::time::Duration::ZERO),
             started: Default::default(),
             finished: Default::default(),
+            metrics: Default::default(),
         }
     }
     /// The verdict of every later check.
@@ -291,9 +294,13 @@ impl FakeAnalyzer {
 
 #[async_trait::async_trait]
 impl Analyzer for FakeAnalyzer {
-    async fn analyze(&self, _: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
+    async fn analyze(&self, rollout: &Rollout, now: DateTime<Utc>) -> Vec<CheckResult> {
         use std::sync::atomic::Ordering::SeqCst;
         self.started.fetch_add(1, SeqCst);
+        self.metrics
+            .lock()
+            .unwrap()
+            .push(rollout.spec.analysis.metrics.clone());
         let delay = *self.delay.lock().unwrap();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

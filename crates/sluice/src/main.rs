@@ -52,13 +52,28 @@ impl From<LogFormatArg> for sluice_telemetry::LogFormat {
     }
 }
 
+/// Which CRD `sluice crd` prints.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CrdKind {
+    Rollout,
+    AnalysisTemplate,
+    ClusterAnalysisTemplate,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print the Rollout CustomResourceDefinition generated from the Rust types.
-    Crd,
+    /// Print a CustomResourceDefinition generated from the Rust types: the Rollout's (default),
+    /// `analysis-template` or `cluster-analysis-template` (deploy/crds/ holds each).
+    Crd {
+        #[arg(value_enum, default_value = "rollout")]
+        kind: CrdKind,
+    },
     /// Run every metric of the Rollouts in FILE once, now, and print queries, values, thresholds
     /// and verdicts. Exit 0 when every check passed, 1 otherwise, 2 on a bad file.
     Analyze(cli::analysis::AnalyzeArgs),
+    /// Replay a past window of Prometheus data through the Rollouts in FILE (same plan, engine
+    /// and judges, simulated time) and print what sluice would have decided, and when.
+    Backtest(cli::analysis::BacktestArgs),
     /// Show one rollout (NAME or NAMESPACE/NAME), or every rollout.
     Status(cli::control::StatusArgs),
     /// Wait until a rollout succeeds, pauses (e.g. at the manual gate) or is promoted.
@@ -154,7 +169,11 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Cmd::Controller(args) => report(block_on(cli::kube::controller(args, &cli.notify))),
-        Cmd::Crd => match sluice_core::yaml::to_string(&sluice_core::crd::rollout_crd()) {
+        Cmd::Crd { kind } => match sluice_core::yaml::to_string(&match kind {
+            CrdKind::Rollout => sluice_core::crd::rollout_crd(),
+            CrdKind::AnalysisTemplate => sluice_core::crd::analysis_template_crd(),
+            CrdKind::ClusterAnalysisTemplate => sluice_core::crd::cluster_analysis_template_crd(),
+        }) {
             Ok(y) => {
                 print!("{y}");
                 ExitCode::SUCCESS
@@ -179,6 +198,7 @@ fn main() -> ExitCode {
             route,
         } => cli::plan::plan(&file, output, route.as_deref()),
         Cmd::Analyze(args) => cli::analysis::analyze(args),
+        Cmd::Backtest(args) => cli::analysis::backtest(args),
         Cmd::Bench(BenchCmd::Judge(args)) => report(cli::analysis::bench_judge(&args)),
         Cmd::Standalone(args) => report(block_on(cli::standalone::standalone(args, &cli.notify))),
         Cmd::Demo(args) => report(block_on(cli::standalone::demo(args))),

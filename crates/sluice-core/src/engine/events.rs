@@ -91,6 +91,8 @@ reasons! {
     StepAdvanced => false,
     /// The spec's stages changed mid-rollout.
     StepsChanged => false,
+    /// An analysis template the spec uses changed (new resourceVersion / content hash).
+    AnalysisTemplateChanged => false,
     /// A gate webhook said no.
     GateHeld => true,
     /// A gate webhook said yes.

@@ -390,6 +390,7 @@ impl Engine<'_> {
             );
         }
         self.clamp_step_index();
+        self.templates_changed();
 
         if let Some(cmd) = self.obs.command {
             self.command(cmd);
@@ -457,6 +458,35 @@ impl Engine<'_> {
                 true,
             );
         }
+    }
+
+    /// The spec now runs other versions of its analysis templates (edited, added, removed):
+    /// the checks from this step on use them, and the history says which.
+    fn templates_changed(&mut self) {
+        let now = &self.plan.analysis.templates;
+        if *now == self.s.analysis_templates {
+            return;
+        }
+        let before = std::mem::replace(&mut self.s.analysis_templates, now.clone());
+        let name = |l: &str| l.rsplit_once('@').map_or(l, |(n, _)| n).to_string();
+        let mut parts = Vec::new();
+        for l in now.iter().filter(|l| !before.contains(l)) {
+            match before.iter().find(|b| name(b) == name(l)) {
+                Some(old) => parts.push(format!("{l} (was {old})")),
+                None => parts.push(format!("{l} added")),
+            }
+        }
+        for b in before
+            .iter()
+            .filter(|b| !now.iter().any(|l| name(l) == name(b)))
+        {
+            parts.push(format!("{b} removed"));
+        }
+        self.event(
+            EventReason::AnalysisTemplateChanged,
+            format!("checks from now on use {}", parts.join(", ")),
+            false,
+        );
     }
 
     // ------------------------------------------------------------------ commands

@@ -1882,3 +1882,63 @@ fn low_traffic_wait_keeps_gathering_until_the_progress_deadline() {
         "{s:?}"
     );
 }
+
+#[test]
+fn an_edited_analysis_template_is_recorded_once_and_the_step_goes_on() {
+    let mut spec = canary_spec(&[20, 50]);
+    let with_template = |spec: &mut RolloutSpec, version: &str| {
+        spec.analysis.templates = vec![TemplateRef {
+            name: "errors".into(),
+            resolved_version: Some(version.into()),
+            ..Default::default()
+        }];
+        spec.analysis.metrics = vec![Metric {
+            name: "errors".into(),
+            query: Some("sum(up)".into()),
+            thresholds: Thresholds {
+                max: Some(1.0),
+                ..Default::default()
+            },
+            ..Default::default()
+        }];
+    };
+    with_template(&mut spec, "17");
+    let mut sim = Sim::new(spec);
+    assert_eq!(
+        sim.s.analysis_templates,
+        ["AnalysisTemplate errors@17"],
+        "recorded from the first step"
+    );
+    sim.tick();
+    sim.pass();
+    assert_eq!(sim.s.step_index, 1);
+    assert!(!sim.events().contains(&"AnalysisTemplateChanged"));
+
+    with_template(&mut sim.spec, "18");
+    sim.tick();
+    let ev: Vec<&Event> = sim
+        .fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Event(ev) if ev.reason == EventReason::AnalysisTemplateChanged => Some(ev),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(
+        ev[0].message,
+        "checks from now on use AnalysisTemplate errors@18 (was AnalysisTemplate errors@17)"
+    );
+    assert_eq!(
+        sim.s.step_index, 1,
+        "a template edit does not restart the rollout"
+    );
+    assert_eq!(sim.s.analysis_templates, ["AnalysisTemplate errors@18"]);
+    sim.tick();
+    assert!(!sim.events().contains(&"AnalysisTemplateChanged"), "once");
+
+    sim.spec.analysis.templates.clear();
+    sim.tick();
+    assert!(sim.events().contains(&"AnalysisTemplateChanged"));
+    assert!(sim.s.analysis_templates.is_empty());
+}

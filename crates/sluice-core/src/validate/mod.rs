@@ -31,6 +31,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+use crate::analysis_template::{self, AnalysisTemplateSpec, Scope, TemplateSource, Templates};
 use crate::spec::{API_VERSION, KIND, Rollout};
 
 /// One thing wrong with a file. Displays as `<file>: <path>: <message>`.
@@ -114,6 +115,19 @@ impl fmt::Display for FieldPath {
 /// Parses and checks every document of `text`. `source` names it in problems (a file path).
 /// All problems of all documents come back together.
 pub fn load_str(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
+    load_documents(text, source).map(|d| d.rollouts)
+}
+
+/// What a file holds: Rollouts and analysis templates (`kind: AnalysisTemplate` /
+/// `ClusterAnalysisTemplate`, each checked on its own by [`analysis_template::check`]).
+#[derive(Clone, Debug, Default)]
+pub struct Documents {
+    pub rollouts: Vec<Rollout>,
+    pub templates: Vec<TemplateSource>,
+}
+
+/// [`load_str`] keeping the analysis templates of the file too.
+pub fn load_documents(text: &str, source: &str) -> Result<Documents, Vec<Problem>> {
     // Editors on Windows write a byte-order mark; libyaml would keep the column it takes, so a
     // `---` on the first line would not start a document.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -164,7 +178,7 @@ fn capped(mut problems: Vec<Problem>, source: &str) -> Vec<Problem> {
     problems
 }
 
-fn load_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> {
+fn load_checked(text: &str, source: &str) -> Result<Documents, Vec<Problem>> {
     let (docs, yaml_problems) = yaml::documents(text);
     let multi = docs.len() + yaml_problems.len() > 1
         || docs.iter().any(|d| d.index > 1)
@@ -191,9 +205,21 @@ fn load_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> 
         ));
     }
     let mut rollouts = Vec::new();
+    let mut templates = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for doc in docs {
         let d = doc_label(doc.index);
+        if let Some(scope) = template_kind(&doc.value) {
+            match check_template_document(doc.value, scope) {
+                Ok(t) => templates.push(t),
+                Err(found) => problems.extend(
+                    found
+                        .into_iter()
+                        .map(|(path, message)| problem(source, d, &path, &message)),
+                ),
+            }
+            continue;
+        }
         match check_document(doc.value) {
             Ok(r) => {
                 let key = r.key();
@@ -217,7 +243,161 @@ fn load_checked(text: &str, source: &str) -> Result<Vec<Rollout>, Vec<Problem>> 
         }
     }
     if problems.is_empty() {
-        Ok(rollouts)
+        Ok(Documents {
+            rollouts,
+            templates,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn template_kind(doc: &Value) -> Option<Scope> {
+    match doc.get("kind").and_then(Value::as_str) {
+        Some(analysis_template::KIND) => Some(Scope::Namespaced),
+        Some(analysis_template::CLUSTER_KIND) => Some(Scope::Cluster),
+        _ => None,
+    }
+}
+
+/// An analysis template document: envelope, typed parse (the first wrong field with its
+/// path), then [`analysis_template::check`]. Its version is the content hash.
+fn check_template_document(
+    value: Value,
+    scope: Scope,
+) -> Result<TemplateSource, Vec<(String, String)>> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Doc {
+        api_version: String,
+        #[allow(dead_code)] // matched before parsing
+        kind: String,
+        metadata: Meta,
+        spec: AnalysisTemplateSpec,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+    }
+    let doc: Doc = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![(path, one_line(&e.inner().to_string()))]
+    })?;
+    let mut found = Vec::new();
+    if doc.api_version != API_VERSION {
+        found.push((
+            "apiVersion".into(),
+            format!("`{}` is not supported; use {API_VERSION}", doc.api_version),
+        ));
+    }
+    let name = doc.metadata.name.unwrap_or_default();
+    if name.is_empty() {
+        found.push((
+            "metadata.name".into(),
+            "required: Rollouts reference the template by name".into(),
+        ));
+    }
+    if scope == Scope::Cluster && doc.metadata.namespace.is_some() {
+        found.push((
+            "metadata.namespace".into(),
+            "a ClusterAnalysisTemplate belongs to no namespace".into(),
+        ));
+    }
+    found.extend(
+        analysis_template::check(&doc.spec)
+            .into_iter()
+            .map(|p| (p.path, p.message)),
+    );
+    if !found.is_empty() {
+        return Err(found);
+    }
+    Ok(TemplateSource {
+        scope,
+        namespace: match scope {
+            Scope::Namespaced => Some(doc.metadata.namespace.unwrap_or_else(|| "default".into())),
+            Scope::Cluster => None,
+        },
+        name,
+        version: analysis_template::content_hash(&doc.spec),
+        spec: doc.spec,
+    })
+}
+
+/// Rollouts of `paths` (files and directories, as [`load_files`]) with their analysis
+/// templates resolved ([`analysis_template::resolve`]) against the templates found in those
+/// files and in the directory of each file given: what `sluice validate`, `plan` and
+/// `analyze` check and show. A missing template or argument is a problem at its field path.
+pub fn load_resolved(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    let mut neighbours = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match yaml_files(p) {
+                Ok(found) if found.is_empty() => problems.push(problem(
+                    &p.display().to_string(),
+                    None,
+                    "",
+                    "no .yaml or .yml files in this directory",
+                )),
+                Ok(found) => files.extend(found),
+                Err(e) => problems.push(problem(
+                    &p.display().to_string(),
+                    None,
+                    "",
+                    &format!("cannot read directory: {e}"),
+                )),
+            }
+        } else {
+            files.push(p.clone());
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Ok(entries) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) {
+                neighbours.extend(
+                    entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| {
+                            f.is_file()
+                                && f.extension()
+                                    .and_then(|e| e.to_str())
+                                    .is_some_and(|e| e == "yaml" || e == "yml")
+                        }),
+                );
+            }
+        }
+    }
+    let mut templates = Templates::default();
+    // Templates next to a given file are read, not checked: a broken neighbour is that
+    // file's problem (`sluice validate` it), and a template it held is then "not found".
+    for f in neighbours.iter().filter(|n| !files.contains(n)) {
+        if let Ok(docs) = read_file(f).and_then(|t| load_documents(&t, &f.display().to_string())) {
+            docs.templates.into_iter().for_each(|t| templates.insert(t));
+        }
+    }
+    let mut rollouts = Vec::new();
+    for f in &files {
+        match read_file(f).and_then(|t| load_documents(&t, &f.display().to_string())) {
+            Ok(docs) => {
+                docs.templates.into_iter().for_each(|t| templates.insert(t));
+                rollouts.extend(docs.rollouts.into_iter().map(|r| (f.clone(), r)));
+            }
+            Err(p) => problems.extend(p),
+        }
+    }
+    let mut out = Vec::new();
+    for (f, r) in rollouts {
+        match analysis_template::resolve(&r, &templates) {
+            Ok(r) => out.push((f, r)),
+            Err(found) => problems.extend(
+                found
+                    .into_iter()
+                    .map(|p| problem(&f.display().to_string(), None, &p.path, &p.message)),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
     } else {
         Err(problems)
     }
@@ -244,7 +424,11 @@ pub fn warnings(rollout: &Rollout) -> Vec<String> {
         .webhooks
         .iter()
         .any(|w| w.kind == crate::spec::WebhookKind::Rollout);
-    if !spec.skip_analysis && spec.analysis.metrics.is_empty() && !rollout_hooks {
+    if !spec.skip_analysis
+        && spec.analysis.metrics.is_empty()
+        && spec.analysis.templates.is_empty()
+        && !rollout_hooks
+    {
         out.push(
             "spec.analysis.metrics: no metrics and no `rollout` webhooks: every step passes after              one interval without any evidence about the new version; add metrics, or set              `skipAnalysis: true` to say that is intended"
                 .to_string(),

@@ -805,6 +805,20 @@ fn check_analysis(a: &Analysis, p: &FieldPath, f: &mut Findings) {
         }
         check_metric(m, &mp, f);
     }
+    f.too_many(
+        a.templates.len(),
+        MAX_METRICS,
+        "templates",
+        &p.field("templates"),
+    );
+    for (i, t) in a.templates.iter().enumerate().take(MAX_METRICS) {
+        let tp = p.field("templates").index(i);
+        if f.too_long(&t.name, 253, &tp.field("name")) {
+        } else if let Err(e) = dns_subdomain(&t.name) {
+            f.add(&tp.field("name"), e);
+        }
+        f.too_many(t.args.len(), MAX_ENTRIES, "args", &tp.field("args"));
+    }
 }
 
 fn check_metric(m: &Metric, p: &FieldPath, f: &mut Findings) {

@@ -19,6 +19,41 @@ fn checked_in_crd_matches_the_types() {
 }
 
 #[test]
+fn checked_in_template_crds_match_the_types() {
+    for (file, crd, scope) in [
+        (
+            "analysistemplate.yaml",
+            sluice_core::crd::analysis_template_crd(),
+            "Namespaced",
+        ),
+        (
+            "clusteranalysistemplate.yaml",
+            sluice_core::crd::cluster_analysis_template_crd(),
+            "Cluster",
+        ),
+    ] {
+        let generated = sluice_core::yaml::to_string(&crd).expect("serialize CRD");
+        let path = sluice_testkit::files::root().join("deploy/crds").join(file);
+        let checked_in = std::fs::read_to_string(&path).expect("read the template CRD");
+        assert!(
+            checked_in == generated,
+            "deploy/crds/{file} is out of date; regenerate it with `sluice crd KIND`"
+        );
+        assert_eq!(crd["spec"]["scope"], scope);
+        // `thresholds.max: "{{ args.maxMs }}"` must get past the API server's schema; the
+        // resolution checks the number once the argument is in.
+        let max = crd
+            .pointer(
+                "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/metrics/\
+                 items/properties/thresholds/properties/max",
+            )
+            .expect("thresholds.max");
+        assert_eq!(max["x-kubernetes-preserve-unknown-fields"], true, "{max}");
+        assert!(max.get("type").is_none(), "{max}");
+    }
+}
+
+#[test]
 fn crd_has_the_promised_shape() {
     let crd = sluice_core::spec::Rollout::crd();
     assert_eq!(crd.metadata.name.as_deref(), Some("rollouts.sluice.dev"));

@@ -1264,3 +1264,125 @@ async fn no_event_is_sent_for_a_status_that_was_not_written() {
     assert_eq!(h.status().phase, Phase::Failed);
     assert_eq!(h.events_with_reason("RolledBack"), 1);
 }
+
+fn errors_template(query_label: &str) -> Value {
+    json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "errors", "namespace": NS},
+        "spec": {
+            "args": [{"name": "service"}, {"name": "maxPercent", "type": "number", "default": 1}],
+            "metrics": [{
+                "name": "errors",
+                "query": format!("sum(rate(errors{{{query_label}=\"{{{{ args.service }}}}\"}}[{{{{ interval }}}}]))"),
+                "thresholds": {"max": "{{ args.maxPercent }}"}
+            }]
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_rollout_runs_its_templates_metrics_and_records_a_template_edit() {
+    let h = Harness::with_rollout(|r| {
+        r["spec"]["analysis"]["templates"] = json!([
+            {"name": "errors", "args": {"service": "reviews", "maxPercent": 2}},
+            {"name": "latency", "clusterScope": true}
+        ]);
+    });
+    // Neither template exists yet: refused with the field path, nothing created, looked at
+    // again later (creating a template does not touch the Rollout).
+    h.ok().await;
+    h.ok().await;
+    let ready = h.ready_condition().expect("Ready condition");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains(
+            "spec.analysis.templates[0].name: AnalysisTemplate bookinfo/errors not found"
+        ),
+        "{}",
+        ready.message
+    );
+    assert!(h.deployment("reviews-primary").is_none());
+
+    h.api
+        .seed("sluice.dev", "analysistemplates", errors_template("svc"));
+    h.api.seed(
+        "sluice.dev",
+        "clusteranalysistemplates",
+        json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "ClusterAnalysisTemplate",
+            "metadata": {"name": "latency"},
+            "spec": {"metrics": [{"name": "p99", "builtin": "request-duration", "thresholds": {"max": 500}}]}
+        }),
+    );
+    let rv = |h: &Harness| {
+        h.api
+            .get("sluice.dev", "analysistemplates", NS, "errors")
+            .expect("template")["metadata"]["resourceVersion"]
+            .as_str()
+            .expect("rv")
+            .to_string()
+    };
+    let first = rv(&h);
+    h.initialized().await;
+    h.new_revision("reviews:v2");
+    h.ok().await;
+    h.api.roll_out_deployments();
+    h.ok().await;
+    h.advance(61);
+    h.ok().await;
+    let seen = h.analyzer.metrics.lock().expect("lock").clone();
+    let last = seen.last().expect("an analysis ran");
+    let names: Vec<&str> = last.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["errors", "p99"]);
+    assert_eq!(
+        last[0].query.as_deref(),
+        Some(r#"sum(rate(errors{svc="reviews"}[{{ interval }}]))"#)
+    );
+    assert_eq!(last[0].thresholds.max, Some(2.0));
+    assert!(
+        h.status()
+            .analysis_templates
+            .contains(&format!("AnalysisTemplate errors@{first}")),
+        "{:?}",
+        h.status().analysis_templates
+    );
+
+    // The team edits the template: the next check uses it, and the history names the version.
+    h.api
+        .edit("sluice.dev", "analysistemplates", NS, "errors", |t| {
+            t["spec"] = errors_template("service")["spec"].clone();
+        });
+    let second = rv(&h);
+    assert_ne!(first, second);
+    h.advance(61);
+    h.ok().await;
+    let last = h
+        .analyzer
+        .metrics
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("analysis");
+    assert_eq!(
+        last[0].query.as_deref(),
+        Some(r#"sum(rate(errors{service="reviews"}[{{ interval }}]))"#)
+    );
+    // The history the API and UI show (Kubernetes Events of one reason become a series).
+    let changed = h
+        .ctx
+        .live
+        .events(&format!("{NS}/reviews"))
+        .into_iter()
+        .filter(|e| e.reason == "AnalysisTemplateChanged")
+        .map(|e| e.message)
+        .collect::<Vec<_>>();
+    assert_eq!(h.events_with_reason("AnalysisTemplateChanged"), 2);
+    assert!(
+        changed.iter().any(|n| n.contains(&format!(
+            "AnalysisTemplate errors@{second} (was AnalysisTemplate errors@{first})"
+        ))),
+        "{changed:?}"
+    );
+    h.assert_rbac_covers_requests();
+}

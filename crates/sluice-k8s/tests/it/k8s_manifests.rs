@@ -166,15 +166,33 @@ fn kustomization_and_chart_reference_what_exists() {
     .expect("yaml");
     assert!(values["image"]["repository"].is_string());
     // The CRD everywhere is the one generated from the Rust types.
-    let generated = sluice_core::yaml::to_string(&sluice_core::crd::rollout_crd()).expect("crd");
-    for p in [
-        "deploy/crds/rollout.yaml",
-        "deploy/helm/sluice/crds/rollout.yaml",
+    for (file, crd) in [
+        ("rollout.yaml", sluice_core::crd::rollout_crd()),
+        (
+            "analysistemplate.yaml",
+            sluice_core::crd::analysis_template_crd(),
+        ),
+        (
+            "clusteranalysistemplate.yaml",
+            sluice_core::crd::cluster_analysis_template_crd(),
+        ),
     ] {
-        let on_disk = std::fs::read_to_string(root().join(p)).expect("crd file");
-        assert_eq!(
-            on_disk, generated,
-            "{p} drifted: regenerate with `sluice crd > {p}`"
+        let generated = sluice_core::yaml::to_string(&crd).expect("crd");
+        for p in [
+            format!("deploy/crds/{file}"),
+            format!("deploy/helm/sluice/crds/{file}"),
+        ] {
+            let on_disk = std::fs::read_to_string(root().join(&p)).expect("crd file");
+            assert_eq!(
+                on_disk, generated,
+                "{p} drifted: regenerate with `sluice crd [KIND] > {p}`"
+            );
+        }
+        assert!(
+            k["resources"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == &format!("crds/{file}"))),
+            "deploy/kustomization.yaml does not install crds/{file}"
         );
     }
 }

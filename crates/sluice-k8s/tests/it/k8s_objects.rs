@@ -70,8 +70,17 @@ pub fn problems(objs: &[Value]) -> Vec<String> {
             }
             (Some("apiextensions.k8s.io/v1"), Some("CustomResourceDefinition")) => {
                 let mut p = strict::<CustomResourceDefinition>(obj);
-                if obj["metadata"]["name"] == "rollouts.sluice.dev" && !same(obj, &generated_crd())
-                {
+                let generated = match obj["metadata"]["name"].as_str() {
+                    Some("rollouts.sluice.dev") => Some(generated_crd()),
+                    Some("analysistemplates.sluice.dev") => {
+                        Some(sluice_core::crd::analysis_template_crd())
+                    }
+                    Some("clusteranalysistemplates.sluice.dev") => {
+                        Some(sluice_core::crd::cluster_analysis_template_crd())
+                    }
+                    _ => None,
+                };
+                if generated.is_some_and(|g| !same(obj, &g)) {
                     p.push(
                         "differs from the CRD generated from the Rust types (`sluice crd`)".into(),
                     );
@@ -430,8 +439,21 @@ fn the_validation_reports_broken_objects() {
         (
             "CustomResourceDefinition rollouts.sluice.dev: differs from the CRD generated",
             Box::new(move |o| {
-                let i = find(o, "CustomResourceDefinition");
+                let i = o
+                    .iter()
+                    .position(|x| x["metadata"]["name"] == "rollouts.sluice.dev")
+                    .expect("the Rollout CRD");
                 o[i]["spec"]["names"]["shortNames"] = json!(["ro"]);
+            }),
+        ),
+        (
+            "CustomResourceDefinition analysistemplates.sluice.dev: differs from the CRD generated",
+            Box::new(move |o| {
+                let i = o
+                    .iter()
+                    .position(|x| x["metadata"]["name"] == "analysistemplates.sluice.dev")
+                    .expect("the AnalysisTemplate CRD");
+                o[i]["spec"]["scope"] = json!("Cluster");
             }),
         ),
         (

@@ -19,7 +19,8 @@ pub enum Output {
 
 /// Problems go to stdout, one per line (`<file>: <path>: <message>`), for editors and CI logs.
 pub fn validate(files: &[std::path::PathBuf]) -> ExitCode {
-    match sluice_core::validate::load_files(files) {
+    // Templates resolved: a missing template or argument is a problem like any other.
+    match sluice_core::validate::load_resolved(files) {
         Ok(rollouts) => {
             for (file, r) in &rollouts {
                 for w in sluice_core::validate::warnings(r) {
@@ -54,8 +55,8 @@ fn read_route(path: &std::path::Path) -> Result<serde_json::Value, String> {
 }
 
 pub fn plan(file: &std::path::Path, output: Output, route: Option<&std::path::Path>) -> ExitCode {
-    let rollouts = match sluice_core::validate::load_file(file) {
-        Ok(r) => r,
+    let rollouts = match sluice_core::validate::load_resolved(&[file.to_path_buf()]) {
+        Ok(r) => r.into_iter().map(|(_, r)| r).collect::<Vec<_>>(),
         Err(problems) => {
             for p in &problems {
                 eprintln!("{p}");

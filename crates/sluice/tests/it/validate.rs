@@ -505,3 +505,59 @@ fn serialized_rollouts_with_status_load_again() {
         }
     }
 }
+
+/// Templates next to a Rollout are resolved by `validate` and `plan`; a missing template or
+/// argument is a problem with its field path.
+#[test]
+fn cli_resolves_analysis_templates_and_names_what_is_missing() {
+    let out = sluice(&["validate", "docs/examples/templates/reviews.yaml"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = sluice(&["plan", "docs/examples/templates/reviews.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+
+    let dir = tempfile::tempdir().expect("tmp dir");
+    let text =
+        std::fs::read_to_string(root().join("docs/examples/templates/reviews.yaml")).expect("read");
+    let alone = dir.path().join("reviews.yaml");
+    std::fs::write(&alone, &text).expect("write");
+    let out = sluice(&["validate", alone.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "reviews.yaml: spec.analysis.templates[0].name: AnalysisTemplate bookinfo/error-rate not found"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "spec.analysis.templates[1].name: ClusterAnalysisTemplate latency-ceiling not found"
+        ),
+        "{stdout}"
+    );
+
+    // With the templates, but without the required argument.
+    std::fs::copy(
+        root().join("docs/examples/templates/error-rate.yaml"),
+        dir.path().join("error-rate.yaml"),
+    )
+    .expect("copy");
+    std::fs::write(&alone, text.replace("service: ratings, ", "")).expect("write");
+    let out = sluice(&["validate", alone.to_str().expect("utf-8")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "spec.analysis.templates[0].args: missing argument `service` (a string; AnalysisTemplate bookinfo/error-rate gives it no default)"
+        ),
+        "{stdout}"
+    );
+    let out = sluice(&["plan", alone.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.analysis.templates[0].args"));
+}

@@ -148,6 +148,8 @@ fn helm_template_with_default_values_renders_valid_objects() {
         .collect();
     let want: BTreeSet<String> = [
         "CustomResourceDefinition rollouts.sluice.dev",
+        "CustomResourceDefinition analysistemplates.sluice.dev",
+        "CustomResourceDefinition clusteranalysistemplates.sluice.dev",
         "ServiceAccount sluice-controller",
         "ClusterRole sluice-controller",
         "ClusterRoleBinding sluice-controller",
@@ -245,13 +247,28 @@ fn helm_and_kustomize_install_the_same_controller() {
     let mut k_kinds = kinds(&k);
     k_kinds.remove(&("Namespace".into(), NAMESPACE.into())); // helm: --create-namespace
     assert_eq!(kinds(&h), k_kinds);
-    assert!(
-        same(
-            the(&h, "CustomResourceDefinition"),
-            the(&k, "CustomResourceDefinition")
-        ),
-        "the CRD differs between helm and kustomize"
+    let crds = |objs: &[Value]| -> Vec<Value> {
+        let mut v: Vec<Value> = objs
+            .iter()
+            .filter(|o| o["kind"] == "CustomResourceDefinition")
+            .cloned()
+            .collect();
+        v.sort_by_key(|o| o["metadata"]["name"].to_string());
+        v
+    };
+    let (hc, kc) = (crds(&h), crds(&k));
+    assert_eq!(
+        hc.len(),
+        3,
+        "Rollout, AnalysisTemplate, ClusterAnalysisTemplate"
     );
+    for (a, b) in hc.iter().zip(&kc) {
+        assert!(
+            same(a, b),
+            "the CRD {} differs between helm and kustomize",
+            a["metadata"]["name"]
+        );
+    }
     assert_eq!(
         the(&h, "ClusterRole")["rules"],
         the(&k, "ClusterRole")["rules"]
