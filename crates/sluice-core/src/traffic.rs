@@ -81,9 +81,22 @@ pub fn regex_escape(s: &str) -> String {
     out
 }
 
-/// The value of the sticky-session cookie: one per rollout plan (the cookie names the cohort,
-/// not a user).
+/// The sticky-session cookie's value in a plan built from the spec alone (`sluice plan`, the
+/// golden files). The engine stamps the canary's revision in its place when it applies a stage
+/// ([`TrafficPlan::for_revision`]): a client holding an earlier rollout's cookie must not reach
+/// the next rollout's canary ahead of its weight.
 pub const STICKY_COOKIE_VALUE: &str = "canary";
+
+/// The cookie value naming the cohort of one canary revision: 16 hex digits of a stable hash
+/// (FNV-1a), the same on every replica and after a restart, safe in any cookie and regex.
+pub fn sticky_value(revision: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in revision.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -154,6 +167,30 @@ impl TrafficPlan {
             },
         );
         plan
+    }
+
+    /// The plan with its sticky cookie (if any) naming `revision`'s cohort
+    /// ([`sticky_value`]): the canary's answers set that value and only it routes to the canary.
+    pub fn for_revision(mut self, revision: &str) -> Self {
+        let Some(mut cookie) = self.sticky_cookie().cloned() else {
+            return self;
+        };
+        let old = cookie.request_match();
+        cookie.value = sticky_value(revision);
+        let new = cookie.request_match();
+        for route in &mut self.routes {
+            for m in &mut route.matches {
+                if *m == old {
+                    *m = new.clone();
+                }
+            }
+            for d in &mut route.destinations {
+                if d.set_cookie.is_some() {
+                    d.set_cookie = Some(cookie.clone());
+                }
+            }
+        }
+        self
     }
 
     /// The cookie the plan's canary answers set, if any.
@@ -292,6 +329,36 @@ pub fn name_prefix(namespace: Option<&str>, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_revision_gets_its_own_cookie_cohort() {
+        let cookie = SetCookie {
+            name: "sluice-canary".into(),
+            value: STICKY_COOKIE_VALUE.into(),
+            max_age_seconds: 3600,
+        };
+        let base = TrafficPlan::sticky_weighted(20, &cookie);
+        let v2 = base.clone().for_revision("v2");
+        let v3 = base.clone().for_revision("v3");
+        let c2 = v2.sticky_cookie().unwrap().clone();
+        let c3 = v3.sticky_cookie().unwrap().clone();
+        assert_ne!(
+            c2.value, c3.value,
+            "a v2 cookie must not select v3's canary"
+        );
+        assert_eq!(c2.value, sticky_value("v2"));
+        assert!(c2.value.chars().all(|c| c.is_ascii_hexdigit()));
+        // The cookie route matches exactly the value the canary's answers set.
+        assert_eq!(v2.routes[0].matches, vec![c2.request_match()]);
+        assert_eq!(v2.canary_weight(), 20);
+        assert!(v2.check().is_ok());
+        // Nothing else changes; plans without a cookie are left alone.
+        assert_eq!(
+            TrafficPlan::weighted(30).for_revision("v2"),
+            TrafficPlan::weighted(30)
+        );
+        assert_eq!(v2.clone().for_revision("v2"), v2);
+    }
 
     #[test]
     fn a_sticky_step_routes_the_cookie_to_the_canary_whose_answers_set_it() {

@@ -724,7 +724,12 @@ impl Engine<'_> {
     }
 
     fn start_stage(&mut self, stage: &Stage) {
-        self.apply(stage.traffic.clone());
+        // Sticky sessions: the cookie names this revision's cohort (see `for_revision`).
+        let traffic = match &self.s.canary_revision {
+            Some(rev) => stage.traffic.clone().for_revision(rev),
+            None => stage.traffic.clone(),
+        };
+        self.apply(traffic);
         self.s.step_started_at = Some(self.now);
         self.s.next_analysis_at = Some(self.now + self.interval());
         self.s.passed_checks = 0;

@@ -406,7 +406,11 @@ fn check_step(
         if plan.touches_canary() {
             prop_assert!(obs.canary_ready, "plan to an unready canary: {:?}", plan);
             let stage = stages(spec);
-            prop_assert_eq!(Some(&stage[s.step_index as usize].traffic), Some(*plan));
+            let expected = stage[s.step_index as usize]
+                .traffic
+                .clone()
+                .for_revision(s.canary_revision.as_deref().unwrap_or_default());
+            prop_assert_eq!(&expected, *plan);
             prop_assert!(open_at(spec, now), "traffic moved outside a window");
         } else {
             prop_assert_eq!(*plan, &TrafficPlan::stable_only());
