@@ -174,6 +174,18 @@ pub async fn start(
     let sluice =
         Standalone::launch(stack.options(&opts.listen), None, move |b| app(b, tok)).await?;
     let client = load::client()?;
+    // Traffic starts once Envoy routes the rollout (sluice pushes its first virtual host after
+    // the file has settled): requests before that would only count Envoy's own 404s.
+    let probe = Target::new(stack.envoy_url(), ROLLOUT);
+    for _ in 0..100 {
+        if let load::Outcome::Answered {
+            version: Some(_), ..
+        } = load::send(&client, &probe).await
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let load = LoadGen::start_mix(client, load_mix(&stack.envoy_url()), opts.rps);
     writeln!(
         out,
