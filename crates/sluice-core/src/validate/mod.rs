@@ -331,40 +331,21 @@ fn check_template_document(
 /// `analyze` check and show. A missing template or argument is a problem at its field path.
 pub fn load_resolved(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Problem>> {
     let mut problems = Vec::new();
-    let mut files = Vec::new();
+    let files = expand(paths, &mut problems);
     let mut neighbours = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            match yaml_files(p) {
-                Ok(found) if found.is_empty() => problems.push(problem(
-                    &p.display().to_string(),
-                    None,
-                    "",
-                    "no .yaml or .yml files in this directory",
-                )),
-                Ok(found) => files.extend(found),
-                Err(e) => problems.push(problem(
-                    &p.display().to_string(),
-                    None,
-                    "",
-                    &format!("cannot read directory: {e}"),
-                )),
-            }
-        } else {
-            files.push(p.clone());
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
-            if let Ok(entries) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) {
-                neighbours.extend(
-                    entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| {
-                            f.is_file()
-                                && f.extension()
-                                    .and_then(|e| e.to_str())
-                                    .is_some_and(|e| e == "yaml" || e == "yml")
-                        }),
-                );
-            }
+    for p in paths.iter().filter(|p| !p.is_dir()) {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Ok(entries) = std::fs::read_dir(dir.unwrap_or(Path::new("."))) {
+            neighbours.extend(
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| {
+                        f.is_file()
+                            && f.extension()
+                                .and_then(|e| e.to_str())
+                                .is_some_and(|e| e == "yaml" || e == "yml")
+                    }),
+            );
         }
     }
     let mut templates = Templates::default();
@@ -474,13 +455,9 @@ pub fn read_file(path: &Path) -> Result<String, Vec<Problem>> {
     })
 }
 
-/// Checks files and directories (searched recursively for `*.yaml` / `*.yml`). Returns each
-/// rollout with the file it came from. Files are checked on their own: alternative versions of
-/// one rollout (like the examples in `rollouts/`) may share a name; a runner that loads them
-/// together calls [`duplicates`].
-pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut out: Vec<(PathBuf, Rollout)> = Vec::new();
+/// The files `paths` name: each file as given, each directory's `*.yaml` / `*.yml` files
+/// (recursively). An empty or unreadable directory is a problem.
+fn expand(paths: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -503,6 +480,17 @@ pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Prob
             files.push(p.clone());
         }
     }
+    files
+}
+
+/// Checks files and directories (searched recursively for `*.yaml` / `*.yml`). Returns each
+/// rollout with the file it came from. Files are checked on their own: alternative versions of
+/// one rollout (like the examples in `rollouts/`) may share a name; a runner that loads them
+/// together calls [`duplicates`].
+pub fn load_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Rollout)>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut out: Vec<(PathBuf, Rollout)> = Vec::new();
+    let files = expand(paths, &mut problems);
     for f in files {
         match load_file(&f) {
             Ok(rs) => out.extend(rs.into_iter().map(|r| (f.clone(), r))),
