@@ -390,6 +390,18 @@ impl EnvoyRouter {
 
     /// Apply `batch`: refuse the changes that cannot be translated, push the rest together,
     /// answer every waiter.
+    /// What the data plane now serves for `keys`: their entries in `state` (published or
+    /// written, confirmed or not).
+    fn mark_served<'a>(&self, state: &State, keys: impl Iterator<Item = &'a String>) {
+        let mut served = lock(&self.served);
+        for key in keys {
+            match state.entries.get(key) {
+                Some(e) => served.insert(key.clone(), e.plan.clone()),
+                None => served.remove(key),
+            };
+        }
+    }
+
     async fn flush(&self, state: &mut State, batch: Vec<Pending>) {
         let mut accepted: Vec<(Pending, Undo)> = Vec::new();
         for p in batch {
@@ -435,14 +447,7 @@ impl EnvoyRouter {
         };
         match result {
             Ok(written) => {
-                let mut served = lock(&self.served);
-                for key in before.keys() {
-                    match state.entries.get(key) {
-                        Some(e) => served.insert(key.clone(), e.plan.clone()),
-                        None => served.remove(key),
-                    };
-                }
-                drop(served);
+                self.mark_served(state, before.keys());
                 for (p, _) in accepted {
                     let _ = p.done.send(Ok(written.clone()));
                 }
@@ -480,14 +485,7 @@ impl EnvoyRouter {
             }
             Err(e) => {
                 // Not confirmed, but published/written: keep it (see the module's Guarantees).
-                let mut served = lock(&self.served);
-                for key in before.keys() {
-                    match state.entries.get(key) {
-                        Some(e) => served.insert(key.clone(), e.plan.clone()),
-                        None => served.remove(key),
-                    };
-                }
-                drop(served);
+                self.mark_served(state, before.keys());
                 let shared = Arc::new(e);
                 for (p, _) in accepted {
                     let _ = p.done.send(Err(XdsError::Shared(shared.clone())));
